@@ -158,9 +158,13 @@ def get_preset(name: str, image_size: int | None = None) -> SAM2Config:
     key = _ALIASES.get(name, name)
     if key not in reg:
         raise KeyError(f"unknown model preset {name!r}; known: {', '.join(sorted(reg))}")
-    cfg = reg[key]
-    if image_size is not None:
-        if image_size <= 0 or image_size % 32:
-            raise ValueError(f"image_size must be a positive multiple of 32, got {image_size}")
-        cfg = replace(cfg, image_size=int(image_size))
-    return cfg
+    return with_image_size(reg[key], image_size)
+
+
+def with_image_size(cfg: SAM2Config, image_size: int | None) -> SAM2Config:
+    """``cfg`` at another input size (a positive multiple of 32); None keeps it."""
+    if image_size is None:
+        return cfg
+    if int(image_size) != image_size or image_size <= 0 or image_size % 32:
+        raise ValueError(f"image_size must be a positive multiple of 32, got {image_size}")
+    return replace(cfg, image_size=int(image_size))

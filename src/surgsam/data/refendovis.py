@@ -1,0 +1,334 @@
+"""Ref-EndoVis17 / Ref-EndoVis18: referring video segmentation on EndoVis (ReSurgSAM2).
+
+Layout (frames are PNG despite the folder name)::
+
+    ROOT/{train,valid}/JPEGImages/seq_k/00000.png
+    ROOT/{train,valid}/Annotations/seq_k/00000.png     palette id maps
+    ROOT/{train,valid}/Meta/seq_k.json                 {"info": {"category": {id: name}},
+                                                        "frames": {"00000": {id: {"action": a,
+                                                                   "location": l, "unique": u}}}}
+    ROOT/valid/meta_expressions.json                   {"videos": {seq: {"expressions":
+                                                        {exp_id: {"exp", "obj_id"}}, "frames": [...],
+                                                        "first_frame": {exp_id: idx}}}}
+
+Actions and locations in Meta are integer ids (:data:`ACTIONS`, :data:`LOCATIONS`; action 0 marks
+tissue). An expression reads "<category> is|are <action>", plus " on the <location>" when the
+category is not unique in the frame (Ref-EndoVis17 only); EndoVis18 tissue is just its category.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from .endovis import ENDOVIS18_TISSUE_IDS, split_sequences
+from .vos import DatasetError, VOSVideo, build_vos_video, find_subdir, natural_key, FRAME_DIRS, ANNOTATION_DIRS
+
+__all__ = [
+    "ACTIONS",
+    "CATEGORY_IDS",
+    "LOCATIONS",
+    "Expression",
+    "FrameObjectInfo",
+    "RefEndoVis",
+    "RefMeta",
+    "RefVideo",
+    "build_expression",
+    "load_meta_expressions",
+    "location_id",
+]
+
+ACTIONS: dict[int, str] = {
+    1: "idle",
+    2: "manipulating tool",
+    3: "performing knot tying",
+    4: "suturing tissue",
+    5: "manipulating tissue",
+    6: "grasping tissue",
+    7: "retracting tissue",
+    8: "cutting tissue",
+    9: "suctioning blood",
+    10: "clipping tissue",
+    11: "sensing vessels",
+    12: "transecting vessel",
+    13: "cauterizing tissue",
+}
+LOCATIONS: dict[int, str] = {
+    1: "bottom left",
+    2: "bottom center",
+    3: "bottom right",
+    4: "left",
+    5: "center",
+    6: "right",
+    7: "top left",
+    8: "top center",
+    9: "top right",
+}
+# Category vocabulary of Ref-EndoVis (name -> category id used by ReSurgSAM2).
+CATEGORY_IDS: dict[str, int] = {
+    "bipolar forceps": 1,
+    "prograsp forceps": 2,
+    "large needle driver": 3,
+    "monopolar curved scissors": 4,
+    "suction": 5,
+    "clip applier": 6,
+    "ultrasound probe": 7,
+    "vessel sealer": 8,
+    "grasping retractor": 9,
+    "kidney-parenchyma": 10,
+    "covered-kidney": 11,
+    "small-intestine": 12,
+}
+
+
+def location_id(cx: float, cy: float, width: int, height: int) -> int:
+    """Location id of a point on a 3x3 grid of the frame (1 = bottom left ... 9 = top right)."""
+    col = min(2, max(0, int(3 * cx / width)))
+    row = min(2, max(0, int(3 * cy / height)))  # 0 = top
+    return {0: 7, 1: 4, 2: 1}[row] + col
+
+
+def build_expression(category: str, action: int, location: int = 0, unique: bool = True, version: int = 17) -> str:
+    """The Ref-EndoVis expression of an object (see module docstring)."""
+    verb = "are" if category.endswith("s") else "is"
+    if version == 18:
+        if action == 0:
+            return category
+        return f"{category} {verb} {ACTIONS[action]}"
+    if version != 17:
+        raise ValueError(f"unknown Ref-EndoVis version {version!r}")
+    if unique or location == 0:
+        return f"{category} {verb} {ACTIONS[action]}"
+    return f"{category} {verb} {ACTIONS[action]} on the {LOCATIONS[location]}"
+
+
+@dataclass(frozen=True)
+class FrameObjectInfo:
+    """Per-frame Meta of one object: action id (0 = tissue), location id, category unique?"""
+
+    action: int
+    location: int
+    unique: bool
+
+
+@dataclass(frozen=True)
+class RefMeta:
+    """A video's Meta json: ``categories[obj_id]`` and ``frames[frame_name][obj_id]``."""
+
+    categories: dict[int, str]
+    frames: dict[str, dict[int, FrameObjectInfo]]
+
+    @classmethod
+    def load(cls, path: Path) -> "RefMeta":
+        try:
+            raw = json.loads(Path(path).read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            raise DatasetError(f"{path}: cannot read Meta json ({exc})") from exc
+        try:
+            cats = {int(k): str(v) for k, v in raw["info"]["category"].items()}
+        except (KeyError, TypeError, ValueError) as exc:
+            raise DatasetError(f"{path}: Meta json needs info.category {{obj_id: name}} ({exc!r})") from exc
+        frames: dict[str, dict[int, FrameObjectInfo]] = {}
+        for fname, objs in (raw.get("frames") or {}).items():
+            entry = {}
+            for k, v in objs.items():
+                try:
+                    oid = int(k)
+                    info = FrameObjectInfo(int(v.get("action", 0)), int(v.get("location", 0)), bool(v.get("unique", True)))
+                except (TypeError, ValueError, AttributeError) as exc:
+                    raise DatasetError(f"{path}: frame {fname!r} object {k!r}: bad entry {v!r}") from exc
+                if oid not in cats:
+                    raise DatasetError(
+                        f"{path}: frame {fname!r} refers to object id {oid}, which info.category does not "
+                        f"declare (declared: {sorted(cats)})"
+                    )
+                if info.action != 0 and info.action not in ACTIONS:
+                    raise DatasetError(f"{path}: frame {fname!r} object {oid}: unknown action id {info.action}")
+                if info.location != 0 and info.location not in LOCATIONS:
+                    raise DatasetError(f"{path}: frame {fname!r} object {oid}: unknown location id {info.location}")
+                entry[oid] = info
+            frames[str(fname)] = entry
+        return cls(cats, frames)
+
+    def to_json(self) -> dict:
+        return {
+            "info": {"category": {str(k): v for k, v in sorted(self.categories.items())}},
+            "frames": {
+                f: {str(k): {"action": i.action, "location": i.location, "unique": i.unique} for k, i in sorted(o.items())}
+                for f, o in self.frames.items()
+            },
+        }
+
+
+@dataclass(frozen=True)
+class Expression:
+    """A referring expression for one object; ``first_frame`` is where it first appears."""
+
+    exp_id: str
+    text: str
+    obj_id: int
+    first_frame: int | None = None
+
+
+def load_meta_expressions(path: Path) -> dict[str, dict]:
+    """``meta_expressions.json`` -> ``{video: {"expressions": [...Expression], "frames": [...]}}``."""
+    try:
+        raw = json.loads(Path(path).read_text())["videos"]
+    except (OSError, json.JSONDecodeError, KeyError, TypeError) as exc:
+        raise DatasetError(f"{path}: cannot read meta_expressions ({exc!r}); expected {{'videos': {{...}}}}") from exc
+    out: dict[str, dict] = {}
+    for vid, v in raw.items():
+        first = {str(k): int(x) for k, x in (v.get("first_frame") or {}).items()}
+        exps = []
+        for eid, e in (v.get("expressions") or {}).items():
+            try:
+                exps.append(Expression(str(eid), str(e["exp"]), int(e["obj_id"]), first.get(str(eid))))
+            except (KeyError, TypeError, ValueError) as exc:
+                raise DatasetError(f"{path}: video {vid!r} expression {eid!r} needs 'exp' and 'obj_id' ({exc!r})") from exc
+        out[vid] = {"expressions": exps, "frames": list(v.get("frames") or [])}
+    return out
+
+
+class RefVideo(VOSVideo):
+    """A Ref-EndoVis video: VOS frames/annotations plus Meta and referring expressions."""
+
+    def __init__(self, *args, meta: RefMeta, version: int, **kw):
+        super().__init__(*args, **kw)
+        self.meta = meta
+        self.version = version
+        self._expressions: list[Expression] | None = None
+
+    def expressions(self) -> list[Expression]:
+        """Expressions from ``meta_expressions.json``, else built from Meta at first appearance."""
+        if self._expressions is not None:
+            return self._expressions
+        out = []
+        first_by_meta: dict[int, int] = {}
+        for i, n in enumerate(self.frame_names):
+            for k in self.meta.frames.get(n, {}):
+                first_by_meta.setdefault(k, i)
+        first = first_by_meta or self.first_appearance()
+        for j, (k, t) in enumerate(sorted(first.items())):
+            info = self.meta.frames.get(self.frame_names[t], {}).get(k, FrameObjectInfo(0, 0, True))
+            text = build_expression(self.meta.categories[k], info.action, info.location, info.unique, self.version)
+            out.append(Expression(str(j), text, k, t))
+        self._expressions = out
+        return out
+
+
+class RefEndoVis(Sequence[RefVideo]):
+    """A Ref-EndoVis17/18 split. ``root`` holds ``train``/``valid`` or is a split folder itself.
+
+    ``version`` (17 or 18) picks the expression grammar; by default it is read from the folder
+    name, else inferred (tissue ids 11/12/17 mean 18). Annotation ids not declared in a video's
+    Meta, and expressions about undeclared objects, raise :class:`DatasetError`.
+    """
+
+    def __init__(self, root: str | Path, split: str = "valid", *, version: int | None = None,
+                 videos: Sequence[str] | None = None, require_frames: bool = True, allow_gaps: bool = False):
+        root = Path(root)
+        self.split_root = root / split if (root / split).is_dir() else root
+        if not self.split_root.is_dir():
+            raise DatasetError(f"{root}: dataset folder does not exist")
+        self.split = split
+        frame_root = find_subdir(self.split_root, FRAME_DIRS)
+        ann_root = find_subdir(self.split_root, ANNOTATION_DIRS)
+        meta_root = self.split_root / "Meta"
+        if ann_root is None:
+            raise DatasetError(f"{self.split_root}: no Annotations/ folder (Ref-EndoVis layout)")
+        if require_frames and frame_root is None:
+            raise DatasetError(f"{self.split_root}: no JPEGImages/ folder (Ref-EndoVis layout)")
+        if not meta_root.is_dir():
+            raise DatasetError(f"{self.split_root}: no Meta/ folder with one <video>.json per video")
+        names = sorted((d.name for d in ann_root.iterdir() if d.is_dir()), key=natural_key)
+        if videos is not None:
+            missing = sorted(set(videos) - set(names))
+            if missing:
+                raise DatasetError(f"{ann_root}: videos {missing} not found")
+            names = list(videos)
+        exp_path = self.split_root / "meta_expressions.json"
+        self.meta_expressions = load_meta_expressions(exp_path) if exp_path.is_file() else None
+        if self.meta_expressions is not None:
+            unknown = sorted(set(self.meta_expressions) - set(names)) if videos is None else []
+            if unknown:
+                raise DatasetError(f"{exp_path}: videos {unknown} have no folder in {ann_root}")
+        self.version = version or _guess_version(root)
+        self.videos: list[RefVideo] = []
+        for n in names:
+            meta_path = _meta_path(meta_root, n)
+            meta = RefMeta.load(meta_path)
+            if self.version is None:
+                self.version = 18 if set(meta.categories) & set(ENDOVIS18_TISSUE_IDS) else 17
+            fd = frame_root / n if frame_root is not None else None
+            if fd is not None and not fd.is_dir():
+                raise DatasetError(f"{frame_root}: video {n!r} has annotations but no frame folder")
+            v = build_vos_video(n, fd, ann_root / n, allow_gaps=allow_gaps, categories=meta.categories,
+                                allowed_ids=set(meta.categories), cls=RefVideo, meta=meta, version=self.version)
+            bad_frames = sorted(set(meta.frames) - set(v.frame_names), key=natural_key)
+            if bad_frames:
+                raise DatasetError(f"{meta_path}: frames {bad_frames[:3]} are not frames of video {n!r}")
+            v._expressions = self._video_expressions(n, v, meta, exp_path)
+            self.videos.append(v)
+
+    def _video_expressions(self, name: str, video: VOSVideo, meta: RefMeta, path: Path) -> list[Expression] | None:
+        if self.meta_expressions is None or name not in self.meta_expressions:
+            return None
+        exps = self.meta_expressions[name]["expressions"]
+        for e in exps:
+            if e.obj_id not in meta.categories:
+                raise DatasetError(
+                    f"{path}: video {name!r} expression {e.exp_id!r} refers to object id {e.obj_id}, which "
+                    f"Meta/{name}.json does not declare (declared: {sorted(meta.categories)})"
+                )
+            if e.first_frame is not None and not 0 <= e.first_frame < len(video):
+                raise DatasetError(f"{path}: video {name!r} expression {e.exp_id!r}: first_frame {e.first_frame} "
+                                   f"is outside 0..{len(video) - 1}")
+        return exps
+
+    @property
+    def names(self) -> list[str]:
+        return [v.name for v in self.videos]
+
+    def __len__(self) -> int:
+        return len(self.videos)
+
+    def __getitem__(self, i):  # type: ignore[override]
+        if isinstance(i, str):
+            i = self.names.index(i)
+        return self.videos[i]
+
+    def validate(self) -> None:
+        for v in self.videos:
+            v.validate()
+
+    def split_sequences(self) -> tuple[int, ...]:
+        """The papers' sequence numbers for this split (Ref-EndoVis17: valid 2, 5, 6; 18: 2, 5, 9, 15)."""
+        return split_sequences(self.version or 17, self.split)
+
+
+def _meta_path(meta_root: Path, name: str) -> Path:
+    p = meta_root / f"{name}.json"
+    if p.is_file():
+        return p
+    alt = sorted((meta_root / name).glob("*.json")) if (meta_root / name).is_dir() else []
+    if len(alt) == 1:
+        return alt[0]
+    raise DatasetError(f"{meta_root}: no Meta json for video {name!r} (expected {p.name})")
+
+
+def _guess_version(root: Path) -> int | None:
+    info = next((p / "synth_info.json" for p in (root, root.parent) if (p / "synth_info.json").is_file()), None)
+    if info is not None:
+        try:
+            return int(json.loads(info.read_text()).get("version", 0)) or None
+        except (OSError, ValueError, json.JSONDecodeError):
+            return None
+    root = root.resolve()
+    for part in (root.name, root.parent.name):
+        text = part.lower().replace("-", "").replace("_", "")
+        for v in (17, 18):
+            if f"endovis{v}" in text:
+                return v
+    return None

@@ -1,0 +1,137 @@
+"""``surgsam eval``: score predictions against ground truth, or run a segmenter end to end.
+
+Folder mode::
+
+    surgsam eval --pred PRED_DIR --gt DATA_DIR [--split valid] [--protocol surgsam2|resurgsam2|davis]
+
+End-to-end mode (mask prompt at each object's first appearance, then scoring)::
+
+    surgsam eval --e2e --data DATA_DIR --split valid --segmenter engine --model sam2.1_hiera_s
+    torchrun --nproc_per_node 2 -m surgsam.eval --e2e --data DATA_DIR --segmenter copy
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+__all__ = ["add_eval_arguments", "main", "register", "run_eval"]
+
+
+def add_eval_arguments(p: argparse.ArgumentParser) -> None:
+    from .endtoend import SEGMENTERS
+    from .evaluator import PROTOCOLS
+
+    p.add_argument("--gt", "--data", dest="gt", metavar="DIR",
+                   help="ground-truth dataset (VOS, Ref-EndoVis or raw EndoVis folder, or an Annotations folder)")
+    p.add_argument("--pred", metavar="DIR", help="predictions: DIR/<video>/<frame>.png palette maps "
+                   "or DIR/<video>/<obj_id>/<frame>.png per-object masks")
+    p.add_argument("--split", default=None, help="split subfolder or EndoVis split (train, valid, fold0..3)")
+    p.add_argument("--protocol", default="surgsam2", choices=sorted(PROTOCOLS),
+                   help="surgsam2: skip each track's first/last frame; resurgsam2: all frames, "
+                   "instruments/tissue reported separately; davis: all frames minus first/last")
+    p.add_argument("--level", default="instance", choices=["instance", "category"],
+                   help="classes of the EndoVis IoU family: object ids (papers' CIoU) or categories (ISINet)")
+    p.add_argument("--out", metavar="DIR", help="write objects.csv, videos.csv, summary.csv, results.json here")
+    p.add_argument("--videos", help="comma-separated subset of videos")
+    p.add_argument("--allow-missing", action="store_true", help="a missing prediction frame counts as empty")
+    p.add_argument("--no-strict", action="store_true", help="score only the videos that have predictions")
+    p.add_argument("--summary-only", action="store_true", help="print the summary without per-object rows")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    e = p.add_argument_group("end-to-end mode")
+    e.add_argument("--e2e", action="store_true", help="run a segmenter on the dataset, then score it")
+    e.add_argument("--segmenter", default="engine", choices=sorted(SEGMENTERS),
+                   help="; ".join(f"{k}: {v}" for k, v in SEGMENTERS.items()))
+    e.add_argument("--model", default="sam2.1_hiera_s", help="model preset for --segmenter engine")
+    e.add_argument("--checkpoint", default=None, help="checkpoint file for the model")
+    e.add_argument("--image-size", type=int, default=512, help="model input size (default 512, as both papers)")
+    e.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, mps ... (torchrun: NCCL on cuda, else gloo)")
+    e.add_argument("--memory", default="efp", help="memory policy of the engine: fifo, efp, dlm")
+    e.add_argument("--save-pred", metavar="DIR", help="also save the predictions as palette PNGs")
+
+
+def register(subparsers) -> None:
+    """Add the ``eval`` subcommand to an argparse subparsers object."""
+    p = subparsers.add_parser(
+        "eval",
+        help="score predictions (J, F, J&F, Dice, challenge IoU) or run a segmenter end to end",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add_eval_arguments(p)
+    p.set_defaults(func=run_eval)
+
+
+def run_eval(args: argparse.Namespace) -> int:
+    """Entry point of ``surgsam eval``; returns the exit code."""
+    from ..data import open_dataset
+    from ..data.vos import DatasetError
+
+    if not args.gt:
+        print("error: --gt/--data DIR is required", file=sys.stderr)
+        return 2
+    if not args.e2e and not args.pred:
+        print("error: give --pred DIR to score predictions, or --e2e to run a segmenter", file=sys.stderr)
+        return 2
+    videos = [v for v in args.videos.split(",") if v] if args.videos else None
+    try:
+        if args.e2e:
+            return _run_e2e(args, videos)
+        from .evaluator import evaluate_folders
+
+        gt = open_dataset(args.gt, args.split, require_frames=False, videos=videos)
+        result = evaluate_folders(gt, args.pred, args.protocol, level=args.level, allow_missing=args.allow_missing,
+                                  strict=not args.no_strict and videos is None, progress=not args.no_progress)
+    except (DatasetError, ValueError, RuntimeError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    _report(result, args)
+    return 0
+
+
+def _run_e2e(args: argparse.Namespace, videos: list[str] | None) -> int:
+    from ..data import open_dataset
+    from .distributed import gather_results, init_distributed, shard, shutdown_distributed
+    from .endtoend import make_segmenter, run_end_to_end
+
+    env = init_distributed(args.device)
+    try:
+        data = open_dataset(args.gt, args.split, require_frames=args.segmenter == "engine", videos=videos)
+        all_videos = list(data)
+        mine = [all_videos[i] for i in shard([len(v) for v in all_videos], env.rank, env.world_size)]
+        seg = make_segmenter(args.segmenter, all_videos, model=args.model, image_size=args.image_size,
+                             checkpoint=args.checkpoint, device=_rank_device(args.device, env), memory=args.memory) \
+            if args.segmenter == "engine" else make_segmenter(args.segmenter, all_videos)
+        desc = "e2e" if not env.distributed else f"e2e rank {env.rank}/{env.world_size}"
+        part = run_end_to_end(mine, seg, args.protocol, level=args.level, save_dir=args.save_pred,
+                              progress=not args.no_progress and env.is_main, desc=desc)
+        result = gather_results(part, env)
+    finally:
+        shutdown_distributed()
+    if result is not None:
+        if env.distributed:
+            print(f"merged {len({o.video for o in result.objects})} videos from {env.world_size} ranks")
+        _report(result, args)
+    return 0
+
+
+def _rank_device(device: str, env) -> str:
+    if env.distributed and device == "cuda":
+        return f"cuda:{env.local_rank}"
+    return device
+
+
+def _report(result, args: argparse.Namespace) -> None:
+    print(result.table(per_object=not args.summary_only))
+    if args.out:
+        paths = result.write(Path(args.out))
+        print("wrote " + ", ".join(str(p) for p in paths.values()))
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m surgsam.eval ...`` (the ``eval`` subcommand on its own, e.g. under torchrun)."""
+    p = argparse.ArgumentParser(prog="surgsam eval", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_eval_arguments(p)
+    return run_eval(p.parse_args(argv))

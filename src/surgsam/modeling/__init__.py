@@ -1,0 +1,11 @@
+"""The SAM 2 network: components, presets, strict checkpoint loading."""
+
+from .build import build_model
+from .checkpoint import CheckpointError, read_checkpoint, save_checkpoint
+from .presets import HieraConfig, SAM2Config, get_preset, list_presets
+from .sam2 import FrameFeatures, MaskOutput, SAM2Model, SpatialMemory
+
+__all__ = [
+    "build_model", "CheckpointError", "read_checkpoint", "save_checkpoint", "HieraConfig", "SAM2Config",
+    "get_preset", "list_presets", "FrameFeatures", "MaskOutput", "SAM2Model", "SpatialMemory",
+]

@@ -1,0 +1,177 @@
+"""The one strict checkpoint loader, and our own checkpoint format.
+
+Accepted files (always read with ``torch.load(..., map_location="cpu", weights_only=True)``):
+
+* Meta's official format ``{"model": state_dict}`` (``sam2.1_hiera_small.pt`` ...),
+* a bare state dict (SurgSAM2's ``sam2_hiera_s_endo18.pth``),
+* ours: ``{"format": "surgsam", "config": SAM2Config.to_dict(), "model": state_dict, ...}``,
+  so a file says which network it belongs to,
+* ``.safetensors`` files (our config, if any, in the metadata under ``"surgsam_config"``).
+
+``torch.compile`` (``_orig_mod.``) and DDP (``module.``) prefixes are stripped. Loading is
+strict: any missing or unexpected key, or any shape mismatch, raises :class:`CheckpointError`
+naming them.
+"""
+
+from __future__ import annotations
+
+import json
+import pickle
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+FORMAT_TAG = "surgsam"
+_PREFIXES = ("_orig_mod.", "module.")
+
+
+class CheckpointError(ValueError):
+    """A checkpoint file that cannot be used with the requested model."""
+
+
+@dataclass
+class LoadedCheckpoint:
+    """The tensors of a checkpoint file and, for our own format, the config it was saved with."""
+
+    state_dict: dict[str, torch.Tensor]
+    config: dict[str, Any] | None
+    path: Path
+    meta: dict[str, Any]
+
+
+def strip_prefixes(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Remove ``_orig_mod.`` / ``module.`` wrappers from every key."""
+    out = {}
+    for k, v in sd.items():
+        changed = True
+        while changed:
+            changed = False
+            for p in _PREFIXES:
+                if k.startswith(p):
+                    k, changed = k[len(p):], True
+            k = k.replace("._orig_mod.", ".")
+        out[k] = v
+    return out
+
+
+def read_checkpoint(path: str | Path) -> LoadedCheckpoint:
+    """Read a checkpoint file safely; see the module docstring for the accepted layouts."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint not found: {path}")
+    if path.stat().st_size == 0:
+        raise CheckpointError(f"checkpoint {path} is empty (0 bytes)")
+    if path.suffix == ".safetensors":
+        return _read_safetensors(path)
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        raise CheckpointError(
+            f"refused to load {path}: it is not a plain tensor checkpoint (unpickling it would "
+            f"need to run code, which weights_only=True forbids). Re-save it as a state dict. "
+            f"Detail: {str(e).splitlines()[0][:300]}"
+        ) from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError) as e:
+        raise CheckpointError(f"cannot read {path}: the file is truncated or not a PyTorch checkpoint ({e})") from None
+    if not isinstance(obj, dict):
+        raise CheckpointError(f"{path}: expected a dict of tensors, found {type(obj).__name__}")
+    config, meta = None, {}
+    if obj.get("format") == FORMAT_TAG:
+        config, sd = obj.get("config"), obj.get("model")
+        meta = {k: v for k, v in obj.items() if k not in ("model", "config", "format")}
+    elif "model" in obj and isinstance(obj["model"], dict):
+        sd = obj["model"]
+    else:
+        sd = obj
+    if not isinstance(sd, dict) or not sd:
+        raise CheckpointError(f"{path}: no state dict found")
+    bad = [k for k, v in sd.items() if not isinstance(v, torch.Tensor)]
+    if bad:
+        raise CheckpointError(f"{path}: entries that are not tensors: {bad[:5]}")
+    return LoadedCheckpoint(strip_prefixes(sd), config, path, meta)
+
+
+def _read_safetensors(path: Path) -> LoadedCheckpoint:
+    try:
+        from safetensors import safe_open
+    except ImportError as e:  # pragma: no cover - depends on the environment
+        raise ImportError("reading .safetensors needs `pip install surgsam[train]` (safetensors)") from e
+    try:
+        with safe_open(str(path), framework="pt", device="cpu") as f:
+            sd = {k: f.get_tensor(k) for k in f.keys()}
+            md = f.metadata() or {}
+    except Exception as e:  # safetensors raises its own error types
+        raise CheckpointError(f"cannot read {path}: truncated or not a safetensors file ({e})") from None
+    config = json.loads(md["surgsam_config"]) if "surgsam_config" in md else None
+    return LoadedCheckpoint(strip_prefixes(sd), config, path, {})
+
+
+def check_state_dict(model: nn.Module, sd: dict[str, torch.Tensor], source: str = "checkpoint") -> None:
+    """Raise :class:`CheckpointError` unless ``sd`` matches ``model`` key for key and shape."""
+    own = model.state_dict()
+    missing = sorted(set(own) - set(sd))
+    unexpected = sorted(set(sd) - set(own))
+    shapes = [(k, tuple(sd[k].shape), tuple(own[k].shape)) for k in own if k in sd and sd[k].shape != own[k].shape]
+    if not (missing or unexpected or shapes):
+        return
+    lines = [f"{source} does not match the model{_preset_hint(model, sd)}:"]
+    if missing:
+        lines.append(f"  {len(missing)} missing keys: {_head(missing)}")
+    if unexpected:
+        lines.append(f"  {len(unexpected)} unexpected keys: {_head(unexpected)}")
+    if shapes:
+        lines.append(f"  {len(shapes)} shape mismatches (key: file vs model): "
+                     + "; ".join(f"{k}: {a} vs {b}" for k, a, b in shapes[:8]) + (" ..." if len(shapes) > 8 else ""))
+    raise CheckpointError("\n".join(lines))
+
+
+def load_state_dict_strict(model: nn.Module, sd: dict[str, torch.Tensor], source: str = "checkpoint") -> None:
+    """Check, then copy ``sd`` into ``model`` (dtype converted to the model's)."""
+    check_state_dict(model, sd, source)
+    model.load_state_dict(sd, strict=True)
+
+
+def save_checkpoint(model: nn.Module, path: str | Path, config: dict[str, Any], **meta: Any) -> Path:
+    """Save in our format: weights plus the config needed to rebuild the network.
+
+    ``meta`` values must be plain Python data (numbers, strings, lists, dicts).
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sd = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    torch.save({"format": FORMAT_TAG, "config": config, "model": sd, **meta}, path)
+    return path
+
+
+def _head(keys: list[str], n: int = 8) -> str:
+    return ", ".join(keys[:n]) + (f", ... (+{len(keys) - n} more)" if len(keys) > n else "")
+
+
+def _preset_hint(model: nn.Module, sd: dict[str, torch.Tensor]) -> str:
+    """A guess of which preset the file was saved from, to make wrong-preset errors obvious."""
+    guess = guess_preset(sd)
+    name = getattr(getattr(model, "cfg", None), "name", None)
+    if guess and name and guess != name:
+        return f" (the model is {name!r}; the file looks like {guess!r})"
+    return f" (model {name!r})" if name else ""
+
+
+def guess_preset(sd: dict[str, torch.Tensor]) -> str | None:
+    """Name the Meta preset whose trunk width/depth and version match ``sd``, if any."""
+    from .presets import get_preset, list_presets
+
+    w = sd.get("image_encoder.trunk.patch_embed.proj.weight")
+    if w is None:
+        return None
+    blocks = {int(k.split(".")[3]) for k in sd if k.startswith("image_encoder.trunk.blocks.")}
+    depth = max(blocks) + 1 if blocks else 0
+    v21 = "no_obj_embed_spatial" in sd
+    for name in list_presets():
+        cfg = get_preset(name)
+        if cfg.hiera.embed_dim == w.shape[0] and sum(cfg.hiera.stages) == depth and cfg.no_obj_embed_spatial == v21:
+            return name
+    return None

@@ -1,0 +1,138 @@
+"""Memory attention: the current frame's features attend to the memory bank, with 2-D RoPE.
+
+RoPE is implemented with real cos/sin tables (no complex tensors) so that the graph exports to
+ONNX and compiles cleanly; it is numerically the axial complex RoPE of SAM 2.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .two_way_transformer import Attention
+
+
+def axial_rope_angles(head_dim: int, side_x: int, side_y: int, theta: float = 10000.0) -> torch.Tensor:
+    """Rotation angles for a ``side_y x side_x`` raster: ``(side_x*side_y) x head_dim/2``.
+
+    The first half of the rotated pairs encodes the column, the second half the row.
+    """
+    n = head_dim // 4
+    freqs = 1.0 / theta ** (torch.arange(0, head_dim, 4)[:n].float() / head_dim)
+    idx = torch.arange(side_x * side_y, dtype=torch.float32)
+    col, row = idx % side_x, torch.div(idx, side_x, rounding_mode="floor")
+    return torch.cat([torch.outer(col, freqs), torch.outer(row, freqs)], dim=-1)
+
+
+def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """Rotate consecutive channel pairs of ``x`` (``... x N x D``) by angles with tables ``N x D/2``."""
+    xf = x.float().reshape(*x.shape[:-1], -1, 2)
+    even, odd = xf[..., 0], xf[..., 1]
+    out = torch.stack([even * cos - odd * sin, even * sin + odd * cos], dim=-1)
+    return out.flatten(-2).type_as(x)
+
+
+class RoPEAttention(Attention):
+    """Attention with axial rotary position encoding on queries and (the first) keys.
+
+    Keys may hold several frames of the same raster (``rope_k_repeat``): the angle table is
+    tiled over them. The last ``num_k_exclude_rope`` keys (object pointers) are not rotated.
+    """
+
+    def __init__(self, *args, rope_theta: float = 10000.0, rope_k_repeat: bool = False, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.rope_theta = rope_theta
+        self.rope_k_repeat = rope_k_repeat
+        self._tables: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}
+
+    def _cos_sin(self, n: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        key = (n, str(device))
+        if key not in self._tables:
+            side = int(math.isqrt(n))
+            if side * side != n:
+                raise ValueError(f"RoPE needs a square token grid, got {n} tokens")
+            ang = axial_rope_angles(self.internal_dim // self.num_heads, side, side, self.rope_theta)
+            self._tables[key] = (ang.cos().to(device), ang.sin().to(device))
+        return self._tables[key]
+
+    def forward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, num_k_exclude_rope: int = 0) -> torch.Tensor:
+        """``B x Nq x C``, ``B x Nk x Ckv``, ``B x Nk x Ckv`` -> ``B x Nq x C``."""
+        q, k, v = self._heads(self.q_proj(q)), self._heads(self.k_proj(k)), self._heads(self.v_proj(v))
+        cos, sin = self._cos_sin(q.shape[-2], q.device)
+        q = apply_rope(q, cos, sin)
+        n_rope = k.shape[-2] - num_k_exclude_rope
+        if n_rope > 0:
+            reps = n_rope // q.shape[-2]
+            if n_rope != q.shape[-2] and not (self.rope_k_repeat and reps * q.shape[-2] == n_rope):
+                raise ValueError(f"{n_rope} rotated keys do not tile {q.shape[-2]} queries")
+            k_rot = apply_rope(k[..., :n_rope, :], cos.repeat(reps, 1), sin.repeat(reps, 1))
+            k = torch.cat([k_rot, k[..., n_rope:, :]], dim=-2)
+        return self._attend(q, k, v)
+
+
+class MemoryAttentionLayer(nn.Module):
+    """Pre-norm block: RoPE self-attention, RoPE cross-attention to memory, FFN."""
+
+    def __init__(self, d_model: int, kv_dim: int, ffn_dim: int, dropout: float, rope_theta: float) -> None:
+        super().__init__()
+        self.self_attn = RoPEAttention(d_model, 1, dropout=dropout, rope_theta=rope_theta)
+        self.cross_attn_image = RoPEAttention(
+            d_model, 1, dropout=dropout, kv_in_dim=kv_dim, rope_theta=rope_theta, rope_k_repeat=True
+        )
+        self.linear1 = nn.Linear(d_model, ffn_dim)
+        self.linear2 = nn.Linear(ffn_dim, d_model)
+        self.norm1 = nn.LayerNorm(d_model)
+        self.norm2 = nn.LayerNorm(d_model)
+        self.norm3 = nn.LayerNorm(d_model)
+        self.dropout = nn.Dropout(dropout)
+        self.dropout1 = nn.Dropout(dropout)
+        self.dropout2 = nn.Dropout(dropout)
+        self.dropout3 = nn.Dropout(dropout)
+
+    def forward(
+        self, x: torch.Tensor, memory: torch.Tensor, memory_pos: torch.Tensor, num_k_exclude_rope: int = 0
+    ) -> torch.Tensor:
+        """x ``B x HW x C``; memory and memory_pos ``B x M x Ckv``."""
+        y = self.norm1(x)
+        x = x + self.dropout1(self.self_attn(y, y, y))
+        y = self.norm2(x)
+        x = x + self.dropout2(self.cross_attn_image(y, memory + memory_pos, memory, num_k_exclude_rope))
+        y = self.linear2(self.dropout(F.relu(self.linear1(self.norm3(x)))))
+        return x + self.dropout3(y)
+
+
+class MemoryAttention(nn.Module):
+    """Conditions the current frame's top-level features on the memory bank.
+
+    Args:
+        d_model: feature width C; kv_dim: memory width (64 in the released models).
+    """
+
+    def __init__(
+        self, d_model: int, kv_dim: int, num_layers: int = 4, ffn_dim: int = 2048,
+        dropout: float = 0.1, rope_theta: float = 10000.0,
+    ) -> None:
+        super().__init__()
+        self.d_model = d_model
+        self.layers = nn.ModuleList(
+            MemoryAttentionLayer(d_model, kv_dim, ffn_dim, dropout, rope_theta) for _ in range(num_layers)
+        )
+        self.norm = nn.LayerNorm(d_model)
+
+    def forward(
+        self,
+        curr: torch.Tensor,
+        curr_pos: torch.Tensor,
+        memory: torch.Tensor,
+        memory_pos: torch.Tensor,
+        num_obj_ptr_tokens: int = 0,
+    ) -> torch.Tensor:
+        """curr, curr_pos ``B x HW x C``; memory, memory_pos ``B x M x Ckv`` (object-pointer
+        tokens last, ``num_obj_ptr_tokens`` of them). Returns ``B x HW x C``."""
+        x = curr + 0.1 * curr_pos
+        for layer in self.layers:
+            x = layer(x, memory, memory_pos, num_obj_ptr_tokens)
+        return self.norm(x)

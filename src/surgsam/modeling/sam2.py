@@ -1,0 +1,285 @@
+"""The SAM 2 network: wires the components and exposes the per-frame building blocks.
+
+The model is stateless: it never stores frames, prompts or memories. The engine
+(``surgsam.engine``) owns that state and decides, through a memory policy, which memories a
+frame attends to; the model turns the chosen entries into tokens and runs the networks.
+
+Parameter names follow Meta's checkpoints exactly, so official files load strictly.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .common import MLP, get_1d_sine_pe
+from .mask_decoder import MaskDecoder
+from .memory_attention import MemoryAttention
+from .memory_encoder import MemoryEncoder
+from .neck import build_image_encoder
+from .presets import SAM2Config
+from .prompt_encoder import PromptEncoder
+from .two_way_transformer import TwoWayTransformer
+
+NO_OBJ_SCORE = -1024.0  # mask logit written where the object is predicted absent
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+@dataclass
+class FrameFeatures:
+    """Backbone output for a batch of B frames (B = 1 per frame in streaming).
+
+    features: ``B x C x h x w`` top-level (stride 16) features, before any memory.
+    pos: ``B x C x h x w`` their sine position encoding.
+    high_res: stride-4 and stride-8 maps already projected for the decoder,
+        ``B x C/8 x 4h x 4w`` and ``B x C/4 x 2h x 2w``.
+    """
+
+    features: torch.Tensor
+    pos: torch.Tensor
+    high_res: tuple[torch.Tensor, torch.Tensor]
+
+    def expand(self, n: int) -> "FrameFeatures":
+        """The same single frame repeated for ``n`` objects (views, no copy)."""
+        if self.features.shape[0] != 1:
+            raise ValueError("expand() needs features of a single frame")
+        ex = lambda t: t.expand(n, *t.shape[1:])  # noqa: E731
+        return FrameFeatures(ex(self.features), ex(self.pos), (ex(self.high_res[0]), ex(self.high_res[1])))
+
+
+@dataclass
+class MaskOutput:
+    """SAM heads' output for B objects.
+
+    multimask_logits: ``B x M x 4h x 4w`` low-res logits of all candidates (M = 3 or 1).
+    ious: ``B x M`` predicted IoU of each candidate.
+    low_res_masks: ``B x 1 x 4h x 4w`` best candidate; high_res_masks: ``B x 1 x S x S``.
+    obj_ptr: ``B x C`` object pointer; object_score_logits: ``B x 1``.
+    """
+
+    multimask_logits: torch.Tensor
+    ious: torch.Tensor
+    low_res_masks: torch.Tensor
+    high_res_masks: torch.Tensor
+    obj_ptr: torch.Tensor
+    object_score_logits: torch.Tensor
+
+
+@dataclass
+class SpatialMemory:
+    """One frame's encoded memory: ``B x Cm x h x w`` features and position encoding."""
+
+    features: torch.Tensor
+    pos: torch.Tensor
+
+
+class SAM2Model(nn.Module):
+    """SAM 2 / SAM 2.1 built from a :class:`SAM2Config`."""
+
+    def __init__(self, cfg: SAM2Config) -> None:
+        super().__init__()
+        self.cfg = cfg
+        c, cm = cfg.d_model, cfg.mem_dim
+        self.image_size = cfg.image_size
+        self.hidden_dim, self.mem_dim, self.num_maskmem = c, cm, cfg.num_maskmem
+        # Normalisation constants travel with the model but are not checkpoint entries.
+        self.register_buffer("pixel_mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("pixel_std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
+
+        self.image_encoder = build_image_encoder(cfg)
+        self.mask_downsample = nn.Conv2d(1, 1, kernel_size=4, stride=4)
+        self.memory_attention = MemoryAttention(
+            c, cm, cfg.mem_attn_layers, cfg.mem_attn_ffn, cfg.mem_attn_dropout, cfg.rope_theta
+        )
+        self.memory_encoder = MemoryEncoder(c, cm, cfg.mem_fuser_layers)
+        self.maskmem_tpos_enc = nn.Parameter(torch.zeros(cfg.num_maskmem, 1, 1, cm))
+        self.no_mem_embed = nn.Parameter(torch.zeros(1, 1, c))
+        self.no_mem_pos_enc = nn.Parameter(torch.zeros(1, 1, c))
+        self.no_obj_ptr = nn.Parameter(torch.zeros(1, c))
+        self.no_obj_embed_spatial = nn.Parameter(torch.zeros(1, cm)) if cfg.no_obj_embed_spatial else None
+        for p in (self.maskmem_tpos_enc, self.no_mem_embed, self.no_mem_pos_enc, self.no_obj_ptr):
+            nn.init.trunc_normal_(p, std=0.02)
+        if self.no_obj_embed_spatial is not None:
+            nn.init.trunc_normal_(self.no_obj_embed_spatial, std=0.02)
+
+        side = cfg.feat_size
+        self.sam_prompt_encoder = PromptEncoder(c, (side, side), (cfg.image_size, cfg.image_size), mask_in_chans=16)
+        self.sam_mask_decoder = MaskDecoder(
+            c,
+            TwoWayTransformer(cfg.decoder_depth, c, cfg.decoder_heads, cfg.decoder_mlp_dim),
+            num_multimask_outputs=cfg.num_multimask_outputs,
+            iou_head_depth=cfg.iou_head_depth,
+            iou_head_hidden_dim=cfg.iou_head_hidden_dim,
+            dynamic_multimask_via_stability=cfg.dynamic_multimask_via_stability,
+            dynamic_multimask_stability_delta=cfg.dynamic_multimask_stability_delta,
+            dynamic_multimask_stability_thresh=cfg.dynamic_multimask_stability_thresh,
+        )
+        self.obj_ptr_proj = MLP(c, c, c, 3)
+        self.obj_ptr_tpos_proj: nn.Module = nn.Linear(c, cm) if cfg.proj_tpos_enc_in_obj_ptrs else nn.Identity()
+
+    @property
+    def device(self) -> torch.device:
+        return self.no_mem_embed.device
+
+    # ------------------------------------------------------------------ images
+    def preprocess(self, frames: torch.Tensor) -> torch.Tensor:
+        """``B x 3 x H x W`` uint8 (or float 0..255) RGB -> ``B x 3 x S x S`` normalised input."""
+        x = frames.to(self.device, torch.float32) / 255.0
+        if x.shape[-2:] != (self.image_size, self.image_size):
+            x = F.interpolate(x, (self.image_size, self.image_size), mode="bilinear", align_corners=False, antialias=True)
+        return (x - self.pixel_mean) / self.pixel_std
+
+    def encode_image(self, images: torch.Tensor) -> FrameFeatures:
+        """Normalised ``B x 3 x S x S`` -> :class:`FrameFeatures` (Meta's ``forward_image``)."""
+        out = self.image_encoder(images)
+        s0, s1, top = out.backbone_fpn
+        dec = self.sam_mask_decoder
+        return FrameFeatures(top, out.vision_pos_enc[-1], (dec.conv_s0(s0), dec.conv_s1(s1)))
+
+    # ------------------------------------------------------------------ SAM heads
+    def predict_masks(
+        self,
+        features: torch.Tensor,
+        high_res: tuple[torch.Tensor, torch.Tensor],
+        points: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        mask_input: torch.Tensor | None = None,
+        multimask_output: bool = False,
+        extra_sparse: torch.Tensor | None = None,
+    ) -> MaskOutput:
+        """Prompt encoder + mask decoder on (possibly memory-conditioned) features.
+
+        Args:
+            features: ``B x C x h x w``; high_res: see :class:`FrameFeatures`.
+            points: ``B x P x 2`` in model-input pixels; labels ``B x P`` (1 pos, 0 neg,
+                2/3 box corners, -1 padding). None means no clicks.
+            mask_input: ``B x 1 x H' x W'`` mask logits (resized to ``4h x 4w``).
+            extra_sparse: ``B x K x C`` extra prompt tokens (e.g. a text token).
+        """
+        b = features.shape[0]
+        if points is None:
+            points = features.new_zeros(b, 1, 2)
+            labels = -torch.ones(b, 1, dtype=torch.int32, device=features.device)
+        pe = self.sam_prompt_encoder
+        if mask_input is not None and mask_input.shape[-2:] != pe.mask_input_size:
+            mask_input = F.interpolate(mask_input.float(), pe.mask_input_size, mode="bilinear", align_corners=False, antialias=True)
+        sparse, dense = pe(points=(points, labels), boxes=None, masks=mask_input)
+        if extra_sparse is not None:
+            sparse = torch.cat([sparse, extra_sparse], dim=1)
+        dec = self.sam_mask_decoder(features, pe.get_dense_pe(), sparse, dense, multimask_output, False, high_res)
+        obj_logits = dec.object_score_logits
+        present = obj_logits > 0
+        low_multi = torch.where(present[:, None, None], dec.masks, NO_OBJ_SCORE).float()
+        high_multi = F.interpolate(low_multi, (self.image_size, self.image_size), mode="bilinear", align_corners=False)
+        token = dec.sam_tokens[:, 0]
+        if multimask_output:
+            best = dec.iou_pred.argmax(dim=-1)
+            rows = torch.arange(b, device=features.device)
+            low, high = low_multi[rows, best].unsqueeze(1), high_multi[rows, best].unsqueeze(1)
+            token = dec.sam_tokens[rows, best]
+        else:
+            low, high = low_multi, high_multi
+        obj_ptr = self._gate_obj_ptr(self.obj_ptr_proj(token), present.float())
+        return MaskOutput(low_multi, dec.iou_pred, low, high, obj_ptr, obj_logits)
+
+    def _gate_obj_ptr(self, obj_ptr: torch.Tensor, present: torch.Tensor) -> torch.Tensor:
+        """Replace the pointer of absent objects by the learned ``no_obj_ptr`` (``B x C``)."""
+        return present * obj_ptr + (1 - present) * self.no_obj_ptr
+
+    def mask_as_output(self, features: torch.Tensor, high_res: tuple[torch.Tensor, torch.Tensor], mask: torch.Tensor) -> MaskOutput:
+        """Use a given binary mask ``B x 1 x S x S`` as the output (mask prompts on a
+        conditioning frame); the decoder only supplies the object pointer."""
+        m = mask.float()
+        high = m * 20.0 - 10.0
+        low = F.interpolate(high, (high.shape[-2] // 4, high.shape[-1] // 4), mode="bilinear", align_corners=False, antialias=True)
+        ious = m.new_ones(m.shape[0], 1)
+        ptr_out = self.predict_masks(features, high_res, mask_input=self.mask_downsample(m))
+        present = (m.flatten(1) > 0).any(dim=1, keepdim=True).float()
+        obj_logits = present * 20.0 - 10.0
+        obj_ptr = self._gate_obj_ptr(ptr_out.obj_ptr, present)
+        return MaskOutput(low, ious, low, high, obj_ptr, obj_logits)
+
+    # ------------------------------------------------------------------ memory
+    def condition_on_memory(
+        self,
+        frame: FrameFeatures,
+        spatial: Sequence[tuple[int, SpatialMemory]],
+        pointers: Sequence[tuple[int, torch.Tensor]],
+        ptr_tpos_max: int = 15,
+    ) -> torch.Tensor:
+        """Fuse the current frame with its memories; returns ``B x C x h x w``.
+
+        Args:
+            frame: the current frame's features (batch B = objects).
+            spatial: (temporal slot, memory) pairs. Slot 0 is a conditioning frame; slot
+                s in 1..num_maskmem-1 is the frame ``num_maskmem - s`` steps back (6 = the
+                previous frame). A slot selects ``maskmem_tpos_enc[num_maskmem - s - 1]``.
+                Empty on an initial conditioning frame: then ``no_mem_embed`` is added.
+            pointers: (signed frame distance, ``B x C`` object pointer) pairs.
+            ptr_tpos_max: distance that maps to 1.0 in the pointers' temporal encoding
+                (``min(num_frames, 16) - 1`` in Meta's predictor).
+        """
+        b, c, h, w = frame.features.shape
+        if not spatial and not pointers:
+            return frame.features + self.no_mem_embed.view(1, c, 1, 1)
+        mem, mem_pos = self.memory_tokens(spatial, pointers, ptr_tpos_max, b)
+        n_ptr_tokens = len(pointers) * (c // self.mem_dim) if pointers else 0
+        curr = frame.features.flatten(2).transpose(1, 2)
+        curr_pos = frame.pos.flatten(2).transpose(1, 2)
+        out = self.memory_attention(curr, curr_pos, mem, mem_pos, n_ptr_tokens)
+        return out.transpose(1, 2).reshape(b, c, h, w)
+
+    def memory_tokens(
+        self,
+        spatial: Sequence[tuple[int, SpatialMemory]],
+        pointers: Sequence[tuple[int, torch.Tensor]],
+        ptr_tpos_max: int,
+        batch: int,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Memory entries -> (tokens ``B x M x Cm``, their position encodings ``B x M x Cm``).
+
+        Spatial memories come first (``h*w`` tokens each), then the object pointers, each
+        split into ``C / Cm`` tokens.
+        """
+        toks, poss = [], []
+        for slot, m in spatial:
+            toks.append(m.features.flatten(2).transpose(1, 2))
+            tpos = self.maskmem_tpos_enc[self.num_maskmem - slot - 1].view(1, 1, -1)
+            poss.append(m.pos.flatten(2).transpose(1, 2) + tpos)
+        if pointers:
+            c, cm = self.hidden_dim, self.mem_dim
+            dists = torch.tensor([d for d, _ in pointers], device=self.device, dtype=torch.float32)
+            ptrs = torch.stack([p for _, p in pointers], dim=1)  # B x P x C
+            if self.cfg.add_tpos_enc_to_obj_ptrs:
+                tdim = c if self.cfg.proj_tpos_enc_in_obj_ptrs else cm
+                pos = self.obj_ptr_tpos_proj(get_1d_sine_pe(dists / ptr_tpos_max, tdim))  # P x Cm
+                pos = pos.unsqueeze(0).expand(batch, -1, -1)
+            else:
+                pos = ptrs.new_zeros(batch, len(pointers), cm)
+            split = c // cm
+            toks.append(ptrs.reshape(batch, len(pointers) * split, cm))
+            poss.append(pos.repeat_interleave(split, dim=1))
+        return torch.cat(toks, dim=1), torch.cat(poss, dim=1)
+
+    def encode_memory(
+        self,
+        features: torch.Tensor,
+        high_res_masks: torch.Tensor,
+        object_score_logits: torch.Tensor,
+        binarize: bool = False,
+    ) -> SpatialMemory:
+        """Memory of a frame from its raw features ``B x C x h x w`` and predicted mask
+        logits ``B x 1 x S x S`` (``binarize``: threshold instead of sigmoid, as Meta does
+        for masks predicted from clicks at inference)."""
+        m = (high_res_masks > 0).float() if binarize else torch.sigmoid(high_res_masks)
+        m = m * self.cfg.sigmoid_scale_for_mem_enc + self.cfg.sigmoid_bias_for_mem_enc
+        feats, pos = self.memory_encoder(features, m, skip_mask_sigmoid=True)
+        if self.no_obj_embed_spatial is not None:
+            absent = (object_score_logits <= 0).float()[..., None, None]  # B x 1 x 1 x 1
+            feats = feats + absent * self.no_obj_embed_spatial.view(1, -1, 1, 1)
+        return SpatialMemory(feats, pos)
