@@ -224,14 +224,20 @@ class SAM2Model(nn.Module):
             ptr_tpos_max: distance that maps to 1.0 in the pointers' temporal encoding
                 (``min(num_frames, 16) - 1`` in Meta's predictor).
         """
-        b, c, h, w = frame.features.shape
+        b, c = frame.features.shape[:2]
         if not spatial and not pointers:
             return frame.features + self.no_mem_embed.view(1, c, 1, 1)
         mem, mem_pos = self.memory_tokens(spatial, pointers, ptr_tpos_max, b)
-        n_ptr_tokens = len(pointers) * (c // self.mem_dim) if pointers else 0
+        return self.attend_memory(frame, mem, mem_pos, len(pointers))
+
+    def attend_memory(self, frame: FrameFeatures, memory: torch.Tensor, memory_pos: torch.Tensor, num_pointers: int) -> torch.Tensor:
+        """Memory attention on ready tokens (``B x M x Cm``, pointers last, ``num_pointers`` of
+        them before splitting); returns memory-conditioned features ``B x C x h x w``."""
+        b, c, h, w = frame.features.shape
+        n_ptr_tokens = num_pointers * (c // self.mem_dim)
         curr = frame.features.flatten(2).transpose(1, 2)
         curr_pos = frame.pos.flatten(2).transpose(1, 2)
-        out = self.memory_attention(curr, curr_pos, mem, mem_pos, n_ptr_tokens)
+        out = self.memory_attention(curr, curr_pos, memory.to(curr.dtype), memory_pos.to(curr.dtype), n_ptr_tokens)
         return out.transpose(1, 2).reshape(b, c, h, w)
 
     def memory_tokens(
@@ -248,7 +254,7 @@ class SAM2Model(nn.Module):
         """
         toks, poss = [], []
         for slot, m in spatial:
-            toks.append(m.features.flatten(2).transpose(1, 2))
+            toks.append(m.features.flatten(2).transpose(1, 2).float())
             tpos = self.maskmem_tpos_enc[self.num_maskmem - slot - 1].view(1, 1, -1)
             poss.append(m.pos.flatten(2).transpose(1, 2) + tpos)
         if pointers:

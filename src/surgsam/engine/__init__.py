@@ -1,0 +1,6 @@
+"""The streaming engine: a session that tracks objects frame by frame with bounded memory."""
+
+from .session import VideoSegmenter
+from .state import FrameResult, ObjectState
+
+__all__ = ["VideoSegmenter", "FrameResult", "ObjectState"]

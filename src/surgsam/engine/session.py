@@ -1,0 +1,353 @@
+"""The streaming session: frames in one at a time, masks out, memory bounded by a policy."""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from collections.abc import Sequence
+from contextlib import nullcontext
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..memory import MemoryEntry, MemoryPolicy, make_policy
+from ..modeling.sam2 import FrameFeatures, MaskOutput, SAM2Model, SpatialMemory
+from .prompts import prepare_box, prepare_mask, prepare_points
+from .state import Clicks, FrameOutput, FrameResult, ObjectState, upsample_logits
+
+
+class VideoSegmenter:
+    """Streaming video object segmentation with SAM 2 and a bounded memory policy.
+
+    Frames are ``H x W x 3`` uint8 RGB arrays (numpy or torch); all frames of a stream must
+    have the size of the first. Typical use::
+
+        seg = VideoSegmenter(model, memory="efp")
+        res = seg.add_prompt(frame0, obj_id=1, mask=m)   # frame 0, object 1 from a mask
+        for frame in frames[1:]:
+            res = seg.step(frame)                        # FrameResult for every object
+
+    ``add_prompt`` with a new frame advances the stream to it (other objects are tracked on
+    it); with ``frame=None`` (or the current frame again) it prompts on the current frame:
+    a new object starts there, an object already tracked there is corrected.
+
+    Args:
+        model: a :class:`SAM2Model` (eval mode).
+        memory: ``"fifo"`` (SAM 2), ``"efp"`` (SurgSAM2 pruning), ``"dlm"`` (long-term memory)
+            or a :class:`MemoryPolicy`.
+        num_frames: the video's length when known (offline use); only the scale of the object
+            pointers' temporal encoding depends on it for clips shorter than 16 frames,
+            exactly as in Meta's predictor. None for live streams.
+        precision: ``"fp32"`` or ``"bf16"`` (autocast; on CPU and on GPUs with bf16).
+        memory_dtype: dtype of stored memory features (bf16 like Meta's predictor).
+    """
+
+    def __init__(
+        self,
+        model: SAM2Model,
+        memory: str | MemoryPolicy = "fifo",
+        num_frames: int | None = None,
+        precision: str = "fp32",
+        memory_dtype: torch.dtype = torch.bfloat16,
+    ) -> None:
+        if precision not in ("fp32", "bf16"):
+            raise ValueError(f"precision must be 'fp32' or 'bf16', got {precision!r}")
+        self.model = model.eval()
+        self.policy = make_policy(memory, model.num_maskmem, model.cfg.max_obj_ptrs_in_encoder)
+        self.num_frames = num_frames
+        self.precision = precision
+        self.memory_dtype = memory_dtype
+        self.reset()
+
+    # ------------------------------------------------------------------ public verbs
+    def reset(self) -> None:
+        """Forget all objects, memories and frames; the next frame is frame 0."""
+        self.objects: dict[int, ObjectState] = {}
+        self.frame_idx = -1
+        self.frame_size: tuple[int, int] | None = None
+        self._frame: torch.Tensor | None = None  # current frame, H x W x 3 uint8
+        self._feats: FrameFeatures | None = None  # its features, computed on demand
+        self._mem_pos: torch.Tensor | None = None  # memory position encoding (same for all)
+
+    @property
+    def obj_ids(self) -> list[int]:
+        return list(self.objects)
+
+    @torch.inference_mode()
+    def step(self, frame: np.ndarray | torch.Tensor) -> FrameResult:
+        """Advance to the next frame and track every object on it."""
+        t0 = time.perf_counter()
+        image = self._check_frame(frame)
+        self._advance(image)
+        self._track(list(self.objects.values()))
+        return self._result(t0)
+
+    @torch.inference_mode()
+    def add_prompt(
+        self,
+        frame: np.ndarray | torch.Tensor | None,
+        obj_id: int,
+        points: Sequence[Sequence[float]] | np.ndarray | None = None,
+        labels: Sequence[int] | np.ndarray | None = None,
+        box: Sequence[float] | np.ndarray | None = None,
+        mask: np.ndarray | torch.Tensor | None = None,
+        clear: bool = False,
+    ) -> FrameResult:
+        """Prompt object ``obj_id`` with clicks, a box (+ clicks) or a mask.
+
+        Args:
+            frame: a new frame (the stream advances to it), the current frame, or None.
+            points: ``P x 2`` (x, y) in frame pixels; labels: ``P`` (1 positive, 0 negative).
+            box: (x0, y0, x1, y1) in frame pixels; replaces earlier clicks on this frame.
+            mask: ``H x W`` bool/0-1 mask at the frame's size.
+            clear: drop earlier clicks of this object on this frame (default: accumulate).
+        Returns the :class:`FrameResult` of the (current) frame for every object.
+        """
+        t0 = time.perf_counter()
+        if not isinstance(obj_id, (int, np.integer)) or isinstance(obj_id, bool):
+            raise TypeError(f"obj_id must be an int, got {type(obj_id).__name__}")
+        obj_id = int(obj_id)
+        new_frame = frame is not None and not self._is_current(frame)
+        image = self._check_frame(frame) if new_frame else None
+        if not new_frame and self._frame is None:
+            raise ValueError("add_prompt(frame=None) needs a current frame: pass the frame")
+        size = image.shape[:2] if image is not None else self.frame_size
+        clicks = self._parse_prompt(size, points, labels, box, mask)
+        if new_frame:
+            self._advance(image)
+            # the prompted object starts afresh here; the others are tracked as usual
+            self._track([o for oid, o in self.objects.items() if oid != obj_id])
+        obj = self.objects.get(obj_id)
+        if obj is None:
+            obj = self.objects[obj_id] = ObjectState(obj_id, first_frame=self.frame_idx)
+        if isinstance(clicks, torch.Tensor):
+            self._apply_mask(obj, clicks)
+        else:
+            self._apply_clicks(obj, clicks, replace=clear or box is not None)
+        return self._result(t0)
+
+    def remove_object(self, obj_id: int) -> None:
+        """Stop tracking ``obj_id`` and free its memory."""
+        if obj_id not in self.objects:
+            raise KeyError(f"unknown object id {obj_id}; tracked objects: {self.obj_ids}")
+        del self.objects[obj_id]
+
+    def memory_footprint(self) -> int:
+        """Bytes of tensors held by all banks (features and pointers)."""
+        seen: dict[int, torch.Tensor] = {}
+        for o in self.objects.values():
+            b = o.bank
+            for e in [*b.cond.values(), *b.recent.values(), *b.pool, *b.long_term]:
+                for t in (e.features, e.obj_ptr):
+                    if t is not None:
+                        seen[id(t)] = t
+        return sum(t.numel() * t.element_size() for t in seen.values())
+
+    # ------------------------------------------------------------------ frames
+    def _check_frame(self, frame: np.ndarray | torch.Tensor) -> torch.Tensor:
+        """Validate one input frame; returns it as an ``H x W x 3`` uint8 tensor (CPU)."""
+        if isinstance(frame, np.ndarray):
+            t = torch.from_numpy(np.ascontiguousarray(frame))
+        elif isinstance(frame, torch.Tensor):
+            t = frame.detach()
+        else:
+            raise TypeError(f"a frame must be an H x W x 3 uint8 array, got {type(frame).__name__}")
+        if t.dtype != torch.uint8:
+            raise ValueError(f"a frame must be uint8 RGB, got dtype {t.dtype}")
+        if t.ndim != 3 or t.shape[2] != 3:
+            raise ValueError(f"a frame must be H x W x 3 (RGB), got shape {tuple(t.shape)}")
+        if t.shape[0] < 1 or t.shape[1] < 1:
+            raise ValueError(f"empty frame of shape {tuple(t.shape)}")
+        if self.frame_size is not None and tuple(t.shape[:2]) != self.frame_size:
+            raise ValueError(
+                f"frame of size {tuple(t.shape[:2])} in a stream of {self.frame_size} frames; "
+                f"call reset() to start a new stream"
+            )
+        return t
+
+    def _is_current(self, frame: np.ndarray | torch.Tensor) -> bool:
+        if self._frame is None:
+            return False
+        t = torch.as_tensor(frame) if isinstance(frame, np.ndarray) else frame
+        return tuple(t.shape) == tuple(self._frame.shape) and t.dtype == torch.uint8 and bool(torch.equal(t.cpu(), self._frame))
+
+    def _advance(self, image: torch.Tensor) -> None:
+        """Finalise the current frame (encode pending prompt memories) and move to ``image``."""
+        self._finalize()
+        self.frame_idx += 1
+        self.frame_size = (int(image.shape[0]), int(image.shape[1]))
+        self._frame = image.clone()
+        self._feats = None
+        for o in self.objects.values():
+            o.output = None
+
+    def _features(self) -> FrameFeatures:
+        if self._feats is None:
+            with self._autocast():
+                x = self.model.preprocess(self._frame.permute(2, 0, 1).unsqueeze(0))
+                self._feats = self.model.encode_image(x)
+        return self._feats
+
+    def _autocast(self):
+        if self.precision == "bf16":
+            return torch.autocast(self.model.device.type, dtype=torch.bfloat16)
+        return nullcontext()
+
+    # ------------------------------------------------------------------ prompts
+    def _parse_prompt(self, size, points, labels, box, mask) -> Clicks | torch.Tensor:
+        if mask is not None:
+            if points is not None or box is not None:
+                raise ValueError("give either a mask or clicks/box for an object, not both")
+            return prepare_mask(mask, size, self.model.image_size, self.model.device)
+        if points is None and box is None:
+            raise ValueError("add_prompt needs points (+labels), a box, or a mask")
+        clicks = prepare_points(points, labels, size, self.model.image_size, self.model.device)
+        if box is not None:
+            b = prepare_box(box, size, self.model.image_size, self.model.device)
+            clicks = b if clicks is None else b.extend(clicks)
+        return clicks
+
+    @staticmethod
+    def _starts_here(obj: ObjectState) -> bool:
+        """True when a prompt on the current frame (re)starts the object without memory: it
+        has no output here yet, or its output here came from such a starting prompt. A
+        prompt on a frame the object was tracked on is a correction that uses its memory."""
+        return obj.output is None or obj.output.is_cond
+
+    def _apply_mask(self, obj: ObjectState, mask: torch.Tensor) -> None:
+        feats = self._features()
+        with self._autocast():
+            out = self.model.mask_as_output(feats.features, feats.high_res, mask)
+        obj.output = self._frame_output(out, from_prompt=True, is_cond=self._starts_here(obj), clicks=None)
+
+    def _apply_clicks(self, obj: ObjectState, clicks: Clicks, replace: bool) -> None:
+        feats = self._features()
+        prev = obj.output
+        init = self._starts_here(obj)
+        if prev is not None and prev.clicks is not None and not replace:
+            clicks = prev.clicks.extend(clicks)
+        with self._autocast():
+            pix = self.model.condition_on_memory(feats, [], []) if init else self._conditioned([obj], feats)
+            # the previous prediction on this frame guides the refinement (as in SAM 2)
+            prev_logits = None if prev is None else prev.low_res_logits.clamp(-32.0, 32.0)
+            multimask = clicks.points.shape[1] <= 1  # ambiguous single click: best of 3
+            out = self.model.predict_masks(pix, feats.high_res, clicks.points, clicks.labels, prev_logits, multimask)
+        obj.output = self._frame_output(out, from_prompt=True, is_cond=init, clicks=clicks)
+
+    # ------------------------------------------------------------------ tracking
+    def _conditioned(self, objs: list[ObjectState], feats: FrameFeatures) -> torch.Tensor:
+        """Memory-conditioned features ``len(objs) x C x h x w`` (objects share one signature)."""
+        mems, poss, n_ptr = [], [], 0
+        tmax = max(1, min(self.num_frames or 10**9, self.model.cfg.max_obj_ptrs_in_encoder) - 1)
+        for o in objs:
+            sel = self.policy.select(o.bank, self.frame_idx)
+            spatial = [(slot, self._spatial(e)) for slot, e in sel.spatial]
+            pointers = [(d, e.obj_ptr) for d, e in sel.pointers]
+            m, p = self.model.memory_tokens(spatial, pointers, tmax, 1)
+            mems.append(m)
+            poss.append(p)
+            n_ptr = len(pointers)
+        return self.model.attend_memory(feats.expand(len(objs)), torch.cat(mems), torch.cat(poss), n_ptr)
+
+    def _spatial(self, e: MemoryEntry) -> SpatialMemory:
+        return SpatialMemory(e.features, self._mem_pos)
+
+    def _track(self, objs: list[ObjectState]) -> None:
+        """Track objects on the current frame, batching those with equal memory layouts."""
+        objs = [o for o in objs if o.is_tracking]
+        if not objs:
+            return
+        feats = self._features()
+        groups: dict[tuple[int, int], list[ObjectState]] = defaultdict(list)
+        for o in objs:
+            groups[self.policy.select(o.bank, self.frame_idx).signature()].append(o)
+        for group in groups.values():
+            n = len(group)
+            with self._autocast():
+                pix = self._conditioned(group, feats)
+                hr = (feats.high_res[0].expand(n, -1, -1, -1), feats.high_res[1].expand(n, -1, -1, -1))
+                out = self.model.predict_masks(pix, hr, multimask_output=True)
+                mem = self.model.encode_memory(feats.features.expand(n, -1, -1, -1), out.high_res_masks, out.object_score_logits)
+            self._remember_pos(mem.pos)
+            for i, o in enumerate(group):
+                o.output = self._frame_output(_index(out, i), from_prompt=False, is_cond=False, clicks=None)
+                self._commit(o, mem.features[i : i + 1], o.output)
+
+    def _finalize(self) -> None:
+        """Encode the memories of objects prompted on the current frame (Meta does this when
+        propagation resumes: binarised masks, upsampled from the low-res prediction)."""
+        pending = [o for o in self.objects.values() if o.output is not None and o.output.from_prompt]
+        if not pending:
+            return
+        feats = self._features()
+        n = len(pending)
+        low = torch.cat([o.output.low_res_logits for o in pending])
+        scores = torch.cat([o.output.object_score_logit for o in pending])
+        s = self.model.image_size
+        with self._autocast():
+            high = F.interpolate(low.float(), (s, s), mode="bilinear", align_corners=False)
+            mem = self.model.encode_memory(feats.features.expand(n, -1, -1, -1), high, scores, binarize=True)
+        self._remember_pos(mem.pos)
+        for i, o in enumerate(pending):
+            self._commit(o, mem.features[i : i + 1], o.output)
+            o.output.from_prompt = False
+
+    def _commit(self, obj: ObjectState, features: torch.Tensor, out: FrameOutput) -> None:
+        entry = MemoryEntry(
+            frame_idx=self.frame_idx,
+            features=features.to(self.memory_dtype),
+            obj_ptr=out.obj_ptr.float(),
+            is_cond=out.is_cond,
+            object_score=float(out.object_score_logit),
+            iou=out.iou,
+        )
+        self.policy.commit(obj.bank, entry)
+
+    def _remember_pos(self, pos: torch.Tensor) -> None:
+        if self._mem_pos is None:
+            self._mem_pos = pos[:1].float().clone()
+
+    @staticmethod
+    def _frame_output(out: MaskOutput, from_prompt: bool, is_cond: bool, clicks: Clicks | None) -> FrameOutput:
+        return FrameOutput(
+            low_res_logits=out.low_res_masks.float(),
+            iou=float(out.ious.max()),
+            obj_ptr=out.obj_ptr.float(),
+            object_score_logit=out.object_score_logits.float(),
+            from_prompt=from_prompt,
+            is_cond=is_cond,
+            clicks=clicks,
+        )
+
+    # ------------------------------------------------------------------ results
+    def _result(self, t0: float) -> FrameResult:
+        have = [o for o in self.objects.values() if o.output is not None]
+        h, w = self.frame_size
+        if have:
+            low = torch.cat([o.output.low_res_logits for o in have])
+            masks = (upsample_logits(low, (h, w))[:, 0] > 0).cpu().numpy()
+            scores = torch.sigmoid(torch.cat([o.output.object_score_logit for o in have])[:, 0]).cpu().numpy()
+            ious = np.array([o.output.iou for o in have], dtype=np.float32)
+        else:
+            low = torch.zeros(0, 1, 1, 1)
+            masks = np.zeros((0, h, w), bool)
+            scores = ious = np.zeros(0, np.float32)
+        return FrameResult(
+            frame_idx=self.frame_idx,
+            obj_ids=[o.obj_id for o in have],
+            masks=masks,
+            object_scores=scores,
+            ious=ious,
+            low_res_logits=low.cpu(),
+            latency_ms=(time.perf_counter() - t0) * 1000.0,
+        )
+
+
+def _index(out: MaskOutput, i: int) -> MaskOutput:
+    """Row ``i`` of a batched :class:`MaskOutput` (keeping the batch axis)."""
+    s = slice(i, i + 1)
+    return MaskOutput(
+        out.multimask_logits[s], out.ious[s], out.low_res_masks[s], out.high_res_masks[s],
+        out.obj_ptr[s], out.object_score_logits[s],
+    )
