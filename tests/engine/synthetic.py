@@ -11,6 +11,7 @@ def moving_objects_video(n: int = 20, h: int = 180, w: int = 240, seed: int = 0)
     base = rng.integers(60, 120, size=(h // 4 + 1, w // 4 + 1, 3)).astype(np.float32)
     base = np.kron(base, np.ones((4, 4, 1)))[:h, :w]
     yy, xx = np.mgrid[:h, :w]
+    xx, yy = xx * (240 / w), yy * (180 / h)  # geometry is defined on a 240 x 180 canvas
     frames, masks = [], {1: [], 2: []}
     for t in range(n):
         img = base + rng.normal(0, 6, size=base.shape)

@@ -77,7 +77,7 @@ def read_rgb(path: Path, crop: tuple[int, int, int, int] | None = None) -> np.nd
     """Decode an image as ``H x W x 3`` uint8 RGB; ``crop = (top, left, height, width)``."""
     try:
         with Image.open(path) as im:
-            arr = np.asarray(im.convert("RGB"))
+            arr = np.array(im.convert("RGB"))  # a writable copy (torch.from_numpy warns on read-only)
     except OSError as exc:
         raise DatasetError(f"{path}: cannot read frame ({exc})") from exc
     if crop is not None:

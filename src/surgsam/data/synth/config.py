@@ -21,7 +21,7 @@ class SynthConfig:
     min_instruments: int = 2
     max_instruments: int = 4
     duplicate_type_prob: float = 0.35  # chance that an extra instrument repeats a type (left/right pair)
-    late_entry_prob: float = 0.35  # chance an instrument first appears after frame 0
+    late_entry_prob: float = 0.45  # chance an instrument (not the first) first appears after frame 0
     exit_prob: float = 0.45  # chance an instrument leaves during the video
     reentry_prob: float = 0.6  # chance a leaving instrument comes back
     tissue_objects: tuple[int, int] = (1, 3)  # min/max tissue objects (version 18)

@@ -1,0 +1,204 @@
+"""Streaming session behaviour on the tiny `nano` preset (random weights): verbs, batching,
+bounded memory, and bad input that must leave the session usable."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from surgsam.engine import VideoSegmenter
+from surgsam.modeling import build_model
+from synthetic import moving_objects_video
+
+
+@pytest.fixture(scope="module")
+def model():
+    torch.manual_seed(0)
+    m = build_model("nano")
+    with torch.no_grad():  # random weights: make objects "present" so masks are not empty
+        m.sam_mask_decoder.pred_obj_score_head.layers[-1].bias.fill_(4.0)
+    return m
+
+
+@pytest.fixture(scope="module")
+def video():
+    return moving_objects_video(n=24, h=120, w=160)
+
+
+def run(model, frames, gt, memory="fifo", objs=(1, 2)):
+    seg = VideoSegmenter(model, memory=memory)
+    out = [seg.add_prompt(frames[0], obj_id=objs[0], mask=gt[objs[0]][0])]
+    for k in objs[1:]:
+        out[-1] = seg.add_prompt(None, obj_id=k, mask=gt[k][0])
+    out += [seg.step(f) for f in frames[1:]]
+    return seg, out
+
+
+def test_results_cover_every_object_and_frame(model, video):
+    frames, gt = video
+    seg, out = run(model, frames, gt)
+    assert [r.frame_idx for r in out] == list(range(len(frames)))
+    for r in out:
+        assert r.obj_ids == [1, 2]
+        assert r.masks.shape == (2, 120, 160) and r.masks.dtype == bool
+        assert r.object_scores.shape == (2,) and r.ious.shape == (2,)
+    # the prompt frame returns the prompt itself (mask used as output)
+    assert (out[0].mask(1) == gt[1][0]).mean() > 0.97
+
+
+def test_batched_objects_equal_separate_sessions(model, video):
+    frames, gt = video
+    _, both = run(model, frames, gt)
+    _, one = run(model, frames, gt, objs=(1,))
+    _, two = run(model, frames, gt, objs=(2,))
+    for rb, r1, r2 in zip(both, one, two):
+        torch.testing.assert_close(rb.low_res_logits[0], r1.low_res_logits[0], atol=1e-4, rtol=0)
+        torch.testing.assert_close(rb.low_res_logits[1], r2.low_res_logits[0], atol=1e-4, rtol=0)
+
+
+@pytest.mark.parametrize("memory", ["fifo", "efp", "dlm"])
+def test_memory_is_flat_in_video_length(model, video, memory):
+    frames, gt = video
+    seg = VideoSegmenter(model, memory=memory)
+    seg.add_prompt(frames[0], obj_id=1, mask=gt[1][0])
+    sizes = []
+    for t in range(1, 80):
+        seg.step(frames[t % len(frames)])
+        sizes.append(seg.memory_footprint())
+    assert max(sizes[30:]) == sizes[30], f"{memory}: memory grew after 30 frames: {sizes[30]} -> {max(sizes[30:])}"
+    assert len(seg.objects[1].bank.recent) <= 16
+
+
+def test_efp_attends_at_most_five_memories(model, video):
+    frames, gt = video
+    seg, _ = run(model, frames, gt, memory="efp")
+    sel = seg.policy.select(seg.objects[1].bank, seg.frame_idx + 1)
+    assert len(sel.spatial) == 5
+    fifo = VideoSegmenter(model, memory="fifo").policy.select(seg.objects[1].bank, seg.frame_idx + 1)
+    assert len(fifo.spatial) == 7
+
+
+def test_add_object_mid_stream_and_remove(model, video):
+    frames, gt = video
+    seg = VideoSegmenter(model, memory="efp")
+    seg.add_prompt(frames[0], obj_id=1, mask=gt[1][0])
+    for t in range(1, 6):
+        assert seg.step(frames[t]).obj_ids == [1]
+    r = seg.add_prompt(frames[6], obj_id=7, points=[[140, 60]], labels=[1])
+    assert r.obj_ids == [1, 7] and r.frame_idx == 6
+    r = seg.add_prompt(None, obj_id=7, points=[[20, 20]], labels=[0])  # refine: clicks accumulate
+    assert seg.objects[7].output.clicks.points.shape[1] == 2
+    r = seg.step(frames[7])
+    assert r.obj_ids == [1, 7] and seg.objects[7].bank.cond.keys() == {6}
+    seg.remove_object(1)
+    assert seg.step(frames[8]).obj_ids == [7]
+    seg.reset()
+    assert seg.obj_ids == [] and seg.frame_idx == -1
+
+
+def test_correction_click_on_tracked_frame_is_not_a_new_start(model, video):
+    frames, gt = video
+    seg, _ = run(model, frames[:5], gt, objs=(1,))
+    seg.add_prompt(None, obj_id=1, points=[[60, 70]], labels=[1])
+    assert not seg.objects[1].output.is_cond
+    seg.step(frames[5])
+    assert set(seg.objects[1].bank.cond) == {0} and 4 in seg.objects[1].bank.recent
+
+
+def test_box_prompt(model, video):
+    frames, _ = video
+    seg = VideoSegmenter(model)
+    r = seg.add_prompt(frames[0], obj_id=3, box=[100, 20, 150, 60])
+    assert r.obj_ids == [3]
+    assert seg.objects[3].output.clicks.labels.tolist() == [[2, 3]]
+
+
+def test_step_without_objects_is_cheap_and_valid(model, video):
+    frames, gt = video
+    seg = VideoSegmenter(model)
+    r = seg.step(frames[0])
+    assert r.obj_ids == [] and r.masks.shape == (0, 120, 160)
+    r = seg.add_prompt(None, obj_id=1, mask=gt[1][0])
+    assert r.frame_idx == 0 and r.obj_ids == [1]
+
+
+BAD_PROMPTS = [
+    (dict(points=[[500, 10]], labels=[1]), "outside"),
+    (dict(points=[[-1, 10]], labels=[1]), "outside"),
+    (dict(points=[[10, 10]], labels=[1, 0]), "labels"),
+    (dict(points=[[10, 10]], labels=[5]), "labels must be"),
+    (dict(points=[[10, 10]]), "need labels"),
+    (dict(box=[50, 50, 40, 60]), "x1 > x0"),
+    (dict(box=[0, 0, 400, 50]), "outside"),
+    (dict(box=[1, 2, 3]), "box is"),
+    (dict(mask=np.zeros((120, 160), bool)), "empty mask"),
+    (dict(mask=np.ones((60, 80), bool)), "size"),
+    (dict(mask=np.full((120, 160), 7, np.uint8)), "binary"),
+    (dict(), "needs points"),
+]
+
+
+@pytest.mark.parametrize("kwargs,msg", BAD_PROMPTS)
+def test_bad_prompts_raise_and_session_stays_usable(model, video, kwargs, msg):
+    frames, gt = video
+    seg = VideoSegmenter(model)
+    seg.add_prompt(frames[0], obj_id=1, mask=gt[1][0])
+    seg.step(frames[1])
+    before = seg.memory_footprint()
+    with pytest.raises(ValueError, match=msg):
+        seg.add_prompt(frames[2], obj_id=2, **kwargs)
+    assert seg.frame_idx == 1 and seg.obj_ids == [1] and seg.memory_footprint() == before
+    r = seg.step(frames[2])
+    assert r.frame_idx == 2 and r.obj_ids == [1]
+
+
+@pytest.mark.parametrize(
+    "frame,msg",
+    [
+        (np.zeros((60, 80, 3), np.uint8), "size"),
+        (np.zeros((120, 160, 3), np.float32), "uint8"),
+        (np.zeros((120, 160), np.uint8), "H x W x 3"),
+        (np.zeros((120, 160, 4), np.uint8), "H x W x 3"),
+        ("frame.png", "uint8 array"),
+    ],
+)
+def test_bad_frames_mid_stream(model, video, frame, msg):
+    frames, gt = video
+    seg = VideoSegmenter(model)
+    seg.add_prompt(frames[0], obj_id=1, mask=gt[1][0])
+    with pytest.raises((ValueError, TypeError), match=msg):
+        seg.step(frame)
+    assert seg.step(frames[1]).frame_idx == 1
+
+
+def test_unknown_ids_and_misuse(model, video):
+    frames, gt = video
+    seg = VideoSegmenter(model)
+    with pytest.raises(ValueError, match="current frame"):
+        seg.add_prompt(None, obj_id=1, mask=gt[1][0])
+    seg.add_prompt(frames[0], obj_id=1, mask=gt[1][0])
+    with pytest.raises(KeyError, match="unknown object id 9"):
+        seg.remove_object(9)
+    with pytest.raises(TypeError):
+        seg.add_prompt(None, obj_id="one", mask=gt[1][0])
+    with pytest.raises(ValueError, match="not both"):
+        seg.add_prompt(None, obj_id=1, mask=gt[1][0], points=[[1, 1]], labels=[1])
+    with pytest.raises(ValueError, match="precision"):
+        VideoSegmenter(model, precision="fp8")
+    with pytest.raises(KeyError):
+        seg.step(frames[1]).mask(5)
+
+
+def test_bf16_fast_path_agrees_with_fp32(model, video):
+    frames, gt = video
+    ref = VideoSegmenter(model)
+    fast = VideoSegmenter(model, precision="bf16")
+    ref.add_prompt(frames[0], obj_id=1, mask=gt[1][0])
+    fast.add_prompt(frames[0], obj_id=1, mask=gt[1][0])
+    ious = []
+    for f in frames[1:12]:
+        a, b = ref.step(f).masks[0], fast.step(f).masks[0]
+        u = (a | b).sum()
+        ious.append(1.0 if u == 0 else (a & b).sum() / u)
+    assert np.mean(ious) >= 0.9, ious
