@@ -1,0 +1,131 @@
+"""``surgsam segment``: track objects through a video from a mask, clicks or a box."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+
+def register(sub) -> None:
+    p = sub.add_parser(
+        "segment",
+        help="segment objects through a video from a mask / clicks / box on one frame",
+        description="Track objects through a video file, image folder or stream. Masks are written "
+        "as DAVIS palette PNGs (or one folder per object) and optionally as an overlay mp4.",
+    )
+    p.add_argument("video", help="video file (mp4/avi/mkv/webm), image folder, camera index or stream URL")
+    p.add_argument("--model", default=None, help="preset name (optional with our own checkpoints)")
+    p.add_argument("--checkpoint", default=None, help="weights: Meta's .pt, a bare state dict, or ours")
+    p.add_argument("--image-size", type=int, default=None, help="model input size (default: the model's)")
+    g = p.add_mutually_exclusive_group(required=True)
+    g.add_argument("--mask", type=Path, help="PNG on the prompt frame: binary, or a palette PNG whose ids are the objects")
+    g.add_argument("--points", help='clicks "x,y;x,y" in frame pixels (with --labels, default all positive)')
+    g.add_argument("--box", help='box "x0,y0,x1,y1" in frame pixels')
+    p.add_argument("--labels", help='click labels "1,0,..." (1 positive, 0 negative)')
+    p.add_argument("--obj-id", type=int, default=1, help="object id for --points/--box/binary --mask")
+    p.add_argument("--frame", type=int, default=0, help="index of the prompt frame")
+    p.add_argument("--memory", default="efp", choices=["fifo", "efp", "dlm"], help="memory policy")
+    p.add_argument("--precision", default="fp32", choices=["fp32", "bf16"])
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--out", type=Path, required=True, help="output folder for the masks")
+    p.add_argument("--format", default="palette", choices=["palette", "per-object"], help="mask layout")
+    p.add_argument("--overlay", type=Path, default=None, help="also write an overlay mp4 here")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=run)
+
+
+def parse_pairs(text: str, n: int, what: str) -> np.ndarray:
+    """'x,y;x,y' -> P x n float array, with a clear error."""
+    try:
+        rows = [[float(v) for v in part.split(",")] for part in text.replace(" ", "").split(";") if part]
+    except ValueError:
+        raise ValueError(f"cannot parse {what} {text!r}") from None
+    if not rows or any(len(r) != n for r in rows):
+        raise ValueError(f"{what} must be groups of {n} comma-separated numbers, got {text!r}")
+    return np.asarray(rows, dtype=np.float32)
+
+
+def build_prompts(args) -> list:
+    from ..io import read_palette_png
+    from .offline import Prompt
+
+    if args.mask is not None:
+        if not args.mask.is_file():
+            raise FileNotFoundError(f"mask not found: {args.mask}")
+        ids = read_palette_png(args.mask, allow_rgb=True)
+        objs = [int(i) for i in np.unique(ids) if i != 0]
+        if not objs:
+            raise ValueError(f"{args.mask} has no foreground pixel")
+        if objs == [255] or objs == [1]:  # a binary mask: one object
+            return [Prompt(args.obj_id, args.frame, mask=ids > 0)]
+        return [Prompt(k, args.frame, mask=ids == k) for k in objs]
+    if args.points is not None:
+        pts = parse_pairs(args.points, 2, "--points")
+        labels = np.ones(len(pts), dtype=int)
+        if args.labels:
+            try:
+                labels = np.array([int(v) for v in args.labels.split(",")])
+            except ValueError:
+                raise ValueError(f"cannot parse --labels {args.labels!r}") from None
+            if len(labels) != len(pts):
+                raise ValueError(f"--labels has {len(labels)} values for {len(pts)} points")
+        return [Prompt(args.obj_id, args.frame, points=pts, labels=labels)]
+    box = parse_pairs(args.box, 4, "--box")[0]
+    return [Prompt(args.obj_id, args.frame, box=box)]
+
+
+def run(args) -> int:
+    import torch
+
+    from ..io import OverlayVideoWriter, PaletteMaskWriter, PerObjectMaskWriter, open_source
+    from ..modeling import build_model
+    from .offline import segment_video
+
+    prompts = build_prompts(args)
+    model = build_model(args.model, image_size=args.image_size, checkpoint=args.checkpoint, device=args.device)
+    src = open_source(int(args.video) if args.video.isdigit() else args.video)
+    writer = PaletteMaskWriter(args.out) if args.format == "palette" else PerObjectMaskWriter(args.out)
+    overlay = OverlayVideoWriter(args.overlay, fps=src.fps or 25.0) if args.overlay else None
+    tee = _Tee(src)
+    n, t0, lat = 0, time.perf_counter(), []
+    try:
+        for res in segment_video(tee, prompts, model, memory=args.memory, precision=args.precision,
+                                 progress=not args.no_progress):
+            writer.write(res.frame_idx, res.obj_ids, res.masks)
+            if overlay is not None:
+                overlay.write(tee.current, res.obj_ids, res.masks, text=f"frame {res.frame_idx}  {res.latency_ms:.0f} ms")
+            lat.append(res.latency_ms)
+            n += 1
+    finally:
+        src.close()
+        if overlay is not None:
+            overlay.close()
+    wall = time.perf_counter() - t0
+    summary = {
+        "frames": n, "fps": n / wall if wall else 0.0, "median_latency_ms": float(np.median(lat)) if lat else 0.0,
+        "memory": args.memory, "precision": args.precision, "model": model.cfg.name, "image_size": model.image_size,
+        "out": str(args.out), "overlay": str(args.overlay) if args.overlay else None,
+        "torch_threads": torch.get_num_threads(),
+    }
+    print(json.dumps(summary))
+    return 0
+
+
+class _Tee:
+    """A frame source that remembers the frame it handed out last (for the overlay)."""
+
+    def __init__(self, src) -> None:
+        self.src, self.current = src, None
+        self.num_frames = src.num_frames
+
+    def __iter__(self):
+        for f in self.src:
+            self.current = f
+            yield f
+
+    def close(self) -> None:
+        self.src.close()

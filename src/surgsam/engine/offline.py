@@ -1,0 +1,103 @@
+"""Offline use: segment a whole video (file, folder or stream) from prompts, as a loop over step()."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..memory import MemoryPolicy
+from ..modeling.sam2 import SAM2Model
+from .session import VideoSegmenter
+from .state import FrameResult
+
+
+@dataclass
+class Prompt:
+    """A prompt for one object on one frame (coordinates in frame pixels).
+
+    Give ``mask`` (``H x W`` bool), or ``points`` (``P x 2`` (x, y)) with ``labels`` (``P``,
+    1 positive / 0 negative), and/or ``box`` (x0, y0, x1, y1).
+    """
+
+    obj_id: int
+    frame_idx: int = 0
+    points: Sequence[Sequence[float]] | np.ndarray | None = None
+    labels: Sequence[int] | np.ndarray | None = None
+    box: Sequence[float] | None = None
+    mask: np.ndarray | None = None
+
+
+def segment_video(
+    source,
+    prompts: Sequence[Prompt],
+    model: SAM2Model,
+    memory: str | MemoryPolicy = "efp",
+    precision: str = "fp32",
+    progress: bool = False,
+) -> Iterator[FrameResult]:
+    """Yield a :class:`FrameResult` for every frame of ``source``, from the first prompted
+    frame on (earlier frames yield empty results).
+
+    Args:
+        source: a video file, an image folder, a camera index / stream URL, any iterable of
+            ``H x W x 3`` uint8 frames, or a ``surgsam.io.FrameSource``.
+        prompts: :class:`Prompt` objects; several may share a frame; objects may start late.
+        model: the network (``surgsam.build_model(...)``).
+    """
+    if not prompts:
+        raise ValueError("segment_video needs at least one prompt")
+    by_frame: dict[int, list[Prompt]] = {}
+    for p in prompts:
+        if p.frame_idx < 0:
+            raise ValueError(f"prompt for object {p.obj_id} has a negative frame index {p.frame_idx}")
+        by_frame.setdefault(p.frame_idx, []).append(p)
+    frames, total, closer = _open(source)
+    seg = VideoSegmenter(model, memory=memory, num_frames=total, precision=precision)
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=total, unit="frame", desc="segment")
+    last = -1
+    try:
+        for t, frame in enumerate(frames):
+            todo = by_frame.get(t, [])
+            if todo:
+                res = seg.add_prompt(frame, **_kwargs(todo[0]))
+                for p in todo[1:]:
+                    res = seg.add_prompt(None, **_kwargs(p))
+            else:
+                res = seg.step(frame)
+            last = t
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix(ms=f"{res.latency_ms:.0f}", objects=len(res.obj_ids))
+            yield res
+    finally:
+        if bar is not None:
+            bar.close()
+        if closer is not None:
+            closer()
+    late = sorted(f for f in by_frame if f > last)
+    if late:
+        raise ValueError(f"the video has {last + 1} frames; prompts on frames {late} were never used")
+
+
+def _kwargs(p: Prompt) -> dict:
+    return dict(obj_id=p.obj_id, points=p.points, labels=p.labels, box=p.box, mask=p.mask)
+
+
+def _open(source):
+    """(frame iterator, frame count or None, close callback or None)."""
+    if isinstance(source, (str, Path, int)):
+        from ..io import open_source
+
+        src = open_source(source)
+        return iter(src), src.num_frames, src.close
+    if hasattr(source, "num_frames") and hasattr(source, "close"):
+        return iter(source), source.num_frames, source.close
+    n = len(source) if hasattr(source, "__len__") else None
+    return iter(source), n, None
