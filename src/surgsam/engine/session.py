@@ -11,7 +11,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..memory import MemoryEntry, MemoryPolicy, make_policy
+from ..memory import MemoryEntry, MemoryPolicy, Selection, make_policy
 from ..modeling.sam2 import FrameFeatures, MaskOutput, SAM2Model, SpatialMemory
 from .prompts import prepare_box, prepare_mask, prepare_points
 from .state import Clicks, FrameOutput, FrameResult, ObjectState, upsample_logits
@@ -236,18 +236,20 @@ class VideoSegmenter:
         obj.output = self._frame_output(out, from_prompt=True, is_cond=init, clicks=clicks)
 
     # ------------------------------------------------------------------ tracking
-    def _conditioned(self, objs: list[ObjectState], feats: FrameFeatures) -> torch.Tensor:
-        """Memory-conditioned features ``len(objs) x C x h x w`` (objects share one signature)."""
-        mems, poss, n_ptr = [], [], 0
+    def _conditioned(self, objs: list[ObjectState], feats: FrameFeatures, sels: list[Selection] | None = None) -> torch.Tensor:
+        """Memory-conditioned features ``len(objs) x C x h x w``; the objects' selections must
+        have equal signatures (same token counts) so they batch through memory attention."""
+        if sels is None:
+            sels = [self.policy.select(o.bank, self.frame_idx) for o in objs]
+        mems, poss = [], []
         tmax = max(1, min(self.num_frames or 10**9, self.model.cfg.max_obj_ptrs_in_encoder) - 1)
-        for o in objs:
-            sel = self.policy.select(o.bank, self.frame_idx)
+        for sel in sels:
             spatial = [(slot, self._spatial(e)) for slot, e in sel.spatial]
             pointers = [(d, e.obj_ptr) for d, e in sel.pointers]
             m, p = self.model.memory_tokens(spatial, pointers, tmax, 1)
             mems.append(m)
             poss.append(p)
-            n_ptr = len(pointers)
+        n_ptr = len(sels[0].pointers)
         return self.model.attend_memory(feats.expand(len(objs)), torch.cat(mems), torch.cat(poss), n_ptr)
 
     def _spatial(self, e: MemoryEntry) -> SpatialMemory:
@@ -259,13 +261,15 @@ class VideoSegmenter:
         if not objs:
             return
         feats = self._features()
-        groups: dict[tuple[int, int], list[ObjectState]] = defaultdict(list)
+        groups: dict[tuple[int, int], list[tuple[ObjectState, Selection]]] = defaultdict(list)
         for o in objs:
-            groups[self.policy.select(o.bank, self.frame_idx).signature()].append(o)
-        for group in groups.values():
+            sel = self.policy.select(o.bank, self.frame_idx)
+            groups[sel.signature()].append((o, sel))
+        for members in groups.values():
+            group = [o for o, _ in members]
             n = len(group)
             with self._autocast():
-                pix = self._conditioned(group, feats)
+                pix = self._conditioned(group, feats, [sel for _, sel in members])
                 hr = (feats.high_res[0].expand(n, -1, -1, -1), feats.high_res[1].expand(n, -1, -1, -1))
                 out = self.model.predict_masks(pix, hr, multimask_output=True)
                 mem = self.model.encode_memory(feats.features.expand(n, -1, -1, -1), out.high_res_masks, out.object_score_logits)

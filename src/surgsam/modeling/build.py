@@ -30,7 +30,10 @@ def build_model(
     ckpt = read_checkpoint(checkpoint) if checkpoint is not None else None
     cfg: SAM2Config
     if ckpt is not None and ckpt.config is not None:
-        cfg = SAM2Config.from_dict(ckpt.config)
+        try:
+            cfg = SAM2Config.from_dict(ckpt.config)
+        except (TypeError, ValueError) as e:
+            raise CheckpointError(f"{ckpt.path}: its stored config does not describe a SAM2Config ({e})") from None
         if name is not None and get_preset(name).name != cfg.name:
             # The file states its network; a different preset name is a user mistake.
             raise CheckpointError(

@@ -70,18 +70,27 @@ def read_checkpoint(path: str | Path) -> LoadedCheckpoint:
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
-        raise CheckpointError(
-            f"refused to load {path}: it is not a plain tensor checkpoint (unpickling it would "
-            f"need to run code, which weights_only=True forbids). Re-save it as a state dict. "
-            f"Detail: {str(e).splitlines()[0][:300]}"
-        ) from None
+        if _is_weights_only_refusal(e):
+            raise CheckpointError(
+                f"refused to load {path}: it is not a plain tensor checkpoint (unpickling it would "
+                f"need to run code, which weights_only=True forbids). Re-save only the tensors, e.g. "
+                f"torch.save({{'model': model.state_dict()}}, path). Detail: {_refusal_detail(e)}"
+            ) from None
+        raise CheckpointError(f"cannot read {path}: the file is truncated or not a PyTorch checkpoint ({e})") from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, OSError) as e:
         raise CheckpointError(f"cannot read {path}: the file is truncated or not a PyTorch checkpoint ({e})") from None
+    except Exception as e:  # a corrupt legacy (non-zip) file can make the unpickler fail in any way
+        raise CheckpointError(
+            f"cannot read {path}: the file is truncated or not a PyTorch checkpoint "
+            f"({type(e).__name__}: {str(e)[:200]})"
+        ) from None
     if not isinstance(obj, dict):
         raise CheckpointError(f"{path}: expected a dict of tensors, found {type(obj).__name__}")
     config, meta = None, {}
     if obj.get("format") == FORMAT_TAG:
         config, sd = obj.get("config"), obj.get("model")
+        if not isinstance(config, dict):
+            raise CheckpointError(f"{path}: a surgsam checkpoint without its config dict")
         meta = {k: v for k, v in obj.items() if k not in ("model", "config", "format")}
     elif "model" in obj and isinstance(obj["model"], dict):
         sd = obj["model"]
@@ -93,6 +102,21 @@ def read_checkpoint(path: str | Path) -> LoadedCheckpoint:
     if bad:
         raise CheckpointError(f"{path}: entries that are not tensors: {bad[:5]}")
     return LoadedCheckpoint(strip_prefixes(sd), config, path, meta)
+
+
+def _is_weights_only_refusal(e: Exception) -> bool:
+    """True when torch refused a pickle because it references code (not a corrupt file)."""
+    msg = str(e)
+    return "Weights only load failed" in msg or "Unsupported global" in msg or "weights_only" in msg
+
+
+def _refusal_detail(e: Exception) -> str:
+    """The line of torch's long weights_only message that names the offending global."""
+    lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
+    for ln in lines:
+        if "Unsupported global" in ln or "Unsupported operand" in ln:
+            return ln.split(" was not an allowed global")[0][:300]
+    return (lines[0] if lines else type(e).__name__)[:300]
 
 
 def _read_safetensors(path: Path) -> LoadedCheckpoint:
