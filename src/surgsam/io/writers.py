@@ -1,0 +1,364 @@
+"""Mask writers (DAVIS palette PNGs, SA-V per-object folders) and video writers (PyAV, H.264)."""
+
+from __future__ import annotations
+
+import functools
+import os
+from collections.abc import Iterable, Mapping, Sequence
+from fractions import Fraction
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from ._optional import require_av
+from .overlay import as_masks, draw_overlay
+
+__all__ = [
+    "OverlayVideoWriter",
+    "PaletteMaskWriter",
+    "PerObjectMaskWriter",
+    "VideoWriter",
+    "davis_palette",
+    "draw_overlay",
+    "masks_to_label_map",
+    "read_palette_png",
+    "write_palette_png",
+    "write_video",
+]
+
+PathLike = str | os.PathLike[str]
+
+
+# -- palette PNGs -----------------------------------------------------------------------------
+@functools.lru_cache(maxsize=4)
+def _palette(num_colors: int) -> np.ndarray:
+    ids = np.arange(num_colors, dtype=np.int64)
+    pal = np.zeros((num_colors, 3), dtype=np.int64)
+    for j in range(8):  # bit 3j of the id -> bit 7-j of R, 3j+1 -> G, 3j+2 -> B
+        for channel in range(3):
+            pal[:, channel] |= ((ids >> (3 * j + channel)) & 1) << (7 - j)
+    out = pal.astype(np.uint8)
+    out.flags.writeable = False
+    return out
+
+
+def davis_palette(num_colors: int = 256) -> np.ndarray:
+    """The DAVIS / PASCAL VOC colour map, ``num_colors x 3`` uint8.
+
+    Id 0 is black, 1 ``(128, 0, 0)``, 2 ``(0, 128, 0)``, ..., 255 ``(224, 224, 192)``: the id's
+    bits are dealt round-robin to the high bits of R, G and B.
+    """
+    return _palette(int(num_colors)).copy()
+
+
+def _as_label_map(label_map: Any) -> np.ndarray:
+    arr = np.asarray(label_map.detach().cpu() if hasattr(label_map, "detach") else label_map)
+    if arr.ndim != 2:
+        raise ValueError(f"label map must be H x W, got shape {arr.shape}")
+    if arr.dtype == bool:
+        return arr.astype(np.uint8)
+    if arr.dtype.kind not in "iu":
+        raise ValueError(f"label map must hold integer object ids, got {arr.dtype}")
+    if arr.size and (int(arr.min()) < 0 or int(arr.max()) > 255):
+        raise ValueError(
+            f"palette PNGs hold ids 0..255, got range [{int(arr.min())}, {int(arr.max())}]"
+        )
+    return arr.astype(np.uint8, copy=False)
+
+
+def write_palette_png(path: PathLike, label_map: Any, *, palette: np.ndarray | None = None) -> Path:
+    """Write an ``H x W`` id map (0 = background, 1..255 = objects) as a palette PNG.
+
+    The pixel values are the ids; the palette (DAVIS by default) only colours them for viewing.
+    Parent folders are created.
+    """
+    ids = _as_label_map(label_map)
+    pal = davis_palette() if palette is None else np.asarray(palette, dtype=np.uint8)
+    image = Image.fromarray(ids)  # "L"; putpalette turns it into "P" without remapping
+    image.putpalette(pal.reshape(-1).tolist())
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    image.save(path, format="PNG")
+    return path
+
+
+def read_palette_png(path: PathLike, *, allow_rgb: bool = False) -> np.ndarray:
+    """Read a palette (or single-channel) PNG as an ``H x W`` uint8 id map.
+
+    An RGB(A) PNG holds colours, not ids, and is refused unless ``allow_rgb=True``, which maps
+    DAVIS palette colours back to ids (any other colour is an error).
+    """
+    path = Path(path)
+    with Image.open(path) as im:
+        mode = im.mode
+        if mode in ("P", "L", "1"):
+            return np.array(im).astype(np.uint8, copy=False)
+        if mode.startswith("I"):
+            arr = np.array(im)
+            if arr.size and (arr.min() < 0 or arr.max() > 255):
+                raise ValueError(f"{path}: ids outside 0..255 in a {mode} PNG")
+            return arr.astype(np.uint8)
+        if mode not in ("RGB", "RGBA"):
+            raise ValueError(f"{path}: a {mode} image is not a mask PNG")
+        if not allow_rgb:
+            raise ValueError(
+                f"{path} is an {mode} PNG, not a palette PNG: its pixels are colours, not object "
+                "ids. Pass allow_rgb=True to map DAVIS palette colours back to ids."
+            )
+        rgb = np.asarray(im.convert("RGB"))
+    return _rgb_to_ids(rgb, path)
+
+
+def _rgb_to_ids(rgb: np.ndarray, path: Path) -> np.ndarray:
+    rgb32 = rgb.astype(np.int32)
+    packed = (rgb32[..., 0] << 16) | (rgb32[..., 1] << 8) | rgb32[..., 2]
+    pal = davis_palette().astype(np.int32)
+    pal_packed = (pal[:, 0] << 16) | (pal[:, 1] << 8) | pal[:, 2]
+    colours, inverse = np.unique(packed, return_inverse=True)
+    order = np.argsort(pal_packed)
+    pos = np.clip(np.searchsorted(pal_packed[order], colours), 0, len(order) - 1)
+    ids = order[pos]
+    unknown = colours[pal_packed[ids] != colours]
+    if unknown.size:
+        shown = [((c >> 16) & 255, (c >> 8) & 255, c & 255) for c in unknown[:5].tolist()]
+        raise ValueError(f"{path}: colours not in the DAVIS palette: {shown}")
+    return ids[inverse].reshape(rgb.shape[:2]).astype(np.uint8)
+
+
+def masks_to_label_map(
+    obj_ids: Sequence[int] | Any, masks: Any, shape: tuple[int, int] | None = None
+) -> np.ndarray:
+    """Merge ``N x H x W`` bool masks into an ``H x W`` uint8 id map (0 = background).
+
+    Overlap policy: masks are painted in the given order, so a later object wins where two
+    overlap (pass the objects in priority order). Ids must be 1..255. ``shape`` is needed
+    only when there are no masks.
+    """
+    ids, ms = as_masks(obj_ids, masks, shape)
+    bad = [i for i in ids if not 1 <= i <= 255]
+    if bad:
+        raise ValueError(f"object ids must be 1..255 to fit a palette PNG, got {bad}")
+    label = np.zeros(ms.shape[1:], dtype=np.uint8)
+    for oid, mask in zip(ids, ms):
+        label[mask] = oid
+    return label
+
+
+class _Closing:
+    """close() + context manager for writers."""
+
+    def close(self) -> None:
+        """Finish writing. Safe to call twice."""
+
+    def __enter__(self) -> Any:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+class PaletteMaskWriter(_Closing):
+    """One DAVIS palette PNG per frame, ``out_dir/{frame_idx:05d}.png``, pixel = object id."""
+
+    def __init__(self, out_dir: PathLike, *, palette: np.ndarray | None = None):
+        self.out_dir = Path(out_dir)
+        self.palette = palette
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+
+    def write(self, frame_idx: int, obj_ids: Sequence[int] | Any, masks: Any) -> Path:
+        """Write the ``N x H x W`` bool masks of one frame (later objects win on overlap)."""
+        return self.write_label_map(frame_idx, masks_to_label_map(obj_ids, masks))
+
+    def write_label_map(self, frame_idx: int, label_map: Any) -> Path:
+        """Write an ``H x W`` id map for one frame."""
+        path = self.out_dir / f"{int(frame_idx):05d}.png"
+        return write_palette_png(path, label_map, palette=self.palette)
+
+
+class PerObjectMaskWriter(_Closing):
+    """SA-V layout: ``out_dir/{obj_id:03d}/{frame_idx:05d}.png``, binary 0/255 grayscale PNGs."""
+
+    def __init__(self, out_dir: PathLike):
+        self.out_dir = Path(out_dir)
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+
+    def write(self, frame_idx: int, obj_ids: Sequence[int] | Any, masks: Any) -> list[Path]:
+        """Write one PNG per object for this frame; returns the paths in ``obj_ids`` order."""
+        ids, ms = as_masks(obj_ids, masks)
+        paths = []
+        for oid, mask in zip(ids, ms):
+            if oid < 0:
+                raise ValueError(f"object ids must be >= 0, got {oid}")
+            folder = self.out_dir / f"{oid:03d}"
+            folder.mkdir(exist_ok=True)
+            path = folder / f"{int(frame_idx):05d}.png"
+            Image.fromarray(mask.astype(np.uint8) * 255).save(path, format="PNG")
+            paths.append(path)
+        return paths
+
+
+# -- video ------------------------------------------------------------------------------------
+_DEFAULT_CODECS = {".webm": "libvpx-vp9", ".avi": "mpeg4"}  # everything else: H.264
+
+
+class VideoWriter(_Closing):
+    """Encode ``H x W x 3`` uint8 RGB frames to a video file with PyAV.
+
+    Default codec by extension: H.264 (libx264, ``crf``) for mp4/mov/mkv, VP9 for webm, MPEG-4
+    Part 2 for avi. mp4/mov get ``+faststart`` so browsers can play them while loading. With a
+    chroma-subsampled ``pix_fmt`` (``yuv420p``, the one every player decodes) odd sizes are padded
+    to even by repeating the last row/column; ``pix_fmt="yuv444p"`` keeps odd sizes exact.
+    The file is opened at the first frame, whose size every later frame must match.
+    """
+
+    def __init__(
+        self,
+        path: PathLike,
+        fps: float = 30.0,
+        *,
+        codec: str | None = None,
+        crf: int = 23,
+        pix_fmt: str = "yuv420p",
+        options: Mapping[str, str] | None = None,
+    ):
+        require_av("writing video")  # fail at construction, not at the first frame
+        self.path = Path(path)
+        self.fps = float(fps)
+        if not self.fps > 0:
+            raise ValueError(f"fps must be positive, got {fps}")
+        self.codec = codec or _DEFAULT_CODECS.get(self.path.suffix.lower(), "libx264")
+        self.crf = crf
+        self.pix_fmt = pix_fmt
+        self.options = dict(options or {})
+        self.frames_written = 0
+        self._container: Any = None
+        self._stream: Any = None
+        self._size: tuple[int, int] | None = None  # (H, W) of the input frames
+        self._pad = (0, 0)
+        self._closed = False
+
+    def _open(self, h: int, w: int) -> None:
+        av = require_av("writing video")
+        ph = h % 2 if "420" in self.pix_fmt or "nv12" in self.pix_fmt else 0
+        pw = w % 2 if any(s in self.pix_fmt for s in ("420", "422", "nv12")) else 0
+        self._size, self._pad = (h, w), (ph, pw)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        suffix = self.path.suffix.lower()
+        container_opts = {"movflags": "+faststart"} if suffix in (".mp4", ".mov", ".m4v") else {}
+        options = dict(self.options)
+        if "264" in self.codec or "vpx" in self.codec:
+            options.setdefault("crf", str(self.crf))
+        if self.codec == "libx264":
+            options.setdefault("preset", "veryfast")
+        if "vpx" in self.codec:
+            options.setdefault("b", "0")  # constant quality (crf) mode
+        container = av.open(str(self.path), "w", options=container_opts)
+        rate = Fraction(self.fps).limit_denominator(1001)
+        try:
+            try:
+                stream = container.add_stream(self.codec, rate=rate, options=options)
+            except (av.error.FFmpegError, ValueError) as exc:
+                if self.codec != "libx264":
+                    raise ValueError(f"cannot encode with {self.codec!r}: {exc}") from exc
+                stream = container.add_stream("h264", rate=rate)  # any H.264 encoder there is
+            stream.width, stream.height, stream.pix_fmt = w + pw, h + ph, self.pix_fmt
+            if self.codec == "mpeg4":
+                stream.codec_context.qscale = 3  # constant quality; the default bitrate is low
+        except BaseException:
+            container.close()
+            self.path.unlink(missing_ok=True)
+            raise
+        self._container, self._stream = container, stream
+
+    def write(self, frame: Any) -> None:
+        """Append one ``H x W x 3`` uint8 RGB frame."""
+        if self._closed:
+            raise RuntimeError(f"{self.path}: writer is closed")
+        img = np.asarray(frame.detach().cpu() if hasattr(frame, "detach") else frame)
+        if img.ndim != 3 or img.shape[2] != 3 or img.dtype != np.uint8:
+            raise ValueError(f"frame must be H x W x 3 uint8 RGB, got {img.shape} {img.dtype}")
+        if self._container is None:
+            self._open(*img.shape[:2])
+        elif img.shape[:2] != self._size:
+            raise ValueError(f"{self.path}: frame is {img.shape[:2]}, earlier frames {self._size}")
+        if any(self._pad):
+            img = np.pad(img, ((0, self._pad[0]), (0, self._pad[1]), (0, 0)), mode="edge")
+        av = require_av()
+        video_frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(img), format="rgb24")
+        for packet in self._stream.encode(video_frame):
+            self._container.mux(packet)
+        self.frames_written += 1
+
+    def close(self) -> None:
+        """Flush the encoder and finish the file (no file is written if no frame was)."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._container is not None:
+            try:
+                for packet in self._stream.encode():
+                    self._container.mux(packet)
+            finally:
+                self._container.close()
+
+
+class OverlayVideoWriter(_Closing):
+    """Write frames with their masks drawn on (see :func:`draw_overlay`) to an H.264 mp4."""
+
+    def __init__(
+        self,
+        path: PathLike,
+        fps: float = 30.0,
+        *,
+        alpha: float = 0.45,
+        contour_width: int = 2,
+        show_ids: bool = True,
+        colors: Mapping[int, tuple[int, int, int]] | None = None,
+        crf: int = 23,
+        codec: str | None = None,
+    ):
+        self.video = VideoWriter(path, fps, codec=codec, crf=crf)
+        self.style: dict[str, Any] = dict(
+            alpha=alpha, contour_width=contour_width, show_ids=show_ids, colors=colors
+        )
+
+    @property
+    def path(self) -> Path:
+        return self.video.path
+
+    @property
+    def frames_written(self) -> int:
+        return self.video.frames_written
+
+    def write(
+        self,
+        frame: Any,
+        obj_ids: Sequence[int] | Any = (),
+        masks: Any = None,
+        text: str | Sequence[str] | None = None,
+    ) -> np.ndarray:
+        """Draw ``masks`` (``N x H x W`` bool) and ``text`` on ``frame``, append it, return it."""
+        drawn = draw_overlay(frame, obj_ids, masks, text, **self.style)
+        self.video.write(drawn)
+        return drawn
+
+    def close(self) -> None:
+        self.video.close()
+
+
+def write_video(path: PathLike, frames: Iterable[Any], fps: float = 30.0, **kwargs: Any) -> Path:
+    """Write RGB frames to a video file (test and demo clips); ``kwargs`` go to VideoWriter."""
+    with VideoWriter(path, fps, **kwargs) as writer:
+        for frame in frames:
+            writer.write(frame)
+    if writer.frames_written == 0:
+        raise ValueError(f"no frames to write to {path}")
+    return Path(path)
