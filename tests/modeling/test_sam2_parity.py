@@ -168,3 +168,20 @@ def test_report_max_diffs():
     assert MAX_DIFFS, "parity tests did not run"
     for k, v in sorted(MAX_DIFFS.items()):
         print(f"max|diff| {k:28s} {v:.2e}")
+
+
+@pytest.mark.parametrize("name", sorted(__import__("oracle").CONFIGS))
+def test_every_preset_state_dict_matches_reference(name):
+    """Every official preset: same keys and shapes as Meta's model, so its files load strictly."""
+    import sam2  # noqa: F401
+    from sam2.build_sam import build_sam2
+
+    from oracle import CONFIGS
+
+    ref = build_sam2(CONFIGS[name], None, device="cpu", apply_postprocessing=False,
+                     hydra_overrides_extra=["++model.image_size=512"])
+    with torch.device("meta"):  # shapes only
+        ours = build_model(name, image_size=512, device="meta")
+    a = {k: tuple(v.shape) for k, v in ref.state_dict().items()}
+    b = {k: tuple(v.shape) for k, v in ours.state_dict().items()}
+    assert a == b
