@@ -107,23 +107,10 @@ class EngineSegmenter:
 
     def segment(self, video: str, frames: Sequence[np.ndarray], prompts: Mapping[int, ObjectPrompt]) -> Iterator[Masks]:
         api, model = self._get_model()
-        seg = api.VideoSegmenter(model, memory=self.memory)
-        by_frame: dict[int, list[int]] = {}
-        for k, p in prompts.items():
-            by_frame.setdefault(p.frame_idx, []).append(k)
-        started = False
-        for t in range(len(frames)):
-            new = sorted(by_frame.get(t, []))
-            if not started and not new:
-                yield {}
-                continue
-            frame = frames[t]
-            res = None
-            for k in new:
-                res = seg.add_prompt(frame, obj_id=k, mask=prompts[k].mask)
-            if res is None:
-                res = seg.step(frame)
-            started = True
+        from surgsam.engine import Prompt, segment_video
+
+        engine_prompts = [Prompt(int(k), p.frame_idx, mask=p.mask) for k, p in sorted(prompts.items())]
+        for res in segment_video(frames, engine_prompts, model, memory=self.memory):
             masks = np.asarray(res.masks).astype(bool)
             yield {int(k): masks[i] for i, k in enumerate(res.obj_ids)}
 

@@ -1,0 +1,119 @@
+"""The ``surgsam`` command line.
+
+Each subcommand lives in its own module exposing ``register(subparsers)``, which adds a
+subparser with ``set_defaults(func=handler)``; ``handler(args) -> int`` is the exit code.
+The modules in :data:`SUBCOMMAND_MODULES` are imported when the parser is built; one that
+is not part of this installation yet is skipped, any other import error is raised.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from types import ModuleType
+
+SUBCOMMAND_MODULES = [
+    "surgsam.hub",
+    "surgsam.demo",
+    "surgsam.engine.cli",
+    "surgsam.data.cli",
+    "surgsam.eval.cli",
+    "surgsam.train.cli",
+    "surgsam.referring.cli",
+    "surgsam.app.cli",
+]
+
+
+def _exists_on_disk(path: str) -> bool | None:
+    """Whether ``surgsam.x.y`` has a source file, decided without importing its parent
+    packages (importing ``surgsam.engine`` just to learn it has no ``cli`` would load torch);
+    None when surgsam is not a plain directory (then the import decides)."""
+    import surgsam
+
+    roots = [Path(p) for p in getattr(surgsam, "__path__", [])]
+    if not roots or not all(r.is_dir() for r in roots):
+        return None
+    rel = Path(*path.split(".")[1:])
+    return any((r / rel).with_suffix(".py").is_file() or (r / rel / "__init__.py").is_file() for r in roots)
+
+
+def _import_optional(path: str) -> ModuleType | None:
+    """Import ``path``; None if that module (or a package on its way) does not exist."""
+    if _exists_on_disk(path) is False:
+        return None
+    try:
+        return importlib.import_module(path)
+    except ModuleNotFoundError as e:
+        missing = e.name or ""
+        if missing.startswith("surgsam.") and (path == missing or path.startswith(missing + ".")):
+            return None
+        raise
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from . import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="surgsam",
+        description="Real-time segmentation of surgical video: SAM 2, Surgical SAM 2 (EFP), ReSurgSAM2.",
+    )
+    parser.add_argument("--version", action="version", version=f"surgsam {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    _register_presets(sub)
+    for path in SUBCOMMAND_MODULES:
+        mod = _import_optional(path)
+        if mod is None:
+            continue
+        register = getattr(mod, "register", None)
+        if register is None:
+            raise AttributeError(f"{path} is listed as a surgsam subcommand but has no register(subparsers)")
+        register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI; returns the process exit code."""
+    parser = build_parser()
+    args = parser.parse_args(list(argv) if argv is not None else None)
+    func = getattr(args, "func", None)
+    if func is None:
+        parser.print_help(sys.stderr)
+        return 2
+    try:
+        return int(func(args) or 0)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+# ---------------------------------------------------------------------- surgsam presets
+def _register_presets(sub) -> None:
+    p = sub.add_parser("presets", help="list the model presets (parameters, default image size)")
+    p.set_defaults(func=_cmd_presets)
+
+
+def _cmd_presets(args: argparse.Namespace) -> int:
+    import torch
+
+    from .modeling import SAM2Model, get_preset, list_presets
+
+    rows = [("preset", "params", "image size", "trunk (dim, stages)", "version")]
+    for name in list_presets():
+        cfg = get_preset(name)
+        with torch.device("meta"):  # shapes only: counting needs no memory or init time
+            n = sum(p.numel() for p in SAM2Model(cfg).parameters())
+        rows.append((name, f"{n / 1e6:.1f}M", str(cfg.image_size), f"{cfg.hiera.embed_dim}, {list(cfg.hiera.stages)}",
+                     cfg.version))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    for r in rows:
+        print("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
+    print("\naliases: sam2_hiera_{t,s,b+,l}, sam2.1_hiera_{t,s,b+,l}; any image size that is a multiple of 32 "
+          "(512 for the surgical models)")
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())
