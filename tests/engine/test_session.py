@@ -184,7 +184,7 @@ def test_unknown_ids_and_misuse(model, video):
         seg.add_prompt(None, obj_id="one", mask=gt[1][0])
     with pytest.raises(ValueError, match="not both"):
         seg.add_prompt(None, obj_id=1, mask=gt[1][0], points=[[1, 1]], labels=[1])
-    with pytest.raises(ValueError, match="precision"):
+    with pytest.raises(ValueError, match="precision must be"):
         VideoSegmenter(model, precision="fp8")
     with pytest.raises(KeyError):
         seg.step(frames[1]).mask(5)

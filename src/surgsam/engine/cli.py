@@ -29,7 +29,7 @@ def register(sub) -> None:
     p.add_argument("--obj-id", type=int, default=1, help="object id for --points/--box/binary --mask")
     p.add_argument("--frame", type=int, default=0, help="index of the prompt frame")
     p.add_argument("--memory", default="efp", choices=["fifo", "efp", "dlm"], help="memory policy")
-    p.add_argument("--precision", default="fp32", choices=["fp32", "bf16"])
+    p.add_argument("--precision", default="auto", choices=["fp32", "bf16", "auto"], help="auto: bf16 where it is fast (CUDA sm80+, CPUs with AMX)")
     p.add_argument("--device", default="cpu")
     p.add_argument("--out", type=Path, required=True, help="output folder for the masks")
     p.add_argument("--format", default="palette", choices=["palette", "per-object"], help="mask layout")

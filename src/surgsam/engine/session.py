@@ -13,6 +13,7 @@ import torch.nn.functional as F
 
 from ..memory import MemoryEntry, MemoryPolicy, Selection, make_policy
 from ..modeling.sam2 import FrameFeatures, MaskOutput, SAM2Model, SpatialMemory
+from .precision import resolve_precision
 from .prompts import prepare_box, prepare_mask, prepare_points
 from .state import Clicks, FrameOutput, FrameResult, ObjectState, upsample_logits
 
@@ -39,7 +40,8 @@ class VideoSegmenter:
         num_frames: the video's length when known (offline use); only the scale of the object
             pointers' temporal encoding depends on it for clips shorter than 16 frames,
             exactly as in Meta's predictor. None for live streams.
-        precision: ``"fp32"`` or ``"bf16"`` (autocast; on CPU and on GPUs with bf16).
+        precision: ``"fp32"``, ``"bf16"`` (autocast) or ``"auto"`` (bf16 where it is fast:
+            CUDA sm80+ and CPUs with AMX; fp32 elsewhere).
         memory_dtype: dtype of stored memory features (bf16 like Meta's predictor).
     """
 
@@ -51,12 +53,10 @@ class VideoSegmenter:
         precision: str = "fp32",
         memory_dtype: torch.dtype = torch.bfloat16,
     ) -> None:
-        if precision not in ("fp32", "bf16"):
-            raise ValueError(f"precision must be 'fp32' or 'bf16', got {precision!r}")
         self.model = model.eval()
         self.policy = make_policy(memory, model.num_maskmem, model.cfg.max_obj_ptrs_in_encoder)
         self.num_frames = num_frames
-        self.precision = precision
+        self.precision = resolve_precision(precision, model.device)
         self.memory_dtype = memory_dtype
         self.reset()
 

@@ -27,12 +27,36 @@ def axial_rope_angles(head_dim: int, side_x: int, side_y: int, theta: float = 10
     return torch.cat([torch.outer(col, freqs), torch.outer(row, freqs)], dim=-1)
 
 
+def rope_tables(angles: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Angles ``N x D/2`` -> (cos, signed sin) tables ``N x D`` for :func:`apply_rope`.
+
+    Channel pair (2i, 2i+1) rotates by ``angles[:, i]``; the sin table carries the sign of
+    the rotation so that ``rot(x) = x * cos + swap(x) * sin``.
+    """
+    cos = angles.cos().repeat_interleave(2, dim=-1)
+    sin = torch.stack([-angles.sin(), angles.sin()], dim=-1).flatten(-2)
+    return cos, sin
+
+
 def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """Rotate consecutive channel pairs of ``x`` (``... x N x D``) by angles with tables ``N x D/2``."""
-    xf = x.float().reshape(*x.shape[:-1], -1, 2)
-    even, odd = xf[..., 0], xf[..., 1]
-    out = torch.stack([even * cos - odd * sin, even * sin + odd * cos], dim=-1)
-    return out.flatten(-2).type_as(x)
+    """Rotate consecutive channel pairs of ``x`` (``... x N x D``) with tables ``N x D``.
+
+    Real arithmetic only (exportable to ONNX, friendly to torch.compile).
+    """
+    xf = x.float()
+    pairs = xf.unflatten(-1, (-1, 2))
+    swapped = torch.stack((pairs[..., 1], pairs[..., 0]), dim=-1).flatten(-2)  # (x1, x0) per pair
+    return torch.addcmul(xf * cos, swapped, sin).type_as(x)
+
+
+def apply_rope_complex(x: torch.Tensor, rot: torch.Tensor) -> torch.Tensor:
+    """Same rotation as :func:`apply_rope` with a complex table ``N x D/2`` (faster in eager)."""
+    xc = torch.view_as_complex(x.float().unflatten(-1, (-1, 2)))
+    return torch.view_as_real(xc * rot).flatten(-2).type_as(x)
+
+
+def _exporting() -> bool:
+    return torch.onnx.is_in_onnx_export() or torch.compiler.is_compiling()
 
 
 class RoPEAttention(Attention):
@@ -48,28 +72,38 @@ class RoPEAttention(Attention):
         self.rope_k_repeat = rope_k_repeat
         self._tables: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}
 
-    def _cos_sin(self, n: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-        key = (n, str(device))
+    def _cos_sin(self, n: int, reps: int, device: torch.device) -> tuple[torch.Tensor, ...]:
+        """Tables for an ``n``-token square grid, tiled ``reps`` times (cached)."""
+        key = (n, reps, str(device))
         if key not in self._tables:
             side = int(math.isqrt(n))
             if side * side != n:
                 raise ValueError(f"RoPE needs a square token grid, got {n} tokens")
             ang = axial_rope_angles(self.internal_dim // self.num_heads, side, side, self.rope_theta)
-            self._tables[key] = (ang.cos().to(device), ang.sin().to(device))
+            ang = ang.repeat(reps, 1)
+            cos, sin = rope_tables(ang)
+            rot = torch.polar(torch.ones_like(ang), ang)
+            self._tables[key] = (cos.to(device), sin.to(device), rot.to(device))
         return self._tables[key]
+
+    def _rotate(self, x: torch.Tensor, tables: tuple[torch.Tensor, ...]) -> torch.Tensor:
+        cos, sin, rot = tables
+        if _exporting() or x.device.type not in ("cpu", "cuda"):
+            return apply_rope(x, cos, sin)
+        return apply_rope_complex(x, rot)
 
     def forward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, num_k_exclude_rope: int = 0) -> torch.Tensor:
         """``B x Nq x C``, ``B x Nk x Ckv``, ``B x Nk x Ckv`` -> ``B x Nq x C``."""
         q, k, v = self._heads(self.q_proj(q)), self._heads(self.k_proj(k)), self._heads(self.v_proj(v))
-        cos, sin = self._cos_sin(q.shape[-2], q.device)
-        q = apply_rope(q, cos, sin)
+        nq = q.shape[-2]
+        q = self._rotate(q, self._cos_sin(nq, 1, q.device))
         n_rope = k.shape[-2] - num_k_exclude_rope
         if n_rope > 0:
-            reps = n_rope // q.shape[-2]
-            if n_rope != q.shape[-2] and not (self.rope_k_repeat and reps * q.shape[-2] == n_rope):
-                raise ValueError(f"{n_rope} rotated keys do not tile {q.shape[-2]} queries")
-            k_rot = apply_rope(k[..., :n_rope, :], cos.repeat(reps, 1), sin.repeat(reps, 1))
-            k = torch.cat([k_rot, k[..., n_rope:, :]], dim=-2)
+            reps = n_rope // nq
+            if reps * nq != n_rope or (reps > 1 and not self.rope_k_repeat):
+                raise ValueError(f"{n_rope} rotated keys do not tile {nq} queries")
+            k_rot = self._rotate(k[..., :n_rope, :], self._cos_sin(nq, reps, k.device))
+            k = k_rot if n_rope == k.shape[-2] else torch.cat([k_rot, k[..., n_rope:, :]], dim=-2)
         return self._attend(q, k, v)
 
 
