@@ -106,24 +106,30 @@ def test_module_without_register_is_an_error(monkeypatch):
 
 
 def test_demo(tmp_path, capsys):
-    assert cli.main(["demo", "--out", str(tmp_path), "--runs", "2"]) == 0
+    pytest.importorskip("av")
+    assert cli.main(["demo", "--out", str(tmp_path), "--frames", "6"]) == 0
     out = capsys.readouterr().out
-    assert "untrained network: masks are not meaningful" in out
-    assert "set_image" in out and "predict" in out
-    from PIL import Image
+    assert "untrained network (random weights)" in out
+    assert "J&F" in out and "FPS" in out and "peak memory" in out
+    from surgsam.io import read_palette_png
 
-    mask = np.asarray(Image.open(tmp_path / "mask.png"))
-    overlay = np.asarray(Image.open(tmp_path / "overlay.png"))
-    assert mask.shape == (256, 256) and set(np.unique(mask)) <= {0, 255}
-    assert overlay.shape == (256, 256, 3)
+    pngs = sorted((tmp_path / "masks").glob("*.png"))
+    assert [p.name for p in pngs] == [f"{i:05d}.png" for i in range(6)]
+    assert read_palette_png(pngs[0]).shape == (256, 320)
+    import av
+
+    with av.open(str(tmp_path / "overlay.mp4")) as c:
+        assert sum(1 for _ in c.decode(video=0)) == 6
 
 
-def test_synthetic_frame_box_covers_the_bar():
-    from surgsam.demo import synthetic_frame
+def test_demo_rejects_a_one_frame_clip(tmp_path):
+    with pytest.raises(ValueError, match="at least 2"):
+        cli.main(["demo", "--out", str(tmp_path), "--frames", "1"])
 
-    frame, (x0, y0, x1, y1) = synthetic_frame()
-    assert frame.shape == (256, 256, 3) and frame.dtype == np.uint8
-    assert 0 <= x0 < x1 <= 256 and 0 <= y0 < y1 <= 256
-    grey = (np.abs(frame[..., 0].astype(int) - frame[..., 1]) < 20) & (frame[..., 1] > 120)
-    ys, xs = np.nonzero(grey)
-    assert xs.min() >= x0 and xs.max() < x1 and ys.min() >= y0 and ys.max() < y1
+
+def test_console_entry_prints_user_errors_without_traceback(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr("sys.argv", ["surgsam", "segment", str(tmp_path / "missing.mp4"), "--model", "nano",
+                                     "--points", "1,1", "--out", str(tmp_path / "o")])
+    assert cli.run() == 2
+    err = capsys.readouterr().err
+    assert err.startswith("surgsam: error:") and "missing.mp4" in err and "Traceback" not in err

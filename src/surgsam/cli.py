@@ -115,5 +115,16 @@ def _cmd_presets(args: argparse.Namespace) -> int:
     return 0
 
 
+def run() -> int:
+    """Console entry point: like :func:`main`, but a user error (bad input, missing file,
+    wrong checkpoint) prints one line instead of a traceback and exits with status 2."""
+    try:
+        return main()
+    except (ValueError, FileNotFoundError, KeyError, TypeError, ImportError) as e:
+        msg = e.args[0] if isinstance(e, KeyError) and e.args else e
+        print(f"surgsam: error: {msg}", file=sys.stderr)
+        return 2
+
+
 if __name__ == "__main__":  # pragma: no cover
-    raise SystemExit(main())
+    raise SystemExit(run())
