@@ -1,0 +1,113 @@
+"""``surgsam train``: run a training recipe.
+
+    surgsam train --recipe nano-synth --data data/synth --out runs/nano --steps 20000
+    surgsam train --recipe surgsam2 --init sam2.1_hiera_small.pt --data EndoVis18 --out runs/endo18
+    torchrun --nproc_per_node 8 -m surgsam train --recipe surgsam2 ...   (DDP)
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import replace
+
+__all__ = ["register", "run_train"]
+
+
+def register(subparsers) -> None:
+    """Add the ``train`` subcommand."""
+    p = subparsers.add_parser(
+        "train", help="train or fine-tune a model (recipes: surgsam2, nano-synth)",
+        description="Train SAM 2 on video clips with SAM 2's losses and prompt simulation. Writes checkpoints "
+        "(surgsam format), OUT/log.jsonl and OUT/model.pt. Under torchrun every process takes its share of the data.",
+    )
+    p.add_argument("--recipe", required=True, choices=("surgsam2", "nano-synth"),
+                   help="surgsam2: fine-tune an official checkpoint (encoders frozen); nano-synth: nano from scratch")
+    p.add_argument("--data", action="append", required=True, metavar="DIR",
+                   help="dataset folder (VOS, EndoVis, Ref-EndoVis or synthetic); repeat to mix datasets")
+    p.add_argument("--out", required=True, help="output folder for checkpoints and logs")
+    p.add_argument("--init", default=None, metavar="CKPT", help="initial weights (official .pt, bare state dict or ours)")
+    p.add_argument("--model", default=None, help="model preset (default: the recipe's; ignored for our own --init files)")
+    p.add_argument("--split", default="train", help="split folder to use where the dataset has splits (default train)")
+    p.add_argument("--steps", type=int, default=None, help="optimisation steps (default: the recipe's)")
+    p.add_argument("--epochs", type=float, default=None, help="instead of --steps: passes over the clip windows")
+    p.add_argument("--batch-size", type=int, default=None, help="clips per video batch per process")
+    p.add_argument("--image-batch-size", type=int, default=None, help="frames per image batch per process")
+    p.add_argument("--image-every", type=int, default=None, help="every k-th step is an image batch (0 = never)")
+    p.add_argument("--image-size", type=int, default=None, help="model input side (multiple of 32)")
+    p.add_argument("--frames", type=int, default=None, help="frames per clip (default 8)")
+    p.add_argument("--max-objects", type=int, default=None, help="objects per clip (default 3)")
+    p.add_argument("--lr", type=float, default=None, help="base learning rate")
+    p.add_argument("--warmup", type=float, default=None, help="warm-up: steps (>= 1) or a fraction of the run (< 1)")
+    p.add_argument("--freeze", default=None,
+                   help="comma-separated module prefixes to freeze (e.g. image_encoder,sam_prompt_encoder; 'none')")
+    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--precision", choices=("auto", "bf16", "fp32"), default=None, help="auto: bf16 on CUDA, fp32 on CPU")
+    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: cuda when available)")
+    p.add_argument("--workers", type=int, default=None, help="data-loading processes (default 0 on CPU, 4 on CUDA)")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    p.add_argument("--log-every", type=int, default=None)
+    p.add_argument("--ckpt-every", type=int, default=None)
+    p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoints/latest.json if present")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=run_train)
+
+
+def config_from_args(args: argparse.Namespace):
+    """The :class:`TrainConfig` of parsed ``surgsam train`` arguments."""
+    import torch
+
+    from .recipes import make_config
+
+    cfg = make_config(
+        args.recipe, model=args.model, init=args.init, data=tuple(args.data), split=args.split, out=args.out,
+        steps=args.steps, epochs=args.epochs, batch_size=args.batch_size, image_batch_size=args.image_batch_size,
+        image_every=args.image_every, image_size=args.image_size, seed=args.seed, precision=args.precision,
+        device=args.device, threads=args.threads, log_every=args.log_every, ckpt_every=args.ckpt_every,
+    )
+    cuda = torch.cuda.is_available() and (args.device is None or args.device.startswith("cuda"))
+    workers = args.workers if args.workers is not None else (4 if cuda else 0)
+    clip = replace(cfg.clip, **{k: v for k, v in (("num_frames", args.frames), ("max_objects", args.max_objects)) if v})
+    optim = cfg.optim
+    if args.lr is not None:
+        optim = replace(optim, lr=args.lr)
+    if args.warmup is not None:
+        optim = replace(optim, warmup_steps=int(args.warmup), warmup_frac=0.0) if args.warmup >= 1 else \
+            replace(optim, warmup_steps=0, warmup_frac=float(args.warmup))
+    if args.freeze is not None:
+        names = () if args.freeze.strip().lower() in ("", "none") else tuple(x.strip() for x in args.freeze.split(",") if x.strip())
+        optim = replace(optim, freeze=names)
+    return replace(cfg, clip=clip, optim=optim, workers=workers, progress=not args.no_progress)
+
+
+def run_train(args: argparse.Namespace) -> int:
+    from .trainer import Trainer
+
+    try:
+        cfg = config_from_args(args)
+        if cfg.recipe == "surgsam2" and cfg.init is None:
+            print("warning: the surgsam2 recipe fine-tunes a pretrained model; no --init given, starting from "
+                  "random weights", file=sys.stderr)
+        trainer = Trainer(cfg, resume=args.resume)
+    except (ValueError, FileNotFoundError, KeyError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    if trainer.is_main:
+        n = trainer.sampler
+        print(f"train: recipe {cfg.recipe}, model {trainer.model.cfg.name} at {trainer.model.image_size}px on "
+              f"{trainer.device} ({trainer.precision}), {trainer.world} process(es); {n.num_clips} clips, "
+              f"{n.num_images} images; steps {trainer.step} -> {trainer.cfg.steps}", file=sys.stderr)
+    result = trainer.train()
+    _finish_distributed()
+    if trainer.is_main:
+        print(f"done: step {result.step}, loss {result.loss}, {result.seconds:.1f} s; weights {cfg.out}/model.pt, "
+              f"log {result.log}", file=sys.stderr)
+    return 0
+
+
+def _finish_distributed() -> None:
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()

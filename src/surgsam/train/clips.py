@@ -1,0 +1,279 @@
+"""Training samples: 8-frame clips (video batches) and single frames (image batches).
+
+Works over any dataset of :class:`surgsam.data.Video` objects (VOS folders, EndoVis,
+Ref-EndoVis, the synthetic generator's output). Only annotated frames are used; a clip is
+``num_frames`` consecutive annotated frames. Objects are drawn among those present in the
+clip's first frame (after an optional time reversal), as SAM 2's video sampler does.
+
+Every sample is a pure function of its index and a seed, so any rank of any run can
+rebuild it (resume and DDP need no data-loader state).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..modeling.sam2 import IMAGENET_MEAN, IMAGENET_STD
+
+__all__ = ["Clip", "ClipBatch", "ClipConfig", "ClipSampler", "collate", "epoch_index", "swap_left_right", "open_datasets"]
+
+
+@dataclass(frozen=True)
+class ClipConfig:
+    """How clips and image samples are drawn.
+
+    num_frames: frames per clip (T). max_objects: objects per clip/image (K <= this).
+    image_size: model input side S. reverse_prob: chance to play a clip backwards.
+    hflip_prob: chance of a horizontal flip (also swaps "left"/"right" in expressions).
+    min_pixels: an object counts as present in the first frame with at least this many
+        pixels after resizing to ``S x S``.
+    """
+
+    num_frames: int = 8
+    max_objects: int = 3
+    image_size: int = 512
+    reverse_prob: float = 0.5
+    hflip_prob: float = 0.5
+    min_pixels: int = 4
+
+    def __post_init__(self) -> None:
+        if self.num_frames < 1 or self.max_objects < 1:
+            raise ValueError("num_frames and max_objects must be >= 1")
+        if self.image_size <= 0 or self.image_size % 32:
+            raise ValueError(f"image_size must be a positive multiple of 32, got {self.image_size}")
+
+
+@dataclass
+class Clip:
+    """One sample. frames: ``T x 3 x S x S`` float (ImageNet-normalised); masks: ``T x K x S x S``
+    bool; obj_ids: the K dataset ids; texts: one expression per object where the dataset has
+    them (flipped along with the frames), else None."""
+
+    frames: torch.Tensor
+    masks: torch.Tensor
+    obj_ids: list[int]
+    video: str
+    frame_indices: list[int]
+    texts: list[str | None] = field(default_factory=list)
+    flipped: bool = False
+    reversed: bool = False
+
+
+@dataclass
+class ClipBatch:
+    """B samples of equal length T, their objects concatenated (N = sum of K).
+
+    frames: ``B x T x 3 x S x S``; masks: ``T x N x S x S`` bool; obj_to_clip: ``N`` long
+    (which sample each object belongs to).
+    """
+
+    frames: torch.Tensor
+    masks: torch.Tensor
+    obj_to_clip: torch.Tensor
+    obj_ids: list[int]
+    texts: list[str | None]
+    videos: list[str]
+
+    @property
+    def num_frames(self) -> int:
+        return self.frames.shape[1]
+
+    @property
+    def num_objects(self) -> int:
+        return self.masks.shape[1]
+
+    @property
+    def is_image(self) -> bool:
+        return self.num_frames == 1
+
+    def to(self, device: torch.device | str, non_blocking: bool = False) -> "ClipBatch":
+        return ClipBatch(self.frames.to(device, non_blocking=non_blocking), self.masks.to(device, non_blocking=non_blocking),
+                         self.obj_to_clip.to(device, non_blocking=non_blocking), self.obj_ids, self.texts, self.videos)
+
+    def pin_memory(self) -> "ClipBatch":  # used by DataLoader(pin_memory=True)
+        return ClipBatch(self.frames.pin_memory(), self.masks.pin_memory(), self.obj_to_clip.pin_memory(),
+                         self.obj_ids, self.texts, self.videos)
+
+
+def collate(samples: Sequence[Clip]) -> ClipBatch:
+    """Stack samples of the same length into a :class:`ClipBatch`."""
+    if not samples:
+        raise ValueError("collate needs at least one sample")
+    t = samples[0].frames.shape[0]
+    if any(s.frames.shape[0] != t for s in samples):
+        raise ValueError("all samples of a batch must have the same number of frames")
+    owner = torch.cat([torch.full((len(s.obj_ids),), i, dtype=torch.long) for i, s in enumerate(samples)])
+    texts = [x for s in samples for x in (s.texts or [None] * len(s.obj_ids))]
+    return ClipBatch(
+        torch.stack([s.frames for s in samples]),
+        torch.cat([s.masks for s in samples], dim=1),
+        owner,
+        [k for s in samples for k in s.obj_ids],
+        texts,
+        [s.video for s in samples],
+    )
+
+
+_LR = re.compile(r"\b(left|right|Left|Right|LEFT|RIGHT)\b")
+_SWAP = {"left": "right", "right": "left", "Left": "Right", "Right": "Left", "LEFT": "RIGHT", "RIGHT": "LEFT"}
+
+
+def swap_left_right(text: str) -> str:
+    """Swap the words "left" and "right" (a horizontal flip changes which side is which)."""
+    return _LR.sub(lambda m: _SWAP[m.group(0)], text)
+
+
+def epoch_index(counter: int, n: int, seed: int) -> int:
+    """The ``counter``-th draw of an endless stream of seeded per-epoch permutations of
+    ``range(n)``: ranks taking counters ``(step * world + rank) * B + b`` see disjoint
+    samples within an epoch (a DistributedSampler without state)."""
+    epoch, pos = divmod(int(counter), n)
+    return int(_permutation(int(n), int(seed), epoch)[pos])
+
+
+@lru_cache(maxsize=4)
+def _permutation(n: int, seed: int, epoch: int) -> np.ndarray:
+    return np.random.default_rng([seed, epoch]).permutation(n)
+
+
+def open_datasets(paths: Sequence[str], split: str | None = "train") -> list:
+    """Open dataset folders with :func:`surgsam.data.open_dataset`: ``split`` selects a split
+    subfolder (Ref-EndoVis, synthetic, EndoVis VOS) or filters raw EndoVis sequences; folders
+    without splits are used whole."""
+    from ..data import open_dataset
+
+    return [open_dataset(Path(p), split) for p in paths]
+
+
+class ClipSampler:
+    """Index of clip windows and image frames over one or more datasets.
+
+    ``clip(i, rng)`` / ``image(i, rng)`` build sample ``i`` (``0 <= i < num_clips`` /
+    ``num_images``); the rng draws objects, reversal and flip.
+    """
+
+    def __init__(self, datasets: Sequence[Sequence], cfg: ClipConfig) -> None:
+        self.cfg = cfg
+        self.videos = [v for ds in datasets for v in ds]
+        self.windows: list[tuple[int, int]] = []  # (video, position in its annotated-frame list)
+        self.images: list[tuple[int, int]] = []  # (video, frame index)
+        self._annotated: list[list[int]] = []
+        T = cfg.num_frames
+        for vi, v in enumerate(self.videos):
+            if not getattr(v, "has_frames", True):
+                raise ValueError(f"video {v.name!r} has no frames; training needs frames")
+            ids = v.scan()
+            ann = [i for i, x in enumerate(ids) if x is not None]
+            self._annotated.append(ann)
+            self.images.extend((vi, i) for i in ann if ids[i])
+            for j in range(len(ann) - T + 1):
+                first, last = ids[ann[j]], ids[ann[j + T - 1]]
+                if first or (cfg.reverse_prob > 0 and last):
+                    self.windows.append((vi, j))
+        if not self.images:
+            raise ValueError("no annotated frame with an object in the training data")
+
+    @property
+    def num_clips(self) -> int:
+        return len(self.windows)
+
+    @property
+    def num_images(self) -> int:
+        return len(self.images)
+
+    # ------------------------------------------------------------------ samples
+    def clip(self, index: int, rng: np.random.Generator, retries: int = 10) -> Clip:
+        """Clip number ``index`` (another random window if its first frame's objects vanish
+        at the model's resolution)."""
+        if not self.windows:
+            raise ValueError(f"no video has {self.cfg.num_frames} annotated frames with an object at one end")
+        for attempt in range(retries + 1):
+            vi, j = self.windows[index if attempt == 0 else int(rng.integers(len(self.windows)))]
+            frames = self._annotated[vi][j : j + self.cfg.num_frames]
+            ids = self.videos[vi].scan()
+            rev = bool(rng.random() < self.cfg.reverse_prob)
+            if not ids[frames[-1 if rev else 0]]:
+                rev = not rev  # only the other end has objects
+            if rev:
+                frames = frames[::-1]
+            clip = self._build(vi, frames, rng, reversed_=rev)
+            if clip is not None:
+                return clip
+        raise RuntimeError(f"could not draw a clip with a visible object after {retries} retries")
+
+    def image(self, index: int, rng: np.random.Generator, retries: int = 10) -> Clip:
+        """A single annotated frame (``T = 1``) with up to ``max_objects`` objects."""
+        for attempt in range(retries + 1):
+            vi, t = self.images[index if attempt == 0 else int(rng.integers(len(self.images)))]
+            clip = self._build(vi, [t], rng, reversed_=False)
+            if clip is not None:
+                return clip
+        raise RuntimeError(f"could not draw an image with a visible object after {retries} retries")
+
+    def _build(self, vi: int, frames: list[int], rng: np.random.Generator, reversed_: bool) -> Clip | None:
+        cfg, video = self.cfg, self.videos[vi]
+        s = cfg.image_size
+        labels0 = video.labels(frames[0])
+        present = [int(k) for k in np.unique(labels0) if k != 0 and k != getattr(video, "void_id", None)]
+        if not present:
+            return None
+        order = rng.permutation(len(present))
+        flip = bool(rng.random() < cfg.hflip_prob)
+        # resize the first frame's masks of all candidates; keep those still visible
+        first = _resize_masks(torch.from_numpy(np.stack([labels0 == k for k in present]))[None], s)[0]
+        visible = [present[i] for i in order if int(first[i].sum()) >= cfg.min_pixels]
+        if not visible:
+            return None
+        obj_ids = sorted(visible[: cfg.max_objects])
+        imgs, labs = [], []
+        for t in frames:
+            imgs.append(video.frames[t])
+            lab = labels0 if t == frames[0] else video.labels(t)
+            labs.append(np.stack([lab == k for k in obj_ids]))
+        x = torch.from_numpy(np.stack(imgs)).permute(0, 3, 1, 2)  # T x 3 x H x W uint8
+        m = torch.from_numpy(np.stack(labs))  # T x K x H x W bool
+        if flip:
+            x, m = x.flip(-1), m.flip(-1)
+        texts = self._texts(video, obj_ids, flip)
+        return Clip(normalize_frames(x, s), _resize_masks(m, s), obj_ids, video.name, list(frames), texts, flip, reversed_)
+
+    @staticmethod
+    def _texts(video, obj_ids: list[int], flip: bool) -> list[str | None]:
+        get = getattr(video, "expressions", None)
+        if get is None:
+            return [None] * len(obj_ids)
+        by_obj: dict[int, str] = {}
+        for e in get():
+            by_obj.setdefault(e.obj_id, e.text)
+        return [(swap_left_right(by_obj[k]) if flip else by_obj[k]) if k in by_obj else None for k in obj_ids]
+
+
+def normalize_frames(frames: torch.Tensor, size: int) -> torch.Tensor:
+    """``T x 3 x H x W`` uint8 -> ``T x 3 x S x S`` float, exactly as ``SAM2Model.preprocess``:
+    /255, bilinear antialiased resize, ImageNet mean/std."""
+    x = frames.float() / 255.0
+    if x.shape[-2:] != (size, size):
+        x = F.interpolate(x, (size, size), mode="bilinear", align_corners=False, antialias=True)
+    mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
+    std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
+    return (x - mean) / std
+
+
+def _resize_masks(masks: torch.Tensor, size: int) -> torch.Tensor:
+    """``T x K x H x W`` bool -> ``T x K x S x S`` bool (bilinear + antialias, >= 0.5: the
+    engine's mask-prompt resize, so training targets match inference prompts)."""
+    if masks.shape[-2:] == (size, size):
+        return masks.bool()
+    t, k = masks.shape[:2]
+    if k == 0:
+        return masks.new_zeros(t, 0, size, size, dtype=torch.bool)
+    m = F.interpolate(masks.float().flatten(0, 1)[:, None], (size, size), mode="bilinear", align_corners=False, antialias=True)
+    return (m[:, 0] >= 0.5).view(t, k, size, size)

@@ -1,0 +1,67 @@
+"""Clip sampler over a synthetic Ref-EndoVis-layout dataset."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from conftest import FRAMES, SIZE
+from surgsam.train import ClipConfig, ClipSampler, collate, open_datasets, swap_left_right
+from surgsam.train.clips import epoch_index
+
+
+def test_clip_shapes_objects_and_normalisation(sampler, nano):
+    assert sampler.num_clips > 0 and sampler.num_images > 0
+    for i in range(min(6, sampler.num_clips)):
+        c = sampler.clip(i, np.random.default_rng(i))
+        k = len(c.obj_ids)
+        assert c.frames.shape == (FRAMES, 3, SIZE, SIZE) and c.frames.dtype == torch.float32
+        assert c.masks.shape == (FRAMES, k, SIZE, SIZE) and c.masks.dtype == torch.bool
+        assert 1 <= k <= 2 and len(c.texts) == k and all(isinstance(t, str) for t in c.texts)
+        assert (c.masks[0].flatten(1).sum(1) >= 4).all(), "objects must be visible in the first frame"
+    # frames are normalised exactly like SAM2Model.preprocess
+    c = sampler.clip(0, np.random.default_rng(0))
+    video = sampler.videos[sampler.windows[0][0]]
+    raw = torch.from_numpy(np.stack([video.frames[t] for t in c.frame_indices])).permute(0, 3, 1, 2)
+    if c.flipped:
+        raw = raw.flip(-1)
+    torch.testing.assert_close(c.frames, nano.preprocess(raw), rtol=0, atol=1e-5)
+
+
+def test_flip_reversal_and_determinism(synth_root):
+    ds = open_datasets([str(synth_root)])
+    fixed = ClipSampler(ds, ClipConfig(num_frames=FRAMES, image_size=SIZE, hflip_prob=0.0, reverse_prob=0.0))
+    flip = ClipSampler(ds, ClipConfig(num_frames=FRAMES, image_size=SIZE, hflip_prob=1.0, reverse_prob=1.0))
+    a = fixed.clip(0, np.random.default_rng(3))
+    b = flip.clip(0, np.random.default_rng(3))
+    assert b.flipped and not a.flipped
+    if b.reversed:
+        assert b.frame_indices == a.frame_indices[::-1]
+        common = [k for k in b.obj_ids if k in a.obj_ids]
+        for k in common:  # the same masks, mirrored (up to resize rounding at the 0.5 threshold)
+            diff = b.masks[:, b.obj_ids.index(k)] ^ a.masks.flip(0)[:, a.obj_ids.index(k)].flip(-1)
+            assert diff.float().mean() < 0.01
+    c = flip.clip(0, np.random.default_rng(3))
+    assert torch.equal(b.frames, c.frames) and torch.equal(b.masks, c.masks) and b.obj_ids == c.obj_ids
+
+
+def test_left_right_swap():
+    assert swap_left_right("bipolar forceps are idle on the left") == "bipolar forceps are idle on the right"
+    assert swap_left_right("Right tool, bottom left") == "Left tool, bottom right"
+    assert swap_left_right("leftover brightness") == "leftover brightness"
+
+
+def test_images_and_collate(sampler):
+    imgs = [sampler.image(i, np.random.default_rng(i)) for i in range(3)]
+    assert all(x.frames.shape == (1, 3, SIZE, SIZE) for x in imgs)
+    b = collate(imgs)
+    n = sum(len(x.obj_ids) for x in imgs)
+    assert b.is_image and b.frames.shape == (3, 1, 3, SIZE, SIZE) and b.masks.shape == (1, n, SIZE, SIZE)
+    assert b.obj_to_clip.tolist() == [i for i, x in enumerate(imgs) for _ in x.obj_ids]
+
+
+def test_epoch_index_splits_ranks_disjointly():
+    n, world = 10, 2
+    for epoch in range(2):
+        seen = {r: [epoch_index((epoch * n) + 2 * s + r, n, 7) for s in range(n // world)] for r in range(world)}
+        assert sorted(seen[0] + seen[1]) == list(range(n))
