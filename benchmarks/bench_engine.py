@@ -6,7 +6,7 @@ our engine and preloaded by the reference, as each is designed to) and the same 
 (one mask per object on frame 0). Reported per variant: FPS over the frames after warm-up,
 median and p90 per-frame latency, and peak RSS after 100 frames and at the end.
 
-    python benchmarks/bench_engine.py --frames 100 --objects 1 2
+    python benchmarks/bench_engine.py --frames 100 --objects 1 2 --repeats 2
     python benchmarks/bench_engine.py --frames 1000 --variants efp ref  # memory growth
 
 Variants: ``encoder`` (image encoder only, the floor), ``fifo``, ``efp``, ``dlm`` (our engine,
@@ -143,7 +143,19 @@ def run_worker(args) -> dict:
         "peak_rss_mb": mem_at,
         "setup_s": setup,
         "threads": torch.get_num_threads(),
+        "latencies_s": steady,
     }
+
+
+def pool(runs: list[dict]) -> dict:
+    """One result from repeated runs of a variant: all steady-state frames together."""
+    lat = [x for r in runs for x in r["latencies_s"]]
+    out = {k: v for k, v in runs[0].items() if k != "latencies_s"}
+    out.update(fps=len(lat) / sum(lat), median_ms=1000 * statistics.median(lat),
+               p90_ms=1000 * float(np.percentile(lat, 90)), runs=len(runs),
+               peak_rss_mb={k: max(r["peak_rss_mb"].get(k, 0.0) for r in runs) for k in runs[0]["peak_rss_mb"]},
+               fps_per_run=[round(r["fps"], 3) for r in runs])
+    return out
 
 
 def main() -> int:
@@ -153,6 +165,8 @@ def main() -> int:
     ap.add_argument("--frames", type=int, default=100)
     ap.add_argument("--objects", type=int, nargs="+", default=[1])
     ap.add_argument("--variants", nargs="+", default=["encoder", "fifo", "efp", "dlm", "efp-bf16", "fifo-bf16", "ref"])
+    ap.add_argument("--repeats", type=int, default=1,
+                    help="run the variants this many times, round-robin, and pool the frames (evens out machine noise)")
     ap.add_argument("--out", type=Path, default=None, help="append the results (JSON lines) here")
     ap.add_argument("--worker", help=argparse.SUPPRESS)
     ap.add_argument("--video", help=argparse.SUPPRESS)
@@ -177,21 +191,28 @@ def main() -> int:
             video = tmp / f"video{n_obj}"
             for k, m in enumerate(make_video(video, args.frames, args.image_size, n_obj)):
                 np.save(video / f"mask{k}.npy", m)
-            for v in args.variants:
-                if v == "encoder" and n_obj != args.objects[0]:
-                    continue
-                cmd = [sys.executable, __file__, "--worker", v, "--video", str(video), "--weights", str(weights),
-                       "--preset", args.preset, "--image-size", str(args.image_size), "--frames", str(args.frames),
-                       "--objects", str(n_obj)]
-                proc = subprocess.run(cmd, capture_output=True, text=True)
-                line = [x for x in proc.stdout.splitlines() if x.startswith("RESULT ")]
-                if proc.returncode or not line:
-                    print(f"{v}: failed\n{proc.stderr[-2000:]}", file=sys.stderr)
-                    continue
-                r = json.loads(line[0][7:])
+            runs: dict[str, list[dict]] = {}
+            for rep in range(args.repeats):
+                for v in args.variants:
+                    if v == "encoder" and n_obj != args.objects[0]:
+                        continue
+                    cmd = [sys.executable, __file__, "--worker", v, "--video", str(video), "--weights", str(weights),
+                           "--preset", args.preset, "--image-size", str(args.image_size), "--frames", str(args.frames),
+                           "--objects", str(n_obj)]
+                    proc = subprocess.run(cmd, capture_output=True, text=True)
+                    line = [x for x in proc.stdout.splitlines() if x.startswith("RESULT ")]
+                    if proc.returncode or not line:
+                        print(f"{v}: failed\n{proc.stderr[-2000:]}", file=sys.stderr)
+                        continue
+                    r = json.loads(line[0][7:])
+                    runs.setdefault(v, []).append(r)
+                    print(f"  run {rep + 1}: {v:10s} obj={n_obj} fps={r['fps']:.2f} median={r['median_ms']:.0f}ms",
+                          flush=True)
+            for v, rs in runs.items():
+                r = pool(rs)
                 results.append(r)
                 print(f"{v:10s} obj={n_obj} fps={r['fps']:.2f} median={r['median_ms']:.0f}ms p90={r['p90_ms']:.0f}ms "
-                      f"peak_rss={r['peak_rss_mb']}", flush=True)
+                      f"peak_rss={r['peak_rss_mb']} (runs: {len(rs)})", flush=True)
     header = {
         "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
         "torch": torch.__version__, "preset": args.preset, "image_size": args.image_size, "frames": args.frames,

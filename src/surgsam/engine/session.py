@@ -167,7 +167,7 @@ class VideoSegmenter:
         return t
 
     def _is_current(self, frame: np.ndarray | torch.Tensor) -> bool:
-        if self._frame is None:
+        if self._frame is None or not isinstance(frame, (np.ndarray, torch.Tensor)):
             return False
         t = torch.as_tensor(frame) if isinstance(frame, np.ndarray) else frame
         return tuple(t.shape) == tuple(self._frame.shape) and t.dtype == torch.uint8 and bool(torch.equal(t.cpu(), self._frame))

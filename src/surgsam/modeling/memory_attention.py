@@ -6,6 +6,7 @@ ONNX and compiles cleanly; it is numerically the axial complex RoPE of SAM 2.
 
 from __future__ import annotations
 
+import functools
 import math
 
 import torch
@@ -59,50 +60,52 @@ def _exporting() -> bool:
     return torch.onnx.is_in_onnx_export() or torch.compiler.is_compiling()
 
 
+@functools.lru_cache(maxsize=16)
+def _rope_cache(n: int, head_dim: int, theta: float, device: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(cos ``n x D``, signed sin ``n x D``, complex rotation ``n x D/2``) for an ``n``-token
+    square grid, shared by every layer (a few MB at 64 x 64 tokens)."""
+    side = int(math.isqrt(n))
+    if side * side != n:
+        raise ValueError(f"RoPE needs a square token grid, got {n} tokens")
+    ang = axial_rope_angles(head_dim, side, side, theta)
+    cos, sin = rope_tables(ang)
+    rot = torch.polar(torch.ones_like(ang), ang)
+    return cos.to(device), sin.to(device), rot.to(device)
+
+
 class RoPEAttention(Attention):
     """Attention with axial rotary position encoding on queries and (the first) keys.
 
-    Keys may hold several frames of the same raster (``rope_k_repeat``): the angle table is
-    tiled over them. The last ``num_k_exclude_rope`` keys (object pointers) are not rotated.
+    Keys may hold several frames of the same raster (``rope_k_repeat``): each frame's keys are
+    rotated like the queries. The last ``num_k_exclude_rope`` keys (object pointers) are not.
     """
 
     def __init__(self, *args, rope_theta: float = 10000.0, rope_k_repeat: bool = False, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.rope_theta = rope_theta
         self.rope_k_repeat = rope_k_repeat
-        self._tables: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}
 
-    def _cos_sin(self, n: int, reps: int, device: torch.device) -> tuple[torch.Tensor, ...]:
-        """Tables for an ``n``-token square grid, tiled ``reps`` times (cached)."""
-        key = (n, reps, str(device))
-        if key not in self._tables:
-            side = int(math.isqrt(n))
-            if side * side != n:
-                raise ValueError(f"RoPE needs a square token grid, got {n} tokens")
-            ang = axial_rope_angles(self.internal_dim // self.num_heads, side, side, self.rope_theta)
-            ang = ang.repeat(reps, 1)
-            cos, sin = rope_tables(ang)
-            rot = torch.polar(torch.ones_like(ang), ang)
-            self._tables[key] = (cos.to(device), sin.to(device), rot.to(device))
-        return self._tables[key]
-
-    def _rotate(self, x: torch.Tensor, tables: tuple[torch.Tensor, ...]) -> torch.Tensor:
-        cos, sin, rot = tables
+    def _rotate(self, x: torch.Tensor, n: int) -> torch.Tensor:
+        """Rotate ``... x (r*n) x D`` as r frames of the ``n``-token grid (broadcast, no tiling)."""
+        cos, sin, rot = _rope_cache(n, x.shape[-1], self.rope_theta, str(x.device))
+        frames = x.unflatten(-2, (-1, n))
         if _exporting() or x.device.type not in ("cpu", "cuda"):
-            return apply_rope(x, cos, sin)
-        return apply_rope_complex(x, rot)
+            out = apply_rope(frames, cos, sin)
+        else:
+            out = apply_rope_complex(frames, rot)
+        return out.flatten(-3, -2)
 
     def forward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, num_k_exclude_rope: int = 0) -> torch.Tensor:
         """``B x Nq x C``, ``B x Nk x Ckv``, ``B x Nk x Ckv`` -> ``B x Nq x C``."""
         q, k, v = self._heads(self.q_proj(q)), self._heads(self.k_proj(k)), self._heads(self.v_proj(v))
         nq = q.shape[-2]
-        q = self._rotate(q, self._cos_sin(nq, 1, q.device))
+        q = self._rotate(q, nq)
         n_rope = k.shape[-2] - num_k_exclude_rope
         if n_rope > 0:
             reps = n_rope // nq
             if reps * nq != n_rope or (reps > 1 and not self.rope_k_repeat):
                 raise ValueError(f"{n_rope} rotated keys do not tile {nq} queries")
-            k_rot = self._rotate(k[..., :n_rope, :], self._cos_sin(nq, reps, k.device))
+            k_rot = self._rotate(k[..., :n_rope, :], nq)
             k = k_rot if n_rope == k.shape[-2] else torch.cat([k_rot, k[..., n_rope:, :]], dim=-2)
         return self._attend(q, k, v)
 
