@@ -12,6 +12,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from ..io.writers import davis_palette  # one palette for the whole package
+
 __all__ = [
     "DAVIS_PALETTE",
     "AnnotationFormatError",
@@ -24,24 +26,6 @@ __all__ = [
 
 class AnnotationFormatError(ValueError):
     """An annotation file is not an id map (wrong mode, unreadable, wrong size)."""
-
-
-def davis_palette(n: int = 256) -> np.ndarray:
-    """The DAVIS / PASCAL VOC colour map: ``n x 3`` uint8, id 0 black, 1 dark red, 2 green, ...
-
-    Each id's three lowest bits set the top bit of R, G and B, the next three the next bit, and so
-    on (the bit-interleaving scheme DAVIS inherited from VOC).
-    """
-    pal = np.zeros((n, 3), dtype=np.uint8)
-    for i in range(n):
-        c, r, g, b = i, 0, 0, 0
-        for shift in range(7, -1, -1):
-            r |= (c & 1) << shift
-            g |= ((c >> 1) & 1) << shift
-            b |= ((c >> 2) & 1) << shift
-            c >>= 3
-        pal[i] = (r, g, b)
-    return pal
 
 
 DAVIS_PALETTE: np.ndarray = davis_palette()
