@@ -186,12 +186,7 @@ def test_shard_is_balanced_disjoint_and_complete():
         shard(lengths, 3, 3)
 
 
-# ---- the engine adapter, against a fake engine -------------------------------------------------
-class _FakeResult:
-    def __init__(self, ids, masks):
-        self.obj_ids, self.masks = ids, masks
-
-
+# ---- the engine adapter ------------------------------------------------------------------------
 def test_engine_segmenter_protocol():
     """The real engine (untrained nano) through EngineSegmenter: objects start at their first
     appearance (object 2 on frame 2) and every frame yields masks of the frame's size."""
