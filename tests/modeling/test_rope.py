@@ -43,3 +43,13 @@ def test_rope_attention_matches_meta_with_repeated_keys_and_pointers():
             torch.testing.assert_close(ours(q, k, k, num_k_exclude_rope=8), expected, atol=1e-5, rtol=0)
     finally:
         ma._exporting = orig
+
+
+def test_tables_built_under_inference_mode_can_be_used_for_training():
+    attn = RoPEAttention(32, 1, rope_k_repeat=True)
+    q = torch.randn(1, 16, 32)
+    with torch.inference_mode():
+        attn(q, q, q)  # fills the shared table cache inside inference mode
+    x = torch.randn(1, 16, 32, requires_grad=True)
+    attn(x, x, x).sum().backward()
+    assert x.grad is not None and torch.isfinite(x.grad).all()

@@ -67,10 +67,12 @@ def _rope_cache(n: int, head_dim: int, theta: float, device: str) -> tuple[torch
     side = int(math.isqrt(n))
     if side * side != n:
         raise ValueError(f"RoPE needs a square token grid, got {n} tokens")
-    ang = axial_rope_angles(head_dim, side, side, theta)
-    cos, sin = rope_tables(ang)
-    rot = torch.polar(torch.ones_like(ang), ang)
-    return cos.to(device), sin.to(device), rot.to(device)
+    # normal tensors even when first built under inference_mode, so training can reuse them
+    with torch.inference_mode(False):
+        ang = axial_rope_angles(head_dim, side, side, theta)
+        cos, sin = rope_tables(ang)
+        rot = torch.polar(torch.ones_like(ang), ang)
+        return cos.to(device), sin.to(device), rot.to(device)
 
 
 class RoPEAttention(Attention):
