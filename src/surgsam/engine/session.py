@@ -148,7 +148,8 @@ class VideoSegmenter:
     def _check_frame(self, frame: np.ndarray | torch.Tensor) -> torch.Tensor:
         """Validate one input frame; returns it as an ``H x W x 3`` uint8 tensor (CPU)."""
         if isinstance(frame, np.ndarray):
-            t = torch.from_numpy(np.ascontiguousarray(frame))
+            # read-only arrays (e.g. np.asarray of a PIL image) are copied: torch needs writable memory
+            t = torch.from_numpy(np.ascontiguousarray(frame) if frame.flags.writeable else frame.copy())
         elif isinstance(frame, torch.Tensor):
             t = frame.detach()
         else:
