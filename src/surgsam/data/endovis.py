@@ -25,6 +25,7 @@ from PIL import Image
 
 from .vos import (
     DatasetError,
+    VideoList,
     VOSDataset,
     Video,
     check_frame_gaps,
@@ -177,7 +178,7 @@ class EndoVis17RawVideo(Video):
         return out  # type: ignore[return-value]
 
 
-class EndoVis17Raw(Sequence[EndoVis17RawVideo]):
+class EndoVis17Raw(VideoList, Sequence[EndoVis17RawVideo]):
     """The EndoVis 2017 challenge folders under ``root`` (``instrument_dataset_1`` ...).
 
     ``sequences`` or ``split`` selects videos (named ``seq_k``); ``crop`` (default on) cuts the
@@ -223,17 +224,6 @@ class EndoVis17Raw(Sequence[EndoVis17RawVideo]):
         if not self.videos:
             raise DatasetError(f"{self.root}: none of the requested sequences {sorted(wanted or [])} exist")
 
-    @property
-    def names(self) -> list[str]:
-        return [v.name for v in self.videos]
-
-    def __len__(self) -> int:
-        return len(self.videos)
-
-    def __getitem__(self, i):  # type: ignore[override]
-        if isinstance(i, str):
-            i = self.names.index(i)
-        return self.videos[i]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -281,7 +271,7 @@ class EndoVis18RawVideo(Video):
         return ids[inv.reshape(code.shape)]
 
 
-class EndoVis18Raw(Sequence[EndoVis18RawVideo]):
+class EndoVis18Raw(VideoList, Sequence[EndoVis18RawVideo]):
     """EndoVis 2018 challenge folders (``seq_k`` anywhere under ``root``, release folders too)."""
 
     def __init__(self, root: str | Path, *, split: str | None = None, sequences: Sequence[int] | None = None,
@@ -314,17 +304,6 @@ class EndoVis18Raw(Sequence[EndoVis18RawVideo]):
                 raise DatasetError(f"{d}: labels/ present but no labels.json found")
             self.videos.append(EndoVis18RawVideo(d.name, frames, label_dir, colors))
 
-    @property
-    def names(self) -> list[str]:
-        return [v.name for v in self.videos]
-
-    def __len__(self) -> int:
-        return len(self.videos)
-
-    def __getitem__(self, i):  # type: ignore[override]
-        if isinstance(i, str):
-            i = self.names.index(i)
-        return self.videos[i]
 
 
 __all__ += ["EndoVis17RawVideo", "EndoVis18RawVideo", "load_label_colors"]

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .endovis import ENDOVIS18_TISSUE_IDS, split_sequences
-from .vos import DatasetError, VOSVideo, build_vos_video, find_subdir, natural_key, FRAME_DIRS, ANNOTATION_DIRS
+from .vos import DatasetError, VideoList, VOSVideo, build_vos_video, find_subdir, natural_key, FRAME_DIRS, ANNOTATION_DIRS
 
 __all__ = [
     "ACTIONS",
@@ -218,7 +218,7 @@ class RefVideo(VOSVideo):
         return out
 
 
-class RefEndoVis(Sequence[RefVideo]):
+class RefEndoVis(VideoList, Sequence[RefVideo]):
     """A Ref-EndoVis17/18 split. ``root`` holds ``train``/``valid`` or is a split folder itself.
 
     ``version`` (17 or 18) picks the expression grammar; by default it is read from the folder
@@ -286,18 +286,6 @@ class RefEndoVis(Sequence[RefVideo]):
                 raise DatasetError(f"{path}: video {name!r} expression {e.exp_id!r}: first_frame {e.first_frame} "
                                    f"is outside 0..{len(video) - 1}")
         return exps
-
-    @property
-    def names(self) -> list[str]:
-        return [v.name for v in self.videos]
-
-    def __len__(self) -> int:
-        return len(self.videos)
-
-    def __getitem__(self, i):  # type: ignore[override]
-        if isinstance(i, str):
-            i = self.names.index(i)
-        return self.videos[i]
 
     def validate(self) -> None:
         for v in self.videos:

@@ -420,6 +420,25 @@ def build_vos_video(
     return cls(name, names, frame_paths, ann_paths=[ann_by_stem.get(n) for n in names], **kw)
 
 
+class VideoList:
+    """Sequence access to ``self.videos`` by index or by name (for loaders that list their
+    videos eagerly)."""
+
+    videos: list
+
+    @property
+    def names(self) -> list[str]:
+        return [v.name for v in self.videos]
+
+    def __len__(self) -> int:
+        return len(self.videos)
+
+    def __getitem__(self, i):  # type: ignore[override]
+        if isinstance(i, str):
+            i = self.names.index(i)
+        return self.videos[i]
+
+
 class VOSDataset(Sequence[VOSVideo]):
     """A DAVIS/SA-V style folder: ``root/<frames>/<video>/`` and ``root/<annotations>/<video>/``.
 

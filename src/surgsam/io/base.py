@@ -37,7 +37,25 @@ class VideoDecodeError(FrameReadError):
     """Decoding a video stream failed part-way (truncated or corrupt file)."""
 
 
-class FrameSource(ABC):
+class Closeable:
+    """``close()`` plus the context-manager protocol, shared by sources and writers."""
+
+    def close(self) -> None:
+        """Release what the object holds. Safe to call twice."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+class FrameSource(Closeable, ABC):
     """An iterable of ``H x W x 3`` uint8 RGB frames with a little metadata."""
 
     #: Human-readable name for logs and output folders (file stem, ``camera:0``, masked URL).
@@ -69,17 +87,6 @@ class FrameSource(ABC):
 
     def close(self) -> None:
         """Release files, devices and threads. Safe to call twice."""
-
-    def __enter__(self) -> FrameSource:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     def __repr__(self) -> str:
         try:

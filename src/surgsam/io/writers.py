@@ -7,13 +7,13 @@ import os
 from collections.abc import Iterable, Mapping, Sequence
 from fractions import Fraction
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 import numpy as np
 from PIL import Image
 
 from ._optional import require_av
+from .base import Closeable
 from .overlay import as_masks, draw_overlay
 
 __all__ = [
@@ -147,25 +147,7 @@ def masks_to_label_map(
     return label
 
 
-class _Closing:
-    """close() + context manager for writers."""
-
-    def close(self) -> None:
-        """Finish writing. Safe to call twice."""
-
-    def __enter__(self) -> Any:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
-
-
-class PaletteMaskWriter(_Closing):
+class PaletteMaskWriter(Closeable):
     """One DAVIS palette PNG per frame, ``out_dir/{frame_idx:05d}.png``, pixel = object id."""
 
     def __init__(self, out_dir: PathLike, *, palette: np.ndarray | None = None):
@@ -183,7 +165,7 @@ class PaletteMaskWriter(_Closing):
         return write_palette_png(path, label_map, palette=self.palette)
 
 
-class PerObjectMaskWriter(_Closing):
+class PerObjectMaskWriter(Closeable):
     """SA-V layout: ``out_dir/{obj_id:03d}/{frame_idx:05d}.png``, binary 0/255 grayscale PNGs."""
 
     def __init__(self, out_dir: PathLike):
@@ -209,7 +191,7 @@ class PerObjectMaskWriter(_Closing):
 _DEFAULT_CODECS = {".webm": "libvpx-vp9", ".avi": "mpeg4"}  # everything else: H.264
 
 
-class VideoWriter(_Closing):
+class VideoWriter(Closeable):
     """Encode ``H x W x 3`` uint8 RGB frames to a video file with PyAV.
 
     Default codec by extension: H.264 (libx264, ``crf``) for mp4/mov/mkv, VP9 for webm, MPEG-4
@@ -310,7 +292,7 @@ class VideoWriter(_Closing):
                 self._container.close()
 
 
-class OverlayVideoWriter(_Closing):
+class OverlayVideoWriter(Closeable):
     """Write frames with their masks drawn on (see :func:`draw_overlay`) to an H.264 mp4."""
 
     def __init__(
