@@ -20,21 +20,30 @@ def register(sub) -> None:
     p.add_argument("--model", default=None, help="preset name (optional with our own checkpoints)")
     p.add_argument("--checkpoint", default=None, help="weights: Meta's .pt, a bare state dict, or ours")
     p.add_argument("--image-size", type=int, default=None, help="model input size (default: the model's)")
-    g = p.add_mutually_exclusive_group(required=True)
-    g.add_argument("--mask", type=Path, help="PNG on the prompt frame: binary, or a palette PNG whose ids are the objects")
-    g.add_argument("--points", help='clicks "x,y;x,y" in frame pixels (with --labels, default all positive)')
-    g.add_argument("--box", help='box "x0,y0,x1,y1" in frame pixels')
-    p.add_argument("--labels", help='click labels "1,0,..." (1 positive, 0 negative)')
-    p.add_argument("--obj-id", type=int, default=1, help="object id for --points/--box/binary --mask")
+    add_prompt_arguments(p)
     p.add_argument("--frame", type=int, default=0, help="index of the prompt frame")
     p.add_argument("--memory", default="efp", choices=["fifo", "efp", "dlm"], help="memory policy")
-    p.add_argument("--precision", default="auto", choices=["fp32", "bf16", "auto"], help="auto: bf16 where it is fast (CUDA sm80+, CPUs with AMX)")
+    p.add_argument("--precision", default="auto", choices=["fp32", "bf16", "fp16", "auto"],
+                   help="auto: bf16 where it is fast (CUDA sm80+, CPUs with AMX), fp16 on older GPUs")
+    p.add_argument("--fast", default="auto", choices=["off", "auto", "on"],
+                   help="GPU fast path (torch.compile, static memory, TF32): auto = on for CUDA sm80+")
     p.add_argument("--device", default="cpu")
     p.add_argument("--out", type=Path, required=True, help="output folder for the masks")
     p.add_argument("--format", default="palette", choices=["palette", "per-object"], help="mask layout")
     p.add_argument("--overlay", type=Path, default=None, help="also write an overlay mp4 here")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=run)
+
+
+def add_prompt_arguments(p, required: bool = True) -> None:
+    """``--mask`` / ``--points`` (+ ``--labels``) / ``--box`` and ``--obj-id``, read back by
+    :func:`build_prompts` (which also needs ``args.frame``)."""
+    g = p.add_mutually_exclusive_group(required=required)
+    g.add_argument("--mask", type=Path, help="PNG on the prompt frame: binary, or a palette PNG whose ids are the objects")
+    g.add_argument("--points", help='clicks "x,y;x,y" in frame pixels (with --labels, default all positive)')
+    g.add_argument("--box", help='box "x0,y0,x1,y1" in frame pixels')
+    p.add_argument("--labels", help='click labels "1,0,..." (1 positive, 0 negative)')
+    p.add_argument("--obj-id", type=int, default=1, help="object id for --points/--box/binary --mask")
 
 
 def parse_pairs(text: str, n: int, what: str) -> np.ndarray:
@@ -92,8 +101,9 @@ def run(args) -> int:
     tee = _Tee(src)
     n, t0, lat = 0, time.perf_counter(), []
     try:
+        fast = {"off": False, "auto": "auto", "on": True}[args.fast]
         for res in segment_video(tee, prompts, model, memory=args.memory, precision=args.precision,
-                                 progress=not args.no_progress):
+                                 progress=not args.no_progress, fast=fast):
             writer.write(res.frame_idx, res.obj_ids, res.masks)
             if overlay is not None:
                 overlay.write(tee.current, res.obj_ids, res.masks, text=f"frame {res.frame_idx}  {res.latency_ms:.0f} ms")

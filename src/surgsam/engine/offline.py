@@ -37,6 +37,7 @@ def segment_video(
     memory: str | MemoryPolicy = "efp",
     precision: str = "fp32",
     progress: bool = False,
+    fast: bool | str = False,
 ) -> Iterator[FrameResult]:
     """Yield a :class:`FrameResult` for every frame of ``source``, from the first prompted
     frame on (earlier frames yield empty results).
@@ -46,6 +47,7 @@ def segment_video(
             ``H x W x 3`` uint8 frames, or a ``surgsam.io.FrameSource``.
         prompts: :class:`Prompt` objects; several may share a frame; objects may start late.
         model: the network (``surgsam.build_model(...)``).
+        memory, precision, fast: as :class:`VideoSegmenter`.
     """
     if not prompts:
         raise ValueError("segment_video needs at least one prompt")
@@ -55,7 +57,7 @@ def segment_video(
             raise ValueError(f"prompt for object {p.obj_id} has a negative frame index {p.frame_idx}")
         by_frame.setdefault(p.frame_idx, []).append(p)
     frames, total, closer = _open(source)
-    seg = VideoSegmenter(model, memory=memory, num_frames=total, precision=precision)
+    seg = VideoSegmenter(model, memory=memory, num_frames=total, precision=precision, fast=fast)
     bar = None
     if progress:
         from tqdm import tqdm

@@ -6,7 +6,7 @@ import functools
 
 import torch
 
-PRECISIONS = ("fp32", "bf16", "auto")
+PRECISIONS = ("fp32", "bf16", "fp16", "auto")
 
 
 @functools.lru_cache(maxsize=None)
@@ -22,13 +22,14 @@ def cpu_has_fast_bf16() -> bool:
 
 
 def resolve_precision(precision: str, device: torch.device) -> str:
-    """``"auto"`` -> ``"bf16"`` where bf16 is fast (CUDA sm80+, CPUs with AMX), else ``"fp32"``."""
+    """``"auto"`` -> ``"bf16"`` where bf16 is fast (CUDA sm80+, CPUs with AMX), ``"fp16"`` on
+    older CUDA GPUs, else ``"fp32"``."""
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
     if precision != "auto":
         return precision
     if device.type == "cuda":
-        return "bf16" if torch.cuda.get_device_capability(device)[0] >= 8 else "fp32"
+        return "bf16" if torch.cuda.get_device_capability(device)[0] >= 8 else "fp16"
     if device.type == "cpu":
         return "bf16" if cpu_has_fast_bf16() else "fp32"
     return "fp32"

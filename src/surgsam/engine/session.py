@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import time
 from collections import defaultdict
-from collections.abc import Sequence
-from contextlib import nullcontext
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager, nullcontext
 
 import numpy as np
 import torch
@@ -13,7 +13,7 @@ import torch.nn.functional as F
 
 from ..memory import MemoryEntry, MemoryPolicy, Selection, make_policy
 from ..modeling.sam2 import FrameFeatures, MaskOutput, SAM2Model, SpatialMemory
-from .precision import resolve_precision
+from .fastpath import CompiledOps, resolve_fast_path, tf32_matmuls
 from .prompts import prepare_box, prepare_mask, prepare_points
 from .state import Clicks, FrameOutput, FrameResult, ObjectState, upsample_logits
 
@@ -40,9 +40,15 @@ class VideoSegmenter:
         num_frames: the video's length when known (offline use); only the scale of the object
             pointers' temporal encoding depends on it for clips shorter than 16 frames,
             exactly as in Meta's predictor. None for live streams.
-        precision: ``"fp32"``, ``"bf16"`` (autocast) or ``"auto"`` (bf16 where it is fast:
-            CUDA sm80+ and CPUs with AMX; fp32 elsewhere).
+        precision: ``"fp32"``, ``"bf16"`` / ``"fp16"`` (autocast) or ``"auto"`` (bf16 where it
+            is fast: CUDA sm80+ and CPUs with AMX; fp16 on older GPUs; fp32 elsewhere).
         memory_dtype: dtype of stored memory features (bf16 like Meta's predictor).
+        fast: the GPU fast path (:mod:`surgsam.engine.fastpath`): False, ``"auto"`` (on for
+            CUDA sm80+: compile, static memory, TF32) or True (forced, any device).
+            :attr:`fast_path` ``.notice`` says what was chosen.
+        static_memory: pad every frame's memory to the policy's capacity (and batch all
+            objects together); None follows ``fast``. Same masks as the dynamic layout.
+        cuda_graphs: with a compiled fast path, replay the step with CUDA graphs.
     """
 
     def __init__(
@@ -52,12 +58,18 @@ class VideoSegmenter:
         num_frames: int | None = None,
         precision: str = "fp32",
         memory_dtype: torch.dtype = torch.bfloat16,
+        fast: bool | str = False,
+        static_memory: bool | None = None,
+        cuda_graphs: bool = False,
     ) -> None:
         self.model = model.eval()
         self.policy = make_policy(memory, model.num_maskmem, model.cfg.max_obj_ptrs_in_encoder)
         self.num_frames = num_frames
-        self.precision = resolve_precision(precision, model.device)
+        self.fast_path = resolve_fast_path(fast, precision, model.device, cuda_graphs)
+        self.precision = self.fast_path.precision
+        self.static_memory = self.fast_path.static_memory if static_memory is None else bool(static_memory)
         self.memory_dtype = memory_dtype
+        self._ops = CompiledOps.build(model, self.fast_path)
         self.reset()
 
     # ------------------------------------------------------------------ public verbs
@@ -187,13 +199,15 @@ class VideoSegmenter:
         if self._feats is None:
             with self._autocast():
                 x = self.model.preprocess(self._frame.permute(2, 0, 1).unsqueeze(0))
-                self._feats = self.model.encode_image(x)
+                self._feats = self._ops.encode_image(x)
         return self._feats
 
-    def _autocast(self):
-        if self.precision == "bf16":
-            return torch.autocast(self.model.device.type, dtype=torch.bfloat16)
-        return nullcontext()
+    @contextmanager
+    def _autocast(self) -> Iterator[None]:
+        dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(self.precision)
+        cast = torch.autocast(self.model.device.type, dtype=dtype) if dtype is not None else nullcontext()
+        with cast, tf32_matmuls(self.fast_path.tf32):
+            yield
 
     # ------------------------------------------------------------------ prompts
     def _parse_prompt(self, size, points, labels, box, mask) -> Clicks | torch.Tensor:
@@ -242,16 +256,22 @@ class VideoSegmenter:
         have equal signatures (same token counts) so they batch through memory attention."""
         if sels is None:
             sels = [self.policy.select(o.bank, self.frame_idx) for o in objs]
-        mems, poss = [], []
         tmax = max(1, min(self.num_frames or 10**9, self.model.cfg.max_obj_ptrs_in_encoder) - 1)
-        for sel in sels:
-            spatial = [(slot, self._spatial(e)) for slot, e in sel.spatial]
-            pointers = [(d, e.obj_ptr) for d, e in sel.pointers]
-            m, p = self.model.memory_tokens(spatial, pointers, tmax, 1)
-            mems.append(m)
-            poss.append(p)
-        n_ptr = len(sels[0].pointers)
-        return self.model.attend_memory(feats.expand(len(objs)), torch.cat(mems), torch.cat(poss), n_ptr)
+        entries = [
+            ([(slot, self._spatial(e)) for slot, e in sel.spatial], [(d, e.obj_ptr) for d, e in sel.pointers])
+            for sel in sels
+        ]
+        frame = feats.expand(len(objs))
+        if self.static_memory:
+            cap_sp, cap_ptr = self.policy.capacity()
+            # more conditioning frames than usual widen the slots (a new shape, rarely)
+            slots = (max(cap_sp, *(len(sp) for sp, _ in entries)), max(cap_ptr, *(len(pt) for _, pt in entries)))
+            padded = [self.model.padded_memory_tokens(sp, pt, tmax, 1, slots) for sp, pt in entries]
+            mem, pos, mask = (torch.cat(x) for x in zip(*padded))
+            return self._ops.attend_memory(frame, mem, pos, slots[1], mask)
+        tokens = [self.model.memory_tokens(sp, pt, tmax, 1) for sp, pt in entries]
+        mem, pos = (torch.cat(x) for x in zip(*tokens))
+        return self._ops.attend_memory(frame, mem, pos, len(sels[0].pointers))
 
     def _spatial(self, e: MemoryEntry) -> SpatialMemory:
         return SpatialMemory(e.features, self._mem_pos)
@@ -265,15 +285,16 @@ class VideoSegmenter:
         groups: dict[tuple[int, int], list[tuple[ObjectState, Selection]]] = defaultdict(list)
         for o in objs:
             sel = self.policy.select(o.bank, self.frame_idx)
-            groups[sel.signature()].append((o, sel))
+            # a static-shape memory batches every object together
+            groups[(0, 0) if self.static_memory else sel.signature()].append((o, sel))
         for members in groups.values():
             group = [o for o, _ in members]
             n = len(group)
             with self._autocast():
                 pix = self._conditioned(group, feats, [sel for _, sel in members])
                 hr = (feats.high_res[0].expand(n, -1, -1, -1), feats.high_res[1].expand(n, -1, -1, -1))
-                out = self.model.predict_masks(pix, hr, multimask_output=True)
-                mem = self.model.encode_memory(feats.features.expand(n, -1, -1, -1), out.high_res_masks, out.object_score_logits)
+                out = self._ops.predict_masks(pix, hr, multimask_output=True)
+                mem = self._ops.encode_memory(feats.features.expand(n, -1, -1, -1), out.high_res_masks, out.object_score_logits)
             self._remember_pos(mem.pos)
             for i, o in enumerate(group):
                 o.output = self._frame_output(_index(out, i), from_prompt=False, is_cond=False, clicks=None)

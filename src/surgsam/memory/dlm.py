@@ -28,6 +28,9 @@ class DLMPolicy(FifoPolicy):
         if self.pool_size < 1 or self.bank_size < 1:
             raise ValueError("pool_size and bank_size must be >= 1")
 
+    def capacity(self) -> tuple[int, int]:
+        return self.num_maskmem + self.bank_size, self.max_obj_ptrs
+
     def select(self, bank: MemoryBank, frame_idx: int) -> Selection:
         sel = super().select(bank, frame_idx)
         in_window = {e.frame_idx for _, e in sel.spatial}

@@ -25,6 +25,9 @@ class EFPPolicy(FifoPolicy):
         if not 0 <= self.frames_to_prune < self.num_maskmem - 1:
             raise ValueError(f"frames_to_prune must be in [0, {self.num_maskmem - 2}], got {self.frames_to_prune}")
 
+    def capacity(self) -> tuple[int, int]:
+        return self.num_maskmem - self.frames_to_prune, self.max_obj_ptrs
+
     def select(self, bank: MemoryBank, frame_idx: int) -> Selection:
         sel = super().select(bank, frame_idx)
         k = len(sel.spatial) + self.frames_to_prune - self.num_maskmem

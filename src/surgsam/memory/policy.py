@@ -25,6 +25,11 @@ class MemoryPolicy(Protocol):
 
     def commit(self, bank: MemoryBank, entry: MemoryEntry) -> None: ...
 
+    def capacity(self) -> tuple[int, int]:
+        """(spatial memories, object pointers) a frame attends to at most in the usual case
+        of one conditioning frame: the size of a static-shape memory."""
+        ...
+
 
 @dataclass
 class FifoPolicy:
@@ -49,6 +54,9 @@ class FifoPolicy:
             if e is not None:
                 sel.pointers.append((d, e))
         return sel
+
+    def capacity(self) -> tuple[int, int]:
+        return self.num_maskmem, self.max_obj_ptrs
 
     def commit(self, bank: MemoryBank, entry: MemoryEntry) -> None:
         bank.put(entry)

@@ -60,19 +60,24 @@ def _exporting() -> bool:
     return torch.onnx.is_in_onnx_export() or torch.compiler.is_compiling()
 
 
-@functools.lru_cache(maxsize=16)
-def _rope_cache(n: int, head_dim: int, theta: float, device: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def _rope_tables(n: int, head_dim: int, theta: float, device: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(cos ``n x D``, signed sin ``n x D``, complex rotation ``n x D/2``) for an ``n``-token
-    square grid, shared by every layer (a few MB at 64 x 64 tokens)."""
+    square grid."""
     side = int(math.isqrt(n))
     if side * side != n:
         raise ValueError(f"RoPE needs a square token grid, got {n} tokens")
+    ang = axial_rope_angles(head_dim, side, side, theta)
+    cos, sin = rope_tables(ang)
+    rot = torch.polar(torch.ones_like(ang), ang)
+    return cos.to(device), sin.to(device), rot.to(device)
+
+
+@functools.lru_cache(maxsize=16)
+def _rope_cache(n: int, head_dim: int, theta: float, device: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """:func:`_rope_tables` shared by every layer in eager mode (a few MB at 64 x 64 tokens)."""
     # normal tensors even when first built under inference_mode, so training can reuse them
     with torch.inference_mode(False):
-        ang = axial_rope_angles(head_dim, side, side, theta)
-        cos, sin = rope_tables(ang)
-        rot = torch.polar(torch.ones_like(ang), ang)
-        return cos.to(device), sin.to(device), rot.to(device)
+        return _rope_tables(n, head_dim, theta, device)
 
 
 class RoPEAttention(Attention):
@@ -89,7 +94,9 @@ class RoPEAttention(Attention):
 
     def _rotate(self, x: torch.Tensor, n: int) -> torch.Tensor:
         """Rotate ``... x (r*n) x D`` as r frames of the ``n``-token grid (broadcast, no tiling)."""
-        cos, sin, rot = _rope_cache(n, x.shape[-1], self.rope_theta, str(x.device))
+        # traced graphs (export, compile) build the tables in-graph, where they fold to constants
+        tables = _rope_tables if _exporting() else _rope_cache
+        cos, sin, rot = tables(n, x.shape[-1], self.rope_theta, str(x.device))
         frames = x.unflatten(-2, (-1, n))
         if _exporting() or x.device.type not in ("cpu", "cuda"):
             out = apply_rope(frames, cos, sin)
@@ -97,8 +104,12 @@ class RoPEAttention(Attention):
             out = apply_rope_complex(frames, rot)
         return out.flatten(-3, -2)
 
-    def forward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, num_k_exclude_rope: int = 0) -> torch.Tensor:
-        """``B x Nq x C``, ``B x Nk x Ckv``, ``B x Nk x Ckv`` -> ``B x Nq x C``."""
+    def forward(
+        self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, num_k_exclude_rope: int = 0,
+        key_mask: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """``B x Nq x C``, ``B x Nk x Ckv``, ``B x Nk x Ckv`` -> ``B x Nq x C``; ``key_mask``
+        ``B x Nk`` bool marks the real keys (None: all)."""
         q, k, v = self._heads(self.q_proj(q)), self._heads(self.k_proj(k)), self._heads(self.v_proj(v))
         nq = q.shape[-2]
         q = self._rotate(q, nq)
@@ -109,7 +120,7 @@ class RoPEAttention(Attention):
                 raise ValueError(f"{n_rope} rotated keys do not tile {nq} queries")
             k_rot = self._rotate(k[..., :n_rope, :], nq)
             k = k_rot if n_rope == k.shape[-2] else torch.cat([k_rot, k[..., n_rope:, :]], dim=-2)
-        return self._attend(q, k, v)
+        return self._attend(q, k, v, key_mask)
 
 
 class MemoryAttentionLayer(nn.Module):
@@ -132,13 +143,14 @@ class MemoryAttentionLayer(nn.Module):
         self.dropout3 = nn.Dropout(dropout)
 
     def forward(
-        self, x: torch.Tensor, memory: torch.Tensor, memory_pos: torch.Tensor, num_k_exclude_rope: int = 0
+        self, x: torch.Tensor, memory: torch.Tensor, memory_pos: torch.Tensor, num_k_exclude_rope: int = 0,
+        memory_mask: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """x ``B x HW x C``; memory and memory_pos ``B x M x Ckv``."""
+        """x ``B x HW x C``; memory and memory_pos ``B x M x Ckv``; memory_mask ``B x M`` bool."""
         y = self.norm1(x)
         x = x + self.dropout1(self.self_attn(y, y, y))
         y = self.norm2(x)
-        x = x + self.dropout2(self.cross_attn_image(y, memory + memory_pos, memory, num_k_exclude_rope))
+        x = x + self.dropout2(self.cross_attn_image(y, memory + memory_pos, memory, num_k_exclude_rope, memory_mask))
         y = self.linear2(self.dropout(F.relu(self.linear1(self.norm3(x)))))
         return x + self.dropout3(y)
 
@@ -168,10 +180,13 @@ class MemoryAttention(nn.Module):
         memory: torch.Tensor,
         memory_pos: torch.Tensor,
         num_obj_ptr_tokens: int = 0,
+        memory_mask: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """curr, curr_pos ``B x HW x C``; memory, memory_pos ``B x M x Ckv`` (object-pointer
-        tokens last, ``num_obj_ptr_tokens`` of them). Returns ``B x HW x C``."""
+        tokens last, ``num_obj_ptr_tokens`` of them); memory_mask ``B x M`` bool, False for
+        padding tokens of a static-shape memory (None: every token is real).
+        Returns ``B x HW x C``."""
         x = curr + 0.1 * curr_pos
         for layer in self.layers:
-            x = layer(x, memory, memory_pos, num_obj_ptr_tokens)
+            x = layer(x, memory, memory_pos, num_obj_ptr_tokens, memory_mask)
         return self.norm(x)

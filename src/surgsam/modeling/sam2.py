@@ -230,15 +230,56 @@ class SAM2Model(nn.Module):
         mem, mem_pos = self.memory_tokens(spatial, pointers, ptr_tpos_max, b)
         return self.attend_memory(frame, mem, mem_pos, len(pointers))
 
-    def attend_memory(self, frame: FrameFeatures, memory: torch.Tensor, memory_pos: torch.Tensor, num_pointers: int) -> torch.Tensor:
+    def attend_memory(
+        self, frame: FrameFeatures, memory: torch.Tensor, memory_pos: torch.Tensor, num_pointers: int,
+        memory_mask: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         """Memory attention on ready tokens (``B x M x Cm``, pointers last, ``num_pointers`` of
-        them before splitting); returns memory-conditioned features ``B x C x h x w``."""
+        them before splitting, padding included); ``memory_mask`` ``B x M`` bool marks real
+        tokens of a padded memory. Returns memory-conditioned features ``B x C x h x w``."""
         b, c, h, w = frame.features.shape
         n_ptr_tokens = num_pointers * (c // self.mem_dim)
         curr = frame.features.flatten(2).transpose(1, 2)
         curr_pos = frame.pos.flatten(2).transpose(1, 2)
-        out = self.memory_attention(curr, curr_pos, memory.to(curr.dtype), memory_pos.to(curr.dtype), n_ptr_tokens)
+        out = self.memory_attention(
+            curr, curr_pos, memory.to(curr.dtype), memory_pos.to(curr.dtype), n_ptr_tokens, memory_mask
+        )
         return out.transpose(1, 2).reshape(b, c, h, w)
+
+    def padded_memory_tokens(
+        self,
+        spatial: Sequence[tuple[int, SpatialMemory]],
+        pointers: Sequence[tuple[int, torch.Tensor]],
+        ptr_tpos_max: int,
+        batch: int,
+        slots: tuple[int, int],
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """:meth:`memory_tokens` padded to a fixed size, so that every frame has the same
+        shapes (one compiled graph, one exported model, objects of any history in one batch).
+
+        ``slots`` = (spatial memories, pointers) to pad to; the layout is
+        ``[spatial slots x hw | pointer slots x C/Cm]`` tokens. Returns tokens and position
+        encodings ``B x M x Cm`` (zeros in the padding) and the mask ``B x M`` (True = real).
+        """
+        n_sp, n_ptr = slots
+        if len(spatial) > n_sp or len(pointers) > n_ptr:
+            raise ValueError(f"{len(spatial)} spatial memories / {len(pointers)} pointers exceed the slots {slots}")
+        if not spatial:
+            raise ValueError("a padded memory needs at least one spatial memory")
+        tok, pos = self.memory_tokens(spatial, pointers, ptr_tpos_max, batch)
+        hw = spatial[0][1].features.shape[-2] * spatial[0][1].features.shape[-1]
+        split = self.hidden_dim // self.mem_dim
+        real_sp, real_ptr = len(spatial) * hw, len(pointers) * split
+        size = n_sp * hw + n_ptr * split
+        out_tok = tok.new_zeros(batch, size, tok.shape[-1])
+        out_pos = pos.new_zeros(batch, size, pos.shape[-1])
+        mask = torch.zeros(batch, size, dtype=torch.bool, device=tok.device)
+        ptr0 = n_sp * hw
+        for dst, n, src in ((0, real_sp, 0), (ptr0, real_ptr, real_sp)):
+            out_tok[:, dst : dst + n] = tok[:, src : src + n]
+            out_pos[:, dst : dst + n] = pos[:, src : src + n]
+            mask[:, dst : dst + n] = True
+        return out_tok, out_pos, mask
 
     def memory_tokens(
         self,

@@ -1,0 +1,119 @@
+"""Static-shape memory and the fast path: the same masks as the dynamic eager engine."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from surgsam.engine import VideoSegmenter
+from surgsam.engine.fastpath import FastPath, resolve_fast_path
+from surgsam.modeling import build_model
+from surgsam.modeling.sam2 import SpatialMemory
+from synthetic import moving_objects_video
+
+
+@pytest.fixture(scope="module")
+def model():
+    torch.manual_seed(0)
+    m = build_model("nano")
+    with torch.no_grad():  # random weights: make objects "present" so masks are not empty
+        m.sam_mask_decoder.pred_obj_score_head.layers[-1].bias.fill_(4.0)
+    return m
+
+
+@pytest.fixture(scope="module")
+def video():
+    return moving_objects_video(n=16, h=120, w=160)
+
+
+def staggered_run(model, frames, gt, **kw):
+    """Object 1 from a mask on frame 0, object 2 from a mask on frame 3, object 3 from a click
+    on frame 6: three different memory layouts on most frames."""
+    seg = VideoSegmenter(model, **kw)
+    out = [seg.add_prompt(frames[0], obj_id=1, mask=gt[1][0])]
+    for t in range(1, len(frames)):
+        if t == 3:
+            out.append(seg.add_prompt(frames[t], obj_id=2, mask=gt[2][t]))
+        elif t == 6:
+            ys, xs = np.nonzero(gt[2][t])
+            out.append(seg.add_prompt(frames[t], obj_id=3, points=[[xs.mean(), ys.mean()]], labels=[1]))
+        else:
+            out.append(seg.step(frames[t]))
+    return seg, out
+
+
+@pytest.mark.parametrize("memory", ["fifo", "efp", "dlm"])
+def test_static_memory_equals_dynamic(model, video, memory):
+    frames, gt = video
+    _, dyn = staggered_run(model, frames, gt, memory=memory)
+    seg, sta = staggered_run(model, frames, gt, memory=memory, static_memory=True)
+    assert seg.static_memory
+    for a, b in zip(dyn, sta):
+        assert a.obj_ids == b.obj_ids
+        torch.testing.assert_close(b.low_res_logits, a.low_res_logits, atol=1e-4, rtol=0)
+        assert (a.masks == b.masks).mean() > 0.9999
+
+
+def test_padded_memory_layout_and_masked_attention(model):
+    torch.manual_seed(1)
+    c, cm, s = model.hidden_dim, model.mem_dim, model.cfg.feat_size
+    spatial = [(slot, SpatialMemory(torch.randn(2, cm, s, s), torch.randn(2, cm, s, s))) for slot in (0, 5, 6)]
+    pointers = [(d, torch.randn(2, c)) for d in (6, 1, 2)]
+    tok, pos = model.memory_tokens(spatial, pointers, 15, 2)
+    ptok, ppos, mask = model.padded_memory_tokens(spatial, pointers, 15, 2, (5, 4))
+    hw, split = s * s, c // cm
+    assert ptok.shape == (2, 5 * hw + 4 * split, cm)
+    expect = torch.zeros(5 * hw + 4 * split, dtype=torch.bool)
+    expect[: 3 * hw] = True
+    expect[5 * hw : 5 * hw + 3 * split] = True
+    assert torch.equal(mask[0], expect) and torch.equal(mask[1], expect)
+    assert torch.equal(ptok[:, mask[0]], tok) and torch.equal(ppos[:, mask[0]], pos)
+    assert not ptok[:, ~mask[0]].any()
+
+    from surgsam.modeling.sam2 import FrameFeatures
+
+    frame = FrameFeatures(torch.randn(2, c, s, s), torch.randn(2, c, s, s), (None, None))
+    with torch.no_grad():
+        ref = model.attend_memory(frame, tok, pos, len(pointers))
+        # garbage in the padding must not leak through the mask
+        noisy = torch.where(mask[..., None], ptok, torch.randn_like(ptok) * 100)
+        out = model.attend_memory(frame, noisy, ppos, 4, mask)
+    torch.testing.assert_close(out, ref, atol=1e-5, rtol=1e-5)
+    with pytest.raises(ValueError, match="exceed the slots"):
+        model.padded_memory_tokens(spatial, pointers, 15, 2, (2, 4))
+
+
+def test_policy_capacity():
+    from surgsam.memory import make_policy
+
+    assert make_policy("fifo", 7, 16).capacity() == (7, 16)
+    assert make_policy("efp", 7, 16).capacity() == (5, 16)
+    assert make_policy("dlm", 7, 16).capacity() == (10, 16)
+
+
+def test_fast_path_resolution_on_cpu():
+    cpu = torch.device("cpu")
+    off = resolve_fast_path(False, "fp32", cpu)
+    assert off == FastPath("fp32")
+    auto = resolve_fast_path("auto", "fp32", cpu)
+    assert not auto.compile and not auto.static_memory and "off on cpu" in auto.notice
+    forced = resolve_fast_path(True, "fp32", cpu)
+    assert forced.compile and forced.static_memory and not forced.tf32 and not forced.cuda_graphs
+    with pytest.raises(ValueError, match="fast must be"):
+        resolve_fast_path("yes", "fp32", cpu)
+
+
+@pytest.mark.slow
+def test_compiled_engine_matches_eager(model, video):
+    """torch.compile on the CPU (forced): same masks as the eager engine (about 2 min)."""
+    frames, gt = video
+    frames, gt = frames[:8], {k: v[:8] for k, v in gt.items()}
+    _, eager = staggered_run(model, frames, gt, memory="efp")
+    seg, comp = staggered_run(model, frames, gt, memory="efp", fast=True)
+    assert seg.fast_path.compile
+    for a, b in zip(eager, comp):
+        torch.testing.assert_close(b.low_res_logits, a.low_res_logits, atol=1e-3, rtol=0)
+        for i in range(len(a.obj_ids)):
+            u = (a.masks[i] | b.masks[i]).sum()
+            assert u == 0 or (a.masks[i] & b.masks[i]).sum() / u >= 0.999
