@@ -24,6 +24,7 @@ SUBCOMMAND_MODULES = [
     "surgsam.train.cli",
     "surgsam.referring.cli",
     "surgsam.app.cli",
+    "surgsam.export.cli",
 ]
 
 

@@ -1,0 +1,158 @@
+"""ONNX export of the image encoder and the per-frame tracking step, and an onnxruntime
+runner for them.
+
+``export_onnx(model, out_dir)`` writes ``image_encoder.onnx``, ``track_step.onnx`` and
+``surgsam_onnx.json`` (sizes, memory slots, tensor names). The tracking step's memory is
+padded to a fixed number of slots (the policy's capacity), so both graphs have static shapes
+except the number of objects. :class:`OnnxModel` runs them with onnxruntime.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import logging
+import time
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..memory import make_policy
+from ..modeling.sam2 import SAM2Model
+from .graphs import ENCODER_INPUTS, ENCODER_OUTPUTS, STEP_INPUTS, STEP_OUTPUTS, ImageEncoderGraph, TrackStepGraph
+
+MANIFEST = "surgsam_onnx.json"
+
+
+@dataclass
+class OnnxManifest:
+    """What a runner needs to feed the graphs (written beside them as JSON)."""
+
+    model: str
+    image_size: int
+    feat_size: int
+    hidden_dim: int
+    mem_dim: int
+    memory: str
+    slots: tuple[int, int]  # (spatial memories, object pointers) the memory is padded to
+    memory_tokens: int  # M = slots[0] * feat_size**2 + slots[1] * hidden_dim / mem_dim
+    opset: int
+    encoder: str = "image_encoder.onnx"
+    track_step: str = "track_step.onnx"
+
+
+def _require_onnx() -> None:
+    try:
+        import onnx  # noqa: F401
+        import onnxscript  # noqa: F401
+    except ModuleNotFoundError as e:
+        raise ModuleNotFoundError(f"ONNX export needs {e.name}: pip install 'surgsam[export]'") from None
+
+
+def export_onnx(
+    model: SAM2Model, out_dir: str | Path, memory: str = "efp", max_objects: int = 64, opset: int = 18,
+    verbose: bool = False,
+) -> OnnxManifest:
+    """Export both graphs of ``model`` (fp32, CPU) to ``out_dir``; returns the manifest.
+
+    ``memory`` fixes the padded memory size (``efp`` attends to 5 spatial memories, ``fifo``
+    to 7, ``dlm`` to 10); ``max_objects`` bounds the dynamic object axis of the step.
+    """
+    _require_onnx()
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    model = model.eval().float().cpu()
+    cfg = model.cfg
+    s, c, cm = cfg.feat_size, model.hidden_dim, model.mem_dim
+    slots = make_policy(memory, model.num_maskmem, cfg.max_obj_ptrs_in_encoder).capacity()
+    m_tokens = slots[0] * s * s + slots[1] * (c // cm)
+    man = OnnxManifest(cfg.name, model.image_size, s, c, cm, memory, slots, m_tokens, opset)
+
+    image = torch.rand(1, 3, model.image_size, model.image_size) * 255
+    b = 2
+    step_args = (
+        torch.randn(b, c, s, s), torch.randn(b, c, s, s), torch.randn(b, c // 8, 4 * s, 4 * s),
+        torch.randn(b, c // 4, 2 * s, 2 * s), torch.randn(b, m_tokens, cm), torch.randn(b, m_tokens, cm),
+        torch.ones(b, m_tokens, dtype=torch.bool),
+    )
+    objects = torch.export.Dim("objects", min=1, max=max_objects)
+    common = dict(dynamo=True, opset_version=opset, external_data=False, verbose=verbose)
+    with torch.no_grad(), _quiet_exporter(verbose):
+        torch.onnx.export(ImageEncoderGraph(model).eval(), (image,), str(out / man.encoder),
+                          input_names=list(ENCODER_INPUTS), output_names=list(ENCODER_OUTPUTS), **common)
+        torch.onnx.export(TrackStepGraph(model, slots).eval(), step_args, str(out / man.track_step),
+                          input_names=list(STEP_INPUTS), output_names=list(STEP_OUTPUTS),
+                          dynamic_shapes={k: {0: objects} for k in STEP_INPUTS}, **common)
+    (out / MANIFEST).write_text(json.dumps(asdict(man), indent=2) + "\n")
+    return man
+
+
+@contextmanager
+def _quiet_exporter(verbose: bool) -> Iterator[None]:
+    """Silence the exporter's progress lines and its warnings about optional torchvision ops
+    and deprecations that do not concern the user (unless ``verbose``)."""
+    if verbose:
+        yield
+        return
+    log = logging.getLogger("torch.onnx")
+    level = log.level
+    log.setLevel(logging.ERROR)
+    try:
+        sink = io.StringIO()
+        with warnings.catch_warnings(), contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink):
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        log.setLevel(level)
+
+
+class OnnxModel:
+    """The exported graphs in onnxruntime (CPU by default).
+
+    ``encode_image(image)``: ``1 x 3 x S x S`` float 0..255 -> dict of encoder outputs.
+    ``track_step(**inputs)``: the step's inputs (numpy) -> dict of its outputs.
+    """
+
+    def __init__(self, folder: str | Path, providers: tuple[str, ...] = ("CPUExecutionProvider",), threads: int | None = None) -> None:
+        try:
+            import onnxruntime as ort
+        except ModuleNotFoundError:
+            raise ModuleNotFoundError("running exported models needs onnxruntime: pip install 'surgsam[export]'") from None
+        folder = Path(folder)
+        if not (folder / MANIFEST).is_file():
+            raise FileNotFoundError(f"{folder} has no {MANIFEST}: export it with `surgsam export`")
+        d = json.loads((folder / MANIFEST).read_text())
+        d["slots"] = tuple(d["slots"])
+        self.manifest = OnnxManifest(**d)
+        opts = ort.SessionOptions()
+        if threads:
+            opts.intra_op_num_threads = threads
+        self._enc = ort.InferenceSession(str(folder / self.manifest.encoder), opts, providers=list(providers))
+        self._step = ort.InferenceSession(str(folder / self.manifest.track_step), opts, providers=list(providers))
+
+    def encode_image(self, image: np.ndarray) -> dict[str, np.ndarray]:
+        return dict(zip(ENCODER_OUTPUTS, self._enc.run(None, {"image": np.asarray(image, np.float32)})))
+
+    def track_step(self, **inputs: np.ndarray) -> dict[str, np.ndarray]:
+        missing = set(STEP_INPUTS) - set(inputs)
+        if missing:
+            raise ValueError(f"track_step is missing inputs {sorted(missing)}")
+        feed = {k: np.asarray(inputs[k]) for k in STEP_INPUTS}
+        return dict(zip(STEP_OUTPUTS, self._step.run(None, feed)))
+
+
+def time_call(fn, repeats: int = 5) -> float:
+    """Median wall time of ``fn()`` in ms after one warm-up call."""
+    fn()
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append((time.perf_counter() - t0) * 1000)
+    return float(np.median(times))
