@@ -22,6 +22,26 @@ import numpy as np
 UNTRAINED_NOTE = "untrained network (random weights): masks are not meaningful until the trained demo model lands"
 
 
+def build_demo_model(checkpoint: str | Path | None = None, seed: int = 0, device: str = "cpu"):
+    """The demo's network: our ``checkpoint`` (it carries its config), or by default the
+    ``nano`` preset with random weights drawn from ``seed`` (see :data:`UNTRAINED_NOTE`)."""
+    import torch
+
+    from .modeling import build_model
+
+    if checkpoint is not None:
+        return build_model(checkpoint=checkpoint, device=device)
+    torch.manual_seed(seed)
+    return build_model("nano", device=device)
+
+
+def render_demo_clip(frames: int = 30, seed: int = 0):
+    """The demo's synthetic endoscopic clip (320 x 256, deterministic in ``seed``)."""
+    from .data.synth import SynthConfig, render_video
+
+    return render_video(SynthConfig(width=320, height=256, frames=frames), seed=seed, index=0, name="demo")
+
+
 def run_demo(
     out_dir: str | Path = "out/demo",
     frames: int = 30,
@@ -33,25 +53,20 @@ def run_demo(
     """Run the demo; returns the summary numbers (J&F, fps, latency, peak RSS)."""
     import torch
 
-    from .data.synth import SynthConfig, render_video
     from .engine import Prompt, segment_video
     from .eval.metrics import frame_scores
     from .io import OverlayVideoWriter, PaletteMaskWriter, write_video
-    from .modeling import build_model
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    clip = render_video(SynthConfig(width=320, height=256, frames=frames), seed=seed, index=0, name="demo")
+    clip = render_demo_clip(frames, seed)
     render_s = time.perf_counter() - t0
     write_video(out_dir / "clip.mp4", clip.frames, fps=10)
 
     if checkpoint is None:
         print(f"WARNING: {UNTRAINED_NOTE}")
-        torch.manual_seed(seed)
-        model = build_model("nano", device=device)
-    else:
-        model = build_model(checkpoint=checkpoint, device=device)
+    model = build_demo_model(checkpoint, seed, device)
     labels = np.stack(clip.labels)  # T x H x W object ids
     prompts = []
     for k in sorted(int(i) for i in np.unique(labels) if i != 0):

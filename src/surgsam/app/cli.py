@@ -1,0 +1,137 @@
+"""``surgsam app`` (the local web app) and ``surgsam live`` (real-time tracking)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+
+def register(subparsers) -> None:
+    """Add ``surgsam app`` and ``surgsam live``."""
+    _register_app(subparsers)
+    _register_live(subparsers)
+
+
+# ----------------------------------------------------------------------------- surgsam app
+def _register_app(subparsers) -> None:
+    p = subparsers.add_parser(
+        "app", help="local web app: open a video, click objects, run, watch the overlay, download masks",
+        description="A local Gradio web app. Open a video (upload or a typed path), scrub to a frame, click "
+        "positive/negative points or give boxes for one or several objects, choose the model and memory "
+        "policy, run, watch the overlay with per-frame FPS, and download the masks (zip of DAVIS palette "
+        "PNGs) and the overlay mp4. Needs the demo extra: pip install 'surgsam[demo]'.")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
+    p.add_argument("--port", type=int, default=7860)
+    p.add_argument("--max-upload-mb", type=float, default=500.0, help="largest video accepted (MB, default 500)")
+    p.add_argument("--allow-path-input", action=argparse.BooleanOptionalAction, default=None,
+                   help="let users type a path on this machine (default: only when bound to a loopback address)")
+    p.add_argument("--model", default="demo", help="preset preselected in the UI (default: the demo's model)")
+    p.add_argument("--checkpoint", default=None, help="checkpoint preselected in the UI")
+    p.add_argument("--image-size", type=int, default=None)
+    p.add_argument("--memory", default="efp", choices=["fifo", "efp", "dlm"])
+    p.add_argument("--device", default="cpu")
+    p.set_defaults(func=_cmd_app)
+
+
+def _cmd_app(args: argparse.Namespace) -> int:
+    from .server import AppConfig, serve
+
+    if args.max_upload_mb <= 0:
+        raise ValueError("--max-upload-mb must be positive")
+    if not 0 < args.port < 65536:
+        raise ValueError(f"--port must be 1..65535, got {args.port}")
+    cfg = AppConfig(host=args.host, port=args.port, max_upload_mb=args.max_upload_mb,
+                    allow_path_input=args.allow_path_input, model=args.model, checkpoint=args.checkpoint,
+                    image_size=args.image_size, device=args.device, memory=args.memory)
+    print(f"surgsam app: uploads up to {cfg.max_upload_mb:g} MB; typed paths "
+          f"{'on' if cfg.path_input else 'off (see --allow-path-input)'}; Ctrl+C stops it")
+    serve(cfg)
+    return 0
+
+
+# ----------------------------------------------------------------------------- surgsam live
+def _register_live(subparsers) -> None:
+    from ..engine.cli import add_prompt_arguments
+
+    p = subparsers.add_parser(
+        "live", help="track objects in a camera, stream or file in real time (drops frames rather than lag)",
+        description="Real-time tracking from a camera index, a stream URL (rtsp://...), a named pipe or a video "
+        "file read as live (paced at its frame rate). Prompts go on the first frame: click in the window "
+        "(needs OpenCV with GUI support, i.e. opencv-python) or give --mask / --points / --box. Frames the "
+        "engine cannot keep up with are dropped and counted; a JSON report is printed at the end.")
+    p.add_argument("--source", required=True, help="camera index (0), stream URL, named pipe or video file")
+    add_prompt_arguments(p, required=False)
+    p.add_argument("--model", default=None, help="preset (default: the demo's model, as `surgsam demo`)")
+    p.add_argument("--checkpoint", default=None)
+    p.add_argument("--image-size", type=int, default=None)
+    p.add_argument("--memory", default="efp", choices=["fifo", "efp", "dlm"])
+    p.add_argument("--precision", default="auto", choices=["fp32", "bf16", "auto"])
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--record", type=Path, default=None, help="also write the overlay (in real time) to this mp4")
+    p.add_argument("--headless", action="store_true",
+                   help="no window: prompts from --mask/--points/--box, overlay to --record "
+                   "(default out/live/overlay.mp4)")
+    p.add_argument("--max-frames", type=int, default=None, help="stop after this many processed frames")
+    p.add_argument("--no-drop", action="store_true", help="process every frame in order (lags when slow)")
+    p.add_argument("--realtime", action=argparse.BooleanOptionalAction, default=None,
+                   help="pace a file at its frame rate (default: on for files, off for cameras and streams)")
+    p.add_argument("--read-timeout", type=float, default=10.0, help="seconds without a frame before giving up")
+    p.set_defaults(func=_cmd_live, frame=0)
+
+
+def _cmd_live(args: argparse.Namespace) -> int:
+    import sys
+
+    from ..engine import VideoSegmenter
+    from ..engine.cli import build_prompts
+    from .live import LiveError, open_live, run_live
+    from .live_gui import HEADLESS_HINT, ClickPrompter, Window, gui_support
+
+    given = any(v is not None for v in (args.mask, args.points, args.box))
+    record = args.record
+    if args.headless:
+        if not given:
+            raise ValueError("--headless needs the prompts on the command line: --mask, --points or --box")
+        record = record or Path("out/live/overlay.mp4")
+    else:
+        why = gui_support()
+        if why is not None:
+            raise ValueError(f"cannot open a window: {why}; {HEADLESS_HINT}")
+    if args.max_frames is not None and args.max_frames < 1:
+        raise ValueError("--max-frames must be at least 1")
+    prompts = build_prompts(args) if given else None
+    model = _live_model(args)
+    seg = VideoSegmenter(model, memory=args.memory, precision=args.precision)
+    source = open_live(int(args.source) if args.source.strip().isdigit() else args.source,
+                       drop_frames=not args.no_drop, realtime=args.realtime)
+    window = None if args.headless else Window(f"surgsam live: {source.name}")
+    if prompts is None:
+        from .jobs import preview
+
+        prompts = ClickPrompter(window, preview=lambda frame, ps: preview(model, frame, ps, args.memory))
+    try:
+        report = run_live(source, seg, prompts, sink=window, record=record, max_frames=args.max_frames,
+                          read_timeout_s=args.read_timeout)
+    except LiveError as exc:
+        print(f"surgsam live: error: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        if window is not None:
+            window.close()
+    print(f"{report.processed} of {report.frames_read} frames processed, {report.dropped} dropped "
+          f"({report.dropped_while_prompting} while prompting); {report.fps:.1f} FPS, latency median "
+          f"{report.latency_median_ms:.0f} ms, p95 {report.latency_p95_ms:.0f} ms; stopped: {report.end}"
+          + (f"; overlay in {report.record}" if report.record else ""), file=sys.stderr)
+    print(json.dumps(report.to_dict()))
+    return 0
+
+
+def _live_model(args: argparse.Namespace):
+    from ..demo import build_demo_model
+    from ..modeling import build_model
+
+    if args.model is None and args.image_size is None:
+        return build_demo_model(args.checkpoint, device=args.device)
+    return build_model(args.model or ("nano" if args.checkpoint is None else None), image_size=args.image_size,
+                       checkpoint=args.checkpoint, device=args.device)

@@ -1,0 +1,272 @@
+"""Real-time tracking (``surgsam live``): a camera, stream, pipe or file read as live.
+
+Prompts are given on the first frame; then every frame the engine can take is tracked and
+drawn with its FPS, latency and the running count of dropped frames. Frames are never queued:
+:class:`TimedLiveSource` keeps only the newest frame, so while the engine works on one frame
+the frames that arrive overwrite each other and the overwritten ones are counted as dropped.
+Latency (a frame's arrival to its overlay being ready) therefore stays near one frame interval
+plus two engine steps, however long the stream runs; memory is bounded by the engine's policy.
+
+Accounting is exact: ``frames_read == processed + dropped`` once the source is closed.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from ..engine.offline import Prompt
+from ..engine.state import FrameResult
+from ..io.live import LiveSource
+
+__all__ = ["FrameSink", "LiveError", "LiveReport", "TimedLiveSource", "apply_prompts", "open_live", "run_live"]
+
+
+class LiveError(RuntimeError):
+    """Live mode cannot start or go on (no frame, bad prompt); the message is for the user."""
+
+
+class TimedLiveSource(LiveSource):
+    """A :class:`~surgsam.io.LiveSource` that notes when each frame arrived.
+
+    :attr:`last_arrival_s` is the ``time.monotonic()`` at which the frame returned by the last
+    :meth:`read` arrived (after real-time pacing, i.e. when a camera would have delivered it).
+    It hooks the grabber's two per-frame steps (raw read, then RGB conversion on delivery), so
+    the timestamp travels with the frame through the newest-frame slot.
+    """
+
+    last_arrival_s: float | None = None
+
+    def _read_raw(self) -> Any:
+        frame = super()._read_raw()
+        return None if frame is None else _Arrived(frame, time.monotonic())
+
+    def _to_rgb(self, frame: Any) -> np.ndarray:
+        if isinstance(frame, _Arrived):
+            self.last_arrival_s = frame.t
+            frame = frame.frame
+        return super()._to_rgb(frame)
+
+
+@dataclass(frozen=True)
+class _Arrived:
+    frame: np.ndarray
+    t: float
+
+
+def open_live(spec: int | str | os.PathLike[str], drop_frames: bool = True, realtime: bool | None = None,
+              **kwargs: Any) -> TimedLiveSource:
+    """Open a camera index (``0``), a stream URL, a named pipe or a video file as a live source
+    (a file is paced at its frame rate unless ``realtime=False``)."""
+    if isinstance(spec, (str, os.PathLike)) and Path(spec).is_dir():
+        raise LiveError(f"{spec} is a folder of frames, which cannot be read live (use `surgsam segment`)")
+    return TimedLiveSource(spec, drop_frames=drop_frames, realtime=realtime, **kwargs)
+
+
+class FrameSink(Protocol):
+    """Where overlays go as they are ready (a window); ``show`` returns False to stop."""
+
+    def show(self, image: np.ndarray) -> bool: ...
+
+    def close(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class LiveReport:
+    """What a live run did. ``frames_read == processed + dropped``; latency is a frame's arrival
+    to its overlay being ready (prompt frame excluded: it waited for the prompts)."""
+
+    source: str
+    end: str  # why it stopped: end of stream, max frames, stopped by user, interrupted, no frame for N s
+    frames_read: int
+    processed: int
+    dropped: int
+    dropped_while_prompting: int
+    fps: float  # frames processed per second after the prompt frame
+    source_fps: float | None
+    latency_median_ms: float
+    latency_p95_ms: float
+    latency_max_ms: float
+    engine_median_ms: float
+    recorded: int  # frames in the recording: processed + dropped after prompting (real-time order)
+    record: str | None
+    wall_s: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def apply_prompts(segmenter: Any, frame: np.ndarray, prompts: Sequence[Prompt]) -> FrameResult:
+    """Give ``prompts`` (all on this frame) to a fresh segmenter; the frame's result."""
+    if not prompts:
+        raise LiveError("no prompt: give --mask, --points or --box (or click in the window)")
+    res = None
+    try:
+        for i, p in enumerate(prompts):
+            res = segmenter.add_prompt(frame if i == 0 else None, obj_id=p.obj_id, points=p.points,
+                                       labels=p.labels, box=p.box, mask=p.mask)
+    except (ValueError, TypeError) as exc:
+        raise LiveError(f"bad prompt for the first frame: {exc}") from None
+    return res
+
+
+class _Recorder:
+    """Overlay video in real-time order: the previous overlay is repeated once for every frame
+    dropped before the next one, as a viewer would have seen it."""
+
+    def __init__(self, path: str | Path, fps: float):
+        from ..io import VideoWriter
+
+        self.video = VideoWriter(path, fps)
+        self.last: np.ndarray | None = None
+        self.accounted = 0
+
+    def write(self, image: np.ndarray, dropped: int) -> None:
+        if self.last is not None:
+            for _ in range(max(0, dropped - self.accounted)):
+                self.video.write(self.last)
+        self.accounted = max(self.accounted, dropped)
+        self.video.write(image)
+        self.last = image
+
+    def finish(self, dropped: int) -> int:
+        if self.last is not None:
+            for _ in range(max(0, dropped - self.accounted)):
+                self.video.write(self.last)
+        self.video.close()
+        return self.video.frames_written
+
+
+def _draw(frame: np.ndarray, res: FrameResult, lines: list[str]) -> np.ndarray:
+    from ..io import draw_overlay
+
+    return draw_overlay(frame, res.obj_ids, res.masks, lines)
+
+
+@dataclass
+class _Tally:
+    """Running counts of a live run (latency and engine times in ms, per tracked frame)."""
+
+    processed: int = 0
+    latency: list[float] = field(default_factory=list)
+    engine: list[float] = field(default_factory=list)
+    t_first: float | None = None
+    t_last: float | None = None
+
+
+def run_live(
+    source: TimedLiveSource,
+    segmenter: Any,
+    prompts: Sequence[Prompt] | Callable[[np.ndarray], Sequence[Prompt] | None],
+    *,
+    sink: FrameSink | None = None,
+    record: str | Path | None = None,
+    max_frames: int | None = None,
+    read_timeout_s: float = 10.0,
+    stop: threading.Event | None = None,
+    on_frame: Callable[[FrameResult, float], None] | None = None,
+) -> LiveReport:
+    """Track the prompted objects through ``source`` until it ends or is stopped.
+
+    Args:
+        source: an open :class:`TimedLiveSource` (it is closed at the end).
+        segmenter: a fresh :class:`~surgsam.engine.VideoSegmenter` (or anything with its
+            ``add_prompt`` / ``step``).
+        prompts: prompts for the first frame, or a function of the first frame returning them
+            (the window's click prompter; None means the user quit).
+        sink: shows each overlay (a window); returning False stops the run.
+        record: write the overlays to this mp4 in real-time order (see :class:`_Recorder`).
+        max_frames: stop after this many processed frames (the prompt frame included).
+        stop: set it from another thread to stop.
+        on_frame: called with each tracked frame's result and latency in ms.
+    """
+    t_start = time.monotonic()
+    recorder: _Recorder | None = None
+    tally = _Tally()
+    dropped_prompting, end = 0, "end of stream"
+    try:
+        source.start()
+        try:
+            first = source.read(timeout=read_timeout_s)
+        except TimeoutError:
+            raise LiveError(f"no frame from {source.name} within {read_timeout_s:g} s") from None
+        if first is None:
+            raise LiveError(f"{source.name} ended before its first frame")
+        given = prompts(first) if callable(prompts) else prompts
+        if given is None:
+            end = "stopped by user"
+        else:
+            dropped_prompting = source.stats.dropped
+            res = apply_prompts(segmenter, first, given)
+            tally.processed = 1
+            img = _draw(first, res, ["prompt frame", f"objects {res.obj_ids}"])
+            if record is not None:
+                recorder = _Recorder(record, source.fps or 30.0)
+                recorder.write(img, dropped_prompting)
+            if sink is not None and not sink.show(img):
+                end = "stopped by user"
+            else:
+                end = _loop(source, segmenter, tally, sink, recorder, max_frames, read_timeout_s, stop, on_frame)
+    except KeyboardInterrupt:
+        end = "interrupted"
+    finally:
+        source.close()
+    grabbed = source.stats.grabbed
+    dropped = grabbed - tally.processed  # a frame left waiting (or cut short) at the end counts as dropped
+    recorded = recorder.finish(dropped) if recorder is not None else 0
+    span = (tally.t_last - tally.t_first) if tally.t_first is not None and tally.t_last is not None else 0.0
+    lat = np.asarray(tally.latency) if tally.latency else np.zeros(1)
+    return LiveReport(
+        source=source.name, end=end, frames_read=grabbed, processed=tally.processed, dropped=dropped,
+        dropped_while_prompting=dropped_prompting, fps=(len(tally.latency) - 1) / span if span > 0 else 0.0,
+        source_fps=source.fps, latency_median_ms=float(np.median(lat)), latency_p95_ms=float(np.percentile(lat, 95)),
+        latency_max_ms=float(lat.max()), engine_median_ms=float(np.median(tally.engine)) if tally.engine else 0.0,
+        recorded=recorded, record=str(record) if record is not None else None, wall_s=time.monotonic() - t_start,
+    )
+
+
+def _loop(source: TimedLiveSource, segmenter: Any, tally: _Tally, sink: FrameSink | None, recorder: _Recorder | None,
+          max_frames: int | None, read_timeout_s: float, stop: threading.Event | None,
+          on_frame: Callable[[FrameResult, float], None] | None) -> str:
+    """Track frame after frame, counting into ``tally``; returns why it stopped."""
+    times: deque[float] = deque(maxlen=15)  # recent overlay times, for the on-screen FPS
+    while True:
+        if max_frames is not None and tally.processed >= max_frames:
+            return "max frames"
+        if stop is not None and stop.is_set():
+            return "stopped by user"
+        try:
+            frame = source.read(timeout=read_timeout_s)
+        except TimeoutError:
+            return f"no frame for {read_timeout_s:g} s"
+        if frame is None:
+            return "end of stream"
+        arrived = source.last_arrival_s
+        t0 = time.perf_counter()
+        res = segmenter.step(frame)
+        tally.engine.append((time.perf_counter() - t0) * 1000.0)
+        now = time.monotonic()
+        times.append(now)
+        fps = (len(times) - 1) / (times[-1] - times[0]) if len(times) > 1 and times[-1] > times[0] else 0.0
+        shown = (now - arrived) * 1000.0 if arrived is not None else tally.engine[-1]
+        dropped = source.stats.dropped
+        img = _draw(frame, res, [f"{fps:.1f} FPS  latency {shown:.0f} ms", f"dropped {dropped}"])
+        latency = (time.monotonic() - arrived) * 1000.0 if arrived is not None else shown
+        tally.processed += 1
+        tally.latency.append(latency)
+        tally.t_first = now if tally.t_first is None else tally.t_first
+        tally.t_last = now
+        if on_frame is not None:
+            on_frame(res, latency)
+        if recorder is not None:
+            recorder.write(img, dropped)
+        if sink is not None and not sink.show(img):
+            return "stopped by user"

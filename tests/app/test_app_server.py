@@ -1,0 +1,79 @@
+"""The web app's handlers without a browser: path policy, error messages, a whole session."""
+
+from __future__ import annotations
+
+import types
+
+import numpy as np
+import pytest
+
+from app_helpers import find_click
+
+gr = pytest.importorskip("gradio")
+
+from surgsam.app.server import AppConfig, Session, _App, build_app  # noqa: E402
+
+
+@pytest.mark.parametrize("host,allow,expected", [
+    ("127.0.0.1", None, True), ("localhost", None, True), ("::1", None, True),
+    ("0.0.0.0", None, False), ("192.168.1.5", None, False), ("0.0.0.0", True, True), ("127.0.0.1", False, False),
+])
+def test_typed_paths_only_on_loopback_by_default(host, allow, expected):
+    assert AppConfig(host=host, allow_path_input=allow).path_input is expected
+
+
+def test_public_server_refuses_typed_paths(tmp_path, clip_mp4):
+    app = _App(AppConfig(host="0.0.0.0", workdir=tmp_path), gr)
+    out = app.guarded(app.open_path, 9)(str(clip_mp4), None)
+    assert "typed paths are turned off" in out[-1] and out[-1].startswith("**Error")
+    with pytest.raises(ValueError, match="typed paths are turned off"):
+        app.choice("nano", "/etc/hostname", 0)
+    assert app.choice("nano", "", 0).checkpoint is None
+
+
+def test_a_session_from_opening_to_downloads(tmp_path, clip_mp4, model, decoded):
+    app = _App(AppConfig(workdir=tmp_path), gr)
+    opened = app.guarded(app.open_path, 9)(str(clip_mp4), None)
+    frame, slider, rows, *_, s, status = opened
+    assert isinstance(s, Session) and status.startswith("opened clip.mp4")
+    assert np.array_equal(frame, decoded[0]) and slider["maximum"] == 9 and rows == []
+
+    m_in = ("demo", "", 0, "efp", True)
+    x, y = find_click(model, decoded[0])
+    click = app.guarded(app.click, 4)
+    img, rows, s, status = click(types.SimpleNamespace(index=[x, y]), 0, "positive click", 1, s, *m_in)
+    assert rows == [[1, 0, f"{x},{y},1", ""]] and "positive click" in status
+    assert (img != decoded[0]).any()  # the preview mask and the click are drawn
+    out = click(types.SimpleNamespace(index=[x, y]), 0, "positive click", 300, s, *m_in)
+    assert "object id must be 1..255" in out[-1] and out[-2] is s
+    out = app.guarded(app.typed_box, 4)("5,5,2,2", 0, 2, s, *m_in)
+    assert "need x1 > x0" in out[-1]
+    out = app.guarded(app.scrub, 4)(3, s, *m_in)
+    assert np.array_equal(out[0], decoded[3]) and out[-1] == "frame 3 of 10"  # no prompt there: plain frame
+
+    steps = list(app.run(s, "demo", "", 0, "fifo", 0))
+    overlay, files, summary, plot, s2, status = steps[-1]
+    assert s2 is s and status.startswith("done: 10 frames") and "**10 frames**" in summary
+    assert files == [str(s.root / "run001" / "masks.zip"), overlay] and overlay.endswith("overlay.mp4")
+    assert list(plot["frame"]) == list(range(10))
+    assert steps[0][-1].startswith("building demo model")
+
+    bad = list(app.run(s, "no_such_preset", "", 0, "efp", 0))
+    assert "cannot build the model" in bad[-1][-1]
+    root = s.root
+    s.close()
+    assert not root.exists()
+
+
+def test_handlers_need_a_video_first(tmp_path):
+    app = _App(AppConfig(workdir=tmp_path), gr)
+    out = app.guarded(app.scrub, 4)(0, None, "demo", "", 0, "efp", True)
+    assert "open a video first" in out[-1]
+    assert "open a video first" in list(app.run(None, "demo", "", 0, "efp", 0))[-1][-1]
+
+
+def test_build_app_has_the_controls():
+    demo = build_app(AppConfig())
+    ids = {getattr(b, "elem_id", None) for b in demo.blocks.values()}
+    assert {"upload", "path", "slider", "frame", "mode", "obj-id", "box-text", "model", "memory", "run",
+            "overlay", "downloads", "status"} <= ids
