@@ -9,8 +9,9 @@ VPY    := $(VENV)/bin/python
 PIP    := $(VPY) -m pip --disable-pip-version-check
 TORCH  := torch==2.13.0
 PYTEST_ARGS ?=
+CHROMIUM ?= /usr/bin/chromium
 
-.PHONY: all demo test test-fast install oracle clean-venv
+.PHONY: all demo app test test-fast install oracle clean-venv
 
 all: test
 
@@ -30,6 +31,17 @@ $(VENV)/.stamp-oracle: $(VENV)/.stamp-install
 	$(PIP) install -q $(TORCH) hydra-core iopath
 	@touch $@
 
+# The optional extras the tests cover: web app (Gradio), text encoders (transformers, MiniLM),
+# ONNX export. The app's browser test drives Debian's chromium through the playwright package
+# (dev extra); `playwright install` is never run (it would download a browser).
+$(VENV)/.stamp-extras: $(VENV)/.stamp-install
+	$(PIP) install -q --no-build-isolation $(TORCH) -e ".[dev,video,demo,text,export]"
+	@touch $@
+
+$(CHROMIUM):
+	@echo "installing Debian's chromium for the browser test (tests/app/test_app_browser.py)"
+	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium
+
 install: $(VENV)/.stamp-install
 
 oracle: $(VENV)/.stamp-oracle
@@ -37,10 +49,13 @@ oracle: $(VENV)/.stamp-oracle
 demo: $(VENV)/.stamp-install
 	$(VPY) -m surgsam demo
 
-test: $(VENV)/.stamp-oracle
-	$(VPY) -m pytest -q $(PYTEST_ARGS)
+app: $(VENV)/.stamp-extras
+	$(VPY) -m surgsam app
 
-test-fast: $(VENV)/.stamp-oracle
+test: $(VENV)/.stamp-oracle $(VENV)/.stamp-extras $(CHROMIUM)
+	SURGSAM_CHROMIUM=$(CHROMIUM) $(VPY) -m pytest -q $(PYTEST_ARGS)
+
+test-fast: $(VENV)/.stamp-oracle $(VENV)/.stamp-extras
 	$(VPY) -m pytest -q -m "not slow" $(PYTEST_ARGS)
 
 clean-venv:
