@@ -139,6 +139,62 @@ class VideoSegmenter:
             self._apply_clicks(obj, clicks, replace=clear or box is not None)
         return self._result(t0)
 
+    @torch.inference_mode()
+    def current_features(self) -> FrameFeatures:
+        """The current frame's backbone features, computed at most once per frame and shared by
+        everything that needs them (tracking here, a referring detection stage outside)."""
+        if self._frame is None:
+            raise ValueError("no current frame yet: call step() or add_prompt() first")
+        return self._features()
+
+    @torch.inference_mode()
+    def seed_object(
+        self,
+        obj_id: int,
+        frame_idx: int,
+        features: torch.Tensor,
+        mask_logits: torch.Tensor,
+        object_score_logit: torch.Tensor,
+        obj_ptr: torch.Tensor,
+        iou: float,
+        extra_prompt: torch.Tensor | None = None,
+    ) -> None:
+        """Start tracking a new object from a conditioning frame segmented elsewhere (e.g. the
+        credible frame of ReSurgSAM2's detection stage), which may lie a few frames back.
+
+        The mask is memory-encoded (binarised, as for a prompted frame) on that frame's raw
+        ``features`` and stored with ``obj_ptr`` as the object's conditioning memory. The
+        object has no output on the current frame; :meth:`step` tracks it from the next one.
+
+        Args:
+            frame_idx: the conditioning frame, ``<=`` the current frame.
+            features: ``1 x C x h x w`` top-level features of that frame (before memory).
+            mask_logits: ``1 x 1 x 4h x 4w`` its low-res mask logits.
+            object_score_logit: ``1 x 1``; obj_ptr: ``1 x C``; iou: its predicted IoU.
+            extra_prompt: ``1 x K x C`` extra sparse decoder tokens for each tracked frame.
+        """
+        if not isinstance(obj_id, (int, np.integer)) or isinstance(obj_id, bool):
+            raise TypeError(f"obj_id must be an int, got {type(obj_id).__name__}")
+        obj_id, frame_idx = int(obj_id), int(frame_idx)
+        if obj_id in self.objects:
+            raise ValueError(f"object {obj_id} already exists; remove_object() it first")
+        if self._frame is None or not 0 <= frame_idx <= self.frame_idx:
+            raise ValueError(f"conditioning frame {frame_idx} is not a frame seen so far (current: {self.frame_idx})")
+        c, side = self.model.hidden_dim, self.model.cfg.feat_size
+        shapes = {"features": (features, (1, c, side, side)), "mask_logits": (mask_logits, (1, 1, 4 * side, 4 * side)),
+                  "obj_ptr": (obj_ptr, (1, c)), "object_score_logit": (object_score_logit, (1, 1))}
+        for name, (t, shape) in shapes.items():
+            if tuple(t.shape) != shape:
+                raise ValueError(f"{name} must have shape {shape}, got {tuple(t.shape)}")
+        if extra_prompt is not None and (extra_prompt.ndim != 3 or extra_prompt.shape[::2] != (1, c)):
+            raise ValueError(f"extra_prompt must be 1 x K x {c}, got {tuple(extra_prompt.shape)}")
+        mem = self._encode_binarized(features, mask_logits, object_score_logit)
+        obj = ObjectState(obj_id, first_frame=frame_idx, extra_prompt=extra_prompt)
+        out = FrameOutput(mask_logits.float(), float(iou), obj_ptr.float(), object_score_logit.float(),
+                          from_prompt=False, is_cond=True)
+        self._commit(obj, mem.features, out, frame_idx)
+        self.objects[obj_id] = obj
+
     def remove_object(self, obj_id: int) -> None:
         """Stop tracking ``obj_id`` and free its memory."""
         if obj_id not in self.objects:
@@ -282,18 +338,21 @@ class VideoSegmenter:
         if not objs:
             return
         feats = self._features()
-        groups: dict[tuple[int, int], list[tuple[ObjectState, Selection]]] = defaultdict(list)
+        # key: (memory signature, number of extra prompt tokens)
+        groups: dict[tuple, list[tuple[ObjectState, Selection]]] = defaultdict(list)
         for o in objs:
             sel = self.policy.select(o.bank, self.frame_idx)
-            # a static-shape memory batches every object together
-            groups[(0, 0) if self.static_memory else sel.signature()].append((o, sel))
-        for members in groups.values():
+            # a static-shape memory batches every object together (with equal extra prompts)
+            n_extra = 0 if o.extra_prompt is None else int(o.extra_prompt.shape[1])
+            groups[((0, 0) if self.static_memory else sel.signature(), n_extra)].append((o, sel))
+        for (_, n_extra), members in groups.items():
             group = [o for o, _ in members]
             n = len(group)
+            extra = torch.cat([o.extra_prompt for o in group]) if n_extra else None
             with self._autocast():
                 pix = self._conditioned(group, feats, [sel for _, sel in members])
                 hr = (feats.high_res[0].expand(n, -1, -1, -1), feats.high_res[1].expand(n, -1, -1, -1))
-                out = self._ops.predict_masks(pix, hr, multimask_output=True)
+                out = self._ops.predict_masks(pix, hr, multimask_output=True, extra_sparse=extra)
                 mem = self._ops.encode_memory(feats.features.expand(n, -1, -1, -1), out.high_res_masks, out.object_score_logits)
             self._remember_pos(mem.pos)
             for i, o in enumerate(group):
@@ -307,21 +366,27 @@ class VideoSegmenter:
         if not pending:
             return
         feats = self._features()
-        n = len(pending)
         low = torch.cat([o.output.low_res_logits for o in pending])
         scores = torch.cat([o.output.object_score_logit for o in pending])
-        s = self.model.image_size
-        with self._autocast():
-            high = F.interpolate(low.float(), (s, s), mode="bilinear", align_corners=False)
-            mem = self.model.encode_memory(feats.features.expand(n, -1, -1, -1), high, scores, binarize=True)
-        self._remember_pos(mem.pos)
+        mem = self._encode_binarized(feats.features.expand(len(pending), -1, -1, -1), low, scores)
         for i, o in enumerate(pending):
             self._commit(o, mem.features[i : i + 1], o.output)
             o.output.from_prompt = False
 
-    def _commit(self, obj: ObjectState, features: torch.Tensor, out: FrameOutput) -> None:
+    def _encode_binarized(self, features: torch.Tensor, low_res: torch.Tensor, scores: torch.Tensor) -> SpatialMemory:
+        """Memories of prompted masks: ``B x C x h x w`` raw features, ``B x 1 x 4h x 4w`` logits
+        (upsampled, then binarised) and ``B x 1`` object-score logits."""
+        s = self.model.image_size
+        with self._autocast():
+            high = F.interpolate(low_res.float(), (s, s), mode="bilinear", align_corners=False)
+            mem = self.model.encode_memory(features, high, scores, binarize=True)
+        self._remember_pos(mem.pos)
+        return mem
+
+    def _commit(self, obj: ObjectState, features: torch.Tensor, out: FrameOutput, frame_idx: int | None = None
+                ) -> None:
         entry = MemoryEntry(
-            frame_idx=self.frame_idx,
+            frame_idx=self.frame_idx if frame_idx is None else frame_idx,
             features=features.to(self.memory_dtype),
             obj_ptr=out.obj_ptr.float(),
             is_cond=out.is_cond,

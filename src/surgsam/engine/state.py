@@ -49,6 +49,9 @@ class ObjectState:
     bank: MemoryBank = field(default_factory=MemoryBank)
     first_frame: int = 0
     output: FrameOutput | None = None  # on the session's current frame, if any
+    # ``1 x K x C`` extra sparse decoder prompt for every tracked frame (e.g. ReSurgSAM2's
+    # sentence token); None for objects prompted only with clicks / boxes / masks.
+    extra_prompt: torch.Tensor | None = None
 
     @property
     def is_tracking(self) -> bool:
@@ -65,6 +68,8 @@ class FrameResult:
     ious: ``N`` predicted IoU of each mask.
     low_res_logits: ``N x 1 x 4h x 4w`` mask logits (model resolution / 4).
     latency_ms: wall time of the call that produced the result.
+    searching: ids (among ``obj_ids``) not found yet, e.g. a text-referred object still in its
+        detection stage: its mask is empty and its score and IoU are 0. Empty for prompted objects.
     """
 
     frame_idx: int
@@ -74,6 +79,7 @@ class FrameResult:
     ious: np.ndarray
     low_res_logits: torch.Tensor
     latency_ms: float = 0.0
+    searching: list[int] = field(default_factory=list)
 
     @property
     def frame_size(self) -> tuple[int, int]:

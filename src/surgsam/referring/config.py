@@ -70,7 +70,7 @@ _PRESETS: dict[str, ReferringConfig] = {
     "resurgsam2_minilm": ReferringConfig(name="resurgsam2_minilm", text_encoder="minilm", text_dim=384),
     # A few-hundred-KB referring branch for tests (pair it with the SAM "nano" preset).
     "tiny": ReferringConfig(
-        name="tiny", text_encoder="clip-random", text_dim=32, proj_hidden=64, sentence_hidden=64,
+        name="tiny", text_encoder="clip-tiny", text_dim=32, proj_hidden=64, sentence_hidden=64,
         fusion_heads=4, fusion_mlp_dim=128, d_state=4, dt_rank=4, mlp_ratio=2, dwconv_kernel=3,
     ),
 }

@@ -1,0 +1,147 @@
+"""``surgsam refer``: segment objects described by text through a video (ReSurgSAM2)."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+UNTRAINED_NOTE = (
+    "untrained referring network (random weights: SAM {sam} + referring preset {ref}): its masks are not "
+    "meaningful and expressions are rarely found; pass --checkpoint for real results"
+)
+NEVER_FOUND = "never found"
+
+
+def register(sub) -> None:
+    p = sub.add_parser(
+        "refer",
+        help="segment objects described by text (referring expressions) through a video",
+        description="Text-referred video segmentation (ReSurgSAM2): each --text is searched for frame by frame "
+        "until credible initial frame selection (CIFS) finds it, then tracked with memory. Object ids are 1..N "
+        "in --text order. Masks are written as DAVIS palette PNGs (empty while an object is not found), "
+        "optionally an overlay mp4; a JSON summary ends the output.",
+    )
+    p.add_argument("video", help="video file (mp4/avi/mkv/webm), image folder, camera index or stream URL")
+    p.add_argument("--text", action="append", required=True, metavar="EXPRESSION",
+                   help='a referring expression, e.g. "the bipolar forceps on the left"; repeat for several objects')
+    p.add_argument("--out", type=Path, required=True, help="output folder for the palette PNG masks")
+    p.add_argument("--overlay", type=Path, default=None, help="also write an overlay mp4 (masks with ids) here")
+    p.add_argument("--checkpoint", default=None,
+                   help="referring weights: ReSurgSAM2's sam2.1_hiera_s_ref17/18.pth (with --model sam2.1_hiera_s) "
+                   "or ours; without it an UNTRAINED network runs (nano + tiny referring preset)")
+    p.add_argument("--model", default=None, help="SAM preset (default: nano without --checkpoint; optional with ours)")
+    p.add_argument("--referring", default=None,
+                   help="referring preset (default: tiny without --checkpoint, resurgsam2 for ReSurgSAM2's files)")
+    p.add_argument("--image-size", type=int, default=None, help="model input size (512 for ReSurgSAM2)")
+    p.add_argument("--text-encoder", default=None,
+                   help="minilm | clip | clip-tiny | a local CLIP/BERT directory (default: the model's own; "
+                   "minilm without --checkpoint)")
+    p.add_argument("--no-cifs", action="store_true", help="start tracking on the first frame passing both thresholds")
+    p.add_argument("--memory", default="dlm", choices=["dlm", "efp", "fifo"], help="tracking memory policy")
+    p.add_argument("--precision", default="auto", choices=["fp32", "bf16", "fp16", "auto"],
+                   help="auto: bf16 where it is fast (CUDA sm80+, CPUs with AMX), fp16 on older GPUs")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--seed", type=int, default=0, help="weights seed of the untrained network (no --checkpoint)")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=run)
+
+
+def build(args):
+    """(model, text encoder, untrained?) from the command line's model options."""
+    import torch
+
+    from .checkpoint import build_referring_model
+    from .config import get_referring_preset
+    from .text import build_text_encoder
+
+    if args.checkpoint is None:
+        enc = build_text_encoder(args.text_encoder or "minilm", device=args.device)
+        # random weights: the token projection takes whatever width the chosen encoder gives
+        name = args.text_encoder or "minilm"
+        ref = get_referring_preset(args.referring or "tiny", text_dim=enc.dim, text_encoder=str(name))
+        torch.manual_seed(args.seed)
+        model = build_referring_model(args.model or "nano", image_size=args.image_size, referring=ref,
+                                      device=args.device)
+        return model, enc, True
+    enc = build_text_encoder(args.text_encoder, device=args.device) if args.text_encoder else None
+    model = build_referring_model(args.model, image_size=args.image_size, referring=args.referring or "resurgsam2",
+                                  checkpoint=args.checkpoint, text_encoder=enc, device=args.device)
+    if enc is None:
+        enc = build_text_encoder(model.cfg.text_encoder, device=args.device)
+    return model, enc, False
+
+
+def run(args) -> int:
+    import torch
+
+    from ..io import OverlayVideoWriter, PaletteMaskWriter, open_source
+    from .cifs import CIFSConfig
+    from .segmenter import ReferringSegmenter
+
+    src = open_source(int(args.video) if args.video.isdigit() else args.video)  # a missing video fails first
+    try:
+        model, enc, untrained = build(args)
+        if untrained:
+            print(f"WARNING: {UNTRAINED_NOTE.format(sam=model.sam.cfg.name, ref=model.cfg.name)}", file=sys.stderr)
+        seg = ReferringSegmenter(model, enc, memory=args.memory, cifs=CIFSConfig(enabled=not args.no_cifs),
+                                 precision=args.precision, num_frames=src.num_frames)
+        seg.add_texts({i + 1: text for i, text in enumerate(args.text)})  # bad expressions fail before any frame
+        summary = _segment(args, seg, src, PaletteMaskWriter(args.out),
+                           OverlayVideoWriter(args.overlay, fps=src.fps or 25.0) if args.overlay else None)
+    finally:
+        src.close()
+    summary.update(precision=seg.tracker.precision, model=model.sam.cfg.name, referring=model.cfg.name,
+                   image_size=model.sam.image_size, text_encoder=enc.name, untrained=untrained,
+                   torch_threads=torch.get_num_threads())
+    for e in summary["expressions"]:
+        if e["tracking_from"] == NEVER_FOUND:
+            print(f"notice: expression {e['obj_id']} ({e['text']!r}) was never credibly found in {summary['frames']} "
+                  "frames: its masks are empty", file=sys.stderr)
+    print(json.dumps(summary))
+    return 0
+
+
+def _segment(args, seg, src, writer, overlay) -> dict:
+    """The per-frame loop; returns the summary (without the model fields)."""
+    from tqdm import tqdm
+
+    bar = tqdm(total=src.num_frames, unit="frame", desc="refer", disable=args.no_progress)
+    n, lat, det_lat, trk_lat = 0, [], [], []
+    t0 = time.perf_counter()
+    try:
+        for frame in src:
+            res = seg.step(frame)
+            writer.write(res.frame_idx, res.obj_ids, res.masks)
+            detected = bool(res.searching) or any(s.found_frame == res.frame_idx for s in seg.statuses())
+            (det_lat if detected else trk_lat).append(res.latency_ms)
+            lat.append(res.latency_ms)
+            if overlay is not None:
+                lines = [f"frame {res.frame_idx}  {res.latency_ms:.0f} ms"]
+                if res.searching:
+                    lines.append("searching: " + ", ".join(str(k) for k in res.searching))
+                overlay.write(frame, res.obj_ids, res.masks, text=lines)
+            n += 1
+            bar.update(1)
+            bar.set_postfix(ms=f"{res.latency_ms:.0f}", searching=len(res.searching))
+    finally:
+        bar.close()
+        if overlay is not None:
+            overlay.close()
+    wall = time.perf_counter() - t0
+    med = lambda v: float(np.median(v)) if v else None  # noqa: E731
+    return {
+        "frames": n, "fps": n / wall if wall else 0.0, "median_latency_ms": med(lat),
+        "detection_latency_ms": med(det_lat), "tracking_latency_ms": med(trk_lat),
+        "memory": args.memory, "cifs": not args.no_cifs,
+        "expressions": [
+            {"obj_id": s.obj_id, "text": s.text,
+             "tracking_from": NEVER_FOUND if s.tracking_from is None else s.tracking_from,
+             "credible_frame": s.credible_frame, "found_frame": s.found_frame}
+            for s in seg.statuses()
+        ],
+        "out": str(args.out), "overlay": str(args.overlay) if args.overlay else None,
+    }

@@ -1,0 +1,108 @@
+"""`surgsam refer` end to end on a small mp4: untrained default network, palette masks, overlay,
+JSON summary with the frame tracking started on or "never found"."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+pytest.importorskip("transformers")
+pytest.importorskip("av")
+
+from surgsam.cli import main  # noqa: E402
+from surgsam.io import read_palette_png, write_video  # noqa: E402
+from surgsam.referring import ReferringSAM2  # noqa: E402
+
+H, W, N = 64, 80, 6
+
+
+@pytest.fixture(scope="module")
+def video(tmp_path_factory):
+    d = tmp_path_factory.mktemp("refer")
+    rng = np.random.default_rng(0)
+    write_video(d / "clip.mp4", [rng.integers(0, 256, (H, W, 3), dtype=np.uint8) for _ in range(N)], fps=10)
+    return d
+
+
+def scripted_detect(monkeypatch):
+    """Object 1 (row 0 while both expressions search) is credible on every frame with a known
+    mask; object 2 never is."""
+    real = ReferringSAM2.detect
+
+    def fake(self, frame, previous, prompt, multimask_output=None):
+        det = real(self, frame, previous, prompt, multimask_output)
+        side = det.masks.low_res_masks.shape[-1]
+        det.masks.object_score_logits.fill_(-4.0)
+        if len(prompt) == 2:
+            det.masks.object_score_logits[0, 0] = 4.0
+            det.masks.ious[0] = 0.9
+            det.masks.low_res_masks[0].fill_(-8.0)
+            det.masks.low_res_masks[0, 0, : side // 2, : side // 2] = 8.0  # the top-left quarter
+        return det
+
+    monkeypatch.setattr(ReferringSAM2, "detect", fake)
+
+
+def test_refer_cli_masks_overlay_and_summary(video, tmp_path, monkeypatch, capsys):
+    scripted_detect(monkeypatch)
+    out, ov = tmp_path / "masks", tmp_path / "overlay.mp4"
+    rc = main(["refer", str(video / "clip.mp4"), "--text", "the grasper", "--text", "the clip applier",
+               "--out", str(out), "--overlay", str(ov), "--no-cifs", "--image-size", "128", "--no-progress"])
+    assert rc == 0
+    captured = capsys.readouterr()
+    summary = json.loads(captured.out.strip().splitlines()[-1])
+    assert summary["frames"] == N and summary["fps"] > 0 and summary["untrained"] is True
+    got = (summary["model"], summary["referring"], summary["text_encoder"], summary["memory"])
+    assert got == ("nano", "tiny", "minilm", "dlm")
+    assert summary["cifs"] is False
+    e1, e2 = summary["expressions"]
+    assert (e1["obj_id"], e1["text"], e1["tracking_from"], e1["credible_frame"]) == (1, "the grasper", 1, 0)
+    assert (e2["obj_id"], e2["tracking_from"], e2["credible_frame"]) == (2, "never found", None)
+    assert "WARNING: untrained" in captured.err
+    assert "notice: expression 2 ('the clip applier') was never credibly found" in captured.err
+    assert "expression 1 " not in captured.err
+    pngs = sorted(out.glob("*.png"))
+    assert [p.name for p in pngs] == [f"{i:05d}.png" for i in range(N)]
+    first = read_palette_png(pngs[0])
+    low = torch.full((1, 1, 32, 32), -8.0)
+    low[..., :16, :16] = 8.0
+    want = F.interpolate(low, (H, W), mode="bilinear", align_corners=False)[0, 0].numpy() > 0
+    np.testing.assert_array_equal(first, want.astype(np.uint8))  # object 1's detection on frame 0
+    assert all(2 not in np.unique(read_palette_png(p)) for p in pngs)  # object 2: empty throughout
+    import av
+
+    with av.open(str(ov)) as c:
+        assert sum(1 for _ in c.decode(video=0)) == N
+
+
+def test_refer_cli_rejects_bad_expressions_and_encoders(video, tmp_path):
+    args = ["refer", str(video / "clip.mp4"), "--out", str(tmp_path), "--no-progress", "--text-encoder", "clip-tiny"]
+    with pytest.raises(ValueError, match="empty"):
+        main([*args, "--text", "the grasper", "--text", " "])
+    with pytest.raises(ValueError, match="unknown text encoder"):
+        main([*args[:-1], "nonsense", "--text", "the grasper"])
+    with pytest.raises(FileNotFoundError):
+        main(["refer", str(tmp_path / "missing.mp4"), "--text", "x", "--out", str(tmp_path)])
+    assert not list(tmp_path.glob("*.png"))
+
+
+def test_refer_cli_with_our_checkpoint(video, tmp_path, capsys):
+    from surgsam.modeling import SAM2Model, get_preset
+    from surgsam.referring import get_referring_preset, save_referring_checkpoint
+
+    torch.manual_seed(1)
+    model = ReferringSAM2(SAM2Model(get_preset("nano", 128)), get_referring_preset("tiny"))
+    ck = save_referring_checkpoint(model, tmp_path / "ref.pt")
+    rc = main(["refer", str(video / "clip.mp4"), "--text", "the grasper", "--checkpoint", str(ck),
+               "--memory", "efp", "--precision", "fp32", "--out", str(tmp_path / "m"), "--no-progress"])
+    assert rc == 0
+    captured = capsys.readouterr()
+    summary = json.loads(captured.out.strip().splitlines()[-1])
+    # the checkpoint carries its configs; the tiny preset names its own (tiny CLIP) text encoder
+    got = (summary["untrained"], summary["image_size"], summary["text_encoder"], summary["memory"])
+    assert got == (False, 128, "clip", "efp")
+    assert "WARNING" not in captured.err and len(list((tmp_path / "m").glob("*.png"))) == N
