@@ -169,8 +169,11 @@ def main() -> int:
     if "ref" in med:
         for v in names:
             if v != "ref":
+                paired = statistics.median(r / x for r, x in zip(lat["ref"][WARMUP:], lat[v][WARMUP:]))
                 result.setdefault("vs_ref", {})[v] = med["ref"] / med[v]
-                print(f"  {v:12s} {med['ref'] / med[v]:.2f}x the reference's speed")
+                result.setdefault("vs_ref_paired", {})[v] = paired
+                print(f"  {v:12s} {med['ref'] / med[v]:.2f}x the reference's speed (median per-frame ratio {paired:.2f}x)")
+    result["latencies_ms"] = {v: [round(1000 * x, 2) for x in lat[v]] for v in names}
     if args.out:
         with open(args.out, "a") as f:
             f.write(json.dumps(result) + "\n")
