@@ -8,18 +8,8 @@ import torch
 
 from surgsam.engine import VideoSegmenter
 from surgsam.engine.fastpath import FastPath, resolve_fast_path
-from surgsam.modeling import build_model
 from surgsam.modeling.sam2 import SpatialMemory
 from synthetic import moving_objects_video
-
-
-@pytest.fixture(scope="module")
-def model():
-    torch.manual_seed(0)
-    m = build_model("nano")
-    with torch.no_grad():  # random weights: make objects "present" so masks are not empty
-        m.sam_mask_decoder.pred_obj_score_head.layers[-1].bias.fill_(4.0)
-    return m
 
 
 @pytest.fixture(scope="module")
