@@ -1,5 +1,5 @@
 """End to end in headless Chromium: start ``surgsam app``, upload a synthetic clip, scrub, click,
-type a box, run, and check the masks and the overlay that come back.
+type a box and an expression, run, and check the masks, the overlay and the summary that come back.
 
 Needs Debian's chromium (/usr/bin/chromium, or $SURGSAM_CHROMIUM) and the Python playwright
 package (no downloaded browser). ``make test`` installs both; under CI a missing piece fails
@@ -33,6 +33,7 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic"
 DOCS = Path(__file__).resolve().parents[2] / "docs"
 PROMPT_FRAME = 2
 BOX = "170,60,300,200"  # object 1; the click is object 2, which wins where the two overlap
+TEXT = "the needle driver"  # object 3: the untrained referring network never finds it (empty masks)
 
 
 def _require(ok: bool, why: str) -> None:
@@ -164,9 +165,17 @@ def test_click_run_and_download_in_the_browser(page, clip_mp4, decoded, model, t
     page.locator("#box-text textarea, #box-text input").first.fill(BOX)
     page.click("#set-box")
     _wait_status(page, "object 1: box")
+    page.locator("#obj-id input").fill("3")
+    text_box = page.locator("#obj-text textarea, #obj-text input").first
+    page.click("#set-text")  # nothing typed yet: a message, no crash
+    assert "expression is empty" in _wait_status(page, "Error")
+    text_box.fill(TEXT)
+    page.click("#set-text")
+    _wait_status(page, "object 3: text")
     rows = page.evaluate("() => Array.from(document.querySelectorAll('#prompts [role=row][data-index]'))"
                          ".map(r => Array.from(r.querySelectorAll('[role=gridcell]')).map(c => c.innerText.trim()))")
-    assert [r[:2] for r in rows] == [["1", str(PROMPT_FRAME)], ["2", str(PROMPT_FRAME)]], rows
+    assert [r[:2] for r in rows] == [["1", str(PROMPT_FRAME)], ["2", str(PROMPT_FRAME)], ["3", "all"]], rows
+    assert rows[2][4] == TEXT
     cx, cy, label = (int(v) for v in rows[1][2].split(","))
     assert abs(cx - x) <= 1 and abs(cy - y) <= 1 and label == 1  # the click landed on the pixel aimed at
     assert rows[0][3] == BOX
@@ -177,8 +186,10 @@ def test_click_run_and_download_in_the_browser(page, clip_mp4, decoded, model, t
     page.locator("#memory label", has_text="dlm").click()
     page.click("#run")
     done = _wait_status(page, "done", timeout_ms=120_000)
-    assert "10 frames" in done and "[1, 2]" in done
+    assert "10 frames" in done and "[1, 2, 3]" in done and "never found" in done
     assert "**10 frames**" in page.locator("#summary").inner_html() or "10 frames" in page.inner_text("#summary")
+    summary = page.inner_text("#summary")
+    assert f'object 3 "{TEXT}": never found in 10 frames' in summary and "untrained referring network" in summary
 
     links = {a.get_attribute("download"): a.get_attribute("href") for a in page.locator("#downloads a[download]").all()}
     assert set(links) == {"masks.zip", "overlay.mp4"}

@@ -29,6 +29,9 @@ def test_public_server_refuses_typed_paths(tmp_path, clip_mp4):
     with pytest.raises(ValueError, match="typed paths are turned off"):
         app.choice("nano", "/etc/hostname", 0)
     assert app.choice("nano", "", 0).checkpoint is None
+    with pytest.raises(ValueError, match="typed paths are turned off"):
+        app.ref_choice("/etc/hostname", None, 0)
+    assert app.ref_choice("", "(default)", 0).checkpoint is None
 
 
 def test_a_session_from_opening_to_downloads(tmp_path, clip_mp4, model, decoded):
@@ -42,7 +45,7 @@ def test_a_session_from_opening_to_downloads(tmp_path, clip_mp4, model, decoded)
     x, y = find_click(model, decoded[0])
     click = app.guarded(app.click, 4)
     img, rows, s, status = click(types.SimpleNamespace(index=[x, y]), 0, "positive click", 1, s, *m_in)
-    assert rows == [[1, 0, f"{x},{y},1", ""]] and "positive click" in status
+    assert rows == [[1, 0, f"{x},{y},1", "", ""]] and "positive click" in status
     assert (img != decoded[0]).any()  # the preview mask and the click are drawn
     out = click(types.SimpleNamespace(index=[x, y]), 0, "positive click", 300, s, *m_in)
     assert "object id must be 1..255" in out[-1] and out[-2] is s
@@ -60,6 +63,22 @@ def test_a_session_from_opening_to_downloads(tmp_path, clip_mp4, model, decoded)
 
     bad = list(app.run(s, "no_such_preset", "", 0, "efp", 0))
     assert "cannot build the model" in bad[-1][-1]
+
+    # a text object: empty and over-long texts are messages; the run goes through the referring network
+    typed = app.guarded(app.typed_text, 4)
+    assert "expression is empty" in typed("  ", 0, 2, s, *m_in)[-1]
+    assert "at most" in typed("x" * 400, 0, 2, s, *m_in)[-1]
+    assert "already has clicks" in typed("the grasper", 0, 1, s, *m_in)[-1]
+    img, rows, s, status = typed("the grasper", 0, 2, s, *m_in)
+    assert rows[-1] == [2, "all", "", "", "the grasper"] and "object 2: text" in status
+    steps = list(app.run(s, "demo", "", 0, "efp", 3, "", "(default)", 0))
+    assert any("building the untrained referring model" in st[-1] for st in steps)
+    assert any("untrained referring network" in st[-1] for st in steps)  # the warning, before the frames
+    overlay, files, summary, plot, _, status = steps[-1]
+    assert status.startswith("done: 3 frames, masks of objects [1, 2]") and "never found" in status
+    assert 'object 2 "the grasper": never found in 3 frames' in summary and "Warning" in summary
+    bad = list(app.run(s, "demo", "", 0, "efp", 3, "/no/such.pth", "(default)", 0))
+    assert "referring checkpoint not found" in bad[-1][-1]
     root = s.root
     s.close()
     assert not root.exists()
@@ -75,5 +94,5 @@ def test_handlers_need_a_video_first(tmp_path):
 def test_build_app_has_the_controls():
     demo = build_app(AppConfig())
     ids = {getattr(b, "elem_id", None) for b in demo.blocks.values()}
-    assert {"upload", "path", "slider", "frame", "mode", "obj-id", "box-text", "model", "memory", "run",
-            "overlay", "downloads", "status"} <= ids
+    assert {"upload", "path", "slider", "frame", "mode", "obj-id", "box-text", "obj-text", "set-text", "model",
+            "memory", "ref-checkpoint", "ref-model", "run", "overlay", "downloads", "status"} <= ids

@@ -30,6 +30,8 @@ def _register_app(subparsers) -> None:
     p.add_argument("--checkpoint", default=None, help="checkpoint preselected in the UI")
     p.add_argument("--image-size", type=int, default=None)
     p.add_argument("--memory", default="efp", choices=["fifo", "efp", "dlm"])
+    p.add_argument("--referring-checkpoint", default=None,
+                   help="referring checkpoint preselected for text objects (default: an untrained network)")
     p.add_argument("--device", default="cpu")
     p.set_defaults(func=_cmd_app)
 
@@ -43,7 +45,8 @@ def _cmd_app(args: argparse.Namespace) -> int:
         raise ValueError(f"--port must be 1..65535, got {args.port}")
     cfg = AppConfig(host=args.host, port=args.port, max_upload_mb=args.max_upload_mb,
                     allow_path_input=args.allow_path_input, model=args.model, checkpoint=args.checkpoint,
-                    image_size=args.image_size, device=args.device, memory=args.memory)
+                    image_size=args.image_size, device=args.device, memory=args.memory,
+                    referring_checkpoint=args.referring_checkpoint)
     print(f"surgsam app: uploads up to {cfg.max_upload_mb:g} MB; typed paths "
           f"{'on' if cfg.path_input else 'off (see --allow-path-input)'}; Ctrl+C stops it")
     serve(cfg)
@@ -58,19 +61,30 @@ def _register_live(subparsers) -> None:
         "live", help="track objects in a camera, stream or file in real time (drops frames rather than lag)",
         description="Real-time tracking from a camera index, a stream URL (rtsp://...), a named pipe or a video "
         "file read as live (paced at its frame rate). Prompts go on the first frame: click in the window "
-        "(needs OpenCV with GUI support, i.e. opencv-python) or give --mask / --points / --box. Frames the "
-        "engine cannot keep up with are dropped and counted; a JSON report is printed at the end.")
+        "(needs OpenCV with GUI support, i.e. opencv-python) or give --mask / --points / --box. Or describe "
+        "objects with --text (ids 1..N): each is searched for from the first frame by the referring network, "
+        "chosen as in `surgsam refer` (--checkpoint, --model, --referring, --image-size, --text-encoder). Frames "
+        "the engine cannot keep up with are dropped and counted; a JSON report is printed at the end.")
     p.add_argument("--source", required=True, help="camera index (0), stream URL, named pipe or video file")
     add_prompt_arguments(p, required=False)
-    p.add_argument("--model", default=None, help="preset (default: the demo's model, as `surgsam demo`)")
-    p.add_argument("--checkpoint", default=None)
+    p.add_argument("--text", action="append", default=None, metavar="EXPRESSION",
+                   help="a referring expression (repeat for several objects, ids 1..N); not with --mask/--points/--box")
+    p.add_argument("--model", default=None, help="preset (default: the demo's model, as `surgsam demo`; "
+                   "with --text: as `surgsam refer --model`)")
+    p.add_argument("--checkpoint", default=None,
+                   help="SAM checkpoint; with --text a referring checkpoint (without it an UNTRAINED network runs)")
     p.add_argument("--image-size", type=int, default=None)
+    p.add_argument("--referring", default=None, help="with --text: referring preset (as `surgsam refer`)")
+    p.add_argument("--text-encoder", default=None, help="with --text: text encoder (as `surgsam refer`)")
+    p.add_argument("--no-cifs", action="store_true",
+                   help="with --text: start tracking on the first frame passing both thresholds")
+    p.add_argument("--seed", type=int, default=0, help="with --text: weights seed of the untrained network")
     p.add_argument("--memory", default="efp", choices=["fifo", "efp", "dlm"])
     p.add_argument("--precision", default="auto", choices=["fp32", "bf16", "auto"])
     p.add_argument("--device", default="cpu")
     p.add_argument("--record", type=Path, default=None, help="also write the overlay (in real time) to this mp4")
     p.add_argument("--headless", action="store_true",
-                   help="no window: prompts from --mask/--points/--box, overlay to --record "
+                   help="no window: prompts from --mask/--points/--box or --text, overlay to --record "
                    "(default out/live/overlay.mp4)")
     p.add_argument("--max-frames", type=int, default=None, help="stop after this many processed frames")
     p.add_argument("--no-drop", action="store_true", help="process every frame in order (lags when slow)")
@@ -89,10 +103,12 @@ def _cmd_live(args: argparse.Namespace) -> int:
     from .live_gui import HEADLESS_HINT, ClickPrompter, Window, gui_support
 
     given = any(v is not None for v in (args.mask, args.points, args.box))
+    if args.text and given:
+        raise ValueError("give either --text or --mask/--points/--box, not both (live mode does not mix them)")
     record = args.record
     if args.headless:
-        if not given:
-            raise ValueError("--headless needs the prompts on the command line: --mask, --points or --box")
+        if not given and not args.text:
+            raise ValueError("--headless needs the prompts on the command line: --mask, --points, --box or --text")
         record = record or Path("out/live/overlay.mp4")
     else:
         why = gui_support()
@@ -101,8 +117,13 @@ def _cmd_live(args: argparse.Namespace) -> int:
     if args.max_frames is not None and args.max_frames < 1:
         raise ValueError("--max-frames must be at least 1")
     prompts = build_prompts(args) if given else None
-    model = _live_model(args)
-    seg = VideoSegmenter(model, memory=args.memory, precision=args.precision)
+    if args.text:
+        model = None
+        seg = _live_referrer(args)
+        prompts = []
+    else:
+        model = _live_model(args)
+        seg = VideoSegmenter(model, memory=args.memory, precision=args.precision)
     source = open_live(int(args.source) if args.source.strip().isdigit() else args.source,
                        drop_frames=not args.no_drop, realtime=args.realtime)
     window = None if args.headless else Window(f"surgsam live: {source.name}")
@@ -125,6 +146,27 @@ def _cmd_live(args: argparse.Namespace) -> int:
           + (f"; overlay in {report.record}" if report.record else ""), file=sys.stderr)
     print(json.dumps(report.to_dict()))
     return 0
+
+
+def _live_referrer(args: argparse.Namespace):
+    """A ReferringSegmenter holding --text (ids 1..N), its network built as `surgsam refer` builds it."""
+    import sys
+
+    from ..referring.cifs import CIFSConfig
+    from ..referring.cli import UNTRAINED_NOTE, build_referring
+    from .jobs import JobError, ReferringModel, make_referrer
+
+    net, enc, untrained = build_referring(checkpoint=args.checkpoint, model=args.model, referring=args.referring,
+                                          image_size=args.image_size, text_encoder=args.text_encoder,
+                                          device=args.device, seed=args.seed)
+    ref = ReferringModel(net, enc, untrained)
+    if untrained:
+        print(f"WARNING: {UNTRAINED_NOTE.format(sam=net.sam.cfg.name, ref=net.cfg.name)}", file=sys.stderr)
+    try:
+        return make_referrer(ref, {i + 1: t for i, t in enumerate(args.text)}, memory=args.memory,
+                             precision=args.precision, cifs=CIFSConfig(enabled=not args.no_cifs))
+    except JobError as exc:
+        raise ValueError(str(exc)) from None
 
 
 def _live_model(args: argparse.Namespace):

@@ -8,6 +8,11 @@ Latency (a frame's arrival to its overlay being ready) therefore stays near one 
 plus two engine steps, however long the stream runs; memory is bounded by the engine's policy.
 
 Accounting is exact: ``frames_read == processed + dropped`` once the source is closed.
+
+Objects can also be described by text: with a :class:`~surgsam.referring.ReferringSegmenter`
+holding the expressions as the segmenter (and no prompts), each expression is searched for frame
+by frame (empty masks) until credibly found, then tracked; the report lists every expression's
+status. Its frame numbers count processed frames (dropped frames are never seen by the model).
 """
 
 from __future__ import annotations
@@ -99,13 +104,24 @@ class LiveReport:
     recorded: int  # frames in the recording: processed + dropped after prompting (real-time order)
     record: str | None
     wall_s: float
+    #: text objects as ``surgsam refer`` reports them (found_frame etc. count processed frames); None without text
+    expressions: list[dict[str, Any]] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
 def apply_prompts(segmenter: Any, frame: np.ndarray, prompts: Sequence[Prompt]) -> FrameResult:
-    """Give ``prompts`` (all on this frame) to a fresh segmenter; the frame's result."""
+    """Give ``prompts`` (all on this frame) to a fresh segmenter; the frame's result.
+
+    A referring segmenter (one with ``add_texts``) already holds its expressions: it takes no
+    prompts and simply starts searching on this frame."""
+    if hasattr(segmenter, "add_texts"):
+        if prompts:
+            raise LiveError("text-referred objects and clicks/boxes/masks cannot be mixed in live mode")
+        if not segmenter.obj_ids:
+            raise LiveError("no expression: give --text")
+        return segmenter.step(frame)
     if not prompts:
         raise LiveError("no prompt: give --mask, --points or --box (or click in the window)")
     res = None
@@ -207,7 +223,7 @@ def run_live(
             dropped_prompting = source.stats.dropped
             res = apply_prompts(segmenter, first, given)
             tally.processed = 1
-            img = _draw(first, res, ["prompt frame", f"objects {res.obj_ids}"])
+            img = _draw(first, res, ["prompt frame", f"objects {res.obj_ids}"] + _searching(res))
             if record is not None:
                 recorder = _Recorder(record, source.fps or 30.0)
                 recorder.write(img, dropped_prompting)
@@ -224,13 +240,23 @@ def run_live(
     recorded = recorder.finish(dropped) if recorder is not None else 0
     span = (tally.t_last - tally.t_first) if tally.t_first is not None and tally.t_last is not None else 0.0
     lat = np.asarray(tally.latency) if tally.latency else np.zeros(1)
+    expressions = None
+    if hasattr(segmenter, "statuses"):
+        from ..referring.cli import expression_statuses
+
+        expressions = expression_statuses(segmenter)
     return LiveReport(
         source=source.name, end=end, frames_read=grabbed, processed=tally.processed, dropped=dropped,
         dropped_while_prompting=dropped_prompting, fps=(len(tally.latency) - 1) / span if span > 0 else 0.0,
         source_fps=source.fps, latency_median_ms=float(np.median(lat)), latency_p95_ms=float(np.percentile(lat, 95)),
         latency_max_ms=float(lat.max()), engine_median_ms=float(np.median(tally.engine)) if tally.engine else 0.0,
         recorded=recorded, record=str(record) if record is not None else None, wall_s=time.monotonic() - t_start,
+        expressions=expressions,
     )
+
+
+def _searching(res: FrameResult) -> list[str]:
+    return ["searching: " + ", ".join(map(str, res.searching))] if res.searching else []
 
 
 def _loop(source: TimedLiveSource, segmenter: Any, tally: _Tally, sink: FrameSink | None, recorder: _Recorder | None,
@@ -258,7 +284,7 @@ def _loop(source: TimedLiveSource, segmenter: Any, tally: _Tally, sink: FrameSin
         fps = (len(times) - 1) / (times[-1] - times[0]) if len(times) > 1 and times[-1] > times[0] else 0.0
         shown = (now - arrived) * 1000.0 if arrived is not None else tally.engine[-1]
         dropped = source.stats.dropped
-        img = _draw(frame, res, [f"{fps:.1f} FPS  latency {shown:.0f} ms", f"dropped {dropped}"])
+        img = _draw(frame, res, [f"{fps:.1f} FPS  latency {shown:.0f} ms", f"dropped {dropped}"] + _searching(res))
         latency = (time.monotonic() - arrived) * 1000.0 if arrived is not None else shown
         tally.processed += 1
         tally.latency.append(latency)

@@ -5,9 +5,10 @@ coordinate against the video's frame size, can undo its last change, draws itsel
 and turns into engine :class:`~surgsam.engine.Prompt` objects. The web app and the live
 window share it.
 
-Adding a kind of prompt (e.g. a text expression for the referring model) means a field on
-:class:`ObjectPrompt`, a setter on :class:`PromptBook` and a branch in
-:func:`surgsam.app.jobs.segment_stream`, the one place prompts meet the engine.
+An object id can instead be described by a text expression (:meth:`PromptBook.set_text`): it
+holds for the whole video (searched for from the first frame by the referring segmenter), and an
+id has either clicks/boxes or a text, never both. :func:`surgsam.app.jobs.segment_stream` is the
+one place prompts meet the engine (clicks) and the referring segmenter (texts).
 """
 
 from __future__ import annotations
@@ -21,10 +22,12 @@ from PIL import Image, ImageDraw
 from ..engine.offline import Prompt
 from ..io.overlay import overlay_color
 
-__all__ = ["Click", "ObjectPrompt", "PromptBook", "PromptError"]
+__all__ = ["MAX_TEXT_CHARS", "Click", "ObjectPrompt", "PromptBook", "PromptError"]
 
 Box = tuple[float, float, float, float]
 _POSITIVE, _NEGATIVE = (40, 220, 60), (235, 40, 40)
+#: longest expression accepted (the text encoder also checks its own token limit when the run starts)
+MAX_TEXT_CHARS = 300
 
 
 class PromptError(ValueError):
@@ -76,9 +79,12 @@ class PromptBook:
     frame_size: tuple[int, int]
     num_frames: int
     entries: dict[tuple[int, int], ObjectPrompt] = field(default_factory=dict)
+    #: referring expressions, {obj_id: text}: each holds for the whole video
+    texts: dict[int, str] = field(default_factory=dict)
     #: first corner of a box being clicked: (obj_id, frame_idx, x, y)
     corner: tuple[int, int, float, float] | None = None
-    _history: list[tuple[tuple[int, int], ObjectPrompt | None]] = field(default_factory=list, repr=False)
+    #: undo steps: ((obj_id, frame_idx), old prompt) or ((obj_id, -1), old text)
+    _history: list[tuple[tuple[int, int], ObjectPrompt | str | None]] = field(default_factory=list, repr=False)
 
     # -- checks ------------------------------------------------------------------------------
     def _key(self, obj_id: int, frame_idx: int) -> tuple[int, int]:
@@ -111,8 +117,17 @@ class PromptBook:
             raise PromptError(f"box {x0:g},{y0:g},{x1:g},{y1:g} is empty: need x1 > x0 and y1 > y0")
         return x0, y0, x1, y1
 
+    def _id(self, obj_id: int) -> int:
+        return self._key(obj_id, 0)[0]
+
+    def _no_text(self, obj_id: int) -> None:
+        if obj_id in self.texts:
+            raise PromptError(f"object {obj_id} is described by text ({self.texts[obj_id]!r}); clear it or "
+                              "use another object id for clicks and boxes")
+
     # -- edits -------------------------------------------------------------------------------
     def _edit(self, key: tuple[int, int]) -> ObjectPrompt:
+        self._no_text(key[0])
         old = self.entries.get(key)
         self._history.append((key, copy.deepcopy(old)))
         if old is None:
@@ -147,9 +162,26 @@ class PromptBook:
             raise PromptError(f"give one box x0,y0,x1,y1, got {len(b)}")
         return self.set_box(obj_id, frame_idx, b[0])
 
+    def set_text(self, obj_id: int, text: str) -> str:
+        """Describe object ``obj_id`` by a referring expression (replacing its earlier one); it is
+        searched for from the first frame. An object with clicks or boxes cannot also have a text."""
+        oid = self._id(obj_id)
+        if not isinstance(text, str) or not text.strip():
+            raise PromptError("the expression is empty: type what to segment, e.g. \"the grasper on the left\"")
+        text = " ".join(text.split())
+        if len(text) > MAX_TEXT_CHARS:
+            raise PromptError(f"the expression is {len(text)} characters long; at most {MAX_TEXT_CHARS} are accepted")
+        if any(o == oid and not p.empty for (o, _), p in self.entries.items()):
+            raise PromptError(f"object {oid} already has clicks or a box; clear it or use another object id "
+                              "for a text")
+        self._history.append(((oid, -1), self.texts.get(oid)))
+        self.texts[oid] = text
+        return f"object {oid}: text {text!r} (searched for from the first frame)"
+
     def add_corner(self, obj_id: int, frame_idx: int, x: float, y: float) -> str:
         """Box by two clicks: the first sets a corner, the second the opposite corner."""
         key = self._key(obj_id, frame_idx)
+        self._no_text(key[0])
         x, y = self._point(x, y)
         c = self.corner
         if c is None or (c[0], c[1]) != key:
@@ -168,6 +200,12 @@ class PromptBook:
         if not self._history:
             return "nothing to undo"
         key, old = self._history.pop()
+        if key[1] < 0:  # a text
+            if old is None:
+                self.texts.pop(key[0], None)
+            else:
+                self.texts[key[0]] = old
+            return f"undid the last change to the text of object {key[0]}"
         if old is None:
             self.entries.pop(key, None)
         else:
@@ -179,10 +217,13 @@ class PromptBook:
         self.corner = None
         if obj_id is None:
             self.entries.clear()
+            self.texts.clear()
             self._history.clear()
             return "all prompts cleared"
         for key in [k for k in self.entries if k[0] == int(obj_id)]:
             self._history.append((key, self.entries.pop(key)))
+        if int(obj_id) in self.texts:
+            self._history.append(((int(obj_id), -1), self.texts.pop(int(obj_id))))
         return f"prompts of object {int(obj_id)} cleared"
 
     # -- views -------------------------------------------------------------------------------
@@ -191,7 +232,8 @@ class PromptBook:
 
     @property
     def obj_ids(self) -> list[int]:
-        return sorted({o for (o, _), p in self.entries.items() if not p.empty})
+        """Every object with a prompt: clicks, a box or a text."""
+        return sorted({o for (o, _), p in self.entries.items() if not p.empty} | set(self.texts))
 
     def prompts(self) -> list[Prompt]:
         """Engine prompts, ordered by frame then object."""
@@ -199,14 +241,17 @@ class PromptBook:
         return [p.to_prompt() for p in items if not p.empty]
 
     def rows(self) -> list[list[str | int]]:
-        """One row per (object, frame): object, frame, clicks (x,y,label), box."""
+        """One row per (object, frame): object, frame, clicks (x,y,label), box, text; then one
+        row per text object (frame ``all``)."""
         out: list[list[str | int]] = []
         for (o, f), p in sorted(self.entries.items()):
             if p.empty:
                 continue
             clicks = "; ".join(f"{c.x:.0f},{c.y:.0f},{int(c.positive)}" for c in p.clicks)
             box = ",".join(f"{v:.0f}" for v in p.box) if p.box is not None else ""
-            out.append([o, f, clicks, box])
+            out.append([o, f, clicks, box, ""])
+        for o, text in sorted(self.texts.items()):
+            out.append([o, "all", "", "", text])
         return out
 
     def draw(self, frame: np.ndarray, frame_idx: int) -> np.ndarray:

@@ -24,7 +24,8 @@ from typing import Any
 import numpy as np
 
 from ._deps import require_gradio
-from .jobs import DEMO_MODEL, MEMORY_POLICIES, JobError, ModelCache, ModelChoice, SegmentationJob, preview
+from .jobs import (DEMO_MODEL, MEMORY_POLICIES, JobError, ModelCache, ModelChoice, ReferringChoice, SegmentationJob,
+                   expression_summary, preview)
 from .prompts import PromptBook, PromptError
 from .video import FrameReader, UploadError, VideoMeta, check_video
 
@@ -47,6 +48,7 @@ class AppConfig:
     image_size: int | None = None
     device: str = "cpu"
     memory: str = "efp"
+    referring_checkpoint: str | None = None  # for text objects (None: the untrained network)
     workdir: Path | None = None  # parent of the per-session folders (default: a new temp dir)
 
     @property
@@ -112,6 +114,7 @@ class _App:
     def __init__(self, cfg: AppConfig, gr: Any):
         self.cfg, self.gr = cfg, gr
         self.models = ModelCache()
+        self.referring = ModelCache()  # its own slot: a mixed run needs both networks
         self.workdir = cfg.workdir or Path(tempfile.mkdtemp(prefix="surgsam-app-"))
 
     # -- helpers -----------------------------------------------------------------------------
@@ -130,6 +133,15 @@ class _App:
         if ckpt is not None and not self.cfg.path_input and ckpt != self.cfg.checkpoint:
             raise JobError("typed paths are turned off on this server: start it with --checkpoint")
         return ModelChoice(name or DEMO_MODEL, ckpt, size, self.cfg.device)
+
+    def ref_choice(self, checkpoint: str | None, preset: str | None, image_size: float | None) -> ReferringChoice:
+        """The referring network for text objects (the typed-path rules of :meth:`choice`)."""
+        size = int(image_size) if image_size else None
+        ckpt = (checkpoint or "").strip() or None
+        if ckpt is not None and not self.cfg.path_input and ckpt != self.cfg.referring_checkpoint:
+            raise JobError("typed paths are turned off on this server: start it with --referring-checkpoint")
+        preset = None if not preset or preset == REF_DEFAULT else preset
+        return ReferringChoice(ckpt, preset, size, device=self.cfg.device)
 
     def render(self, s: Session, idx: int, model: ModelChoice | None, memory: str, show_preview: bool) -> np.ndarray:
         """Frame ``idx`` with its prompts drawn, and the masks they give when previewing."""
@@ -229,6 +241,13 @@ class _App:
         msg = book.set_box_text(_obj_id(obj_id), int(idx), text)
         return self._frame_out(s, int(idx), msg, name, ckpt, size, memory, show)
 
+    def typed_text(self, text: str, idx: float, obj_id: float | None, s: Session | None, name: str, ckpt: str,
+                   size: float | None, memory: str, show: bool) -> tuple:
+        s = self.session(s)
+        _, _, book = self.need_video(s)
+        msg = book.set_text(_obj_id(obj_id), text)
+        return self._frame_out(s, int(idx), msg, name, ckpt, size, memory, show)
+
     def edit(self, action: str) -> Callable[..., tuple]:
         def handler(idx: float, obj_id: float | None, s: Session | None, name: str, ckpt: str,
                     size: float | None, memory: str, show: bool) -> tuple:
@@ -247,7 +266,8 @@ class _App:
 
     # -- running -----------------------------------------------------------------------------
     def run(self, s: Session | None, name: str, ckpt: str, size: float | None, memory: str,
-            max_frames: float | None):
+            max_frames: float | None, ref_ckpt: str | None = None, ref_preset: str | None = None,
+            ref_size: float | None = None):
         """Generator: progress in the status line while it runs, then the results."""
         gr = self.gr
         s = self.session(s)
@@ -259,12 +279,20 @@ class _App:
         try:
             meta, _, book = self.need_video(s)
             choice = self.choice(name, ckpt, size)
-            yield (*keep, s, _ok(f"building {choice.label()} ..."))
-            model = self.models.get(choice)
+            ref_choice = self.ref_choice(ref_ckpt, ref_preset, ref_size) if book.texts else None
+            model = referring = None
+            if book.prompts():
+                yield (*keep, s, _ok(f"building {choice.label()} ..."))
+                model = self.models.get(choice)
+            if ref_choice is not None:
+                yield (*keep, s, _ok(f"building the {ref_choice.label()} ..."))
+                referring = self.referring.get(ref_choice)
             s.runs += 1
             out = s.folder() / f"run{s.runs:03d}"
             job = SegmentationJob(meta, book, model, out, memory=memory, max_frames=int(max_frames or 0),
-                                  model_label=choice.label())
+                                  model_label=choice.label(), referring=referring)
+            if referring is not None and referring.untrained:
+                yield (*keep, s, _err(f"{referring.warning()} (starting the run)"))
             last = 0.0
             for stat in job.frames():
                 now = time.monotonic()
@@ -279,8 +307,13 @@ class _App:
         import pandas as pd
 
         plot = pd.DataFrame(res.rows())
+        texts = "".join(f"; {line}" for line in expression_summary(res.expressions, res.frames))
+        warn = "; WARNING: untrained referring network" if res.warning else ""
         yield (str(res.overlay), [str(res.masks_zip), str(res.overlay)], res.summary(), plot, s,
-               _ok(f"done: {res.frames} frames, masks of objects {res.obj_ids} in {res.masks_zip.name}"))
+               _ok(f"done: {res.frames} frames, masks of objects {res.obj_ids} in {res.masks_zip.name}{texts}{warn}"))
+
+
+REF_DEFAULT = "(default)"
 
 
 def _ok(msg: Any) -> str:
@@ -315,7 +348,7 @@ def build_app(cfg: AppConfig | None = None) -> Any:
     # uploads and results Gradio copied to its cache are deleted after 12 h (checked hourly)
     with gr.Blocks(title="surgsam", analytics_enabled=False, delete_cache=(3600, 12 * 3600)) as demo:
         gr.Markdown("## surgsam: segment surgical video\nOpen a video, scrub to a frame, click the objects "
-                    "(one object id each), run, then watch and download. Text prompts are not available yet.")
+                    "(one object id each) or describe them in words, run, then watch and download.")
         status = gr.Markdown("Open a video to start.", elem_id="status")
         state = gr.State(None, delete_callback=_close_session)
         with gr.Row():
@@ -335,11 +368,15 @@ def build_app(cfg: AppConfig | None = None) -> Any:
                         box_text = gr.Textbox(label="or type a box x0,y0,x1,y1", scale=3, elem_id="box-text")
                         set_box = gr.Button("Set box", size="sm", scale=1, elem_id="set-box")
                     with gr.Row():
+                        obj_text = gr.Textbox(label="or type an expression for this object id (whole video)",
+                                              placeholder="the grasper on the left", scale=3, elem_id="obj-text")
+                        set_text = gr.Button("Set text", size="sm", scale=1, elem_id="set-text")
+                    with gr.Row():
                         undo = gr.Button("Undo", size="sm", elem_id="undo")
                         clear_obj = gr.Button("Clear object", size="sm", elem_id="clear-object")
                         clear_all = gr.Button("Clear all", size="sm", elem_id="clear-all")
                     show = gr.Checkbox(value=True, label="preview masks on the frame", elem_id="preview")
-                    table = gr.Dataframe(headers=["object", "frame", "clicks x,y,label", "box"], value=[],
+                    table = gr.Dataframe(headers=["object", "frame", "clicks x,y,label", "box", "text"], value=[],
                                          interactive=False, label="prompts", elem_id="prompts")
                 with gr.Accordion("3. Model and run", open=True):
                     model = gr.Dropdown(choices, value=cfg.model, label="model preset", elem_id="model")
@@ -350,6 +387,16 @@ def build_app(cfg: AppConfig | None = None) -> Any:
                     memory = gr.Radio(list(MEMORY_POLICIES), value=cfg.memory, label="memory policy", elem_id="memory")
                     max_frames = gr.Number(value=0, precision=0, minimum=0, label="stop after N frames (0: all)",
                                            elem_id="max-frames")
+                    with gr.Accordion("referring model (for text objects)", open=False, elem_id="referring"):
+                        ref_ckpt = gr.Textbox(value=cfg.referring_checkpoint or "",
+                                              label="referring checkpoint path (empty: an UNTRAINED network, "
+                                              "as `surgsam refer` without --checkpoint)",
+                                              interactive=cfg.path_input, elem_id="ref-checkpoint")
+                        ref_preset = gr.Dropdown([REF_DEFAULT] + list_presets(), value=REF_DEFAULT,
+                                                 label="its SAM preset (sam2.1_hiera_s for ReSurgSAM2's .pth)",
+                                                 elem_id="ref-model")
+                        ref_size = gr.Number(value=0, precision=0, label="its image size (0: default; 512 for "
+                                             "ReSurgSAM2)", elem_id="ref-image-size")
                     with gr.Row():
                         run = gr.Button("Run", variant="primary", elem_id="run")
                         stop = gr.Button("Stop", variant="stop", elem_id="stop")
@@ -382,10 +429,12 @@ def build_app(cfg: AppConfig | None = None) -> Any:
         frame.select(on_click, [slider, mode, obj_id, state, *m_in], fout)
         set_box.click(app.guarded(app.typed_box, 4), [box_text, slider, obj_id, state, *m_in], fout)
         box_text.submit(app.guarded(app.typed_box, 4), [box_text, slider, obj_id, state, *m_in], fout)
+        set_text.click(app.guarded(app.typed_text, 4), [obj_text, slider, obj_id, state, *m_in], fout)
+        obj_text.submit(app.guarded(app.typed_text, 4), [obj_text, slider, obj_id, state, *m_in], fout)
         for button, action in ((undo, "undo"), (clear_obj, "clear object"), (clear_all, "clear all")):
             button.click(app.guarded(app.edit(action), 4), [slider, obj_id, state, *m_in], fout)
         show.change(app.guarded(app.scrub, 4), [slider, state, *m_in], fout)
-        running = run.click(app.run, [state, model, ckpt, size, memory, max_frames],
+        running = run.click(app.run, [state, model, ckpt, size, memory, max_frames, ref_ckpt, ref_preset, ref_size],
                             [overlay, files, summary, plot, state, status])
         stop.click(lambda: _ok("stopped"), None, [status], cancels=[running])
     demo.app_state = app  # the handlers (tests and serve() reach the work folder through it)

@@ -52,27 +52,46 @@ def register(sub) -> None:
 
 def build(args):
     """(model, text encoder, untrained?) from the command line's model options."""
+    return build_referring(checkpoint=args.checkpoint, model=args.model, referring=args.referring,
+                           image_size=args.image_size, text_encoder=args.text_encoder, device=args.device,
+                           seed=args.seed)
+
+
+def build_referring(checkpoint=None, model=None, referring=None, image_size=None, text_encoder=None,
+                    device="cpu", seed=0):
+    """(model, text encoder, untrained?) as ``surgsam refer`` builds them (also used by the app and
+    ``surgsam live --text``): without ``checkpoint`` an untrained ``nano`` + ``tiny`` referring
+    network with MiniLM (random weights from ``seed``), else the checkpoint's network."""
     import torch
 
     from .checkpoint import build_referring_model
     from .config import get_referring_preset
     from .text import build_text_encoder
 
-    if args.checkpoint is None:
-        enc = build_text_encoder(args.text_encoder or "minilm", device=args.device)
+    if checkpoint is None:
+        enc = build_text_encoder(text_encoder or "minilm", device=device)
         # random weights: the token projection takes whatever width the chosen encoder gives
-        name = args.text_encoder or "minilm"
-        ref = get_referring_preset(args.referring or "tiny", text_dim=enc.dim, text_encoder=str(name))
-        torch.manual_seed(args.seed)
-        model = build_referring_model(args.model or "nano", image_size=args.image_size, referring=ref,
-                                      device=args.device)
-        return model, enc, True
-    enc = build_text_encoder(args.text_encoder, device=args.device) if args.text_encoder else None
-    model = build_referring_model(args.model, image_size=args.image_size, referring=args.referring or "resurgsam2",
-                                  checkpoint=args.checkpoint, text_encoder=enc, device=args.device)
+        name = text_encoder or "minilm"
+        ref = get_referring_preset(referring or "tiny", text_dim=enc.dim, text_encoder=str(name))
+        torch.manual_seed(seed)
+        net = build_referring_model(model or "nano", image_size=image_size, referring=ref, device=device)
+        return net, enc, True
+    enc = build_text_encoder(text_encoder, device=device) if text_encoder else None
+    net = build_referring_model(model, image_size=image_size, referring=referring or "resurgsam2",
+                                checkpoint=checkpoint, text_encoder=enc, device=device)
     if enc is None:
-        enc = build_text_encoder(model.cfg.text_encoder, device=args.device)
-    return model, enc, False
+        enc = build_text_encoder(net.cfg.text_encoder, device=device)
+    return net, enc, False
+
+
+def expression_statuses(seg) -> list[dict]:
+    """Each expression of a ``ReferringSegmenter`` as the JSON summary reports it."""
+    return [
+        {"obj_id": s.obj_id, "text": s.text,
+         "tracking_from": NEVER_FOUND if s.tracking_from is None else s.tracking_from,
+         "credible_frame": s.credible_frame, "found_frame": s.found_frame}
+        for s in seg.statuses()
+    ]
 
 
 def run(args) -> int:
@@ -137,11 +156,6 @@ def _segment(args, seg, src, writer, overlay) -> dict:
         "frames": n, "fps": n / wall if wall else 0.0, "median_latency_ms": med(lat),
         "detection_latency_ms": med(det_lat), "tracking_latency_ms": med(trk_lat),
         "memory": args.memory, "cifs": not args.no_cifs,
-        "expressions": [
-            {"obj_id": s.obj_id, "text": s.text,
-             "tracking_from": NEVER_FOUND if s.tracking_from is None else s.tracking_from,
-             "credible_frame": s.credible_frame, "found_frame": s.found_frame}
-            for s in seg.statuses()
-        ],
+        "expressions": expression_statuses(seg),
         "out": str(args.out), "overlay": str(args.overlay) if args.overlay else None,
     }
