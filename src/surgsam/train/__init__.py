@@ -1,5 +1,6 @@
 """Training: clip sampler, prompt simulation, SAM 2 losses, differentiable clip forward,
-optimiser/schedule, the trainer loop (DDP, checkpoints, JSONL logs) and recipes.
+optimiser/schedule, the trainer loop (DDP, checkpoints, JSONL logs), recipes, and ReSurgSAM2's
+two-stage referring training (``referring_step``).
 
     from surgsam.train import make_config, Trainer
     cfg = make_config("nano-synth", data=("data/synth",), out="runs/nano", steps=20000)
@@ -14,6 +15,7 @@ from .model_step import ClipOutput, FrameTrace, TrainStep, forward_clip
 from .optim import CosineSchedule, OptimConfig, build_optimizer, freeze_modules, param_groups, set_train_mode
 from .prompts import PromptConfig, PromptPlan, initial_clicks, mask_to_box, plan_prompts, sample_box, sample_error_clicks
 from .recipes import RECIPES, make_config
+from .referring_step import ReferringTrainConfig, ReferringTrainStep, TextCache, forward_referring_clip, set_sam_frozen
 from .trainer import TrainConfig, Trainer, TrainResult
 
 __all__ = [
@@ -23,4 +25,5 @@ __all__ = [
     "CosineSchedule", "OptimConfig", "build_optimizer", "freeze_modules", "param_groups", "set_train_mode",
     "PromptConfig", "PromptPlan", "initial_clicks", "mask_to_box", "plan_prompts", "sample_box", "sample_error_clicks",
     "RECIPES", "make_config", "TrainConfig", "Trainer", "TrainResult",
+    "ReferringTrainConfig", "ReferringTrainStep", "TextCache", "forward_referring_clip", "set_sam_frozen",
 ]

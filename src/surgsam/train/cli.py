@@ -2,6 +2,7 @@
 
     surgsam train --recipe nano-synth --data data/synth --out runs/nano --steps 20000
     surgsam train --recipe surgsam2 --init sam2.1_hiera_small.pt --data EndoVis18 --out runs/endo18
+    surgsam train --recipe resurgsam2-stage1 --init sam2.1_hiera_small.pt --data Ref-EndoVis17 --out runs/ref1
     torchrun --nproc_per_node 8 -m surgsam train --recipe surgsam2 ...   (DDP)
 """
 
@@ -17,12 +18,15 @@ __all__ = ["register", "run_train"]
 def register(subparsers) -> None:
     """Add the ``train`` subcommand."""
     p = subparsers.add_parser(
-        "train", help="train or fine-tune a model (recipes: surgsam2, nano-synth)",
+        "train", help="train or fine-tune a model (recipes: surgsam2, nano-synth, resurgsam2-stage1/2, ref-nano-synth)",
         description="Train SAM 2 on video clips with SAM 2's losses and prompt simulation. Writes checkpoints "
         "(surgsam format), OUT/log.jsonl and OUT/model.pt. Under torchrun every process takes its share of the data.",
     )
-    p.add_argument("--recipe", required=True, choices=("surgsam2", "nano-synth"),
-                   help="surgsam2: fine-tune an official checkpoint (encoders frozen); nano-synth: nano from scratch")
+    p.add_argument("--recipe", required=True,
+                   choices=("surgsam2", "nano-synth", "resurgsam2-stage1", "resurgsam2-stage2", "ref-nano-synth"),
+                   help="surgsam2: fine-tune an official checkpoint (encoders frozen); nano-synth: nano from scratch; "
+                   "resurgsam2-stage1/2: ReSurgSAM2 text-referred training (stage 1 detection, stage 2 + tracking); "
+                   "ref-nano-synth: the referring branch on nano with the embedded MiniLM text encoder")
     p.add_argument("--data", action="append", required=True, metavar="DIR",
                    help="dataset folder (VOS, EndoVis, Ref-EndoVis or synthetic); repeat to mix datasets")
     p.add_argument("--out", required=True, help="output folder for checkpoints and logs")
@@ -41,6 +45,13 @@ def register(subparsers) -> None:
     p.add_argument("--warmup", type=float, default=None, help="warm-up: steps (>= 1) or a fraction of the run (< 1)")
     p.add_argument("--freeze", default=None,
                    help="comma-separated module prefixes to freeze (e.g. image_encoder,sam_prompt_encoder; 'none')")
+    p.add_argument("--text-encoder", default=None,
+                   help="referring recipes: frozen text encoder (clip, minilm, clip-tiny, a model folder); default: "
+                   "the recipe's / the --init checkpoint's")
+    p.add_argument("--freeze-sam-steps", type=int, default=None,
+                   help="referring recipes: keep the SAM 2 part frozen for this many first steps")
+    p.add_argument("--freeze-sam-epochs", type=float, default=None,
+                   help="referring recipes: ... or epochs (resurgsam2-stage1: 5)")
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("--precision", choices=("auto", "bf16", "fp32"), default=None, help="auto: bf16 on CUDA, fp32 on CPU")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: cuda when available)")
@@ -77,7 +88,24 @@ def config_from_args(args: argparse.Namespace):
     if args.freeze is not None:
         names = () if args.freeze.strip().lower() in ("", "none") else tuple(x.strip() for x in args.freeze.split(",") if x.strip())
         optim = replace(optim, freeze=names)
-    return replace(cfg, clip=clip, optim=optim, workers=workers, progress=not args.no_progress)
+    ref = cfg.referring
+    ref_args = (getattr(args, "text_encoder", None), getattr(args, "freeze_sam_steps", None),
+                getattr(args, "freeze_sam_epochs", None))
+    if ref is None and any(v is not None for v in ref_args):
+        raise ValueError(f"--text-encoder / --freeze-sam-* apply to referring recipes, not {cfg.recipe}")
+    if ref is not None:
+        text_encoder, fs, fe = ref_args
+        if text_encoder is not None:  # the width follows the encoder (checked against the model when built)
+            ref = replace(ref, text_encoder=text_encoder, text_dim=_text_dim(text_encoder, ref.text_dim))
+        if fs is not None or fe is not None:
+            ref = replace(ref, freeze_sam_steps=fs or 0, freeze_sam_epochs=fe or 0.0)
+    return replace(cfg, clip=clip, optim=optim, workers=workers, progress=not args.no_progress, referring=ref)
+
+
+def _text_dim(name: str, current: int | None) -> int | None:
+    """The token width of a named text encoder (None: unknown, keep the preset's)."""
+    known = {"clip": 512, "clip-random": 512, "clip-tiny": 32, "minilm": 384}
+    return known.get(name, current)
 
 
 def run_train(args: argparse.Namespace) -> int:
@@ -85,8 +113,8 @@ def run_train(args: argparse.Namespace) -> int:
 
     try:
         cfg = config_from_args(args)
-        if cfg.recipe == "surgsam2" and cfg.init is None:
-            print("warning: the surgsam2 recipe fine-tunes a pretrained model; no --init given, starting from "
+        if cfg.recipe in ("surgsam2", "resurgsam2-stage1", "resurgsam2-stage2") and cfg.init is None:
+            print(f"warning: the {cfg.recipe} recipe fine-tunes a pretrained model; no --init given, starting from "
                   "random weights", file=sys.stderr)
         trainer = Trainer(cfg, resume=args.resume)
     except (ValueError, FileNotFoundError, KeyError) as e:
@@ -94,7 +122,8 @@ def run_train(args: argparse.Namespace) -> int:
         return 2
     if trainer.is_main:
         n = trainer.sampler
-        print(f"train: recipe {cfg.recipe}, model {trainer.model.cfg.name} at {trainer.model.image_size}px on "
+        sam = getattr(trainer.model, "sam", trainer.model)
+        print(f"train: recipe {cfg.recipe}, model {sam.cfg.name} at {sam.image_size}px on "
               f"{trainer.device} ({trainer.precision}), {trainer.world} process(es); {n.num_clips} clips, "
               f"{n.num_images} images; steps {trainer.step} -> {trainer.cfg.steps}", file=sys.stderr)
     result = trainer.train()

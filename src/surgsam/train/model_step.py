@@ -25,6 +25,7 @@ batch, with SAM 2's training choices where the two differ:
 from __future__ import annotations
 
 import random
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import torch
@@ -93,6 +94,10 @@ def forward_clip(
     cfg: PromptConfig,
     rng: random.Random,
     generator: torch.Generator | None = None,
+    *,
+    features: FrameFeatures | None = None,
+    given: Mapping[int, MaskOutput] | None = None,
+    extra_sparse: torch.Tensor | None = None,
 ) -> ClipOutput:
     """Run the model over a batch of clips.
 
@@ -101,10 +106,16 @@ def forward_clip(
         batch: frames ``B x T x 3 x S x S`` on the model's device, targets ``T x N x S x S``.
         plan: prompts (:func:`plan_prompts`); cfg: correction-click settings.
         rng / generator: draw sample-from-GT decisions / click and box noise.
+        features: the clip's image features ``(B*T) x ...`` when already computed.
+        given: outputs of initial conditioning frames computed elsewhere (e.g. a referring
+            detection), used instead of prompting them; they are memory-encoded as usual.
+        extra_sparse: ``N x K x C`` extra sparse prompt tokens for every decoder call here
+            (the referring model's sentence token during tracking).
     """
     t_len = batch.frames.shape[1]
     s = model.image_size
-    feats_all = model.encode_image(batch.frames.flatten(0, 1))  # (B*T) x ...
+    feats_all = features if features is not None else model.encode_image(batch.frames.flatten(0, 1))  # (B*T) x ...
+    given = given or {}
     policy = make_policy("fifo", model.num_maskmem, model.cfg.max_obj_ptrs_in_encoder)
     bank = MemoryBank()
     mem_pos: torch.Tensor | None = None
@@ -115,9 +126,12 @@ def forward_clip(
         feats = _objects_view(feats_all, batch.obj_to_clip * t_len + t)
         gt = batch.masks[t]
         is_init = t in plan.init_cond_frames
-        clicks = initial_clicks(plan.kind, gt, cfg, generator) if is_init else None
+        clicks = initial_clicks(plan.kind, gt, cfg, generator) if is_init and t not in given else None
         steps: list[DecoderStep] = []
-        if is_init and clicks is None:  # mask prompt: the mask is the output
+        if t in given:  # an output computed elsewhere
+            out = given[t]
+            steps.append(_step(out, s))
+        elif is_init and clicks is None:  # mask prompt: the mask is the output
             out = model.mask_as_output(feats.features, feats.high_res, gt[:, None].float())
             steps.append(_step(out, s, from_mask=True))
         else:
@@ -130,7 +144,7 @@ def forward_clip(
                 pix = model.condition_on_memory(feats, spatial, pointers, tmax)
             points, labels = clicks if clicks is not None else (None, None)
             multimask = points is None or points.shape[1] <= 1
-            out = model.predict_masks(pix, feats.high_res, points, labels, None, multimask)
+            out = model.predict_masks(pix, feats.high_res, points, labels, None, multimask, extra_sparse)
             steps.append(_step(out, s))
             if t in plan.correct_frames:
                 for _ in range(cfg.num_correction_clicks):
@@ -140,7 +154,7 @@ def forward_clip(
                     points = p if points is None else torch.cat([points, p], 1)
                     labels = lab if labels is None else torch.cat([labels, lab], 1)
                     prev = out.low_res_masks.clamp(-PREV_LOGITS_CLAMP, PREV_LOGITS_CLAMP)
-                    out = model.predict_masks(pix, feats.high_res, points, labels, prev, points.shape[1] <= 1)
+                    out = model.predict_masks(pix, feats.high_res, points, labels, prev, points.shape[1] <= 1, extra_sparse)
                     steps.append(_step(out, s))
             clicks = (points, labels) if points is not None else None
         is_cond = t in plan.cond_frames

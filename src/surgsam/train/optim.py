@@ -106,7 +106,9 @@ def param_groups(model: nn.Module, cfg: OptimConfig) -> list[dict]:
     """AdamW parameter groups of the trainable parameters, merged by (lr, weight decay).
     Each group carries ``base_lr`` (what the schedule scales) and a readable ``name``."""
     no_decay = _no_decay(model)
-    trunk = getattr(getattr(model, "image_encoder", None), "trunk", None)
+    sam = getattr(model, "sam", None)  # a referring model nests SAM 2 under ``sam.``
+    pre = "sam." if isinstance(sam, nn.Module) else ""
+    trunk = getattr(getattr(sam if pre else model, "image_encoder", None), "trunk", None)
     num_layers = len(trunk.blocks) if trunk is not None and hasattr(trunk, "blocks") else 0
     groups: dict[tuple[float, float, str], dict] = {}
     for name, p in model.named_parameters():
@@ -116,9 +118,9 @@ def param_groups(model: nn.Module, cfg: OptimConfig) -> list[dict]:
         override = next(((pre, v) for pre, v in cfg.lr_overrides if _matches(name, pre)), None)
         if override is not None:
             lr, tag = override[1], override[0]
-        elif _matches(name, "image_encoder"):
+        elif _matches(name, pre + "image_encoder"):
             lr, tag = (cfg.lr_image_encoder if cfg.lr_image_encoder is not None else cfg.lr), "image_encoder"
-        lr *= trunk_layer_scale(name, num_layers, cfg.layer_decay)
+        lr *= trunk_layer_scale(name, num_layers, cfg.layer_decay, pre + "image_encoder.trunk")
         wd = 0.0 if name in no_decay else cfg.weight_decay
         key = (lr, wd, tag)
         g = groups.setdefault(key, {"params": [], "param_names": [], "lr": lr, "base_lr": lr, "weight_decay": wd, "name": tag})

@@ -8,6 +8,17 @@
 * ``nano-synth`` — the embedded demo model: the ``nano`` preset at 256 px, everything trained
   from random init on synthetic videos; lr 1e-3 with a 5% warm-up, cosine to lr/10,
   no layer decay; otherwise as above.
+* ``resurgsam2-stage1`` / ``resurgsam2-stage2`` — ReSurgSAM2's referring training (SPEC §3-4) on
+  ``sam2.1_hiera_s`` at 512 px with the ``resurgsam2`` referring preset (CLIP text tower,
+  frozen): stage 1 = detection on 3-frame clips for 60 epochs, the SAM 2 part frozen for the
+  first 5; stage 2 = 3 referring + 7 tracked frames mixed 50/50 with referring-only clips;
+  lr 5e-5 for the SAM 2 part (layer decay 0.9 in the trunk) and 3e-4 for the token projection,
+  sentence MLP and CSTMamba; 30% linear warm-up then cosine to lr/10; videos only. ``--init``
+  a SAM 2 checkpoint (stage 1) or a referring checkpoint (stage 2: the stage-1 result).
+* ``ref-nano-synth`` — the same two-stage scheme at demo scale: ``nano`` at 256 px with the
+  ``tiny`` referring branch on the embedded all-MiniLM-L6-v2 encoder (384 wide), stage-2 clips
+  (referring-only half the time) on synthetic Ref-EndoVis data; from a nano SAM checkpoint
+  (``--init``, e.g. the nano-synth result) or random weights.
 """
 
 from __future__ import annotations
@@ -18,9 +29,12 @@ from typing import Any
 from .clips import ClipConfig
 from .optim import OptimConfig
 from .prompts import PromptConfig
+from .referring_step import ReferringTrainConfig
 from .trainer import TrainConfig
 
-__all__ = ["RECIPES", "make_config", "surgsam2", "nano_synth"]
+__all__ = ["RECIPES", "make_config", "surgsam2", "nano_synth", "resurgsam2_stage1", "resurgsam2_stage2", "ref_nano_synth"]
+
+REFERRING_MODULES = ("token_projection", "language_fusion_mlp", "cross_modal_fusion")
 
 
 def surgsam2() -> TrainConfig:
@@ -58,7 +72,53 @@ def nano_synth() -> TrainConfig:
     )
 
 
-RECIPES = {"surgsam2": surgsam2, "nano-synth": nano_synth}
+def _resurgsam2(stage: int, epochs: float, frames: int, freeze_epochs: float) -> TrainConfig:
+    return TrainConfig(
+        recipe=f"resurgsam2-stage{stage}",
+        model="sam2.1_hiera_s",
+        image_size=512,
+        steps=0,
+        epochs=epochs,
+        batch_size=1,
+        image_every=0,  # videos only
+        clip=ClipConfig(num_frames=frames, max_objects=3, image_size=512),
+        prompts=PromptConfig(),
+        optim=OptimConfig(lr=5e-5, lr_overrides=tuple((m, 3e-4) for m in REFERRING_MODULES), weight_decay=0.1,
+                          layer_decay=0.9, warmup_frac=0.3, min_lr_ratio=0.1, grad_clip=0.1, freeze=()),
+        referring=ReferringTrainConfig(stage=stage, preset="resurgsam2", ref_frames=3, referring_only_prob=0.5,
+                                       freeze_sam_epochs=freeze_epochs),
+        ckpt_every=1000,
+    )
+
+
+def resurgsam2_stage1() -> TrainConfig:
+    return _resurgsam2(1, 60.0, 3, 5.0)
+
+
+def resurgsam2_stage2() -> TrainConfig:
+    return _resurgsam2(2, 60.0, 10, 0.0)
+
+
+def ref_nano_synth() -> TrainConfig:
+    return TrainConfig(
+        recipe="ref-nano-synth",
+        model="nano",
+        image_size=256,
+        steps=5000,
+        batch_size=1,
+        image_every=0,
+        clip=ClipConfig(num_frames=10, max_objects=3, image_size=256),
+        prompts=PromptConfig(),
+        optim=OptimConfig(lr=2e-4, lr_overrides=tuple((m, 1e-3) for m in REFERRING_MODULES), weight_decay=0.1,
+                          layer_decay=1.0, warmup_frac=0.3, min_lr_ratio=0.1, grad_clip=0.1, freeze=()),
+        referring=ReferringTrainConfig(stage=2, preset="tiny", text_encoder="minilm", text_dim=384, ref_frames=3,
+                                       referring_only_prob=0.5, freeze_sam_steps=500),
+        ckpt_every=500,
+    )
+
+
+RECIPES = {"surgsam2": surgsam2, "nano-synth": nano_synth, "resurgsam2-stage1": resurgsam2_stage1,
+           "resurgsam2-stage2": resurgsam2_stage2, "ref-nano-synth": ref_nano_synth}
 
 
 def make_config(recipe: str, **overrides: Any) -> TrainConfig:

@@ -9,7 +9,8 @@ Output folder::
 
     OUT/train_config.json                       the full config of the run
     OUT/log.jsonl                               one JSON line per logged step
-    OUT/checkpoints/step_0001000.pt             weights in surgsam format (build_model loads it)
+    OUT/checkpoints/step_0001000.pt             weights in surgsam format (build_model loads it;
+                                                build_referring_model for referring runs)
     OUT/checkpoints/step_0001000.state.pt       optimizer, schedule, step, RNG state
     OUT/checkpoints/latest.json                 which step to resume from
     OUT/model.pt                                final weights
@@ -36,6 +37,7 @@ from ..modeling.sam2 import SAM2Model
 from .clips import ClipBatch, ClipConfig, ClipSampler, collate, epoch_index, open_datasets
 from .losses import LossConfig
 from .model_step import TrainStep
+from .referring_step import ReferringTrainConfig
 from .optim import CosineSchedule, OptimConfig, build_optimizer, clip_gradients, freeze_modules, set_train_mode
 from .prompts import PromptConfig
 
@@ -72,6 +74,7 @@ class TrainConfig:
     prompts: PromptConfig = field(default_factory=PromptConfig)
     loss: LossConfig = field(default_factory=LossConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
+    referring: ReferringTrainConfig | None = None  # set: ReSurgSAM2 referring training (referring_step.py)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -138,7 +141,7 @@ class Trainer:
     """
 
     def __init__(self, cfg: TrainConfig, *, model: SAM2Model | None = None, sampler: ClipSampler | None = None,
-                 resume: bool = False) -> None:
+                 resume: bool = False, text_encoder=None) -> None:
         self.rank, self.world, self.local_rank = _init_distributed(cfg.device)
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
@@ -147,7 +150,8 @@ class Trainer:
             torch.cuda.set_device(self.device)
         torch.manual_seed(cfg.seed)  # identical random init on every rank
         self.model = (model if model is not None else _build(cfg)).to(self.device)
-        size = self.model.image_size
+        self.referring = cfg.referring
+        size = _sam_of(self.model).image_size
         cfg = replace(cfg, image_size=size, clip=replace(cfg.clip, image_size=size))
         self.frozen = tuple(cfg.optim.freeze)
         freeze_modules(self.model, self.frozen)
@@ -161,13 +165,25 @@ class Trainer:
         self.out = Path(cfg.out)
         self.ckpt_dir = self.out / "checkpoints"
         self.log_path = self.out / "log.jsonl"
-        self.step_module: nn.Module = TrainStep(self.model, cfg.prompts, cfg.loss)
+        if self.referring is not None:
+            from .referring_step import ReferringTrainStep, build_training_text_encoder
+
+            if cfg.clip.num_frames < self.referring.frames_needed():
+                raise ValueError(f"referring stage {self.referring.stage} needs clips of at least "
+                                 f"{self.referring.frames_needed()} frames, got {cfg.clip.num_frames}")
+            text = text_encoder if text_encoder is not None else \
+                build_training_text_encoder(self.referring, self.model, self.device)
+            self.step_module: nn.Module = ReferringTrainStep(self.model, self.referring, text, cfg.prompts, cfg.loss)
+        else:
+            self.step_module = TrainStep(self.model, cfg.prompts, cfg.loss)
         if self.world > 1:
             self.step_module = nn.parallel.DistributedDataParallel(self.step_module, find_unused_parameters=True)
         self.optimizer = build_optimizer(self.model, cfg.optim)
         warm = cfg.optim.warmup_steps or int(round(cfg.optim.warmup_frac * cfg.steps))
         self.schedule = CosineSchedule(self.optimizer, cfg.steps, warm, cfg.optim.min_lr_ratio)
         self.trainable = [p for p in self.model.parameters() if p.requires_grad]
+        self.sam_freeze_steps = self._sam_freeze_steps() if self.referring is not None else 0
+        self._sam_frozen: bool | None = None
         self.step = 0
         if resume:
             self.load_latest()
@@ -182,6 +198,22 @@ class Trainer:
         video_steps = math.ceil(cfg.epochs * self.sampler.num_clips / (cfg.batch_size * self.world))
         k = cfg.image_every
         return max(1, math.ceil(video_steps * k / (k - 1)) if k > 1 else video_steps)
+
+    def _sam_freeze_steps(self) -> int:
+        rc = self.referring
+        by_epochs = self._steps_for_epochs(replace(self.cfg, epochs=rc.freeze_sam_epochs)) if rc.freeze_sam_epochs else 0
+        return max(int(rc.freeze_sam_steps), by_epochs)
+
+    def _set_phase(self, step: int) -> None:
+        """Referring runs: the SAM 2 part is frozen during the first ``sam_freeze_steps``."""
+        if self.referring is None or not self.sam_freeze_steps:
+            return
+        frozen = step < self.sam_freeze_steps
+        if frozen != self._sam_frozen:
+            from .referring_step import set_sam_frozen
+
+            set_sam_frozen(self.model, frozen, self.frozen)
+            self._sam_frozen = frozen
 
     @property
     def is_main(self) -> bool:
@@ -241,8 +273,7 @@ class Trainer:
             if log is not None:
                 log.close()
         if self.is_main and self.step == cfg.steps:
-            save_checkpoint(self.model, self.out / "model.pt", config=self.model.cfg.to_dict(), step=self.step,
-                            recipe=cfg.recipe)
+            self._save_weights(self.out / "model.pt", step=self.step, recipe=cfg.recipe)
         return TrainResult(self.step, last_loss, ckpt, self.log_path, time.perf_counter() - t_start)
 
     def train_step(self, batch: ClipBatch, step: int):
@@ -251,6 +282,7 @@ class Trainer:
         seed = step_seed(self.cfg.seed, step, self.rank)
         torch.manual_seed(step_seed(self.cfg.seed, step, self.rank, stream=1))  # dropout
         self.schedule.set(step)
+        self._set_phase(step)
         with self.autocast():
             loss, terms, out = self.step_module(batch, seed)
         loss.backward()
@@ -283,8 +315,7 @@ class Trainer:
         self.ckpt_dir.mkdir(parents=True, exist_ok=True)
         name = f"step_{self.step:07d}"
         model_path = self.ckpt_dir / f"{name}.pt"
-        save_checkpoint(self.model, model_path, config=self.model.cfg.to_dict(), step=self.step,
-                        recipe=self.cfg.recipe, train_config=self.cfg.to_dict())
+        self._save_weights(model_path, step=self.step, recipe=self.cfg.recipe, train_config=self.cfg.to_dict())
         state = {
             "step": self.step,
             "optimizer": self.optimizer.state_dict(),
@@ -299,6 +330,14 @@ class Trainer:
         tmp.replace(self.ckpt_dir / "latest.json")
         self._prune()
         return model_path
+
+    def _save_weights(self, path: Path, **meta) -> None:
+        if self.referring is not None:  # ReSurgSAM2 layout + both configs (build_referring_model loads it)
+            from .referring_step import save_referring_weights
+
+            save_referring_weights(self.model, path, **meta)
+        else:
+            save_checkpoint(self.model, path, config=self.model.cfg.to_dict(), **meta)
 
     def _prune(self) -> None:
         keep = self.cfg.keep_checkpoints
@@ -316,8 +355,13 @@ class Trainer:
         if not latest.is_file():
             return False
         info = json.loads(latest.read_text())
-        ck = read_checkpoint(self.ckpt_dir / info["model"])
-        load_state_dict_strict(self.model, ck.state_dict, source=str(ck.path))
+        if self.referring is not None:
+            from .referring_step import load_referring_weights
+
+            load_referring_weights(self.model, self.ckpt_dir / info["model"])
+        else:
+            ck = read_checkpoint(self.ckpt_dir / info["model"])
+            load_state_dict_strict(self.model, ck.state_dict, source=str(ck.path))
         state = torch.load(self.ckpt_dir / info["state"], map_location="cpu", weights_only=True)
         self.optimizer.load_state_dict(state["optimizer"])
         sched = dict(state["schedule"], total_steps=self.cfg.steps)  # a longer run may extend the schedule
@@ -330,7 +374,17 @@ class Trainer:
 
 
 # ---------------------------------------------------------------------- helpers
+def _sam_of(model: nn.Module) -> SAM2Model:
+    """The SAM 2 network of a model (itself, or a referring model's ``sam``)."""
+    sam = getattr(model, "sam", None)
+    return sam if isinstance(sam, SAM2Model) else model
+
+
 def _build(cfg: TrainConfig) -> SAM2Model:
+    if cfg.referring is not None:
+        from .referring_step import build_referring_for_training
+
+        return build_referring_for_training(cfg.model, cfg.image_size, cfg.init, cfg.referring)
     name: str | None = cfg.model
     if cfg.init is not None and read_checkpoint(cfg.init).config is not None:
         name = None  # our own file states its network
