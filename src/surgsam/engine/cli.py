@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 import time
 from pathlib import Path
 
@@ -91,6 +92,7 @@ def run(args) -> int:
 
     from ..io import OverlayVideoWriter, PaletteMaskWriter, PerObjectMaskWriter, open_source
     from ..modeling import build_model
+    from .fastpath import resolve_fast_path
     from .offline import segment_video
 
     prompts = build_prompts(args)
@@ -102,6 +104,9 @@ def run(args) -> int:
     n, t0, lat = 0, time.perf_counter(), []
     try:
         fast = {"off": False, "auto": "auto", "on": True}[args.fast]
+        notice = resolve_fast_path(fast, args.precision, model.device).notice
+        if notice:
+            print(notice, file=sys.stderr)
         for res in segment_video(tee, prompts, model, memory=args.memory, precision=args.precision,
                                  progress=not args.no_progress, fast=fast):
             writer.write(res.frame_idx, res.obj_ids, res.masks)

@@ -52,21 +52,22 @@ def resolve_fast_path(fast: bool | str, precision: str, device: torch.device, cu
         precision: the requested precision (``"auto"`` picks bf16 / fp16 / fp32 by device).
         cuda_graphs: also replay the compiled step with CUDA graphs (CUDA only).
     """
-    if fast not in FAST_CHOICES:
+    if not any(fast is c for c in (False, True)) and fast != "auto":
         raise ValueError(f"fast must be one of {FAST_CHOICES}, got {fast!r}")
+    prec = resolve_precision(precision, device)
     if fast is False:
-        return FastPath(precision=resolve_precision(precision, device))
+        return FastPath(precision=prec)
     cuda = device.type == "cuda"
-    sm80 = cuda and torch.cuda.get_device_capability(device)[0] >= 8
-    prec = resolve_precision("auto" if precision == "auto" else precision, device)
     if fast is True:
-        return FastPath(prec, True, True, cuda, cuda and cuda_graphs, f"fast path forced on {device.type}: {prec}, torch.compile, static memory")
-    if sm80:
+        return FastPath(prec, compile=True, static_memory=True, tf32=cuda, cuda_graphs=cuda and cuda_graphs,
+                        notice=f"fast path forced on {device.type}: {prec}, torch.compile, static memory")
+    if cuda and torch.cuda.get_device_capability(device)[0] >= 8:
         graphs = " + CUDA graphs" if cuda_graphs else ""
-        return FastPath(prec, True, True, True, cuda_graphs, f"fast path: {prec} autocast, TF32, torch.compile{graphs}, static memory")
+        return FastPath(prec, compile=True, static_memory=True, tf32=True, cuda_graphs=cuda_graphs,
+                        notice=f"fast path: {prec} autocast, TF32, torch.compile{graphs}, static memory")
     if cuda:
-        return FastPath(prec, notice=f"fast path partly off: {prec} autocast; torch.compile needs sm80+ "
-                        f"(this GPU is sm{''.join(map(str, torch.cuda.get_device_capability(device)))})")
+        sm = "".join(map(str, torch.cuda.get_device_capability(device)))
+        return FastPath(prec, notice=f"fast path partly off: {prec} autocast; torch.compile needs sm80+ (this GPU is sm{sm})")
     return FastPath(prec, notice=f"fast path off on {device.type}: eager {prec} (torch.compile is GPU-only here)")
 
 
