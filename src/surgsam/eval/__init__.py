@@ -24,6 +24,7 @@ from .evaluator import (
     get_protocol,
 )
 from .metrics import ClassIoU, boundary_f, dice, endovis_ious, frame_scores, region_iou, seg2bmap
+from .referring import ExpressionRecord, ReferringEvalSegmenter, ReferringRun, run_referring
 
 __all__ = [
     "PROTOCOLS",
@@ -31,9 +32,12 @@ __all__ = [
     "CopyFirstMaskSegmenter",
     "EngineSegmenter",
     "EvalResult",
+    "ExpressionRecord",
     "ObjectScore",
     "OracleSegmenter",
     "PredictionFolder",
+    "ReferringEvalSegmenter",
+    "ReferringRun",
     "Protocol",
     "Segmenter",
     "boundary_f",
@@ -47,5 +51,6 @@ __all__ = [
     "make_segmenter",
     "region_iou",
     "run_end_to_end",
+    "run_referring",
     "seg2bmap",
 ]

@@ -8,6 +8,11 @@ End-to-end mode (mask prompt at each object's first appearance, then scoring)::
 
     surgsam eval --e2e --data DATA_DIR --split valid --segmenter engine --model sam2.1_hiera_s
     torchrun --nproc_per_node 2 -m surgsam.eval --e2e --data DATA_DIR --segmenter copy
+
+Referring mode (each expression of a Ref-EndoVis video segmented from its text, ReSurgSAM2
+protocol by default)::
+
+    surgsam eval --e2e --segmenter referring --data DATA_DIR --split valid --checkpoint CKPT [--no-cifs]
 """
 
 from __future__ import annotations
@@ -28,9 +33,10 @@ def add_eval_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--pred", metavar="DIR", help="predictions: DIR/<video>/<frame>.png palette maps "
                    "or DIR/<video>/<obj_id>/<frame>.png per-object masks")
     p.add_argument("--split", default=None, help="split subfolder or EndoVis split (train, valid, fold0..3)")
-    p.add_argument("--protocol", default="surgsam2", choices=sorted(PROTOCOLS),
-                   help="surgsam2: skip each track's first/last frame; resurgsam2: all frames, "
-                   "instruments/tissue reported separately; davis: all frames minus first/last")
+    p.add_argument("--protocol", default=None, choices=sorted(PROTOCOLS),
+                   help="surgsam2 (default; resurgsam2 with --segmenter referring): skip each track's first/last "
+                   "frame; resurgsam2: all frames, instruments/tissue reported separately; davis: all frames "
+                   "minus first/last")
     p.add_argument("--level", default="instance", choices=["instance", "category"],
                    help="classes of the EndoVis IoU family: object ids (papers' CIoU) or categories (ISINet)")
     p.add_argument("--out", metavar="DIR", help="write objects.csv, videos.csv, summary.csv, results.json here")
@@ -43,11 +49,23 @@ def add_eval_arguments(p: argparse.ArgumentParser) -> None:
     e.add_argument("--e2e", action="store_true", help="run a segmenter on the dataset, then score it")
     e.add_argument("--segmenter", default="engine", choices=sorted(SEGMENTERS),
                    help="; ".join(f"{k}: {v}" for k, v in SEGMENTERS.items()))
-    e.add_argument("--model", default="sam2.1_hiera_s", help="model preset for --segmenter engine")
-    e.add_argument("--checkpoint", default=None, help="checkpoint file for the model")
-    e.add_argument("--image-size", type=int, default=512, help="model input size (default 512, as both papers)")
+    e.add_argument("--model", default=None, help="model preset (engine: default sam2.1_hiera_s; referring: the "
+                   "checkpoint's, or nano without --checkpoint)")
+    e.add_argument("--checkpoint", default=None, help="checkpoint file for the model (referring: without it an "
+                   "UNTRAINED nano + tiny referring network runs, and the output says so)")
+    e.add_argument("--image-size", type=int, default=None, help="model input size (engine: default 512, as both "
+                   "papers; referring: the model's default)")
     e.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, mps ... (torchrun: NCCL on cuda, else gloo)")
-    e.add_argument("--memory", default="efp", help="memory policy of the engine: fifo, efp, dlm")
+    e.add_argument("--memory", default=None, choices=["fifo", "efp", "dlm"],
+                   help="memory policy (engine: default efp; referring: default dlm)")
+    r = p.add_argument_group("referring segmenter (--segmenter referring)")
+    r.add_argument("--referring", default=None, help="referring preset (default: tiny without --checkpoint, "
+                   "resurgsam2 for ReSurgSAM2's files)")
+    r.add_argument("--text-encoder", default=None, help="minilm | clip | clip-tiny | a local CLIP/BERT directory "
+                   "(default: the model's own)")
+    r.add_argument("--no-cifs", action="store_true", help="track from the first frame passing both thresholds")
+    r.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16", "auto"])
+    r.add_argument("--seed", type=int, default=0, help="weights seed of the untrained network (no --checkpoint)")
     e.add_argument("--save-pred", metavar="DIR", help="also save the predictions as palette PNGs")
 
 
@@ -81,7 +99,8 @@ def run_eval(args: argparse.Namespace) -> int:
         from .evaluator import evaluate_folders
 
         gt = open_dataset(args.gt, args.split, require_frames=False, videos=videos)
-        result = evaluate_folders(gt, args.pred, args.protocol, level=args.level, allow_missing=args.allow_missing,
+        result = evaluate_folders(gt, args.pred, args.protocol or "surgsam2", level=args.level,
+                                  allow_missing=args.allow_missing,
                                   strict=not args.no_strict and videos is None, progress=not args.no_progress)
     except (DatasetError, ValueError, RuntimeError) as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -95,16 +114,19 @@ def _run_e2e(args: argparse.Namespace, videos: list[str] | None) -> int:
     from .distributed import gather_results, init_distributed, shard, shutdown_distributed
     from .endtoend import make_segmenter, run_end_to_end
 
+    if args.segmenter == "referring":
+        return _run_referring(args, videos)
     env = init_distributed(args.device)
     try:
         data = open_dataset(args.gt, args.split, require_frames=args.segmenter == "engine", videos=videos)
         all_videos = list(data)
         mine = [all_videos[i] for i in shard([len(v) for v in all_videos], env.rank, env.world_size)]
-        seg = make_segmenter(args.segmenter, all_videos, model=args.model, image_size=args.image_size,
-                             checkpoint=args.checkpoint, device=_rank_device(args.device, env), memory=args.memory) \
+        seg = make_segmenter(args.segmenter, all_videos, model=args.model or "sam2.1_hiera_s",
+                             image_size=args.image_size or 512, checkpoint=args.checkpoint,
+                             device=_rank_device(args.device, env), memory=args.memory or "efp") \
             if args.segmenter == "engine" else make_segmenter(args.segmenter, all_videos)
         desc = "e2e" if not env.distributed else f"e2e rank {env.rank}/{env.world_size}"
-        part = run_end_to_end(mine, seg, args.protocol, level=args.level, save_dir=args.save_pred,
+        part = run_end_to_end(mine, seg, args.protocol or "surgsam2", level=args.level, save_dir=args.save_pred,
                               progress=not args.no_progress and env.is_main, desc=desc)
         result = gather_results(part, env)
     finally:
@@ -113,6 +135,50 @@ def _run_e2e(args: argparse.Namespace, videos: list[str] | None) -> int:
         if env.distributed:
             print(f"merged {len({o.video for o in result.objects})} videos from {env.world_size} ranks")
         _report(result, args)
+    return 0
+
+
+def referring_segmenter_from_args(args: argparse.Namespace, device: str | None = None, **kw):
+    """A :class:`ReferringEvalSegmenter` from the eval (or ablation) command line."""
+    from ..referring.cifs import CIFSConfig
+    from .referring import ReferringEvalSegmenter
+
+    kw.setdefault("memory", args.memory or "dlm")
+    kw.setdefault("cifs", CIFSConfig(enabled=not args.no_cifs))
+    return ReferringEvalSegmenter(checkpoint=args.checkpoint, model=args.model, referring=args.referring,
+                                  image_size=args.image_size, text_encoder=args.text_encoder,
+                                  device=device or args.device, precision=args.precision, seed=args.seed, **kw)
+
+
+def _run_referring(args: argparse.Namespace, videos: list[str] | None) -> int:
+    from ..data import open_dataset
+    from ..referring.cli import UNTRAINED_NOTE
+    from .distributed import gather_payloads, init_distributed, shard, shutdown_distributed
+    from .referring import ReferringRun, run_referring
+
+    env = init_distributed(args.device)
+    try:
+        data = open_dataset(args.gt, args.split, require_frames=True, videos=videos)
+        all_videos = list(data)
+        mine = [all_videos[i] for i in shard([len(v) for v in all_videos], env.rank, env.world_size)]
+        seg = referring_segmenter_from_args(args, device=_rank_device(args.device, env))
+        if seg.untrained and env.is_main:
+            print("WARNING: " + UNTRAINED_NOTE.format(sam=args.model or "nano", ref=args.referring or "tiny"),
+                  file=sys.stderr)
+        desc = "refer-eval" if not env.distributed else f"refer-eval rank {env.rank}/{env.world_size}"
+        part = run_referring(mine, seg, args.protocol or "resurgsam2", level=args.level, save_dir=args.save_pred,
+                             progress=not args.no_progress and env.is_main, desc=desc)
+        parts = gather_payloads(part.to_dict(), env)
+    finally:
+        shutdown_distributed()
+    if parts is not None:
+        run = ReferringRun.merge([ReferringRun.from_dict(p) for p in parts if p is not None])
+        if env.distributed:
+            print(f"merged {len({e.video for e in run.expressions})} videos from {env.world_size} ranks")
+        print(run.table(per_object=not args.summary_only))
+        if args.out:
+            paths = run.write(Path(args.out))
+            print("wrote " + ", ".join(str(p) for p in paths.values()))
     return 0
 
 

@@ -17,7 +17,8 @@ from dataclasses import dataclass
 
 from .evaluator import EvalResult
 
-__all__ = ["DistEnv", "dist_env", "gather_results", "init_distributed", "shard", "shutdown_distributed"]
+__all__ = ["DistEnv", "dist_env", "gather_payloads", "gather_results", "init_distributed", "shard",
+           "shutdown_distributed"]
 
 
 @dataclass(frozen=True)
@@ -109,3 +110,18 @@ def gather_results(result: EvalResult, env: DistEnv) -> EvalResult | None:
         dist.gather_object(payload, None, dst=0)
         return None
     return EvalResult.merge(EvalResult.from_dict(p) for p in parts if p is not None)
+
+
+def gather_payloads(payload, env: DistEnv) -> list | None:
+    """All ranks send a picklable ``payload`` to rank 0, which gets the list (rank order); other
+    ranks get ``None``. Without a process group: ``[payload]``."""
+    if not env.distributed:
+        return [payload]
+    import torch.distributed as dist
+
+    if env.is_main:
+        parts: list = [None] * env.world_size
+        dist.gather_object(payload, parts, dst=0)
+        return parts
+    dist.gather_object(payload, None, dst=0)
+    return None

@@ -119,6 +119,7 @@ SEGMENTERS: dict[str, str] = {
     "engine": "the surgsam video engine (needs surgsam.VideoSegmenter)",
     "copy": "baseline: copy each object's first mask to every later frame",
     "oracle": "ground truth (pipeline check; scores 100)",
+    "referring": "text-referred (ReSurgSAM2): each Ref-EndoVis expression segmented from its text alone",
 }
 
 
@@ -132,6 +133,9 @@ def make_segmenter(kind: str, dataset: Sequence[Video] | None = None, **engine_k
         return OracleSegmenter(dataset)
     if kind == "engine":
         return EngineSegmenter(**engine_kw)
+    if kind == "referring":
+        raise ValueError("the referring segmenter runs through surgsam.eval.referring.run_referring "
+                         "(ReferringEvalSegmenter), not run_end_to_end")
     raise ValueError(f"unknown segmenter {kind!r}; known: {', '.join(SEGMENTERS)}")
 
 
