@@ -57,17 +57,6 @@ def _row(name: str, cifs: bool, memory: str, run) -> dict:
             "trk ms": t["tracking_latency_ms"] if t["tracking_latency_ms"] is not None else nan}
 
 
-def _clean(obj):
-    """JSON has no NaN: write null."""
-    if isinstance(obj, float) and math.isnan(obj):
-        return None
-    if isinstance(obj, dict):
-        return {k: _clean(v) for k, v in obj.items()}
-    if isinstance(obj, list):
-        return [_clean(v) for v in obj]
-    return obj
-
-
 def format_table(rows: list[dict], untrained: bool) -> str:
     def cell(x) -> str:
         if isinstance(x, float):
@@ -88,6 +77,7 @@ def format_table(rows: list[dict], untrained: bool) -> str:
 def main(argv=None) -> int:
     args = parse_args(argv)
     from surgsam.data import open_dataset
+    from surgsam.eval.evaluator import json_safe
     from surgsam.eval.referring import ReferringEvalSegmenter, run_referring
     from surgsam.referring.cifs import CIFSConfig
     from surgsam.referring.cli import build_referring
@@ -125,7 +115,7 @@ def main(argv=None) -> int:
         doc = {"untrained": untrained, "data": str(args.data), "split": args.split, "checkpoint": args.checkpoint,
                "protocol": args.protocol, "rows": rows,
                "settings": {k: r.settings for k, r in runs.items()}}
-        (out / "ablation.json").write_text(json.dumps(_clean(doc), indent=1, default=str))
+        (out / "ablation.json").write_text(json.dumps(json_safe(doc), indent=1, default=str))
         print(f"wrote {out / 'ablation.csv'}, {out / 'ablation.json'}")
     return 0
 

@@ -243,35 +243,36 @@ class EvalResult:
             w = csv.writer(fh)
             w.writerow(["video", "obj_id", "category", "n_frames", "J&F", "J", "F", "Dice"])
             for o in self.objects:
-                w.writerow([o.video, o.obj_id, o.category, o.n_frames, *(_fmt(x) for x in (o.JF, o.J, o.F, o.Dice))])
+                w.writerow([o.video, o.obj_id, o.category, o.n_frames, *(format_metric(x) for x in (o.JF, o.J, o.F, o.Dice))])
         with open(paths["videos"], "w", newline="") as fh:
             w = csv.writer(fh)
             w.writerow(["video", "n_objects", "J&F", "J", "F", "Dice"])
             for r in self.per_video():
-                w.writerow([r["video"], r["n_objects"], *(_fmt(r[k]) for k in ("J&F", "J", "F", "Dice"))])  # type: ignore[arg-type]
+                w.writerow([r["video"], r["n_objects"], *(format_metric(r[k]) for k in ("J&F", "J", "F", "Dice"))])  # type: ignore[arg-type]
         summ = self.summary()
         keys = ["J&F", "J", "F", "Dice", "challenge_iou", "iou", "mc_iou", "cum_iou", "n_objects", "n_videos", "n_frames"]
         with open(paths["summary"], "w", newline="") as fh:
             w = csv.writer(fh)
             w.writerow(["protocol", "level", "group", *keys])
             for g, r in summ.items():
-                w.writerow([self.protocol, self.level, g, *(_fmt(r[k]) for k in keys)])
-        paths["json"].write_text(json.dumps(_clean(self.to_dict()), indent=1))
+                w.writerow([self.protocol, self.level, g, *(format_metric(r[k]) for k in keys)])
+        paths["json"].write_text(json.dumps(json_safe(self.to_dict()), indent=1))
         return paths
 
 
-def _fmt(x: float) -> str:
+def format_metric(x: float) -> str:
+    """A metric for CSV: 4 decimals, ``nan`` for undefined."""
     return "nan" if isinstance(x, float) and math.isnan(x) else f"{x:.4f}"
 
 
-def _clean(obj):
-    """JSON has no NaN: write null."""
+def json_safe(obj):
+    """``obj`` with every NaN float replaced by None (JSON has no NaN: written as null)."""
     if isinstance(obj, float) and math.isnan(obj):
         return None
     if isinstance(obj, dict):
-        return {k: _clean(v) for k, v in obj.items()}
+        return {k: json_safe(v) for k, v in obj.items()}
     if isinstance(obj, list):
-        return [_clean(v) for v in obj]
+        return [json_safe(v) for v in obj]
     return obj
 
 

@@ -25,7 +25,6 @@ from __future__ import annotations
 import copy
 import csv
 import json
-import math
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
@@ -36,7 +35,7 @@ import numpy as np
 
 from ..data.palette import write_mask
 from ..data.vos import Video, natural_key
-from .evaluator import EvalResult, Protocol, compose_labels, evaluate_video, get_protocol
+from .evaluator import EvalResult, Protocol, compose_labels, evaluate_video, format_metric, get_protocol, json_safe
 
 __all__ = ["ExpressionRecord", "NEVER_FOUND", "ReferringEvalSegmenter", "ReferringRun", "run_referring"]
 
@@ -159,32 +158,18 @@ class ReferringRun:
                         "tracking_from", "n_frames", "J&F", "J", "F", "Dice"])
             for e in self.expressions:
                 w.writerow([e.video, e.exp_id, e.obj_id, e.text, e.group, _opt(e.credible_frame), _opt(e.found_frame),
-                            e.started, e.n_frames, *(_f(x) for x in (e.JF, e.J, e.F, e.Dice))])
+                            e.started, e.n_frames, *(format_metric(x) for x in (e.JF, e.J, e.F, e.Dice))])
         paths["referring"] = d / "referring.json"
         found, n = self.found_count()
         doc = {"settings": self.settings, "timing": self.timing(), "found": found, "expressions_total": n,
                "summary": self.result.summary(),
                "expressions": [dict(asdict(e), JF=e.JF, started=e.started) for e in self.expressions]}
-        paths["referring"].write_text(json.dumps(_clean(doc), indent=1))
+        paths["referring"].write_text(json.dumps(json_safe(doc), indent=1))
         return paths
 
 
 def _opt(x: int | None) -> str:
     return "" if x is None else str(x)
-
-
-def _f(x: float) -> str:
-    return "nan" if math.isnan(x) else f"{x:.4f}"
-
-
-def _clean(obj):
-    if isinstance(obj, float) and math.isnan(obj):
-        return None
-    if isinstance(obj, dict):
-        return {k: _clean(v) for k, v in obj.items()}
-    if isinstance(obj, list):
-        return [_clean(v) for v in obj]
-    return obj
 
 
 class ReferringEvalSegmenter:
