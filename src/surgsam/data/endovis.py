@@ -102,6 +102,21 @@ def _seq_number(name: str) -> int | None:
     m = re.search(r"(\d+)$", name)
     return int(m.group(1)) if m else None
 
+def _wanted_sequences(year: int, split: str | None, sequences: Sequence[int] | None) -> set[int] | None:
+    """The sequence numbers a raw loader keeps (None: all): the paper's ``split`` or ``sequences``."""
+    if split is not None:
+        sequences = split_sequences(year, split)
+    return None if sequences is None else set(sequences)
+
+
+def _left_frames(seq_dir: Path) -> tuple[Path, list[Path]]:
+    """A raw sequence's ``left_frames`` folder and its frame files."""
+    frames_dir = seq_dir / "left_frames"
+    if not frames_dir.is_dir():
+        raise DatasetError(f"{seq_dir}: missing left_frames/")
+    return frames_dir, list_images(frames_dir)
+
+
 
 # ---------------------------------------------------------------------------------------------
 # Instance-level VOS layout
@@ -191,18 +206,13 @@ class EndoVis17Raw(VideoList, Sequence[EndoVis17RawVideo]):
         dirs = sorted(self.root.glob("instrument_dataset_*"), key=lambda p: natural_key(p.name))
         if not dirs:
             raise DatasetError(f"{self.root}: no instrument_dataset_* folders (raw EndoVis 2017 layout)")
-        if split is not None:
-            sequences = split_sequences(17, split)
-        wanted = None if sequences is None else set(sequences)
+        wanted = _wanted_sequences(17, split, sequences)
         self.videos: list[EndoVis17RawVideo] = []
         for d in dirs:
             k = _seq_number(d.name)
             if wanted is not None and k not in wanted:
                 continue
-            frames_dir = d / "left_frames"
-            if not frames_dir.is_dir():
-                raise DatasetError(f"{d}: missing left_frames/")
-            frames = list_images(frames_dir)
+            frames_dir, frames = _left_frames(d)
             if not frames:
                 raise DatasetError(f"{frames_dir}: no frames")
             check_frame_gaps(d.name, [p.stem.replace("frame", "") for p in frames], frames_dir)
@@ -283,18 +293,12 @@ class EndoVis18Raw(VideoList, Sequence[EndoVis18RawVideo]):
         )
         if not seqs:
             raise DatasetError(f"{self.root}: no seq_* folders (raw EndoVis 2018 layout)")
-        if split is not None:
-            sequences = split_sequences(18, split)
-        wanted = None if sequences is None else set(sequences)
+        wanted = _wanted_sequences(18, split, sequences)
         self.videos: list[EndoVis18RawVideo] = []
         for d in seqs:
-            k = _seq_number(d.name)
-            if wanted is not None and k not in wanted:
+            if wanted is not None and _seq_number(d.name) not in wanted:
                 continue
-            frames_dir = d / "left_frames"
-            if not frames_dir.is_dir():
-                raise DatasetError(f"{d}: missing left_frames/")
-            frames = list_images(frames_dir)
+            _, frames = _left_frames(d)
             label_dir = d / "labels" if (d / "labels").is_dir() else None
             table = Path(labels_json) if labels_json else d / "labels.json"
             if not table.is_file():
