@@ -39,6 +39,9 @@ def test_resume_reproduces_an_uninterrupted_run(tmp_path, synth_root, sampler):
     first = Trainer(_cfg(tmp_path / "b", synth_root), model=_model(), sampler=sampler)
     first.train(until=2)
     assert not (tmp_path / "b" / "model.pt").exists()
+    # a run killed after its last checkpoint logged steps that the resumed run does again
+    with (tmp_path / "b" / "log.jsonl").open("a") as f:
+        f.write(json.dumps({"step": 3, "loss": -1.0}) + "\n")
     resumed = Trainer(_cfg(tmp_path / "b", synth_root), model=_model(), sampler=sampler, resume=True)
     assert resumed.step == 2
     resumed.train()
@@ -50,7 +53,7 @@ def test_resume_reproduces_an_uninterrupted_run(tmp_path, synth_root, sampler):
         for name in ("exp_avg", "exp_avg_sq", "step"):
             assert torch.equal(sa["state"][k][name], sb["state"][k][name]), (k, name)
     assert [g["lr"] for g in full.optimizer.param_groups] == [g["lr"] for g in resumed.optimizer.param_groups]
-    # the logs agree step by step (the resumed run appends to its log)
+    # the logs agree step by step (the resumed run drops the stale lines, then appends)
     la = [json.loads(x) for x in (tmp_path / "a" / "log.jsonl").read_text().splitlines()]
     lb = [json.loads(x) for x in (tmp_path / "b" / "log.jsonl").read_text().splitlines()]
     assert [r["step"] for r in lb] == [1, 2, 3, 4]

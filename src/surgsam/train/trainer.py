@@ -370,6 +370,10 @@ class Trainer:
         if state["rng_cuda"] and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(state["rng_cuda"])
         self.step = int(state["step"])
+        if self.is_main and self.log_path.is_file():
+            # steps logged after this checkpoint by the interrupted run are done again: drop them
+            lines = self.log_path.read_text().splitlines(keepends=True)
+            self.log_path.write_text("".join(x for x in lines if json.loads(x)["step"] <= self.step))
         return True
 
 
