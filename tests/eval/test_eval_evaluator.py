@@ -7,6 +7,7 @@ import types
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from surgsam.data import VOSDataset, write_mask
@@ -206,3 +207,20 @@ def test_engine_segmenter_missing_engine_is_a_clear_error(monkeypatch):
     v = ArrayVideo("v", moving_squares())
     with pytest.raises(RuntimeError, match="VideoSegmenter"):
         list(EngineSegmenter().segment("v", [np.zeros((32, 40, 3), np.uint8)] * 6, v.prompts()))
+
+
+def test_engine_segmenter_takes_network_and_size_from_our_checkpoint(tmp_path):
+    """Without --model/--image-size, one of our checkpoints decides both (a 256-px nano is not
+    silently run at the papers' 512 px); explicit values still win; a bare state dict falls back
+    to the papers' setting."""
+    from surgsam.modeling import build_model, save_checkpoint
+
+    net = build_model("nano", image_size=128)
+    ours = save_checkpoint(net, tmp_path / "nano128.pt", net.cfg.to_dict())
+    assert EngineSegmenter(checkpoint=str(ours))._get_model()[1].image_size == 128
+    assert EngineSegmenter(checkpoint=str(ours), image_size=64)._get_model()[1].image_size == 64
+    torch.save(net.state_dict(), tmp_path / "bare.pt")
+    with pytest.raises(Exception, match="sam2.1_hiera_small|nano"):  # bare nano weights vs the default preset
+        EngineSegmenter(checkpoint=str(tmp_path / "bare.pt"))._get_model()
+    built = EngineSegmenter("nano", checkpoint=str(tmp_path / "bare.pt"))._get_model()[1]
+    assert built.cfg.name == "nano" and built.image_size == 512

@@ -49,12 +49,12 @@ def add_eval_arguments(p: argparse.ArgumentParser) -> None:
     e.add_argument("--e2e", action="store_true", help="run a segmenter on the dataset, then score it")
     e.add_argument("--segmenter", default="engine", choices=sorted(SEGMENTERS),
                    help="; ".join(f"{k}: {v}" for k, v in SEGMENTERS.items()))
-    e.add_argument("--model", default=None, help="model preset (engine: default sam2.1_hiera_s; referring: the "
-                   "checkpoint's, or nano without --checkpoint)")
+    e.add_argument("--model", default=None, help="model preset (default: the checkpoint's own; engine: else "
+                   "sam2.1_hiera_s; referring: else nano)")
     e.add_argument("--checkpoint", default=None, help="checkpoint file for the model (referring: without it an "
                    "UNTRAINED nano + tiny referring network runs, and the output says so)")
-    e.add_argument("--image-size", type=int, default=None, help="model input size (engine: default 512, as both "
-                   "papers; referring: the model's default)")
+    e.add_argument("--image-size", type=int, default=None, help="model input size (default: the checkpoint's own; engine: "
+                   "else 512, as both papers; referring: else the model's default)")
     e.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, mps ... (torchrun: NCCL on cuda, else gloo)")
     e.add_argument("--memory", default=None, choices=["fifo", "efp", "dlm"],
                    help="memory policy (engine: default efp; referring: default dlm)")
@@ -121,8 +121,8 @@ def _run_e2e(args: argparse.Namespace, videos: list[str] | None) -> int:
         data = open_dataset(args.gt, args.split, require_frames=args.segmenter == "engine", videos=videos)
         all_videos = list(data)
         mine = [all_videos[i] for i in shard([len(v) for v in all_videos], env.rank, env.world_size)]
-        seg = make_segmenter(args.segmenter, all_videos, model=args.model or "sam2.1_hiera_s",
-                             image_size=args.image_size or 512, checkpoint=args.checkpoint,
+        seg = make_segmenter(args.segmenter, all_videos, model=args.model,
+                             image_size=args.image_size, checkpoint=args.checkpoint,
                              device=_rank_device(args.device, env), memory=args.memory or "efp") \
             if args.segmenter == "engine" else make_segmenter(args.segmenter, all_videos)
         desc = "e2e" if not env.distributed else f"e2e rank {env.rank}/{env.world_size}"

@@ -76,7 +76,7 @@ class EngineSegmenter:
     prompt are not sent to the engine (nothing is tracked yet).
     """
 
-    def __init__(self, model: str = "sam2.1_hiera_s", *, image_size: int = 512, checkpoint: str | None = None,
+    def __init__(self, model: str | None = None, *, image_size: int | None = None, checkpoint: str | None = None,
                  device: str = "cpu", memory: str = "efp"):
         self.model_name = model
         self.image_size = image_size
@@ -101,8 +101,15 @@ class EngineSegmenter:
     def _get_model(self):
         api = self._api()
         if self._model is None:
-            self._model = api.build_model(self.model_name, image_size=self.image_size, checkpoint=self.checkpoint,
-                                          device=self.device)
+            name, size = self.model_name, self.image_size
+            if name is None or size is None:
+                # our own checkpoints state their network and input size; otherwise the papers' setting
+                from surgsam.modeling.checkpoint import read_checkpoint
+
+                own = self.checkpoint is not None and read_checkpoint(self.checkpoint).config is not None
+                name = name if name is not None or own else "sam2.1_hiera_s"
+                size = size if size is not None or own else 512
+            self._model = api.build_model(name, image_size=size, checkpoint=self.checkpoint, device=self.device)
         return api, self._model
 
     def segment(self, video: str, frames: Sequence[np.ndarray], prompts: Mapping[int, ObjectPrompt]) -> Iterator[Masks]:
