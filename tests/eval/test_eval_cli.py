@@ -58,6 +58,9 @@ def test_cli_errors(data, tmp_path, capsys):
     assert run_cli("eval", "--gt", str(data), "--split", "valid") == 2
     assert run_cli("eval", "--gt", str(data), "--split", "valid", "--pred", str(tmp_path / "missing")) == 2
     assert "does not exist" in capsys.readouterr().err
+    assert run_cli("eval", "--e2e", "--gt", str(data), "--split", "valid", "--segmenter", "copy",
+                   "--prompt", "click") == 2
+    assert "applies to --segmenter engine only" in capsys.readouterr().err
 
 
 def _free_port() -> int:

@@ -224,3 +224,40 @@ def test_engine_segmenter_takes_network_and_size_from_our_checkpoint(tmp_path):
         EngineSegmenter(checkpoint=str(tmp_path / "bare.pt"))._get_model()
     built = EngineSegmenter("nano", checkpoint=str(tmp_path / "bare.pt"))._get_model()[1]
     assert built.cfg.name == "nano" and built.image_size == 512
+
+
+def test_interior_point_and_box_prompts():
+    from surgsam.eval.endtoend import interior_point, mask_box
+
+    m = np.zeros((40, 60), bool)
+    m[5:15, 2:50] = True  # a bar ...
+    m[10:36, 30:56] = True  # ... joined to a thicker square: the deepest pixel is in the square
+    x, y = interior_point(m)
+    assert m[int(y), int(x)] and 36 <= x <= 48 and 17 <= y <= 24
+    ring = np.zeros((30, 30), bool)
+    ring[5:25, 5:25] = True
+    ring[12:18, 12:18] = False  # a hole: the answer stays inside the mask
+    assert ring[int(interior_point(ring)[1]), int(interior_point(ring)[0])]
+    edge = np.zeros((10, 10), bool)
+    edge[:, :3] = True  # touching the border: the border counts as outside
+    assert interior_point(edge)[0] == 1.0
+    assert mask_box(m) == (2.0, 5.0, 55.0, 35.0)
+    with pytest.raises(ValueError, match="empty"):
+        interior_point(np.zeros((4, 4), bool))
+
+
+@pytest.mark.parametrize("kind", ["click", "box"])
+def test_engine_segmenter_click_and_box_prompts(kind):
+    """A click or box prompt goes to the engine as such (not as the mask) on the object's first frame."""
+    v = ArrayVideo("v", moving_squares())
+    frames = [np.full((32, 40, 3), 90, np.uint8)] * 6
+    seg = EngineSegmenter("nano", image_size=64, memory="fifo", prompt=kind)
+    sent = []
+    real = seg._engine_prompt
+    seg._engine_prompt = lambda cls, k, p: sent.append(real(cls, k, p)) or sent[-1]
+    out = list(seg.segment("v", frames, v.prompts()))
+    assert len(out) == 6 and set(out[2]) == {1, 2}
+    assert all(p.mask is None for p in sent)
+    assert all((p.points is not None) == (kind == "click") and (p.box is not None) == (kind == "box") for p in sent)
+    with pytest.raises(ValueError, match="prompt kind"):
+        EngineSegmenter(prompt="scribble")

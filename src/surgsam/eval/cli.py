@@ -56,6 +56,9 @@ def add_eval_arguments(p: argparse.ArgumentParser) -> None:
     e.add_argument("--image-size", type=int, default=None, help="model input size (default: the checkpoint's own; engine: "
                    "else 512, as both papers; referring: else the model's default)")
     e.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, mps ... (torchrun: NCCL on cuda, else gloo)")
+    e.add_argument("--prompt", default="mask", choices=["mask", "click", "box"],
+                   help="engine: prompt each object at its first appearance with its mask (the papers' "
+                   "protocol), one positive click at its deepest pixel, or its tight box")
     e.add_argument("--memory", default=None, choices=["fifo", "efp", "dlm"],
                    help="memory policy (engine: default efp; referring: default dlm)")
     r = p.add_argument_group("referring segmenter (--segmenter referring)")
@@ -114,6 +117,8 @@ def _run_e2e(args: argparse.Namespace, videos: list[str] | None) -> int:
     from .distributed import gather_results, init_distributed, shard, shutdown_distributed
     from .endtoend import make_segmenter, run_end_to_end
 
+    if args.prompt != "mask" and args.segmenter != "engine":
+        raise ValueError(f"--prompt {args.prompt} applies to --segmenter engine only")
     if args.segmenter == "referring":
         return _run_referring(args, videos)
     env = init_distributed(args.device)
@@ -123,7 +128,8 @@ def _run_e2e(args: argparse.Namespace, videos: list[str] | None) -> int:
         mine = [all_videos[i] for i in shard([len(v) for v in all_videos], env.rank, env.world_size)]
         seg = make_segmenter(args.segmenter, all_videos, model=args.model,
                              image_size=args.image_size, checkpoint=args.checkpoint,
-                             device=_rank_device(args.device, env), memory=args.memory or "efp") \
+                             device=_rank_device(args.device, env), memory=args.memory or "efp",
+                             prompt=args.prompt) \
             if args.segmenter == "engine" else make_segmenter(args.segmenter, all_videos)
         desc = "e2e" if not env.distributed else f"e2e rank {env.rank}/{env.world_size}"
         part = run_end_to_end(mine, seg, args.protocol or "surgsam2", level=args.level, save_dir=args.save_pred,

@@ -1,5 +1,7 @@
 """End-to-end evaluation: run a segmenter on a dataset split with the papers' prompts (each
-object's ground-truth mask at its first appearance), then score it.
+object's ground-truth mask at its first appearance), then score it. The engine can instead be
+prompted with one positive click (the mask's deepest interior pixel) or the mask's tight box,
+on the same frame.
 
 A *segmenter* is anything with ``segment(video, frames, prompts)`` that yields, per frame in
 order, ``{obj_id: H x W bool}`` (see :class:`Segmenter`). Three are provided:
@@ -23,6 +25,7 @@ from ..data.vos import ObjectPrompt, Video
 from .evaluator import EvalResult, Protocol, compose_labels, evaluate_video, get_protocol
 
 __all__ = [
+    "PROMPT_KINDS",
     "CopyFirstMaskSegmenter",
     "EngineSegmenter",
     "OracleSegmenter",
@@ -33,6 +36,37 @@ __all__ = [
 ]
 
 Masks = dict[int, np.ndarray]
+PROMPT_KINDS = ("mask", "click", "box")
+
+
+def interior_point(mask: np.ndarray) -> tuple[float, float]:
+    """The ``(x, y)`` pixel deepest inside ``mask`` (``H x W`` bool, not empty): the last to
+    survive repeated 3x3 erosion (the image border counts as outside); among those, the one
+    nearest their centroid. Deterministic, numpy only."""
+    cur = np.asarray(mask, dtype=bool)
+    if not cur.any():
+        raise ValueError("interior_point of an empty mask")
+    while True:
+        padded = np.pad(cur, 1, constant_values=False)
+        h, w = cur.shape
+        nxt = np.ones_like(cur)
+        for dy in range(3):
+            for dx in range(3):
+                nxt &= padded[dy:dy + h, dx:dx + w]
+        if not nxt.any():
+            break
+        cur = nxt
+    ys, xs = np.nonzero(cur)
+    i = int(np.argmin((ys - ys.mean()) ** 2 + (xs - xs.mean()) ** 2))
+    return float(xs[i]), float(ys[i])
+
+
+def mask_box(mask: np.ndarray) -> tuple[float, float, float, float]:
+    """Tight ``(x0, y0, x1, y1)`` box of a non-empty ``H x W`` mask, in pixel coordinates."""
+    ys, xs = np.nonzero(mask)
+    if len(xs) == 0:
+        raise ValueError("mask_box of an empty mask")
+    return float(xs.min()), float(ys.min()), float(xs.max()), float(ys.max())
 
 
 class Segmenter(TypingProtocol):
@@ -68,7 +102,9 @@ class OracleSegmenter:
 
 
 class EngineSegmenter:
-    """The surgsam video engine, with mask prompts at each object's first appearance.
+    """The surgsam video engine, prompted at each object's first appearance with its mask
+    (``prompt="mask"``, the papers' protocol), one positive click at the mask's deepest pixel
+    (``"click"``, :func:`interior_point`) or the mask's tight box (``"box"``).
 
     The model is built once, lazily (``surgsam.build_model``); each video gets a fresh
     ``surgsam.VideoSegmenter``. On a frame that brings new objects, ``add_prompt`` is called for
@@ -77,7 +113,10 @@ class EngineSegmenter:
     """
 
     def __init__(self, model: str | None = None, *, image_size: int | None = None, checkpoint: str | None = None,
-                 device: str = "cpu", memory: str = "efp"):
+                 device: str = "cpu", memory: str = "efp", prompt: str = "mask"):
+        if prompt not in PROMPT_KINDS:
+            raise ValueError(f"unknown prompt kind {prompt!r}; choose one of {', '.join(PROMPT_KINDS)}")
+        self.prompt = prompt
         self.model_name = model
         self.image_size = image_size
         self.checkpoint = checkpoint
@@ -116,10 +155,17 @@ class EngineSegmenter:
         api, model = self._get_model()
         from surgsam.engine import Prompt, segment_video
 
-        engine_prompts = [Prompt(int(k), p.frame_idx, mask=p.mask) for k, p in sorted(prompts.items())]
+        engine_prompts = [self._engine_prompt(Prompt, int(k), p) for k, p in sorted(prompts.items())]
         for res in segment_video(frames, engine_prompts, model, memory=self.memory):
             masks = np.asarray(res.masks).astype(bool)
             yield {int(k): masks[i] for i, k in enumerate(res.obj_ids)}
+
+    def _engine_prompt(self, prompt_cls, obj_id: int, p: ObjectPrompt):
+        if self.prompt == "click":
+            return prompt_cls(obj_id, p.frame_idx, points=[interior_point(p.mask)], labels=[1])
+        if self.prompt == "box":
+            return prompt_cls(obj_id, p.frame_idx, box=mask_box(p.mask))
+        return prompt_cls(obj_id, p.frame_idx, mask=p.mask)
 
 
 SEGMENTERS: dict[str, str] = {
