@@ -99,7 +99,8 @@ def _register_presets(sub) -> None:
 def _cmd_presets(args: argparse.Namespace) -> int:
     import torch
 
-    from .modeling import SAM2Model, get_preset, list_presets
+    from .modeling import EMBEDDED_MODELS, SAM2Model, get_preset, list_presets
+    from .modeling.embedded import is_embedded_available
 
     rows = [("preset", "params", "image size", "trunk (dim, stages)", "version")]
     for name in list_presets():
@@ -113,6 +114,10 @@ def _cmd_presets(args: argparse.Namespace) -> int:
         print("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
     print("\naliases: sam2_hiera_{t,s,b+,l}, sam2.1_hiera_{t,s,b+,l}; any image size that is a multiple of 32 "
           "(512 for the surgical models)")
+    print("\nembedded models (pass the name as --checkpoint / build_model(checkpoint=...)):")
+    for m in EMBEDDED_MODELS.values():
+        state = "" if is_embedded_available(m.name) else " [not in this installation]"
+        print(f"  {m.name}: {m.summary}{state}")
     return 0
 
 

@@ -136,9 +136,14 @@ def _build(choice: ModelChoice) -> Any:
     from ..demo import build_demo_model
     from ..modeling import CheckpointError, build_model
 
+    from ..modeling.embedded import resolve_checkpoint
+
     ckpt = (choice.checkpoint or "").strip() or None
     if ckpt is not None:
-        p = Path(ckpt).expanduser()
+        try:
+            p = resolve_checkpoint(Path(ckpt).expanduser())  # a file, or an embedded model's name
+        except FileNotFoundError as exc:
+            raise JobError(str(exc)) from None
         if not p.is_file():
             raise JobError(f"checkpoint not found: {p}")
         ckpt = str(p)

@@ -6,7 +6,8 @@ Accepted files (always read with ``torch.load(..., map_location="cpu", weights_o
 * a bare state dict (SurgSAM2's ``sam2_hiera_s_endo18.pth``),
 * ours: ``{"format": "surgsam", "config": SAM2Config.to_dict(), "model": state_dict, ...}``,
   so a file says which network it belongs to,
-* ``.safetensors`` files (our config, if any, in the metadata under ``"surgsam_config"``).
+* ``.safetensors`` files (our config, if any, in the metadata under ``"surgsam_config"``),
+* the name of a model bundled with the package (``surgsam-nano-synth``; see ``embedded.py``).
 
 ``torch.compile`` (``_orig_mod.``) and DDP (``module.``) prefixes are stripped. Loading is
 strict: any missing or unexpected key, or any shape mismatch, raises :class:`CheckpointError`
@@ -59,8 +60,14 @@ def strip_prefixes(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 
 
 def read_checkpoint(path: str | Path) -> LoadedCheckpoint:
-    """Read a checkpoint file safely; see the module docstring for the accepted layouts."""
-    path = Path(path)
+    """Read a checkpoint file safely; see the module docstring for the accepted layouts.
+
+    ``path`` may also name an embedded model (``surgsam.modeling.embedded``), e.g.
+    ``"surgsam-nano-synth"``.
+    """
+    from .embedded import resolve_checkpoint
+
+    path = resolve_checkpoint(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint not found: {path}")
     if path.stat().st_size == 0:

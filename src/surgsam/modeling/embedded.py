@@ -1,0 +1,65 @@
+"""Models that ship inside the package, addressed by name wherever a checkpoint path is accepted.
+
+``build_model(checkpoint="surgsam-nano-synth")``, ``surgsam segment --checkpoint
+surgsam-nano-synth`` and ``surgsam eval --checkpoint surgsam-nano-synth`` all load the bundled
+file ``surgsam/assets/nano_synth.pt`` (our checkpoint format, so it carries its config and the
+record of how it was trained: ``read_checkpoint(...).meta``). A name is only resolved when no
+file of that name exists in the working directory.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class EmbeddedModel:
+    """A bundled checkpoint: its file under ``surgsam/assets`` and one line on what it is."""
+
+    name: str
+    file: str
+    summary: str
+
+
+EMBEDDED_MODELS: dict[str, EmbeddedModel] = {
+    m.name: m
+    for m in (
+        EmbeddedModel("surgsam-nano-synth", "nano_synth.pt",
+                      "nano preset at 256 px, trained by `surgsam train --recipe nano-synth` on synthetic "
+                      "surgical videos only (the demo's default; not a model for real endoscopy)"),
+    )
+}
+
+
+def embedded_path(name: str) -> Path:
+    """The bundled file of embedded model ``name``.
+
+    Raises:
+        KeyError: ``name`` is not an embedded model.
+        FileNotFoundError: the model is known but its file is not in this installation.
+    """
+    if name not in EMBEDDED_MODELS:
+        raise KeyError(f"unknown embedded model {name!r}; known: {', '.join(sorted(EMBEDDED_MODELS))}")
+    path = Path(str(resources.files("surgsam").joinpath("assets", EMBEDDED_MODELS[name].file)))
+    if not path.is_file():
+        raise FileNotFoundError(f"the embedded model {name!r} is not part of this installation (expected {path})")
+    return path
+
+
+def is_embedded_available(name: str) -> bool:
+    """Whether embedded model ``name`` is known and its file is installed."""
+    try:
+        embedded_path(name)
+    except (KeyError, FileNotFoundError):
+        return False
+    return True
+
+
+def resolve_checkpoint(ref: str | Path) -> Path:
+    """A checkpoint argument -> a file path: an existing file as is, else an embedded model name."""
+    path = Path(ref)
+    if not path.exists() and str(ref) in EMBEDDED_MODELS:
+        return embedded_path(str(ref))
+    return path
