@@ -1,7 +1,14 @@
 """The streaming engine: a session that tracks objects frame by frame with bounded memory."""
 
-from .offline import Prompt, segment_video
-from .session import VideoSegmenter
-from .state import FrameResult, ObjectState
+from __future__ import annotations
 
-__all__ = ["VideoSegmenter", "FrameResult", "ObjectState", "Prompt", "segment_video"]
+from .._lazy import lazy_exports
+
+# public name -> submodule (imported on first use, so importing the package does not load torch)
+_EXPORTS = {
+    "VideoSegmenter": ".session",
+    "FrameResult": ".state", "ObjectState": ".state",
+    "Prompt": ".offline", "segment_video": ".offline",
+}
+__all__ = list(_EXPORTS)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

