@@ -54,14 +54,18 @@ class ModelChoice:
     checkpoint: str | None = None
     image_size: int | None = None
     device: str = "cpu"
-    seed: int = 0  # random weights of the demo model
+    seed: int = 0  # random weights of the demo model when the embedded one is not installed
 
     def label(self) -> str:
         what = "demo model" if self.name == DEMO_MODEL else self.name
         if self.checkpoint:
             return f"{what} from {Path(self.checkpoint).name}"
         if self.name == DEMO_MODEL:
-            return "demo model (untrained nano, random weights: masks are not meaningful)"
+            from ..demo import demo_checkpoint
+
+            ckpt = demo_checkpoint()
+            return f"demo model ({ckpt}, trained on synthetic videos only)" if ckpt else \
+                "demo model (untrained nano, random weights: masks are not meaningful)"
         return f"{what} (random weights: no checkpoint given)"
 
 

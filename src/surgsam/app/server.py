@@ -344,7 +344,12 @@ def build_app(cfg: AppConfig | None = None) -> Any:
     gr = require_gradio()
     cfg = cfg or AppConfig()
     app = _App(cfg, gr)
-    choices = [(f"{DEMO_MODEL} (untrained nano, as `surgsam demo`)", DEMO_MODEL)] + list_presets()
+    from ..demo import demo_checkpoint
+
+    demo_ckpt = demo_checkpoint()
+    demo_label = f"{DEMO_MODEL} ({demo_ckpt}, as `surgsam demo`)" if demo_ckpt else \
+        f"{DEMO_MODEL} (untrained nano, as `surgsam demo`)"
+    choices = [(demo_label, DEMO_MODEL)] + list_presets()
     # uploads and results Gradio copied to its cache are deleted after 12 h (checked hourly)
     with gr.Blocks(title="surgsam", analytics_enabled=False, delete_cache=(3600, 12 * 3600)) as demo:
         gr.Markdown("## surgsam: segment surgical video\nOpen a video, scrub to a frame, click the objects "

@@ -19,7 +19,8 @@ def register(sub) -> None:
     )
     p.add_argument("video", help="video file (mp4/avi/mkv/webm), image folder, camera index or stream URL")
     p.add_argument("--model", default=None, help="preset name (optional with our own checkpoints)")
-    p.add_argument("--checkpoint", default=None, help="weights: Meta's .pt, a bare state dict, or ours")
+    p.add_argument("--checkpoint", default=None, help="weights: Meta's .pt, a bare state dict, ours, or an embedded "
+                   "model's name (surgsam-nano-synth; see surgsam presets)")
     p.add_argument("--image-size", type=int, default=None, help="model input size (default: the model's)")
     add_prompt_arguments(p)
     p.add_argument("--frame", type=int, default=0, help="index of the prompt frame")
