@@ -43,6 +43,10 @@ def register(subparsers) -> None:
     p.add_argument("--max-objects", type=int, default=None, help="objects per clip (default 3)")
     p.add_argument("--lr", type=float, default=None, help="base learning rate")
     p.add_argument("--warmup", type=float, default=None, help="warm-up: steps (>= 1) or a fraction of the run (< 1)")
+    p.add_argument("--point-prob", type=float, default=None,
+                   help="probability that a video clip is prompted with a click or box instead of a mask (default 0.5)")
+    p.add_argument("--iou-loss", choices=("l1", "mse"), default=None,
+                   help="loss of the IoU head (SAM 2: l1; SAM: mse, which does not collapse to 0 from random init)")
     p.add_argument("--freeze", default=None,
                    help="comma-separated module prefixes to freeze (e.g. image_encoder,sam_prompt_encoder; 'none')")
     p.add_argument("--text-encoder", default=None,
@@ -88,6 +92,13 @@ def config_from_args(args: argparse.Namespace):
     if args.freeze is not None:
         names = () if args.freeze.strip().lower() in ("", "none") else tuple(x.strip() for x in args.freeze.split(",") if x.strip())
         optim = replace(optim, freeze=names)
+    prompts, loss = cfg.prompts, cfg.loss
+    if args.point_prob is not None:
+        if not 0.0 <= args.point_prob <= 1.0:
+            raise ValueError(f"--point-prob must be in [0, 1], got {args.point_prob}")
+        prompts = replace(prompts, prob_point_input=args.point_prob)
+    if args.iou_loss is not None:
+        loss = replace(loss, iou_use_l1=args.iou_loss == "l1")
     ref = cfg.referring
     ref_args = (getattr(args, "text_encoder", None), getattr(args, "freeze_sam_steps", None),
                 getattr(args, "freeze_sam_epochs", None))
@@ -99,7 +110,8 @@ def config_from_args(args: argparse.Namespace):
             ref = replace(ref, text_encoder=text_encoder, text_dim=_text_dim(text_encoder, ref.text_dim))
         if fs is not None or fe is not None:
             ref = replace(ref, freeze_sam_steps=fs or 0, freeze_sam_epochs=fe or 0.0)
-    return replace(cfg, clip=clip, optim=optim, workers=workers, progress=not args.no_progress, referring=ref)
+    return replace(cfg, clip=clip, optim=optim, prompts=prompts, loss=loss, workers=workers,
+                   progress=not args.no_progress, referring=ref)
 
 
 def _text_dim(name: str, current: int | None) -> int | None:
