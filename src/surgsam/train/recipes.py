@@ -6,8 +6,8 @@
   AdamW lr 5e-5, weight decay 0.1 (0 for bias/norm/embeddings), layer decay 0.9, cosine to
   lr/10, no warm-up, gradient clip 0.1; SAM 2 losses and prompt simulation; bf16 on GPU.
 * ``nano-synth`` — the embedded demo model: the ``nano`` preset at 256 px, everything trained
-  from random init on synthetic videos; lr 1e-3 with a 5% warm-up, cosine to lr/10,
-  no layer decay; otherwise as above.
+  from random init on synthetic videos; lr 5e-4 with a 300-step warm-up, cosine to lr/10,
+  no layer decay, 30% of clips click/box-prompted, MSE for the IoU head; otherwise as above.
 * ``resurgsam2-stage1`` / ``resurgsam2-stage2`` — ReSurgSAM2's referring training (SPEC §3-4) on
   ``sam2.1_hiera_s`` at 512 px with the ``resurgsam2`` referring preset (CLIP text tower,
   frozen): stage 1 = detection on 3-frame clips for 60 epochs, the SAM 2 part frozen for the
@@ -27,6 +27,7 @@ from dataclasses import replace
 from typing import Any
 
 from .clips import ClipConfig
+from .losses import LossConfig
 from .optim import OptimConfig
 from .prompts import PromptConfig
 from .referring_step import ReferringTrainConfig
@@ -65,8 +66,13 @@ def nano_synth() -> TrainConfig:
         image_batch_size=4,
         image_every=4,  # three video batches, then one image batch
         clip=ClipConfig(num_frames=8, max_objects=3, image_size=256),
-        prompts=PromptConfig(),
-        optim=OptimConfig(lr=1e-3, weight_decay=0.1, layer_decay=1.0, warmup_frac=0.05, min_lr_ratio=0.1,
+        # mostly mask-prompted clips (the demo's and the evaluation's prompt); 30% click/box
+        prompts=PromptConfig(prob_point_input=0.3),
+        # SAM's MSE for the IoU head: from random init SAM 2's L1 regresses it to ~0 for every
+        # candidate, and the engine then picks candidates blindly (tissue masks were lost)
+        loss=LossConfig(iou_use_l1=False),
+        # lr 1e-3 was unstable at batch 1 (loss spikes), 2e-4 slow
+        optim=OptimConfig(lr=5e-4, weight_decay=0.1, layer_decay=1.0, warmup_steps=300, min_lr_ratio=0.1,
                           grad_clip=0.1, freeze=()),
         ckpt_every=1000,
     )
