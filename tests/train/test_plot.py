@@ -99,3 +99,12 @@ def test_empty_log_raises(tmp_path):
     with pytest.raises(ValueError, match="no training rows"):
         plot_training(log, tmp_path / "x.png")
     assert not (tmp_path / "x.png").exists()
+
+
+def test_read_log_shifts_a_continued_run(tmp_path):
+    first = tmp_path / "a.jsonl"
+    second = tmp_path / "b.jsonl"
+    first.write_text("".join(json.dumps({"step": s, "loss": 1.0}) + "\n" for s in (1, 2, 3)))
+    second.write_text("".join(json.dumps({"step": s, "loss": 2.0}) + "\n" for s in (1, 2)))
+    rows = read_log([first, f"{second}+2"])
+    assert [(r["step"], r["loss"]) for r in rows] == [(1, 1.0), (2, 1.0), (3, 2.0), (4, 2.0)]

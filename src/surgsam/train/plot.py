@@ -39,19 +39,32 @@ def read_log(paths: PathLike | Iterable[PathLike]) -> list[dict]:
 
     Files are read in order; a step logged more than once (resumed runs) keeps its last occurrence.
     Lines that are blank, unparsable (e.g. a truncated last line) or lack ``step``/``loss`` are skipped.
+    ``"PATH+N"`` (when no file of that name exists) shifts that file's steps by ``N``: a run started
+    with ``--init`` from another run's step-N weights counts its steps from 0 again.
     """
     if isinstance(paths, (str, Path)):
         paths = [paths]
     rows: dict[int, dict] = {}
-    for path in paths:
-        for line in Path(path).read_text().splitlines():
+    for spec in paths:
+        path, offset = _with_offset(spec)
+        for line in path.read_text().splitlines():
             try:
                 row = json.loads(line)
             except json.JSONDecodeError:
                 continue
             if isinstance(row, dict) and "step" in row and "loss" in row:
-                rows[int(row["step"])] = row
+                row = dict(row, step=int(row["step"]) + offset)
+                rows[row["step"]] = row
     return [rows[s] for s in sorted(rows)]
+
+
+def _with_offset(spec: PathLike) -> tuple[Path, int]:
+    """``PATH`` -> (PATH, 0); ``PATH+N`` -> (PATH, N) unless a file is literally named so."""
+    path = Path(spec)
+    head, sep, tail = str(spec).rpartition("+")
+    if not path.exists() and sep and tail.isdigit():
+        return Path(head), int(tail)
+    return path, 0
 
 
 def _series_name(row: dict) -> str | None:
@@ -246,7 +259,8 @@ def _eval_point(text: str) -> tuple[int, float]:
 def main(argv: Sequence[str] | None = None) -> int:
     """Command line: ``python -m surgsam.train.plot LOG [LOG ...] --out PNG [--eval STEP:JF ...]``."""
     p = argparse.ArgumentParser(prog="python -m surgsam.train.plot", description=__doc__.split("\n\n")[0])
-    p.add_argument("logs", nargs="+", metavar="LOG", help="log.jsonl files, in order (later files win)")
+    p.add_argument("logs", nargs="+", metavar="LOG", help="log.jsonl files, in order (later files win); "
+                   "LOG+N shifts a file's steps by N (a run started with --init from step N of another)")
     p.add_argument("--out", required=True, metavar="PNG", help="output image")
     p.add_argument("--eval", action="append", type=_eval_point, default=[], metavar="STEP:JF",
                    help="held-out J&F (0-100) at a step; repeatable")
