@@ -2,10 +2,9 @@
 
 ``build_model(checkpoint="surgsam-nano-synth")``, ``surgsam segment --checkpoint
 surgsam-nano-synth`` and ``surgsam eval --checkpoint surgsam-nano-synth`` all load the bundled
-file ``surgsam/assets/nano_synth.pt``; ``surgsam refer --checkpoint surgsam-ref-nano-synth``
-the referring model ``ref_nano_synth.pt``. Both are in our checkpoint format, so they carry
-their config and the record of how they were trained (``read_checkpoint(...).meta``). A name
-is only resolved when no file of that name exists in the working directory.
+file ``surgsam/assets/nano_synth.pt``. It is in our checkpoint format, so it carries its
+config and the record of how it was trained (``read_checkpoint(...).meta``). A name is only
+resolved when no file of that name exists in the working directory.
 """
 
 from __future__ import annotations
@@ -30,10 +29,6 @@ EMBEDDED_MODELS: dict[str, EmbeddedModel] = {
         EmbeddedModel("surgsam-nano-synth", "nano_synth.pt",
                       "nano preset at 256 px, trained by `surgsam train --recipe nano-synth` on synthetic "
                       "surgical videos only (the demo's default; not a model for real endoscopy)"),
-        EmbeddedModel("surgsam-ref-nano-synth", "ref_nano_synth.pt",
-                      "text-referred nano + tiny referring branch on the bundled MiniLM encoder, trained by "
-                      "`surgsam train --recipe ref-nano-synth` on synthetic videos and their expressions "
-                      "(`surgsam refer`'s default)"),
     )
 }
 
