@@ -27,6 +27,28 @@ def test_import_is_light():
     assert r.stdout.strip() == "[]"
 
 
+def test_help_and_subpackages_do_not_load_torch():
+    """The CLI parser imports every subcommand module; none of them (nor the packages holding
+    them) loads torch until a command runs."""
+    code = ("import sys, surgsam.cli, surgsam.engine, surgsam.train, surgsam.referring, surgsam.export; "
+            "surgsam.cli.build_parser(); print('torch' in sys.modules)")
+    r = _run("-c", code)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "False"
+
+
+def test_lazy_subpackage_exports():
+    import surgsam.engine as engine
+    import surgsam.train as train
+    from surgsam.engine.session import VideoSegmenter
+    from surgsam.train.trainer import Trainer
+
+    assert engine.VideoSegmenter is VideoSegmenter and train.Trainer is Trainer
+    assert "segment_video" in dir(engine) and set(engine.__all__) >= {"VideoSegmenter", "Prompt"}
+    with pytest.raises(AttributeError, match="'surgsam.train' has no attribute 'Nope'"):
+        train.Nope  # noqa: B018
+
+
 def test_lazy_public_api():
     from surgsam.modeling import build_model
     from surgsam.predictor import ImagePredictor
@@ -108,7 +130,7 @@ def test_demo(tmp_path, capsys):
     pytest.importorskip("av")
     assert cli.main(["demo", "--out", str(tmp_path), "--frames", "6"]) == 0
     out = capsys.readouterr().out
-    assert "untrained network (random weights)" in out
+    assert "model: surgsam-nano-synth (nano" in out and "untrained" not in out  # the embedded model
     assert "J&F" in out and "FPS" in out and "peak memory" in out
     from surgsam.io import read_palette_png
 
@@ -119,6 +141,15 @@ def test_demo(tmp_path, capsys):
 
     with av.open(str(tmp_path / "overlay.mp4")) as c:
         assert sum(1 for _ in c.decode(video=0)) == 6
+
+
+def test_demo_untrained(tmp_path, capsys):
+    pytest.importorskip("av")
+    assert cli.main(["demo", "--out", str(tmp_path), "--frames", "3", "--untrained"]) == 0
+    out = capsys.readouterr().out
+    assert "untrained network (random weights)" in out and "model: untrained (nano" in out
+    with pytest.raises(ValueError, match="exclude each other"):
+        cli.main(["demo", "--out", str(tmp_path), "--untrained", "--checkpoint", "x.pt"])
 
 
 def test_demo_rejects_a_one_frame_clip(tmp_path):

@@ -5,9 +5,10 @@ every object with its mask at its first appearance (the papers' protocol), track
 the chosen memory policy, writes the clip, the masks (DAVIS palette PNGs) and an overlay mp4,
 and prints J&F, speed and memory.
 
-The network is the ``nano`` preset with RANDOM weights (or ``--checkpoint``): no trained demo
-model ships yet, so its masks are not meaningful; the demo shows that the whole pipeline runs
-and how fast.
+The network is the embedded model ``surgsam-nano-synth`` (the ``nano`` preset trained by
+``surgsam train --recipe nano-synth`` on synthetic videos of another seed than the demo clip),
+or ``--checkpoint``; ``--untrained`` (or an installation without the embedded file) runs the
+``nano`` preset with random weights, whose masks mean nothing.
 """
 
 from __future__ import annotations
@@ -19,23 +20,40 @@ from pathlib import Path
 
 import numpy as np
 
-UNTRAINED_NOTE = "untrained network (random weights): masks are not meaningful until the trained demo model lands"
+UNTRAINED_NOTE = "untrained network (random weights): its masks are not meaningful"
+DEMO_MODEL_NAME = "surgsam-nano-synth"
+#: Seed of the demo clip: the embedded model was trained on seed 0 and evaluated on seed 1.
+DEMO_CLIP_SEED = 2
 
 
-def build_demo_model(checkpoint: str | Path | None = None, seed: int = 0, device: str = "cpu"):
-    """The demo's network: our ``checkpoint`` (it carries its config), or by default the
-    ``nano`` preset with random weights drawn from ``seed`` (see :data:`UNTRAINED_NOTE`)."""
+def demo_checkpoint(checkpoint: str | Path | None = None, untrained: bool = False) -> str | None:
+    """The checkpoint the demo loads: ``checkpoint`` if given, else the embedded
+    ``surgsam-nano-synth`` when installed; ``None`` means random weights."""
+    from .modeling.embedded import is_embedded_available
+
+    if checkpoint is not None:
+        return str(checkpoint)
+    if untrained or not is_embedded_available(DEMO_MODEL_NAME):
+        return None
+    return DEMO_MODEL_NAME
+
+
+def build_demo_model(checkpoint: str | Path | None = None, seed: int = 0, device: str = "cpu",
+                     untrained: bool = False):
+    """The demo's network: :func:`demo_checkpoint` loaded (our checkpoints carry their config),
+    or the ``nano`` preset with random weights drawn from ``seed`` (see :data:`UNTRAINED_NOTE`)."""
     import torch
 
     from .modeling import build_model
 
-    if checkpoint is not None:
-        return build_model(checkpoint=checkpoint, device=device)
+    ckpt = demo_checkpoint(checkpoint, untrained)
+    if ckpt is not None:
+        return build_model(checkpoint=ckpt, device=device)
     torch.manual_seed(seed)
     return build_model("nano", device=device)
 
 
-def render_demo_clip(frames: int = 30, seed: int = 0):
+def render_demo_clip(frames: int = 30, seed: int = DEMO_CLIP_SEED):
     """The demo's synthetic endoscopic clip (320 x 256, deterministic in ``seed``)."""
     from .data.synth import SynthConfig, render_video
 
@@ -47,10 +65,13 @@ def run_demo(
     frames: int = 30,
     memory: str = "efp",
     checkpoint: str | None = None,
-    seed: int = 0,
+    seed: int = DEMO_CLIP_SEED,
     device: str = "cpu",
+    untrained: bool = False,
 ) -> dict[str, float]:
-    """Run the demo; returns the summary numbers (J&F, fps, latency, peak RSS)."""
+    """Run the demo; returns the summary numbers (J&F, fps, latency, peak RSS).
+
+    ``seed`` draws the clip (and the weights with ``untrained``)."""
     import torch
 
     from .engine import Prompt, segment_video
@@ -64,9 +85,10 @@ def run_demo(
     render_s = time.perf_counter() - t0
     write_video(out_dir / "clip.mp4", clip.frames, fps=10)
 
-    if checkpoint is None:
+    ckpt = demo_checkpoint(checkpoint, untrained)
+    if ckpt is None:
         print(f"WARNING: {UNTRAINED_NOTE}")
-    model = build_demo_model(checkpoint, seed, device)
+    model = build_demo_model(ckpt, seed, device, untrained=ckpt is None)
     labels = np.stack(clip.labels)  # T x H x W object ids
     prompts = []
     for k in sorted(int(i) for i in np.unique(labels) if i != 0):
@@ -100,14 +122,14 @@ def run_demo(
     n_params = sum(p.numel() for p in model.parameters())
     print(f"clip: {frames} synthetic frames {clip.frames[0].shape[1]}x{clip.frames[0].shape[0]}, "
           f"{len(prompts)} objects (rendered in {render_s:.1f} s)")
-    print(f"model: {model.cfg.name} ({n_params / 1e6:.2f}M parameters), {model.image_size} px, memory={memory}, "
+    print(f"model: {ckpt or 'untrained'} ({model.cfg.name}, {n_params / 1e6:.2f}M parameters), {model.image_size} px, memory={memory}, "
           f"device {model.device}, torch {torch.__version__}, {torch.get_num_threads()} threads")
     print(f"J&F {summary['J&F']:.1f} (J {summary['J']:.1f}, F {summary['F']:.1f}) over {len(per_obj)} objects, "
           f"mask prompt at each object's first appearance")
     print(f"speed: {summary['fps']:.1f} FPS, median {summary['median_latency_ms']:.1f} ms per frame (all objects); "
           f"peak memory {summary['peak_rss_mb']:.0f} MB RSS")
     print(f"wrote {out_dir / 'clip.mp4'}, {out_dir / 'overlay.mp4'} and {out_dir / 'masks'}/NNNNN.png")
-    if checkpoint is None:
+    if ckpt is None:
         print(f"NOTE: {UNTRAINED_NOTE}")
     return summary
 
@@ -119,8 +141,11 @@ def register(subparsers) -> None:
     p.add_argument("--out", default="out/demo", help="output folder (default out/demo)")
     p.add_argument("--frames", type=int, default=30, help="length of the synthetic clip")
     p.add_argument("--memory", default="efp", choices=["fifo", "efp", "dlm"])
-    p.add_argument("--checkpoint", default=None, help="our checkpoint (carries its config); default: untrained nano")
-    p.add_argument("--seed", type=int, default=0, help="seed of the clip and of the random weights")
+    p.add_argument("--checkpoint", default=None,
+                   help=f"our checkpoint (carries its config); default: the embedded {DEMO_MODEL_NAME}")
+    p.add_argument("--untrained", action="store_true", help="random weights instead of the embedded model")
+    p.add_argument("--seed", type=int, default=DEMO_CLIP_SEED,
+                   help=f"seed of the clip (and of the random weights with --untrained); default {DEMO_CLIP_SEED}")
     p.add_argument("--device", default="cpu", help="cpu, cuda, mps ...")
     p.set_defaults(func=_cmd_demo)
 
@@ -128,6 +153,8 @@ def register(subparsers) -> None:
 def _cmd_demo(args: argparse.Namespace) -> int:
     if args.frames < 2:
         raise ValueError("--frames must be at least 2")
+    if args.untrained and args.checkpoint is not None:
+        raise ValueError("--untrained and --checkpoint exclude each other")
     run_demo(args.out, frames=args.frames, memory=args.memory, checkpoint=args.checkpoint, seed=args.seed,
-             device=args.device)
+             device=args.device, untrained=args.untrained)
     return 0
