@@ -1,4 +1,4 @@
-"""Loss-curve plotting: log reading/dedup, series moving averages, the PNG and the CLI."""
+"""Loss-curve plotting: log reading/dedup, series moving medians, the PNG and the CLI."""
 
 from __future__ import annotations
 
@@ -48,7 +48,7 @@ def test_read_log_later_files_win(tmp_path):
     assert [r["loss"] for r in read_log([b, a])] == [1.0, 2.0, 3.0, 40.0]
 
 
-def test_loss_series_split_and_trailing_mean():
+def test_loss_series_split_and_trailing_median():
     rows = [_row(1, 4.0, prompt="mask", objects=2), _row(2, 9.0, prompt="point", objects=3),
             _row(3, 6.0, prompt="mask", objects=1), _row(4, 5.0, batch="image", prompt="image", objects=0),
             _row(5, 8.0, prompt="box", objects=2), _row(6, 12.0, prompt="mask", objects=4),
@@ -61,7 +61,7 @@ def test_loss_series_split_and_trailing_mean():
     assert steps.tolist() == [2, 5] and np.allclose(vals, [3.0, 3.5])
     steps, vals = s["image batches"]  # objects 0 counts as 1
     assert steps.tolist() == [4] and np.allclose(vals, [5.0])
-    assert np.allclose(loss_series(rows, smooth=200)["mask-prompted clips"][1], [2.0, 4.0, 11 / 3])
+    assert np.allclose(loss_series(rows, smooth=200)["mask-prompted clips"][1], [2.0, 4.0, 3.0])  # medians
 
 
 def test_plot_training_png(tmp_path):

@@ -5,7 +5,7 @@
 
 Reads the trainer's ``log.jsonl`` files (rows with ``step`` and ``loss``; a re-logged step keeps its
 last occurrence), splits them into mask-prompted clips, click/box-prompted clips and image batches,
-and draws each series' trailing moving average of the loss per object on a log axis. Optional
+and draws each series' trailing moving median of the loss per object on a log axis. Optional
 held-out J&F points go in a second panel below, on the same step axis.
 """
 
@@ -74,15 +74,15 @@ def _series_name(row: dict) -> str | None:
             "box": "click/box-prompted clips"}.get(row.get("prompt"))
 
 
-def _trailing_mean(values: np.ndarray, window: int) -> np.ndarray:
-    csum = np.concatenate([[0.0], np.cumsum(values)])
-    end = np.arange(1, len(values) + 1)
-    start = np.maximum(0, end - max(1, window))
-    return (csum[end] - csum[start]) / (end - start)
+def _trailing_median(values: np.ndarray, window: int) -> np.ndarray:
+    """Median of each value and the ``window - 1`` before it (fewer at the start): robust to
+    the rare loss spikes of correction-click clips, which would put ``window``-wide steps into a mean."""
+    w = max(1, window)
+    return np.array([np.median(values[max(0, i - w + 1): i + 1]) for i in range(len(values))])
 
 
 def loss_series(rows: Sequence[dict], smooth: int = 200) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """Per non-empty series: (steps, trailing moving average over ``smooth`` rows of loss / objects).
+    """Per non-empty series: (steps, trailing moving median over ``smooth`` rows of loss / objects).
 
     Series: "mask-prompted clips", "click/box-prompted clips" (point or box prompts) and
     "image batches"; the window counts rows of the same series. Non-finite losses are dropped.
@@ -96,7 +96,7 @@ def loss_series(rows: Sequence[dict], smooth: int = 200) -> dict[str, tuple[np.n
     for name, pts in points.items():
         if pts:
             steps, values = np.array(pts, dtype=np.float64).T
-            out[name] = (steps.astype(np.int64), _trailing_mean(values, smooth))
+            out[name] = (steps.astype(np.int64), _trailing_median(values, smooth))
     return out
 
 
@@ -209,9 +209,9 @@ def plot_training(paths: PathLike | Iterable[PathLike], out_png: PathLike, *,
         elif pts:
             (x, y), = pts
             draw.ellipse([x - 2, y - 2, x + 2, y + 2], fill=SERIES_COLORS[name])
-    ylabel = f"loss per object (moving average of {smooth} steps)"
+    ylabel = f"loss per object (moving median of {smooth} steps)"
     if draw.textlength(ylabel, font=normal) > main_bottom - top:
-        ylabel = f"loss / object (avg {smooth} steps)"
+        ylabel = f"loss / object (median {smooth} steps)"
     _vtext(img, 18, (top + main_bottom) / 2, ylabel, normal)
 
     # legend, top right of the main panel
@@ -265,7 +265,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--eval", action="append", type=_eval_point, default=[], metavar="STEP:JF",
                    help="held-out J&F (0-100) at a step; repeatable")
     p.add_argument("--title", default="")
-    p.add_argument("--smooth", type=int, default=200, metavar="N", help="moving-average window (rows per series)")
+    p.add_argument("--smooth", type=int, default=200, metavar="N", help="moving-median window (rows per series)")
     args = p.parse_args(argv)
     try:
         out = plot_training(args.logs, args.out, evals=args.eval or None, title=args.title, smooth=args.smooth)
