@@ -144,6 +144,9 @@ def test_model_choice(tmp_path, model):
     assert all(torch.equal(a, b) for a, b in zip(demo.state_dict().values(), model.state_dict().values()))
     nano = cache.get(ModelChoice("nano", image_size=128))
     assert nano.image_size == 128
+    by_name = cache.get(ModelChoice("nano", checkpoint="surgsam-nano-synth"))  # the embedded model by name
+    assert all(torch.equal(a, b) for a, b in zip(by_name.state_dict().values(), model.state_dict().values()))
+    assert "surgsam-nano-synth" in ModelChoice().label()
     for choice, match in [
         (ModelChoice("sam9_huge"), "cannot build the model"),
         (ModelChoice("nano", checkpoint=str(tmp_path / "absent.pt")), "checkpoint not found"),

@@ -136,23 +136,30 @@ class ModelCache:
             return self._model
 
 
+def _checked_inputs(checkpoint: str | None, image_size: int | None, what: str = "") -> str | None:
+    """A model choice's checkpoint as a file path (a path on this machine or an embedded model's
+    name; ``None`` when blank) after checking it and the image size; :class:`JobError` if bad."""
+    from ..modeling.embedded import resolve_checkpoint
+
+    ckpt = (checkpoint or "").strip() or None
+    if ckpt is not None:
+        try:
+            path = resolve_checkpoint(Path(ckpt).expanduser())
+        except FileNotFoundError as exc:  # a known embedded model that is not installed
+            raise JobError(str(exc)) from None
+        if not path.is_file():
+            raise JobError(f"{what}checkpoint not found: {path}")
+        ckpt = str(path)
+    if image_size is not None and (image_size <= 0 or image_size % 32):
+        raise JobError(f"{what}image size must be a positive multiple of 32, got {image_size}")
+    return ckpt
+
+
 def _build(choice: ModelChoice) -> Any:
     from ..demo import build_demo_model
     from ..modeling import CheckpointError, build_model
 
-    from ..modeling.embedded import resolve_checkpoint
-
-    ckpt = (choice.checkpoint or "").strip() or None
-    if ckpt is not None:
-        try:
-            p = resolve_checkpoint(Path(ckpt).expanduser())  # a file, or an embedded model's name
-        except FileNotFoundError as exc:
-            raise JobError(str(exc)) from None
-        if not p.is_file():
-            raise JobError(f"checkpoint not found: {p}")
-        ckpt = str(p)
-    if choice.image_size is not None and (choice.image_size <= 0 or choice.image_size % 32):
-        raise JobError(f"image size must be a positive multiple of 32, got {choice.image_size}")
+    ckpt = _checked_inputs(choice.checkpoint, choice.image_size)
     try:
         if choice.name == DEMO_MODEL:
             if ckpt is None and choice.image_size is None:
@@ -170,14 +177,7 @@ def _build_referring(choice: ReferringChoice) -> ReferringModel:
     from ..modeling import CheckpointError
     from ..referring.cli import build_referring
 
-    ckpt = (choice.checkpoint or "").strip() or None
-    if ckpt is not None:
-        p = Path(ckpt).expanduser()
-        if not p.is_file():
-            raise JobError(f"referring checkpoint not found: {p}")
-        ckpt = str(p)
-    if choice.image_size is not None and (choice.image_size <= 0 or choice.image_size % 32):
-        raise JobError(f"referring image size must be a positive multiple of 32, got {choice.image_size}")
+    ckpt = _checked_inputs(choice.checkpoint, choice.image_size, what="referring ")
     try:
         net, enc, untrained = build_referring(checkpoint=ckpt, model=choice.model or None, image_size=choice.image_size,
                                               text_encoder=choice.text_encoder or None, device=choice.device,
