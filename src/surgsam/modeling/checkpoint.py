@@ -171,9 +171,15 @@ def save_checkpoint(model: nn.Module, path: str | Path, config: dict[str, Any], 
 
     ``meta`` values must be plain Python data (numbers, strings, lists, dicts).
     """
+    return save_state_dict(model.state_dict(), path, config, **meta)
+
+
+def save_state_dict(state_dict: dict[str, torch.Tensor], path: str | Path, config: dict[str, Any],
+                    **meta: Any) -> Path:
+    """:func:`save_checkpoint` for tensors already detached from a model (e.g. re-packaging a file)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    sd = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    sd = {k: v.detach().cpu().contiguous() for k, v in state_dict.items()}
     torch.save({"format": FORMAT_TAG, "config": config, "model": sd, **meta}, path)
     return path
 

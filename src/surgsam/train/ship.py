@@ -17,7 +17,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from ..modeling.checkpoint import FORMAT_TAG, CheckpointError, read_checkpoint
+from ..modeling.checkpoint import CheckpointError, read_checkpoint, save_state_dict
 
 
 def training_time(log: str | Path, step: int) -> float:
@@ -39,8 +39,6 @@ def training_time(log: str | Path, step: int) -> float:
 def ship(checkpoint: str | Path, out: str | Path, *, command: str, log: str | Path | None = None,
          evaluation: dict[str, Any] | None = None) -> Path:
     """Write ``out``: the checkpoint's weights and config plus the training record."""
-    import torch
-
     ck = read_checkpoint(checkpoint)
     if ck.config is None:
         raise CheckpointError(f"{checkpoint}: not one of our checkpoints (no config); only trainer outputs ship")
@@ -50,11 +48,7 @@ def ship(checkpoint: str | Path, out: str | Path, *, command: str, log: str | Pa
         meta["train_time_s"] = round(training_time(log, int(meta["step"])), 1)
     if evaluation:
         meta["evaluation"] = evaluation
-    sd = {k: v.float().contiguous() for k, v in ck.state_dict.items()}
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    torch.save({"format": FORMAT_TAG, "config": ck.config, "model": sd, **meta}, out)
-    return out
+    return save_state_dict({k: v.float() for k, v in ck.state_dict.items()}, out, ck.config, **meta)
 
 
 def main(argv: list[str] | None = None) -> int:
