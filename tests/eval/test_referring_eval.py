@@ -23,6 +23,7 @@ from surgsam.eval.referring import (
     ReferringEvalSegmenter,
     ReferringRun,
     expression_passes,
+    merge_same_text,
     run_referring,
 )
 from surgsam.referring.cifs import CIFS, CIFSConfig
@@ -54,8 +55,9 @@ class OracleSession:
     hand-over frame on it emits the ground truth, before it (and forever, for texts in
     ``never``) an empty mask."""
 
-    def __init__(self, video, expressions, cifs: CIFSConfig, never: set[str]):
+    def __init__(self, video, expressions, cifs: CIFSConfig, never: set[str], merged=None):
         self.video, self.exprs, self.cfg, self.never = video, expressions, cifs, never
+        self.merged = merged or {}  # {obj_id: other ids its text also names}: the GT is their union
         self.t = -1
         self._status: dict[int, ReferringStatus] = {}
         self._cifs: dict[int, CIFS] = {}
@@ -79,7 +81,7 @@ class OracleSession:
         lab = self.video.labels(self.t)
         masks, searching = [], []
         for i, s in self._status.items():
-            gt = lab == self._obj[i]
+            gt = np.isin(lab, (self._obj[i], *self.merged.get(self._obj[i], ())))
             if s.found_frame is None and s.text not in self.never and gt.any():
                 chosen = self._cifs[i].update(self.t, 20.0, 1.0)
                 if chosen is not None:
@@ -94,19 +96,29 @@ class OracleSession:
                            np.ones(n, np.float32), None, latency_ms=1.0, searching=searching)
 
 
-def oracle_factory(cifs: CIFSConfig, never: set[str] = frozenset()):
+def oracle_factory(cifs: CIFSConfig, never: set[str] = frozenset(), merge: bool = True):
+    """Sessions over the passes ``run_referring`` makes (shared texts merged unless ``merge``
+    is False); each emits the ground truth of its expression's target."""
     passes: dict[str, list] = {}
+    merged: dict[str, dict] = {}
 
     def factory(video):
-        todo = passes.setdefault(video.name, expression_passes(video.expressions()))
-        return OracleSession(video, todo.pop(0), cifs, set(never))
+        if video.name not in passes:
+            exps, merged[video.name] = merge_same_text(video.expressions()) if merge else (video.expressions(), {})
+            passes[video.name] = expression_passes(exps)
+        return OracleSession(video, passes[video.name].pop(0), cifs, set(never), merged[video.name])
 
     return factory
 
 
-def never_found_expected(video, obj_id: int) -> float:
+def target(video, t: int, e) -> np.ndarray:
+    """The ground truth of record ``e`` in frame ``t``: its object, or the union of the objects its text names."""
+    return np.isin(video.labels(t), (e.obj_id, *e.merged_ids))
+
+
+def never_found_expected(video, e) -> float:
     """J = F = Dice (x100) of an all-empty prediction: the share of frames where the GT is empty."""
-    empty = [not (video.labels(t) == obj_id).any() for t in range(len(video))]
+    empty = [not target(video, t, e).any() for t in range(len(video))]
     return 100.0 * sum(empty) / len(empty)
 
 
@@ -117,15 +129,15 @@ def test_oracle_found_scores_100_and_never_found_scores_empty(data):
     cfg = CIFSConfig(object_score_threshold=0.0, iou_threshold=0.0, window=1)
     seg = ReferringEvalSegmenter(session_factory=oracle_factory(cfg, never=tissue), untrained=False)
     run = run_referring(ds, seg, "resurgsam2", progress=False)
-    assert len(run.expressions) == sum(len(v.expressions()) for v in ds)
+    assert len(run.expressions) == sum(len(merge_same_text(v.expressions())[0]) for v in ds)
     vids = {v.name: v for v in ds}
     for e in run.expressions:
         v = vids[e.video]
-        first = next(t for t in range(len(v)) if (v.labels(t) == e.obj_id).any())
+        first = next(t for t in range(len(v)) if target(v, t, e).any())
         assert e.n_frames == len(v)  # resurgsam2: every frame, first and last kept
         if e.text in tissue:
             assert e.tracking_from is None and e.started == NEVER_FOUND and e.found_frame is None
-            x = never_found_expected(v, e.obj_id)
+            x = never_found_expected(v, e)
             assert e.J == pytest.approx(x) and e.F == pytest.approx(x) and e.Dice == pytest.approx(x)
         else:
             assert e.found_frame == e.credible_frame == first and e.tracking_from == first + 1
@@ -147,20 +159,20 @@ def test_cifs_window_delays_the_hand_over_and_empty_frames_count(data):
     run = run_referring([v], ReferringEvalSegmenter(session_factory=oracle_factory(cfg)), progress=False)
     checked = 0
     for e in run.expressions:
-        present = [t for t in range(len(v)) if (v.labels(t) == e.obj_id).any()]
+        present = [t for t in range(len(v)) if target(v, t, e).any()]
         if present[:3] != list(range(present[0], present[0] + 3)):
             continue  # this object's first visible frames are not consecutive: skip the exact check
         assert e.found_frame == present[0] + 2 and e.credible_frame == present[0] + 2
         # frames before the hand-over are emitted empty: exact J from the ground truth
         js = []
         for t in range(len(v)):
-            g = v.labels(t) == e.obj_id
+            g = target(v, t, e)
             if t < e.found_frame:
                 js.append(1.0 if not g.any() else 0.0)
             else:
                 js.append(1.0)
         assert e.J == pytest.approx(100.0 * np.mean(js))
-        assert e.J < 100.0 if any((v.labels(t) == e.obj_id).any() for t in range(e.found_frame)) else True
+        assert e.J < 100.0 if any(target(v, t, e).any() for t in range(e.found_frame)) else True
         checked += 1
     assert checked >= 1
 
@@ -180,6 +192,40 @@ def test_repeated_object_expressions_get_their_own_pass(data, tmp_path):
     rec = [e for e in run.expressions if e.exp_id == "99"]
     assert len(rec) == 1 and rec[0].video == f"{v.name}#1" and rec[0].JF == pytest.approx(100.0)
     assert (tmp_path / "pred" / f"{v.name}#1").is_dir()
+
+
+def test_a_text_naming_several_objects_is_one_target(data, tmp_path):
+    ds = list(open_dataset(data, "valid"))
+    shared = [(v, e) for v in ds for e in v.expressions() if merge_same_text(v.expressions())[1].get(e.obj_id)]
+    assert shared, "the fixture needs two instruments of one type and action in one video"
+    v, e = shared[0]
+    others = merge_same_text(v.expressions())[1][e.obj_id]
+    assert all(x.text == e.text for x in v.expressions() if x.obj_id in others)
+    cfg = CIFSConfig(object_score_threshold=0.0, iou_threshold=0.0, window=1)
+    run = run_referring([v], ReferringEvalSegmenter(session_factory=oracle_factory(cfg)), progress=False)
+    rec = next(r for r in run.expressions if r.obj_id == e.obj_id)
+    assert rec.merged_ids == list(others) and rec.objects == "+".join(map(str, (e.obj_id, *others)))
+    assert rec.JF == pytest.approx(100.0)  # the union was predicted and the union is the ground truth
+    assert not any(r.obj_id in others for r in run.expressions)  # no separate rows for the merged objects
+    assert run.settings["merge_same_text"] is True
+    run.write(tmp_path)
+    assert f",{rec.objects}," in (tmp_path / "expressions.csv").read_text()
+    # without merging, every object of the text is its own expression against its own mask
+    apart = run_referring([v], ReferringEvalSegmenter(session_factory=oracle_factory(cfg, merge=False)),
+                          progress=False, merge_texts=False)
+    assert len(apart.expressions) == len(v.expressions())
+    mine = next(r for r in apart.expressions if r.obj_id == e.obj_id)
+    assert mine.merged_ids == [] and mine.JF == pytest.approx(100.0)  # the per-object oracle is exact
+
+
+def test_merge_same_text_keeps_objects_with_texts_of_their_own():
+    from surgsam.data.refendovis import Expression
+
+    exps = [Expression("0", "suction is idle", 1, 0), Expression("1", "suction is idle", 2, 0),
+            Expression("2", "clip applier is idle", 3, 0), Expression("3", "clip applier is idle", 4, 0),
+            Expression("4", "the clip applier on the left", 4, 0)]
+    kept, extra = merge_same_text(exps)
+    assert [e.exp_id for e in kept] == ["0", "2", "3", "4"] and extra == {1: (2,)}
 
 
 def test_run_roundtrip_merge_and_gather(data):

@@ -65,3 +65,35 @@ def test_epoch_index_splits_ranks_disjointly():
     for epoch in range(2):
         seen = {r: [epoch_index((epoch * n) + 2 * s + r, n, 7) for s in range(n // world)] for r in range(world)}
         assert sorted(seen[0] + seen[1]) == list(range(n))
+
+
+def test_a_shared_text_is_one_target_when_merging(tmp_path):
+    """Two instruments of one type and action share their sentence: with ``merge_same_text``
+    the clip draws that sentence once and its target is the union of both objects' masks."""
+    from surgsam.data.refendovis import shared_texts
+    from surgsam.data.synth import SynthConfig, generate
+
+    root = tmp_path / "dup"
+    generate(root, SynthConfig(width=96, height=64, frames=4, smoke=0.0, motion_blur=False, duplicate_type_prob=1.0,
+                               min_instruments=2, max_instruments=2, late_entry_prob=0.0, exit_prob=0.0),
+             videos=2, seed=0, progress=False)
+    ds = open_datasets([str(root)])
+    cfg = ClipConfig(num_frames=2, max_objects=5, image_size=96, hflip_prob=0.0, reverse_prob=0.0, min_pixels=1)
+    plain = ClipSampler(ds, cfg)
+    merged = ClipSampler(ds, ClipConfig(**{**cfg.__dict__, "merge_same_text": True}))
+    checked = 0
+    for i in range(merged.num_clips):
+        video = merged.videos[merged.windows[i][0]]
+        shared = shared_texts(video.expressions())
+        a, b = plain.clip(i, np.random.default_rng(i)), merged.clip(i, np.random.default_rng(i))
+        assert len(set(b.texts)) == len(b.texts)  # every sentence once
+        for text, ids in shared.items():
+            both = [k for k in ids if k in a.obj_ids]
+            if len(both) < 2:
+                continue
+            assert a.texts.count(text) == len(both)  # without merging: contradictory targets
+            j = b.texts.index(text)
+            union = torch.stack([a.masks[:, a.obj_ids.index(k)] for k in both]).any(0)
+            assert torch.equal(b.masks[:, j], union)
+            checked += 1
+    assert checked > 0

@@ -235,9 +235,26 @@ def test_cli_two_steps_then_segment_with_the_checkpoint(ref_root, tmp_path):
         assert res.masks.shape[0] == 1
 
 
+def test_cli_stage_one_trains_detection_only(ref_root, tmp_path):
+    from surgsam.cli import main
+
+    out = tmp_path / "s1"
+    rc = main(["train", "--recipe", "ref-nano-synth", "--stage", "1", "--frames", str(REF_FRAMES), "--data",
+               str(ref_root), "--out", str(out), "--steps", "2", "--image-size", str(SIZE), "--max-objects", "2",
+               "--text-encoder", "clip-tiny", "--no-progress"])
+    assert rc == 0
+    saved = json.loads((out / "train_config.json").read_text())
+    assert saved["referring"]["stage"] == 1 and saved["clip"]["merge_same_text"] is True
+    logs = [json.loads(x) for x in (out / "log.jsonl").read_text().splitlines()]
+    assert [x["prompt"] for x in logs] == ["refer", "refer"] and all(x["frames"] == REF_FRAMES for x in logs)
+
+
 def test_cli_rejects_referring_options_for_plain_recipes(synth_root, tmp_path, capsys):
     from surgsam.cli import main
 
     rc = main(["train", "--recipe", "nano-synth", "--data", str(synth_root), "--out", str(tmp_path / "x"),
                "--text-encoder", "minilm", "--steps", "1"])
     assert rc == 2 and "referring recipes" in capsys.readouterr().err
+    rc = main(["train", "--recipe", "nano-synth", "--data", str(synth_root), "--out", str(tmp_path / "y"),
+               "--stage", "1", "--steps", "1"])
+    assert rc == 2 and "--stage" in capsys.readouterr().err

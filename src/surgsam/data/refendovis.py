@@ -37,6 +37,7 @@ __all__ = [
     "RefVideo",
     "build_expression",
     "load_meta_expressions",
+    "shared_texts",
     "location_id",
 ]
 
@@ -102,6 +103,21 @@ def build_expression(category: str, action: int, location: int = 0, unique: bool
     if unique or location == 0:
         return f"{category} {verb} {ACTIONS[action]}"
     return f"{category} {verb} {ACTIONS[action]} on the {LOCATIONS[location]}"
+
+
+def shared_texts(expressions: Sequence["Expression"]) -> dict[str, tuple[int, ...]]:
+    """Texts that name several objects of one video: ``{text: object ids, in order of first
+    mention}``. Ref-EndoVis18's grammar gives two idle instruments of one type the same
+    sentence; such a text refers to all of them (EndoVis18's masks are per type). An object
+    that also has a text of its own is left out of this, so its ground truth stays its own."""
+    texts_of: dict[int, set[str]] = {}
+    ids_of: dict[str, list[int]] = {}
+    for e in expressions:
+        texts_of.setdefault(int(e.obj_id), set()).add(e.text)
+        ids = ids_of.setdefault(e.text, [])
+        if int(e.obj_id) not in ids:
+            ids.append(int(e.obj_id))
+    return {t: tuple(ids) for t, ids in ids_of.items() if len(ids) > 1 and all(texts_of[k] == {t} for k in ids)}
 
 
 @dataclass(frozen=True)

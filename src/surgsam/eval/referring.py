@@ -10,6 +10,12 @@ as such (never skipped). Besides the usual :class:`EvalResult`, the run keeps on
 "never found") and the per-frame latencies split into detection frames (some expression still
 searching, or handed over on that frame) and tracking frames.
 
+Expressions of one video with the SAME text that name different objects (Ref-EndoVis18's
+grammar gives two idle instruments of one type one sentence) are one referred target: the
+first of them is run and scored against the union of those objects' masks, and its record
+lists the other ids in ``merged_ids``. EndoVis18's own masks are per instrument type, so this
+is the datasets' meaning; ``merge_same_text=False`` scores each against its own object instead.
+
 Expressions of one video that refer to distinct objects share one session (one image-encoder
 pass per frame). When several expressions refer to the SAME object (possible in Ref-EndoVis
 files), the extra ones run in further passes over the video and are scored under the name
@@ -37,7 +43,7 @@ from ..data.palette import write_mask
 from ..data.vos import Video, natural_key
 from .evaluator import EvalResult, Protocol, compose_labels, evaluate_video, format_metric, get_protocol, json_safe
 
-__all__ = ["ExpressionRecord", "NEVER_FOUND", "ReferringEvalSegmenter", "ReferringRun", "run_referring"]
+__all__ = ["ExpressionRecord", "NEVER_FOUND", "ReferringEvalSegmenter", "ReferringRun", "merge_same_text", "run_referring"]
 
 NEVER_FOUND = "never found"
 Masks = dict[int, np.ndarray]
@@ -60,6 +66,12 @@ class ExpressionRecord:
     J: float = float("nan")
     F: float = float("nan")
     Dice: float = float("nan")
+    merged_ids: list[int] = field(default_factory=list)  # other objects with the same text (scored as one)
+
+    @property
+    def objects(self) -> str:
+        """``"1"``, or ``"1+2"`` for a text shared by several objects."""
+        return "+".join(str(k) for k in [self.obj_id, *self.merged_ids])
 
     @property
     def JF(self) -> float:
@@ -98,10 +110,10 @@ class ReferringRun:
             lines.append("NOTE: UNTRAINED referring weights (random): these numbers are not meaningful")
         if per_object and self.expressions:
             w = max(8, *(len(e.video) for e in self.expressions))
-            lines.append(f"{'video':<{w}} {'exp':>4} {'obj':>4} {'expression':<34} {'group':<11} {'tracking from':>13} "
+            lines.append(f"{'video':<{w}} {'exp':>4} {'obj':>5} {'expression':<34} {'group':<11} {'tracking from':>13} "
                          f"{'J&F':>6} {'J':>6} {'F':>6} {'Dice':>6}")
             for e in self.expressions:
-                lines.append(f"{e.video:<{w}} {e.exp_id:>4} {e.obj_id:>4} {e.text[:34]:<34} {e.group:<11} "
+                lines.append(f"{e.video:<{w}} {e.exp_id:>4} {e.objects:>5} {e.text[:34]:<34} {e.group:<11} "
                              f"{e.started:>13} {e.JF:6.2f} {e.J:6.2f} {e.F:6.2f} {e.Dice:6.2f}")
             lines.append("")
         lines.append(self.result.table(per_object=False))
@@ -157,7 +169,7 @@ class ReferringRun:
             w.writerow(["video", "exp_id", "obj_id", "expression", "group", "credible_frame", "found_frame",
                         "tracking_from", "n_frames", "J&F", "J", "F", "Dice"])
             for e in self.expressions:
-                w.writerow([e.video, e.exp_id, e.obj_id, e.text, e.group, _opt(e.credible_frame), _opt(e.found_frame),
+                w.writerow([e.video, e.exp_id, e.objects, e.text, e.group, _opt(e.credible_frame), _opt(e.found_frame),
                             e.started, e.n_frames, *(format_metric(x) for x in (e.JF, e.J, e.F, e.Dice))])
         paths["referring"] = d / "referring.json"
         found, n = self.found_count()
@@ -238,6 +250,37 @@ def expression_passes(expressions: Sequence) -> list[list]:
     return passes
 
 
+def merge_same_text(expressions: Sequence) -> tuple[list, dict[int, tuple[int, ...]]]:
+    """Keep the first expression of each text that names several objects
+    (:func:`~surgsam.data.refendovis.shared_texts`); returns the kept expressions and
+    ``{kept obj_id: the other object ids with that text}``."""
+    from ..data.refendovis import shared_texts
+
+    shared = shared_texts(expressions)
+    out = [e for e in expressions if e.text not in shared or int(e.obj_id) == shared[e.text][0]]
+    return out, {ids[0]: ids[1:] for ids in shared.values()}
+
+
+def _merged_labels(video: Video, extra: dict[int, tuple[int, ...]]) -> Video:
+    """``video`` whose ground truth shows each merged object under its kept expression's id."""
+    lut = {k: rep for rep, ks in extra.items() for k in ks}
+    read = video.labels
+
+    def labels(i: int) -> np.ndarray | None:
+        lab = read(i)
+        if lab is None:
+            return None
+        out = lab.copy()
+        for k, rep in lut.items():
+            out[lab == k] = rep
+        return out
+
+    v = copy.copy(video)
+    v._ids = None  # the id scan is redone on the merged labels
+    v.labels = labels  # type: ignore[method-assign]
+    return v
+
+
 def _group_of(obj_id: int, proto: Protocol) -> str:
     return next((g for g, ids in proto.groups.items() if obj_id in ids), "all")
 
@@ -251,8 +294,10 @@ def run_referring(
     save_dir: str | Path | None = None,
     progress: bool = True,
     desc: str = "refer-eval",
+    merge_texts: bool = True,
 ) -> ReferringRun:
-    """Segment every expression of every video from its text and score it (see module doc).
+    """Segment every expression of every video from its text and score it (see module doc;
+    ``merge_texts``: one target per shared text).
     ``save_dir`` gets palette predictions ``<video>/<frame>.png`` (object ids as in the ground
     truth; a repeated object's extra passes go to ``<video>#<pass>/``)."""
     from tqdm import tqdm
@@ -262,15 +307,19 @@ def run_referring(
         if not hasattr(v, "expressions"):
             raise ValueError(f"video {v.name!r} has no referring expressions: the referring segmenter needs a "
                              "Ref-EndoVis-layout dataset (Meta/ and meta_expressions.json)")
-    plan = [(v, p) for v in videos for p in expression_passes(v.expressions())]
-    bar = tqdm(total=sum(len(v) for v, _ in plan), desc=desc, unit="frame", disable=not progress)
+    plan = []
+    for v in videos:
+        exps, extra = merge_same_text(v.expressions()) if merge_texts else (list(v.expressions()), {})
+        gt = _merged_labels(v, extra) if extra else v
+        plan += [(v, gt, extra, p) for p in expression_passes(exps)]
+    bar = tqdm(total=sum(len(v) for v, *_ in plan), desc=desc, unit="frame", disable=not progress)
     parts: list[EvalResult] = []
     run = ReferringRun(EvalResult(protocol=proto.name, level=level, group_defs=dict(proto.groups)))
     pass_no: dict[str, int] = {}
     try:
-        for v, exps in plan:
+        for v, gt, extra, exps in plan:
             k = pass_no[v.name] = pass_no.get(v.name, -1) + 1
-            scored = v if k == 0 else _renamed(v, f"{v.name}#{k}")
+            scored = gt if k == 0 else _renamed(gt, f"{v.name}#{k}")
             session = segmenter.new_session(v)
             ids = {i + 1: e for i, e in enumerate(exps)}  # session ids 1..N -> expressions
             session.add_texts({i: e.text for i, e in ids.items()})
@@ -281,7 +330,8 @@ def run_referring(
             status = {s.obj_id: s for s in session.statuses()}
             for i, e in ids.items():
                 s, o = status.get(i), by_obj.get(e.obj_id)
-                rec = ExpressionRecord(scored.name, str(e.exp_id), int(e.obj_id), e.text, _group_of(e.obj_id, proto))
+                rec = ExpressionRecord(scored.name, str(e.exp_id), int(e.obj_id), e.text, _group_of(e.obj_id, proto),
+                                       merged_ids=list(extra.get(e.obj_id, ())))
                 if s is not None:
                     rec.credible_frame, rec.found_frame = s.credible_frame, s.found_frame
                     rec.tracking_from = s.tracking_from
@@ -294,6 +344,7 @@ def run_referring(
         run.result = EvalResult.merge(parts)
     run.settings = segmenter.settings()
     run.settings["protocol"] = proto.name
+    run.settings["merge_same_text"] = bool(merge_texts)
     return run
 
 

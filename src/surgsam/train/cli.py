@@ -52,6 +52,9 @@ def register(subparsers) -> None:
     p.add_argument("--text-encoder", default=None,
                    help="referring recipes: frozen text encoder (clip, minilm, clip-tiny, a model folder); default: "
                    "the recipe's / the --init checkpoint's")
+    p.add_argument("--stage", type=int, choices=(1, 2), default=None,
+                   help="referring recipes: 1 = detection only on the first 3 frames of each clip; 2 = detection "
+                   "then tracking (default: the recipe's)")
     p.add_argument("--freeze-sam-steps", type=int, default=None,
                    help="referring recipes: keep the SAM 2 part frozen for this many first steps")
     p.add_argument("--freeze-sam-epochs", type=float, default=None,
@@ -101,11 +104,13 @@ def config_from_args(args: argparse.Namespace):
         loss = replace(loss, iou_use_l1=args.iou_loss == "l1")
     ref = cfg.referring
     ref_args = (getattr(args, "text_encoder", None), getattr(args, "freeze_sam_steps", None),
-                getattr(args, "freeze_sam_epochs", None))
+                getattr(args, "freeze_sam_epochs", None), getattr(args, "stage", None))
     if ref is None and any(v is not None for v in ref_args):
-        raise ValueError(f"--text-encoder / --freeze-sam-* apply to referring recipes, not {cfg.recipe}")
+        raise ValueError(f"--text-encoder / --freeze-sam-* / --stage apply to referring recipes, not {cfg.recipe}")
     if ref is not None:
-        text_encoder, fs, fe = ref_args
+        text_encoder, fs, fe, stage = ref_args
+        if stage is not None:
+            ref = replace(ref, stage=stage)
         if text_encoder is not None:  # the width follows the encoder (checked against the model when built)
             ref = replace(ref, text_encoder=text_encoder, text_dim=_text_dim(text_encoder, ref.text_dim))
         if fs is not None or fe is not None:

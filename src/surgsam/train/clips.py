@@ -35,6 +35,10 @@ class ClipConfig:
     hflip_prob: chance of a horizontal flip (also swaps "left"/"right" in expressions).
     min_pixels: an object counts as present in the first frame with at least this many
         pixels after resizing to ``S x S``.
+    merge_same_text: referring training: objects of a video that share one expression are
+        one referred target (the union of their masks), drawn once per clip. Ref-EndoVis18's
+        grammar gives two instruments of one type and action the same sentence, so without
+        this their targets contradict each other.
     """
 
     num_frames: int = 8
@@ -43,6 +47,7 @@ class ClipConfig:
     reverse_prob: float = 0.5
     hflip_prob: float = 0.5
     min_pixels: int = 4
+    merge_same_text: bool = False
 
     def __post_init__(self) -> None:
         if self.num_frames < 1 or self.max_objects < 1:
@@ -232,18 +237,34 @@ class ClipSampler:
         visible = [present[i] for i in order if int(first[i].sum()) >= cfg.min_pixels]
         if not visible:
             return None
+        groups = self._text_groups(video) if cfg.merge_same_text else {}
+        if groups:  # one draw per expression: skip objects whose sentence is already drawn
+            drawn: dict[tuple[int, ...], int] = {}
+            for k in visible:
+                drawn.setdefault(groups.get(k, (k,)), k)
+            visible = list(drawn.values())
         obj_ids = sorted(visible[: cfg.max_objects])
+        members = [groups.get(k, (k,)) for k in obj_ids]
         imgs, labs = [], []
         for t in frames:
             imgs.append(video.frames[t])
             lab = labels0 if t == frames[0] else video.labels(t)
-            labs.append(np.stack([lab == k for k in obj_ids]))
+            labs.append(np.stack([np.isin(lab, ks) for ks in members]))
         x = torch.from_numpy(np.stack(imgs)).permute(0, 3, 1, 2)  # T x 3 x H x W uint8
         m = torch.from_numpy(np.stack(labs))  # T x K x H x W bool
         if flip:
             x, m = x.flip(-1), m.flip(-1)
         texts = self._texts(video, obj_ids, flip)
         return Clip(normalize_frames(x, s), _resize_masks(m, s), obj_ids, video.name, list(frames), texts, flip, reversed_)
+
+    @staticmethod
+    def _text_groups(video) -> dict[int, tuple[int, ...]]:
+        """``{obj_id: the ids of all objects its text names}`` for texts shared by several
+        objects (:func:`~surgsam.data.refendovis.shared_texts`); the first id is the group's."""
+        from ..data.refendovis import shared_texts
+
+        get = getattr(video, "expressions", None)
+        return {} if get is None else {k: ids for ids in shared_texts(get()).values() for k in ids}
 
     @staticmethod
     def _texts(video, obj_ids: list[int], flip: bool) -> list[str | None]:

@@ -87,7 +87,7 @@ def _resurgsam2(stage: int, epochs: float, frames: int, freeze_epochs: float) ->
         epochs=epochs,
         batch_size=1,
         image_every=0,  # videos only
-        clip=ClipConfig(num_frames=frames, max_objects=3, image_size=512),
+        clip=ClipConfig(num_frames=frames, max_objects=3, image_size=512, merge_same_text=True),
         prompts=PromptConfig(),
         optim=OptimConfig(lr=5e-5, lr_overrides=tuple((m, 3e-4) for m in REFERRING_MODULES), weight_decay=0.1,
                           layer_decay=0.9, warmup_frac=0.3, min_lr_ratio=0.1, grad_clip=0.1, freeze=()),
@@ -113,7 +113,7 @@ def ref_nano_synth() -> TrainConfig:
         steps=5000,
         batch_size=1,
         image_every=0,
-        clip=ClipConfig(num_frames=10, max_objects=3, image_size=256),
+        clip=ClipConfig(num_frames=10, max_objects=3, image_size=256, merge_same_text=True),
         prompts=PromptConfig(),
         optim=OptimConfig(lr=2e-4, lr_overrides=tuple((m, 1e-3) for m in REFERRING_MODULES), weight_decay=0.1,
                           layer_decay=1.0, warmup_frac=0.3, min_lr_ratio=0.1, grad_clip=0.1, freeze=()),
