@@ -40,6 +40,9 @@ def register(subparsers) -> None:
     p.add_argument("--image-every", type=int, default=None, help="every k-th step is an image batch (0 = never)")
     p.add_argument("--image-size", type=int, default=None, help="model input side (multiple of 32)")
     p.add_argument("--frames", type=int, default=None, help="frames per clip (default 8)")
+    p.add_argument("--entry-prob", type=float, default=None,
+                   help="chance that a clip starts where an object enters the view and tracks it from there "
+                   "(default: the recipe's)")
     p.add_argument("--max-objects", type=int, default=None, help="objects per clip (default 3)")
     p.add_argument("--lr", type=float, default=None, help="base learning rate")
     p.add_argument("--warmup", type=float, default=None, help="warm-up: steps (>= 1) or a fraction of the run (< 1)")
@@ -86,6 +89,10 @@ def config_from_args(args: argparse.Namespace):
     cuda = torch.cuda.is_available() and (args.device is None or args.device.startswith("cuda"))
     workers = args.workers if args.workers is not None else (4 if cuda else 0)
     clip = replace(cfg.clip, **{k: v for k, v in (("num_frames", args.frames), ("max_objects", args.max_objects)) if v})
+    if args.entry_prob is not None:
+        if not 0.0 <= args.entry_prob <= 1.0:
+            raise ValueError(f"--entry-prob must be in [0, 1], got {args.entry_prob}")
+        clip = replace(clip, entry_prob=args.entry_prob)
     optim = cfg.optim
     if args.lr is not None:
         optim = replace(optim, lr=args.lr)

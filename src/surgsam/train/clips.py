@@ -35,6 +35,10 @@ class ClipConfig:
     hflip_prob: chance of a horizontal flip (also swaps "left"/"right" in expressions).
     min_pixels: an object counts as present in the first frame with at least this many
         pixels after resizing to ``S x S``.
+    entry_prob: chance that a clip starts on the frame where an object enters the view (its
+        first appearance, or its return after leaving) and tracks that object from its first
+        sliver, playing forward. Random windows almost never start there, yet the VOS protocol
+        prompts every object exactly there.
     merge_same_text: referring training: objects of a video that share one expression are
         one referred target (the union of their masks), drawn once per clip. Ref-EndoVis18's
         grammar gives two instruments of one type and action the same sentence, so without
@@ -47,11 +51,14 @@ class ClipConfig:
     reverse_prob: float = 0.5
     hflip_prob: float = 0.5
     min_pixels: int = 4
+    entry_prob: float = 0.0
     merge_same_text: bool = False
 
     def __post_init__(self) -> None:
         if self.num_frames < 1 or self.max_objects < 1:
             raise ValueError("num_frames and max_objects must be >= 1")
+        if not 0.0 <= self.entry_prob <= 1.0:
+            raise ValueError(f"entry_prob must be in [0, 1], got {self.entry_prob}")
         if self.image_size <= 0 or self.image_size % 32:
             raise ValueError(f"image_size must be a positive multiple of 32, got {self.image_size}")
 
@@ -170,6 +177,7 @@ class ClipSampler:
         self.videos = [v for ds in datasets for v in ds]
         self.windows: list[tuple[int, int]] = []  # (video, position in its annotated-frame list)
         self.images: list[tuple[int, int]] = []  # (video, frame index)
+        self.entries: list[tuple[int, int, int]] = []  # (video, position in its annotated-frame list, object id)
         self._annotated: list[list[int]] = []
         T = cfg.num_frames
         for vi, v in enumerate(self.videos):
@@ -183,6 +191,9 @@ class ClipSampler:
                 first, last = ids[ann[j]], ids[ann[j + T - 1]]
                 if first or (cfg.reverse_prob > 0 and last):
                     self.windows.append((vi, j))
+            for j in range(1, len(ann) - T + 1):  # objects entering the view on frame ann[j]
+                before = set(ids[ann[j - 1]] or ())
+                self.entries.extend((vi, j, k) for k in ids[ann[j]] or () if k not in before)
         if not self.images:
             raise ValueError("no annotated frame with an object in the training data")
 
@@ -200,6 +211,11 @@ class ClipSampler:
         at the model's resolution)."""
         if not self.windows:
             raise ValueError(f"no video has {self.cfg.num_frames} annotated frames with an object at one end")
+        if self.cfg.entry_prob > 0 and self.entries and rng.random() < self.cfg.entry_prob:
+            vi, j, k = self.entries[int(rng.integers(len(self.entries)))]
+            clip = self._build(vi, self._annotated[vi][j : j + self.cfg.num_frames], rng, reversed_=False, first=k)
+            if clip is not None:
+                return clip
         for attempt in range(retries + 1):
             vi, j = self.windows[index if attempt == 0 else int(rng.integers(len(self.windows)))]
             frames = self._annotated[vi][j : j + self.cfg.num_frames]
@@ -223,7 +239,10 @@ class ClipSampler:
                 return clip
         raise RuntimeError(f"could not draw an image with a visible object after {retries} retries")
 
-    def _build(self, vi: int, frames: list[int], rng: np.random.Generator, reversed_: bool) -> Clip | None:
+    def _build(self, vi: int, frames: list[int], rng: np.random.Generator, reversed_: bool,
+               first: int | None = None) -> Clip | None:
+        """The clip of ``frames`` (None if no object is visible at size S in the first);
+        ``first``: an object id drawn before the random others (if visible)."""
         cfg, video = self.cfg, self.videos[vi]
         s = cfg.image_size
         labels0 = video.labels(frames[0])
@@ -233,10 +252,13 @@ class ClipSampler:
         order = rng.permutation(len(present))
         flip = bool(rng.random() < cfg.hflip_prob)
         # resize the first frame's masks of all candidates; keep those still visible
-        first = _resize_masks(torch.from_numpy(np.stack([labels0 == k for k in present]))[None], s)[0]
-        visible = [present[i] for i in order if int(first[i].sum()) >= cfg.min_pixels]
+        area = _resize_masks(torch.from_numpy(np.stack([labels0 == k for k in present]))[None], s)[0]
+        visible = [present[i] for i in order if int(area[i].sum()) >= cfg.min_pixels]
         if not visible:
             return None
+        if first in visible:
+            visible.remove(first)
+            visible.insert(0, first)
         groups = self._text_groups(video) if cfg.merge_same_text else {}
         if groups:  # one draw per expression: skip objects whose sentence is already drawn
             drawn: dict[tuple[int, ...], int] = {}
