@@ -14,7 +14,8 @@ Expressions of one video with the SAME text that name different objects (Ref-End
 grammar gives two idle instruments of one type one sentence) are one referred target: the
 first of them is run and scored against the union of those objects' masks, and its record
 lists the other ids in ``merged_ids``. EndoVis18's own masks are per instrument type, so this
-is the datasets' meaning; ``merge_same_text=False`` scores each against its own object instead.
+is the datasets' meaning; ``run_referring(..., merge_texts=False)`` scores each against its own
+object instead.
 
 Expressions of one video that refer to distinct objects share one session (one image-encoder
 pass per frame). When several expressions refer to the SAME object (possible in Ref-EndoVis
