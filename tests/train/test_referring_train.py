@@ -245,6 +245,7 @@ def test_cli_stage_one_trains_detection_only(ref_root, tmp_path):
     assert rc == 0
     saved = json.loads((out / "train_config.json").read_text())
     assert saved["referring"]["stage"] == 1 and saved["clip"]["merge_same_text"] is True
+    assert saved["loss"]["iou_use_l1"] is False  # the recipe's MSE IoU loss (L1 collapses from scratch)
     logs = [json.loads(x) for x in (out / "log.jsonl").read_text().splitlines()]
     assert [x["prompt"] for x in logs] == ["refer", "refer"] and all(x["frames"] == REF_FRAMES for x in logs)
 

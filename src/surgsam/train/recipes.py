@@ -17,8 +17,9 @@
   a SAM 2 checkpoint (stage 1) or a referring checkpoint (stage 2: the stage-1 result).
 * ``ref-nano-synth`` — the same two-stage scheme at demo scale: ``nano`` at 256 px with the
   ``tiny`` referring branch on the embedded all-MiniLM-L6-v2 encoder (384 wide), stage-2 clips
-  (referring-only half the time) on synthetic Ref-EndoVis data; from a nano SAM checkpoint
-  (``--init``, e.g. the nano-synth result) or random weights.
+  (referring-only half the time) on synthetic Ref-EndoVis data, MSE for the IoU head as in
+  ``nano-synth``; from a nano SAM checkpoint (``--init``, e.g. the nano-synth result) or random
+  weights.
 """
 
 from __future__ import annotations
@@ -117,6 +118,9 @@ def ref_nano_synth() -> TrainConfig:
         prompts=PromptConfig(),
         optim=OptimConfig(lr=2e-4, lr_overrides=tuple((m, 1e-3) for m in REFERRING_MODULES), weight_decay=0.1,
                           layer_decay=1.0, warmup_frac=0.3, min_lr_ratio=0.1, grad_clip=0.1, freeze=()),
+        # MSE for the IoU head, as nano-synth: with L1 it regresses to ~0 on the mostly-wrong early
+        # candidates and the detection picks its candidate blindly (seen in both runs here).
+        loss=LossConfig(iou_use_l1=False),
         referring=ReferringTrainConfig(stage=2, preset="tiny", text_encoder="minilm", text_dim=384, ref_frames=3,
                                        referring_only_prob=0.5, freeze_sam_steps=500),
         ckpt_every=500,
