@@ -80,9 +80,12 @@ def test_cli_train(tmp_path, synth_root):
     assert rec["step"] == 1 and rec["objects"] == 1
     saved = json.loads((out / "train_config.json").read_text())
     assert saved["optim"]["freeze"] == ["image_encoder"] and saved["recipe"] == "nano-synth"
+    assert saved["clip"]["entry_prob"] == 0.3  # the recipe's entry clips
     assert saved["prompts"]["prob_point_input"] == 0.25 and saved["loss"]["iou_use_l1"] is False
     assert main(["train", "--recipe", "nano-synth", "--data", str(synth_root), "--out", str(out / "x"),
                  "--point-prob", "1.5"]) == 2
+    assert main(["train", "--recipe", "nano-synth", "--data", str(synth_root), "--out", str(out / "x"),
+                 "--entry-prob", "1.5"]) == 2
 
 
 def test_ddp_two_processes_keep_identical_parameters(tmp_path, synth_root):

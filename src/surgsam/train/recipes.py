@@ -66,7 +66,9 @@ def nano_synth() -> TrainConfig:
         batch_size=1,
         image_batch_size=4,
         image_every=4,  # three video batches, then one image batch
-        clip=ClipConfig(num_frames=8, max_objects=3, image_size=256),
+        # 30% of clips start where an object enters the view: objects prompted on their first
+        # sliver were lost on the next frame until the model saw such clips
+        clip=ClipConfig(num_frames=8, max_objects=3, image_size=256, entry_prob=0.3),
         # mostly mask-prompted clips (the demo's and the evaluation's prompt); 30% click/box
         prompts=PromptConfig(prob_point_input=0.3),
         # SAM's MSE for the IoU head: from random init SAM 2's L1 regresses it to ~0 for every
