@@ -29,6 +29,10 @@ EMBEDDED_MODELS: dict[str, EmbeddedModel] = {
         EmbeddedModel("surgsam-nano-synth", "nano_synth.pt",
                       "nano preset at 256 px, trained by `surgsam train --recipe nano-synth` on synthetic "
                       "surgical videos only (the demo's default; not a model for real endoscopy)"),
+        EmbeddedModel("surgsam-ref-nano-synth", "ref_nano_synth.pt",
+                      "text-referred (ReSurgSAM2): nano + the tiny referring branch at 256 px with the embedded "
+                      "MiniLM text encoder, trained by `surgsam train --recipe ref-nano-synth` on synthetic "
+                      "videos only (for `surgsam refer --checkpoint`; finds tissue far better than instruments)"),
     )
 }
 

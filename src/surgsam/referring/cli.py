@@ -11,7 +11,8 @@ import numpy as np
 
 UNTRAINED_NOTE = (
     "untrained referring network (random weights: SAM {sam} + referring preset {ref}): its masks are not "
-    "meaningful and expressions are rarely found; pass --checkpoint for real results"
+    "meaningful and expressions are rarely found; pass --checkpoint for real results (the embedded "
+    "surgsam-ref-nano-synth, trained on synthetic videos, or ReSurgSAM2's weights)"
 )
 NEVER_FOUND = "never found"
 
@@ -31,8 +32,9 @@ def register(sub) -> None:
     p.add_argument("--out", type=Path, required=True, help="output folder for the palette PNG masks")
     p.add_argument("--overlay", type=Path, default=None, help="also write an overlay mp4 (masks with ids) here")
     p.add_argument("--checkpoint", default=None,
-                   help="referring weights: ReSurgSAM2's sam2.1_hiera_s_ref17/18.pth (with --model sam2.1_hiera_s) "
-                   "or ours; without it an UNTRAINED network runs (nano + tiny referring preset)")
+                   help="referring weights: ReSurgSAM2's sam2.1_hiera_s_ref17/18.pth (with --model sam2.1_hiera_s), "
+                   "ours, or the embedded surgsam-ref-nano-synth (synthetic videos only); without it an UNTRAINED "
+                   "network runs (nano + tiny referring preset)")
     p.add_argument("--model", default=None, help="SAM preset (default: nano without --checkpoint; optional with ours)")
     p.add_argument("--referring", default=None,
                    help="referring preset (default: tiny without --checkpoint, resurgsam2 for ReSurgSAM2's files)")
