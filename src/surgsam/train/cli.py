@@ -89,9 +89,7 @@ def config_from_args(args: argparse.Namespace):
     cuda = torch.cuda.is_available() and (args.device is None or args.device.startswith("cuda"))
     workers = args.workers if args.workers is not None else (4 if cuda else 0)
     clip = replace(cfg.clip, **{k: v for k, v in (("num_frames", args.frames), ("max_objects", args.max_objects)) if v})
-    if args.entry_prob is not None:
-        if not 0.0 <= args.entry_prob <= 1.0:
-            raise ValueError(f"--entry-prob must be in [0, 1], got {args.entry_prob}")
+    if args.entry_prob is not None:  # ClipConfig checks the range
         clip = replace(clip, entry_prob=args.entry_prob)
     optim = cfg.optim
     if args.lr is not None:
