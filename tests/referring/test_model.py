@@ -183,3 +183,30 @@ def test_every_referring_parameter_gets_a_gradient():
     for n, p in model.named_parameters():
         if n.startswith(REFERRING_PREFIXES):
             assert p.grad is not None and p.grad.abs().sum() > 0, n
+
+
+def test_pooled_scale_multiplies_the_sentence_embedding_only(tmp_path, tiny):
+    from dataclasses import replace
+
+    from surgsam.referring import ReferringConfig
+    from surgsam.referring.config import pooled_scale_for
+
+    scaled = ReferringSAM2(SAM2Model(tiny.sam.cfg), replace(tiny.cfg, pooled_scale=3.0)).eval()
+    scaled.load_state_dict(tiny.state_dict())
+    _, _, text = tiny_inputs(tiny)
+    tripled = TextFeatures(text.tokens, text.padding_mask, text.pooled * 3.0)
+    with torch.no_grad():
+        a, b = scaled.project_text(text), tiny.project_text(tripled)
+    assert torch.allclose(a.pooled, b.pooled, atol=1e-6) and torch.equal(a.tokens, tiny.project_text(text).tokens)
+    # the scale travels with the checkpoint; configs saved before it existed load at 1
+    path = save_referring_checkpoint(scaled, tmp_path / "scaled.pt")
+    assert read_referring_checkpoint(path).referring_config.pooled_scale == 3.0
+    old = tiny.cfg.to_dict()
+    del old["pooled_scale"]
+    assert ReferringConfig.from_dict(old).pooled_scale == 1.0
+    with pytest.raises(ValueError, match="pooled_scale"):
+        replace(tiny.cfg, pooled_scale=0.0)
+    # MiniLM's unit-norm sentence embedding is brought to unit RMS per dimension
+    assert pooled_scale_for("minilm") == pytest.approx(384**0.5) and pooled_scale_for("clip") == 1.0
+    assert get_referring_preset("resurgsam2_minilm").pooled_scale == pytest.approx(384**0.5)
+    assert get_referring_preset("resurgsam2").pooled_scale == 1.0

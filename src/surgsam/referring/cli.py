@@ -67,14 +67,15 @@ def build_referring(checkpoint=None, model=None, referring=None, image_size=None
     import torch
 
     from .checkpoint import build_referring_model
-    from .config import get_referring_preset
+    from .config import get_referring_preset, pooled_scale_for
     from .text import build_text_encoder
 
     if checkpoint is None:
         enc = build_text_encoder(text_encoder or "minilm", device=device)
         # random weights: the token projection takes whatever width the chosen encoder gives
         name = text_encoder or "minilm"
-        ref = get_referring_preset(referring or "tiny", text_dim=enc.dim, text_encoder=str(name))
+        ref = get_referring_preset(referring or "tiny", text_dim=enc.dim, text_encoder=str(name),
+                                   pooled_scale=pooled_scale_for(str(name)))
         torch.manual_seed(seed)
         net = build_referring_model(model or "nano", image_size=image_size, referring=ref, device=device)
         return net, enc, True

@@ -22,6 +22,11 @@ class ReferringConfig:
     proj_dropout: float = 0.1
     sentence_hidden: int | None = None  # sentence MLP d_model -> 4*d_model (None) -> ... -> d_model
     sentence_dropout: float = 0.2
+    # multiplies the encoder's pooled sentence embedding before the token projection. CLIP's
+    # pooled state is O(1) per dimension; MiniLM's is L2-normalised (RMS 1/sqrt(384) ~ 0.05), so
+    # its presets use sqrt(384): at scale 1 the projection's bias drowned the sentence and every
+    # instrument sentence projected to the same token (cosine 0.9995)
+    pooled_scale: float = 1.0
     # CSTMamba fusion
     fusion_depth: int = 2
     fusion_heads: int = 8
@@ -48,6 +53,8 @@ class ReferringConfig:
         for f in positive:
             if getattr(self, f) < 1:
                 raise ValueError(f"{f} must be >= 1, got {getattr(self, f)}")
+        if not self.pooled_scale > 0:
+            raise ValueError(f"pooled_scale must be > 0, got {self.pooled_scale}")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -62,12 +69,19 @@ class ReferringConfig:
         return cls(**d)
 
 
+def pooled_scale_for(text_encoder: str) -> float:
+    """The :attr:`ReferringConfig.pooled_scale` for a text encoder name: sqrt(384) for MiniLM,
+    whose sentence embedding is unit-norm, 1 for the others (O(1) per dimension already)."""
+    return 384**0.5 if text_encoder == "minilm" else 1.0
+
+
 _PRESETS: dict[str, ReferringConfig] = {
     # ReSurgSAM2 as released: CLIP ViT-B/32 text tower.
     "resurgsam2": ReferringConfig(),
     # The same network on the embedded all-MiniLM-L6-v2 encoder (384-wide tokens): trainable
     # offline; its token_projection differs in shape from the released checkpoints.
-    "resurgsam2_minilm": ReferringConfig(name="resurgsam2_minilm", text_encoder="minilm", text_dim=384),
+    "resurgsam2_minilm": ReferringConfig(name="resurgsam2_minilm", text_encoder="minilm", text_dim=384,
+                                         pooled_scale=pooled_scale_for("minilm")),
     # A few-hundred-KB referring branch for tests (pair it with the SAM "nano" preset).
     "tiny": ReferringConfig(
         name="tiny", text_encoder="clip-tiny", text_dim=32, proj_hidden=64, sentence_hidden=64,
@@ -87,4 +101,4 @@ def get_referring_preset(name: str, **overrides: Any) -> ReferringConfig:
     return replace(_PRESETS[name], **overrides) if overrides else _PRESETS[name]
 
 
-__all__ = ["ReferringConfig", "get_referring_preset", "list_referring_presets"]
+__all__ = ["ReferringConfig", "get_referring_preset", "list_referring_presets", "pooled_scale_for"]

@@ -140,7 +140,7 @@ class ReferringSAM2(nn.Module):
             )
         p = next(self.token_projection.parameters())
         tokens = self.token_projection(text.tokens.to(p.device, p.dtype))
-        pooled = self.token_projection(text.pooled.to(p.device, p.dtype)).unsqueeze(1)
+        pooled = self.token_projection(text.pooled.to(p.device, p.dtype) * self.cfg.pooled_scale).unsqueeze(1)
         mask = text.padding_mask.to(p.device).bool()
         return ReferringPrompt(tokens, mask if bool(mask.any()) else None, pooled)
 

@@ -117,7 +117,10 @@ def config_from_args(args: argparse.Namespace):
         if stage is not None:
             ref = replace(ref, stage=stage)
         if text_encoder is not None:  # the width follows the encoder (checked against the model when built)
-            ref = replace(ref, text_encoder=text_encoder, text_dim=_text_dim(text_encoder, ref.text_dim))
+            from ..referring.config import pooled_scale_for
+
+            ref = replace(ref, text_encoder=text_encoder, text_dim=_text_dim(text_encoder, ref.text_dim),
+                          pooled_scale=pooled_scale_for(text_encoder))
         if fs is not None or fe is not None:
             ref = replace(ref, freeze_sam_steps=fs or 0, freeze_sam_epochs=fe or 0.0)
     return replace(cfg, clip=clip, optim=optim, prompts=prompts, loss=loss, workers=workers,

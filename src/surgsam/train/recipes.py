@@ -27,6 +27,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
+from ..referring.config import pooled_scale_for
 from .clips import ClipConfig
 from .losses import LossConfig
 from .optim import OptimConfig
@@ -123,8 +124,10 @@ def ref_nano_synth() -> TrainConfig:
         # MSE for the IoU head, as nano-synth: with L1 it regresses to ~0 on the mostly-wrong early
         # candidates and the detection picks its candidate blindly (seen in both runs here).
         loss=LossConfig(iou_use_l1=False),
-        referring=ReferringTrainConfig(stage=2, preset="tiny", text_encoder="minilm", text_dim=384, ref_frames=3,
-                                       referring_only_prob=0.5, freeze_sam_steps=500),
+        # pooled_scale: MiniLM's sentence embedding is unit-norm; see ReferringConfig.pooled_scale
+        referring=ReferringTrainConfig(stage=2, preset="tiny", text_encoder="minilm", text_dim=384,
+                                       pooled_scale=pooled_scale_for("minilm"), ref_frames=3, referring_only_prob=0.5,
+                                       freeze_sam_steps=500),
         ckpt_every=500,
     )
 
