@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 
 from conftest import FRAMES, SIZE
@@ -125,3 +126,31 @@ def test_entry_clips_start_where_an_object_enters(tmp_path):
     a = ClipSampler(ds, base).clip(0, np.random.default_rng(5))
     b = ClipSampler(ds, base).clip(0, np.random.default_rng(5))
     assert torch.equal(a.masks, b.masks) and a.obj_ids == b.obj_ids
+
+
+def test_exit_clips_track_an_object_out_of_view(tmp_path):
+    from surgsam.data.synth import SynthConfig, generate
+
+    generate(tmp_path / "exit", SynthConfig(width=96, height=64, frames=14, smoke=0.0, motion_blur=False,
+                                            exit_prob=1.0, reentry_prob=0.0), videos=3, seed=0, progress=False)
+    ds = open_datasets([str(tmp_path / "exit")])
+    base = ClipConfig(num_frames=FRAMES, image_size=SIZE, max_objects=1, min_pixels=1)
+    s = ClipSampler(ds, ClipConfig(**{**base.__dict__, "exit_prob": 1.0}))
+    assert s.exits, "the fixture needs an object that leaves the view"
+    for vi, j, k in s.exits:
+        ids = s.videos[vi].scan()
+        assert k in ids[s._annotated[vi][j - 1]] and k not in (ids[s._annotated[vi][j]] or ())
+    exits = {(s.videos[vi].name, s._annotated[vi][j], k) for vi, j, k in s.exits}
+    hits = 0
+    for i in range(12):
+        c = s.clip(i, np.random.default_rng(i))
+        assert len(c.frame_indices) == FRAMES
+        k = c.obj_ids[0]
+        gone = [t for t in c.frame_indices[1:] if (c.video, t, k) in exits]
+        if gone:  # the clip starts with the object and loses it inside the clip, forward
+            hits += 1
+            assert not c.reversed and c.frame_indices == sorted(c.frame_indices)
+            assert bool(c.masks[0, 0].any()) and not bool(c.masks[c.frame_indices.index(gone[0]), 0].any())
+    assert hits >= 6
+    with pytest.raises(ValueError, match="entry_prob \\+ exit_prob"):
+        ClipConfig(entry_prob=0.6, exit_prob=0.5)

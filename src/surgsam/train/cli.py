@@ -43,6 +43,9 @@ def register(subparsers) -> None:
     p.add_argument("--entry-prob", type=float, default=None,
                    help="chance that a clip starts where an object enters the view and tracks it from there "
                    "(default: the recipe's)")
+    p.add_argument("--exit-prob", type=float, default=None,
+                   help="chance that a clip starts shortly before an object leaves the view and tracks it "
+                   "(default: the recipe's)")
     p.add_argument("--max-objects", type=int, default=None, help="objects per clip (default 3)")
     p.add_argument("--lr", type=float, default=None, help="base learning rate")
     p.add_argument("--warmup", type=float, default=None, help="warm-up: steps (>= 1) or a fraction of the run (< 1)")
@@ -91,6 +94,8 @@ def config_from_args(args: argparse.Namespace):
     clip = replace(cfg.clip, **{k: v for k, v in (("num_frames", args.frames), ("max_objects", args.max_objects)) if v})
     if args.entry_prob is not None:  # ClipConfig checks the range
         clip = replace(clip, entry_prob=args.entry_prob)
+    if args.exit_prob is not None:
+        clip = replace(clip, exit_prob=args.exit_prob)
     optim = cfg.optim
     if args.lr is not None:
         optim = replace(optim, lr=args.lr)

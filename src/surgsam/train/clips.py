@@ -39,6 +39,9 @@ class ClipConfig:
         first appearance, or its return after leaving) and tracks that object from its first
         sliver, playing forward. Random windows almost never start there, yet the VOS protocol
         prompts every object exactly there.
+    exit_prob: chance that a clip ends with an object gone: it starts 2 to ``T - 2`` frames
+        before an object leaves the view (or is hidden), with that object, so the model learns
+        to predict it absent instead of jumping to a neighbour. ``entry_prob + exit_prob <= 1``.
     merge_same_text: referring training: objects of a video that share one expression are
         one referred target (the union of their masks), drawn once per clip. Ref-EndoVis18's
         grammar gives two instruments of one type and action the same sentence, so without
@@ -52,13 +55,17 @@ class ClipConfig:
     hflip_prob: float = 0.5
     min_pixels: int = 4
     entry_prob: float = 0.0
+    exit_prob: float = 0.0
     merge_same_text: bool = False
 
     def __post_init__(self) -> None:
         if self.num_frames < 1 or self.max_objects < 1:
             raise ValueError("num_frames and max_objects must be >= 1")
-        if not 0.0 <= self.entry_prob <= 1.0:
-            raise ValueError(f"entry_prob must be in [0, 1], got {self.entry_prob}")
+        for name in ("entry_prob", "exit_prob"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
+        if self.entry_prob + self.exit_prob > 1.0:
+            raise ValueError(f"entry_prob + exit_prob must be <= 1, got {self.entry_prob} + {self.exit_prob}")
         if self.image_size <= 0 or self.image_size % 32:
             raise ValueError(f"image_size must be a positive multiple of 32, got {self.image_size}")
 
@@ -178,6 +185,7 @@ class ClipSampler:
         self.windows: list[tuple[int, int]] = []  # (video, position in its annotated-frame list)
         self.images: list[tuple[int, int]] = []  # (video, frame index)
         self.entries: list[tuple[int, int, int]] = []  # (video, position in its annotated-frame list, object id)
+        self.exits: list[tuple[int, int, int]] = []  # (video, position of the first frame without the object, id)
         self._annotated: list[list[int]] = []
         T = cfg.num_frames
         for vi, v in enumerate(self.videos):
@@ -194,6 +202,9 @@ class ClipSampler:
             for j in range(1, len(ann) - T + 1):  # objects entering the view on frame ann[j]
                 before = set(ids[ann[j - 1]] or ())
                 self.entries.extend((vi, j, k) for k in ids[ann[j]] or () if k not in before)
+            for j in range(1, len(ann) if len(ann) >= T else 0):  # objects leaving the view on frame ann[j]
+                now = set(ids[ann[j]] or ())
+                self.exits.extend((vi, j, k) for k in ids[ann[j - 1]] or () if k not in now)
         if not self.images:
             raise ValueError("no annotated frame with an object in the training data")
 
@@ -211,9 +222,16 @@ class ClipSampler:
         at the model's resolution)."""
         if not self.windows:
             raise ValueError(f"no video has {self.cfg.num_frames} annotated frames with an object at one end")
-        if self.cfg.entry_prob > 0 and self.entries and rng.random() < self.cfg.entry_prob:
+        cfg = self.cfg
+        # one draw picks entry / exit / random window (none when both are off: the old stream)
+        u = rng.random() if (cfg.entry_prob > 0 and self.entries) or (cfg.exit_prob > 0 and self.exits) else 1.0
+        if u < cfg.entry_prob and self.entries:
             vi, j, k = self.entries[int(rng.integers(len(self.entries)))]
-            clip = self._build(vi, self._annotated[vi][j : j + self.cfg.num_frames], rng, reversed_=False, first=k)
+            clip = self._build(vi, self._annotated[vi][j : j + cfg.num_frames], rng, reversed_=False, first=k)
+            if clip is not None:
+                return clip
+        elif u < cfg.entry_prob + cfg.exit_prob and self.exits:
+            clip = self._exit_clip(rng)
             if clip is not None:
                 return clip
         for attempt in range(retries + 1):
@@ -229,6 +247,21 @@ class ClipSampler:
             if clip is not None:
                 return clip
         raise RuntimeError(f"could not draw a clip with a visible object after {retries} retries")
+
+    def _exit_clip(self, rng: np.random.Generator) -> Clip | None:
+        """A forward clip that starts ``d`` frames before a drawn exit (``2 <= d <= T - 2``
+        where the clip fits, fewer if the object was not yet there) and tracks that object."""
+        T = self.cfg.num_frames
+        vi, j, k = self.exits[int(rng.integers(len(self.exits)))]
+        ann, ids = self._annotated[vi], self.videos[vi].scan()
+        lo, hi = max(1, j + T - len(ann)), min(j, T - 1)  # the clip fits and the exit is inside it
+        d = int(np.clip(rng.integers(2, max(3, T - 1)), lo, hi))
+        while d > lo and k not in (ids[ann[j - d]] or ()):  # the object came in after j - d
+            d -= 1
+        if k not in (ids[ann[j - d]] or ()):
+            return None
+        start = j - d
+        return self._build(vi, ann[start : start + T], rng, reversed_=False, first=k)
 
     def image(self, index: int, rng: np.random.Generator, retries: int = 10) -> Clip:
         """A single annotated frame (``T = 1``) with up to ``max_objects`` objects."""
