@@ -73,19 +73,22 @@ def test_cli_train(tmp_path, synth_root):
     out = tmp_path / "cli"
     rc = main(["train", "--recipe", "nano-synth", "--data", str(synth_root), "--out", str(out), "--steps", "1",
                "--image-size", str(SIZE), "--frames", str(FRAMES), "--max-objects", "1",
-               "--freeze", "image_encoder", "--point-prob", "0.25", "--iou-loss", "mse", "--no-progress"])
+               "--freeze", "image_encoder", "--point-prob", "0.25", "--iou-loss", "mse", "--exit-prob", "0.2",
+               "--no-progress"])
     assert rc == 0
     assert (out / "model.pt").is_file() and (out / "checkpoints" / "latest.json").is_file()
     rec = json.loads((out / "log.jsonl").read_text().splitlines()[0])
     assert rec["step"] == 1 and rec["objects"] == 1
     saved = json.loads((out / "train_config.json").read_text())
     assert saved["optim"]["freeze"] == ["image_encoder"] and saved["recipe"] == "nano-synth"
-    assert saved["clip"]["entry_prob"] == 0.3  # the recipe's entry clips
+    assert saved["clip"]["entry_prob"] == 0.3 and saved["clip"]["exit_prob"] == 0.2  # recipe's, ours
     assert saved["prompts"]["prob_point_input"] == 0.25 and saved["loss"]["iou_use_l1"] is False
     assert main(["train", "--recipe", "nano-synth", "--data", str(synth_root), "--out", str(out / "x"),
                  "--point-prob", "1.5"]) == 2
     assert main(["train", "--recipe", "nano-synth", "--data", str(synth_root), "--out", str(out / "x"),
                  "--entry-prob", "1.5"]) == 2
+    assert main(["train", "--recipe", "nano-synth", "--data", str(synth_root), "--out", str(out / "x"),
+                 "--entry-prob", "0.6", "--exit-prob", "0.5"]) == 2
 
 
 def test_ddp_two_processes_keep_identical_parameters(tmp_path, synth_root):
