@@ -229,6 +229,7 @@ def test_cli_two_steps_then_segment_with_the_checkpoint(ref_root, tmp_path):
     assert model.sam.cfg.name == "nano" and model.cfg.text_encoder == "clip-tiny" and model.sam.image_size == SIZE
     # the recipe's MiniLM sentence scale is not carried over to another encoder
     assert saved["referring"]["pooled_scale"] == 1.0 and model.cfg.pooled_scale == 1.0
+    assert model.cfg.multimask_output is False  # the recipe's single detection mask
     seg = ReferringSegmenter(model)
     video = open_dataset(ref_root, "valid")[0]
     seg.add_text(1, "the instrument on the left")
@@ -249,7 +250,8 @@ def test_cli_stage_one_trains_detection_only(ref_root, tmp_path):
     saved = json.loads((out / "train_config.json").read_text())
     assert saved["referring"]["stage"] == 1 and saved["clip"]["merge_same_text"] is True
     assert saved["loss"]["iou_use_l1"] is False  # the recipe's MSE IoU loss (L1 collapses from scratch)
-    assert make_config("ref-nano-synth").referring.pooled_scale == pytest.approx(384**0.5)  # MiniLM's
+    recipe = make_config("ref-nano-synth").referring
+    assert recipe.pooled_scale == pytest.approx(384**0.5) and recipe.multimask_output is False
     logs = [json.loads(x) for x in (out / "log.jsonl").read_text().splitlines()]
     assert [x["prompt"] for x in logs] == ["refer", "refer"] and all(x["frames"] == REF_FRAMES for x in logs)
 

@@ -124,10 +124,13 @@ def ref_nano_synth() -> TrainConfig:
         # MSE for the IoU head, as nano-synth: with L1 it regresses to ~0 on the mostly-wrong early
         # candidates and the detection picks its candidate blindly (seen in both runs here).
         loss=LossConfig(iou_use_l1=False),
-        # pooled_scale: MiniLM's sentence embedding is unit-norm; see ReferringConfig.pooled_scale
+        # pooled_scale: MiniLM's sentence embedding is unit-norm; see ReferringConfig.pooled_scale.
+        # One detection mask, not three: with three candidates and the lowest-loss rule the
+        # decoder put each instrument in its own candidate and the text stopped mattering (every
+        # instrument sentence projected to one token); with one mask the text must pick.
         referring=ReferringTrainConfig(stage=2, preset="tiny", text_encoder="minilm", text_dim=384,
-                                       pooled_scale=pooled_scale_for("minilm"), ref_frames=3, referring_only_prob=0.5,
-                                       freeze_sam_steps=500),
+                                       pooled_scale=pooled_scale_for("minilm"), multimask_output=False, ref_frames=3,
+                                       referring_only_prob=0.5, freeze_sam_steps=500),
         ckpt_every=500,
     )
 

@@ -61,8 +61,8 @@ class ReferringTrainConfig:
         rest of the clip, mixed with referring-only batches (``referring_only_prob``).
     preset: referring preset of a new referring branch (ignored when ``init`` is a referring
         checkpoint, which carries its config); text_encoder / text_dim: override the preset's
-        (e.g. ``"minilm"`` / 384); the encoder defaults to the model config's; pooled_scale:
-        override the preset's :attr:`~surgsam.referring.ReferringConfig.pooled_scale`.
+        (e.g. ``"minilm"`` / 384); the encoder defaults to the model config's; pooled_scale /
+        multimask_output: override the preset's (:class:`~surgsam.referring.ReferringConfig`).
     freeze_sam_steps / freeze_sam_epochs: keep the SAM 2 part frozen for this many first
         steps (epochs are converted to steps like ``TrainConfig.epochs``; the larger wins).
     """
@@ -72,6 +72,7 @@ class ReferringTrainConfig:
     text_encoder: str | None = None
     text_dim: int | None = None
     pooled_scale: float | None = None
+    multimask_output: bool | None = None
     ref_frames: int = 3
     referring_only_prob: float = 0.5
     freeze_sam_steps: int = 0
@@ -254,7 +255,8 @@ def set_sam_frozen(model: "ReferringSAM2", frozen: bool, permanent: Sequence[str
 def _referring_config(rc: ReferringTrainConfig):
     from ..referring.config import get_referring_preset
 
-    pairs = (("text_encoder", rc.text_encoder), ("text_dim", rc.text_dim), ("pooled_scale", rc.pooled_scale))
+    pairs = (("text_encoder", rc.text_encoder), ("text_dim", rc.text_dim), ("pooled_scale", rc.pooled_scale),
+             ("multimask_output", rc.multimask_output))
     over = {k: v for k, v in pairs if v is not None}
     return get_referring_preset(rc.preset, **over)
 
