@@ -23,9 +23,9 @@ class ReferringConfig:
     sentence_hidden: int | None = None  # sentence MLP d_model -> 4*d_model (None) -> ... -> d_model
     sentence_dropout: float = 0.2
     # multiplies the encoder's pooled sentence embedding before the token projection. CLIP's
-    # pooled state is O(1) per dimension; MiniLM's is L2-normalised (RMS 1/sqrt(384) ~ 0.05), so
-    # its presets use sqrt(384): at scale 1 the projection's bias drowned the sentence and every
-    # instrument sentence projected to the same token (cosine 0.9995)
+    # pooled state is O(1) per dimension; MiniLM's is L2-normalised (RMS 1/sqrt(384) ~ 0.05,
+    # against ~0.4 for its token states), small next to the projection's bias, so MiniLM
+    # presets use sqrt(384). Older checkpoints (no such field) load with 1.
     pooled_scale: float = 1.0
     # CSTMamba fusion
     fusion_depth: int = 2

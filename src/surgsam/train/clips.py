@@ -249,8 +249,9 @@ class ClipSampler:
         raise RuntimeError(f"could not draw a clip with a visible object after {retries} retries")
 
     def _exit_clip(self, rng: np.random.Generator) -> Clip | None:
-        """A forward clip that starts ``d`` frames before a drawn exit (``2 <= d <= T - 2``
-        where the clip fits, fewer if the object was not yet there) and tracks that object."""
+        """A forward clip that starts ``d`` frames before a drawn exit (``d`` drawn from
+        ``2 .. max(2, T - 2)``, moved into the range where the clip fits and the exit is inside
+        it, fewer if the object was not there yet) and tracks that object; None if impossible."""
         T = self.cfg.num_frames
         vi, j, k = self.exits[int(rng.integers(len(self.exits)))]
         ann, ids = self._annotated[vi], self.videos[vi].scan()

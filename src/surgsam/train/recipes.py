@@ -126,8 +126,8 @@ def ref_nano_synth() -> TrainConfig:
         loss=LossConfig(iou_use_l1=False),
         # pooled_scale: MiniLM's sentence embedding is unit-norm; see ReferringConfig.pooled_scale.
         # One detection mask, not three: with three candidates and the lowest-loss rule the
-        # decoder put each instrument in its own candidate and the text stopped mattering (every
-        # instrument sentence projected to one token); with one mask the text must pick.
+        # decoder can put each instrument in its own candidate, so the text need not choose (every
+        # instrument sentence projected to one token in the multimask runs); with one it must.
         referring=ReferringTrainConfig(stage=2, preset="tiny", text_encoder="minilm", text_dim=384,
                                        pooled_scale=pooled_scale_for("minilm"), multimask_output=False, ref_frames=3,
                                        referring_only_prob=0.5, freeze_sam_steps=500),
