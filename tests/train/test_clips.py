@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
@@ -100,14 +102,20 @@ def test_a_shared_text_is_one_target_when_merging(tmp_path):
     assert checked > 0
 
 
-def test_entry_clips_start_where_an_object_enters(tmp_path):
+def _event_sampler(root, option: str, **synth) -> tuple[list, ClipConfig, ClipSampler]:
+    """Three 14-frame synthetic videos (``synth``: entry/exit settings) and a one-object sampler
+    with ``option`` (``entry_prob`` or ``exit_prob``) at 1: (datasets, base config, sampler)."""
     from surgsam.data.synth import SynthConfig, generate
 
-    generate(tmp_path / "late", SynthConfig(width=96, height=64, frames=14, smoke=0.0, motion_blur=False,
-                                            late_entry_prob=1.0, reentry_prob=1.0), videos=3, seed=0, progress=False)
-    ds = open_datasets([str(tmp_path / "late")])
+    generate(root, SynthConfig(width=96, height=64, frames=14, smoke=0.0, motion_blur=False, **synth),
+             videos=3, seed=0, progress=False)
+    ds = open_datasets([str(root)])
     base = ClipConfig(num_frames=FRAMES, image_size=SIZE, max_objects=1, min_pixels=1)
-    s = ClipSampler(ds, ClipConfig(**{**base.__dict__, "entry_prob": 1.0}))
+    return ds, base, ClipSampler(ds, replace(base, **{option: 1.0}))
+
+
+def test_entry_clips_start_where_an_object_enters(tmp_path):
+    ds, base, s = _event_sampler(tmp_path / "late", "entry_prob", late_entry_prob=1.0, reentry_prob=1.0)
     assert s.entries, "the fixture needs an object that enters after the first frame"
     for vi, j, k in s.entries:
         ids = s.videos[vi].scan()
@@ -129,13 +137,7 @@ def test_entry_clips_start_where_an_object_enters(tmp_path):
 
 
 def test_exit_clips_track_an_object_out_of_view(tmp_path):
-    from surgsam.data.synth import SynthConfig, generate
-
-    generate(tmp_path / "exit", SynthConfig(width=96, height=64, frames=14, smoke=0.0, motion_blur=False,
-                                            exit_prob=1.0, reentry_prob=0.0), videos=3, seed=0, progress=False)
-    ds = open_datasets([str(tmp_path / "exit")])
-    base = ClipConfig(num_frames=FRAMES, image_size=SIZE, max_objects=1, min_pixels=1)
-    s = ClipSampler(ds, ClipConfig(**{**base.__dict__, "exit_prob": 1.0}))
+    _, _, s = _event_sampler(tmp_path / "exit", "exit_prob", exit_prob=1.0, reentry_prob=0.0)
     assert s.exits, "the fixture needs an object that leaves the view"
     for vi, j, k in s.exits:
         ids = s.videos[vi].scan()
