@@ -159,7 +159,7 @@ def test_live_headless_text_cli(clip_mp4, tmp_path, capsys):
 
     rec = tmp_path / "live.mp4"
     rc = main(["live", "--source", str(clip_mp4), "--headless", "--text", "the grasper", "--text", "the hook",
-               "--record", str(rec)])
+               "--record", str(rec), "--untrained"])
     assert rc == 0
     out = capsys.readouterr()
     report = json.loads(out.out.strip().splitlines()[-1])

@@ -1,5 +1,5 @@
-"""`surgsam refer` end to end on a small mp4: untrained default network, palette masks, overlay,
-JSON summary with the frame tracking started on or "never found"."""
+"""`surgsam refer` end to end on a small mp4: the embedded default model, the untrained network,
+palette masks, overlay, JSON summary with the frame tracking started on or "never found"."""
 
 from __future__ import annotations
 
@@ -51,11 +51,13 @@ def test_refer_cli_masks_overlay_and_summary(video, tmp_path, monkeypatch, capsy
     scripted_detect(monkeypatch)
     out, ov = tmp_path / "masks", tmp_path / "overlay.mp4"
     rc = main(["refer", str(video / "clip.mp4"), "--text", "the grasper", "--text", "the clip applier",
-               "--out", str(out), "--overlay", str(ov), "--no-cifs", "--image-size", "128", "--no-progress"])
+               "--out", str(out), "--overlay", str(ov), "--no-cifs", "--image-size", "128", "--no-progress",
+               "--untrained"])
     assert rc == 0
     captured = capsys.readouterr()
     summary = json.loads(captured.out.strip().splitlines()[-1])
     assert summary["frames"] == N and summary["fps"] > 0 and summary["untrained"] is True
+    assert summary["checkpoint"] is None
     got = (summary["model"], summary["referring"], summary["text_encoder"], summary["memory"])
     assert got == ("nano", "tiny", "minilm", "dlm")
     assert summary["cifs"] is False
@@ -80,7 +82,8 @@ def test_refer_cli_masks_overlay_and_summary(video, tmp_path, monkeypatch, capsy
 
 
 def test_refer_cli_rejects_bad_expressions_and_encoders(video, tmp_path):
-    args = ["refer", str(video / "clip.mp4"), "--out", str(tmp_path), "--no-progress", "--text-encoder", "clip-tiny"]
+    args = ["refer", str(video / "clip.mp4"), "--out", str(tmp_path), "--no-progress", "--untrained",
+            "--text-encoder", "clip-tiny"]
     with pytest.raises(ValueError, match="empty"):
         main([*args, "--text", "the grasper", "--text", " "])
     with pytest.raises(ValueError, match="unknown text encoder"):
@@ -106,3 +109,29 @@ def test_refer_cli_with_our_checkpoint(video, tmp_path, capsys):
     got = (summary["untrained"], summary["image_size"], summary["text_encoder"], summary["memory"])
     assert got == (False, 128, "clip", "efp")
     assert "WARNING" not in captured.err and len(list((tmp_path / "m").glob("*.png"))) == N
+
+
+def test_refer_cli_default_is_the_embedded_model(video, tmp_path, capsys):
+    from surgsam.referring.checkpoint import read_referring_checkpoint
+
+    rc = main(["refer", str(video / "clip.mp4"), "--text", "small-intestine", "--out", str(tmp_path / "m"),
+               "--no-progress"])
+    assert rc == 0
+    captured = capsys.readouterr()
+    summary = json.loads(captured.out.strip().splitlines()[-1])
+    cfg = read_referring_checkpoint("surgsam-ref-nano-synth").referring_config
+    got = (summary["checkpoint"], summary["untrained"], summary["model"], summary["referring"], summary["text_encoder"])
+    assert got == ("surgsam-ref-nano-synth", False, "nano", cfg.name, "minilm")
+    assert summary["image_size"] == 256 and "WARNING" not in captured.err
+    assert len(list((tmp_path / "m").glob("*.png"))) == N
+
+
+def test_refer_cli_untrained_options_are_checked(video, tmp_path):
+    base = ["refer", str(video / "clip.mp4"), "--text", "x", "--out", str(tmp_path), "--no-progress"]
+    with pytest.raises(ValueError, match="add --untrained"):
+        main([*base, "--model", "nano"])  # a preset without weights describes an untrained network
+    with pytest.raises(ValueError, match="add --untrained"):
+        main([*base, "--referring", "tiny"])
+    with pytest.raises(ValueError, match="exclude each other"):
+        main([*base, "--untrained", "--checkpoint", "surgsam-ref-nano-synth"])
+    assert not list(tmp_path.glob("*.png"))

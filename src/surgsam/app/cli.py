@@ -31,12 +31,14 @@ def _register_app(subparsers) -> None:
     p.add_argument("--image-size", type=int, default=None)
     p.add_argument("--memory", default="efp", choices=["fifo", "efp", "dlm"])
     p.add_argument("--referring-checkpoint", default=None,
-                   help="referring checkpoint preselected for text objects (default: an untrained network)")
+                   help="referring checkpoint preselected for text objects (default: the embedded "
+                   "surgsam-ref-nano-synth; '' for an untrained network)")
     p.add_argument("--device", default="cpu")
     p.set_defaults(func=_cmd_app)
 
 
 def _cmd_app(args: argparse.Namespace) -> int:
+    from ..referring.cli import default_referring_checkpoint
     from .server import AppConfig, serve
 
     if args.max_upload_mb <= 0:
@@ -46,7 +48,8 @@ def _cmd_app(args: argparse.Namespace) -> int:
     cfg = AppConfig(host=args.host, port=args.port, max_upload_mb=args.max_upload_mb,
                     allow_path_input=args.allow_path_input, model=args.model, checkpoint=args.checkpoint,
                     image_size=args.image_size, device=args.device, memory=args.memory,
-                    referring_checkpoint=args.referring_checkpoint)
+                    referring_checkpoint=default_referring_checkpoint(args.referring_checkpoint)
+                    if args.referring_checkpoint != "" else None)
     print(f"surgsam app: uploads up to {cfg.max_upload_mb:g} MB; typed paths "
           f"{'on' if cfg.path_input else 'off (see --allow-path-input)'}; Ctrl+C stops it")
     serve(cfg)
@@ -72,13 +75,16 @@ def _register_live(subparsers) -> None:
     p.add_argument("--model", default=None, help="preset (default: the demo's model, as `surgsam demo`; "
                    "with --text: as `surgsam refer --model`)")
     p.add_argument("--checkpoint", default=None,
-                   help="SAM checkpoint; with --text a referring checkpoint (without it an UNTRAINED network runs)")
+                   help="SAM checkpoint (default: the demo's model); with --text a referring checkpoint (default: the "
+                   "embedded surgsam-ref-nano-synth)")
+    p.add_argument("--untrained", action="store_true",
+                   help="random weights instead of the embedded model (with --text: an untrained referring network)")
     p.add_argument("--image-size", type=int, default=None)
     p.add_argument("--referring", default=None, help="with --text: referring preset (as `surgsam refer`)")
     p.add_argument("--text-encoder", default=None, help="with --text: text encoder (as `surgsam refer`)")
     p.add_argument("--no-cifs", action="store_true",
                    help="with --text: start tracking on the first frame passing both thresholds")
-    p.add_argument("--seed", type=int, default=0, help="with --text: weights seed of the untrained network")
+    p.add_argument("--seed", type=int, default=0, help="with --text --untrained: weights seed of the network")
     p.add_argument("--memory", default="efp", choices=["fifo", "efp", "dlm"])
     p.add_argument("--precision", default="auto", choices=["fp32", "bf16", "auto"])
     p.add_argument("--device", default="cpu")
@@ -153,10 +159,11 @@ def _live_referrer(args: argparse.Namespace):
     import sys
 
     from ..referring.cifs import CIFSConfig
-    from ..referring.cli import UNTRAINED_NOTE, build_referring
+    from ..referring.cli import UNTRAINED_NOTE, build_referring, default_referring_checkpoint
     from .jobs import JobError, ReferringModel, make_referrer
 
-    net, enc, untrained = build_referring(checkpoint=args.checkpoint, model=args.model, referring=args.referring,
+    ckpt = default_referring_checkpoint(args.checkpoint, args.untrained, args.model, args.referring)
+    net, enc, untrained = build_referring(checkpoint=ckpt, model=args.model, referring=args.referring,
                                           image_size=args.image_size, text_encoder=args.text_encoder,
                                           device=args.device, seed=args.seed)
     ref = ReferringModel(net, enc, untrained)
@@ -173,7 +180,9 @@ def _live_model(args: argparse.Namespace):
     from ..demo import build_demo_model
     from ..modeling import build_model
 
+    if args.untrained and args.checkpoint is not None:
+        raise ValueError("--untrained and --checkpoint exclude each other")
     if args.model is None and args.image_size is None:
-        return build_demo_model(args.checkpoint, device=args.device)
+        return build_demo_model(args.checkpoint, device=args.device, untrained=args.untrained)
     return build_model(args.model or ("nano" if args.checkpoint is None else None), image_size=args.image_size,
                        checkpoint=args.checkpoint, device=args.device)

@@ -15,6 +15,8 @@ UNTRAINED_NOTE = (
     "surgsam-ref-nano-synth, trained on synthetic videos, or ReSurgSAM2's weights)"
 )
 NEVER_FOUND = "never found"
+#: What ``surgsam refer``, ``surgsam live --text`` and the app load when no checkpoint is given.
+DEFAULT_REFERRING_MODEL = "surgsam-ref-nano-synth"
 
 
 def register(sub) -> None:
@@ -33,37 +35,63 @@ def register(sub) -> None:
     p.add_argument("--overlay", type=Path, default=None, help="also write an overlay mp4 (masks with ids) here")
     p.add_argument("--checkpoint", default=None,
                    help="referring weights: ReSurgSAM2's sam2.1_hiera_s_ref17/18.pth (with --model sam2.1_hiera_s), "
-                   "ours, or the embedded surgsam-ref-nano-synth (synthetic videos only); without it an UNTRAINED "
-                   "network runs (nano + tiny referring preset)")
-    p.add_argument("--model", default=None, help="SAM preset (default: nano without --checkpoint; optional with ours)")
+                   f"ours, or an embedded model's name (default: the embedded {DEFAULT_REFERRING_MODEL}, trained on "
+                   "synthetic videos only)")
+    p.add_argument("--untrained", action="store_true",
+                   help="an UNTRAINED network instead (random weights from --seed; nano + tiny referring preset "
+                   "unless --model/--referring say otherwise)")
+    p.add_argument("--model", default=None, help="SAM preset (with --untrained: default nano; optional with ours)")
     p.add_argument("--referring", default=None,
-                   help="referring preset (default: tiny without --checkpoint, resurgsam2 for ReSurgSAM2's files)")
+                   help="referring preset (with --untrained: default tiny; resurgsam2 for ReSurgSAM2's files)")
     p.add_argument("--image-size", type=int, default=None, help="model input size (512 for ReSurgSAM2)")
     p.add_argument("--text-encoder", default=None,
                    help="minilm | clip | clip-tiny | a local CLIP/BERT directory (default: the model's own; "
-                   "minilm without --checkpoint)")
+                   "minilm with --untrained)")
     p.add_argument("--no-cifs", action="store_true", help="start tracking on the first frame passing both thresholds")
     p.add_argument("--memory", default="dlm", choices=["dlm", "efp", "fifo"], help="tracking memory policy")
     p.add_argument("--precision", default="auto", choices=["fp32", "bf16", "fp16", "auto"],
                    help="auto: bf16 where it is fast (CUDA sm80+, CPUs with AMX), fp16 on older GPUs")
     p.add_argument("--device", default="cpu")
-    p.add_argument("--seed", type=int, default=0, help="weights seed of the untrained network (no --checkpoint)")
+    p.add_argument("--seed", type=int, default=0, help="weights seed of the --untrained network")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=run)
 
 
+def default_referring_checkpoint(checkpoint: str | None = None, untrained: bool = False, model: str | None = None,
+                                 referring: str | None = None) -> str | None:
+    """The referring checkpoint a command loads: ``checkpoint`` if given, else the embedded
+    :data:`DEFAULT_REFERRING_MODEL` when installed; ``None`` means an untrained network
+    (``untrained``, or the embedded file missing). A SAM or referring preset without a
+    checkpoint describes an untrained network, so it needs ``untrained``."""
+    from ..modeling.embedded import is_embedded_available
+
+    if checkpoint is not None:
+        if untrained:
+            raise ValueError("--untrained and --checkpoint exclude each other")
+        return str(checkpoint)
+    if untrained or not is_embedded_available(DEFAULT_REFERRING_MODEL):
+        return None
+    if model is not None or referring is not None:
+        raise ValueError(f"--model/--referring without --checkpoint describe an untrained network: add --untrained "
+                         f"(or drop them to run the embedded {DEFAULT_REFERRING_MODEL})")
+    return DEFAULT_REFERRING_MODEL
+
+
 def build(args):
-    """(model, text encoder, untrained?) from the command line's model options."""
-    return build_referring(checkpoint=args.checkpoint, model=args.model, referring=args.referring,
-                           image_size=args.image_size, text_encoder=args.text_encoder, device=args.device,
-                           seed=args.seed)
+    """(model, text encoder, untrained?, checkpoint) from the command line's model options."""
+    ckpt = default_referring_checkpoint(args.checkpoint, args.untrained, args.model, args.referring)
+    net, enc, untrained = build_referring(checkpoint=ckpt, model=args.model, referring=args.referring,
+                                          image_size=args.image_size, text_encoder=args.text_encoder,
+                                          device=args.device, seed=args.seed)
+    return net, enc, untrained, ckpt
 
 
 def build_referring(checkpoint=None, model=None, referring=None, image_size=None, text_encoder=None,
                     device="cpu", seed=0):
     """(model, text encoder, untrained?) as ``surgsam refer`` builds them (also used by the app and
     ``surgsam live --text``): without ``checkpoint`` an untrained ``nano`` + ``tiny`` referring
-    network with MiniLM (random weights from ``seed``), else the checkpoint's network."""
+    network with MiniLM (random weights from ``seed``), else the checkpoint's network (a path or
+    an embedded model's name; :func:`default_referring_checkpoint` picks it for the commands)."""
     import torch
 
     from .checkpoint import build_referring_model
@@ -106,7 +134,7 @@ def run(args) -> int:
 
     src = open_source(int(args.video) if args.video.isdigit() else args.video)  # a missing video fails first
     try:
-        model, enc, untrained = build(args)
+        model, enc, untrained, ckpt = build(args)
         if untrained:
             print(f"WARNING: {UNTRAINED_NOTE.format(sam=model.sam.cfg.name, ref=model.cfg.name)}", file=sys.stderr)
         seg = ReferringSegmenter(model, enc, memory=args.memory, cifs=CIFSConfig(enabled=not args.no_cifs),
@@ -116,7 +144,7 @@ def run(args) -> int:
                            OverlayVideoWriter(args.overlay, fps=src.fps or 25.0) if args.overlay else None)
     finally:
         src.close()
-    summary.update(precision=seg.tracker.precision, model=model.sam.cfg.name, referring=model.cfg.name,
+    summary.update(precision=seg.tracker.precision, checkpoint=ckpt, model=model.sam.cfg.name, referring=model.cfg.name,
                    image_size=model.sam.image_size, text_encoder=enc.name, untrained=untrained,
                    torch_threads=torch.get_num_threads())
     for e in summary["expressions"]:
