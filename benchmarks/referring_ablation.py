@@ -39,6 +39,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--device", default="cpu")
     p.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16", "auto"])
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--search-output", default="detection", choices=["detection", "credible", "none"],
+                   help="what an expression emits before it is credibly found (as surgsam refer)")
     p.add_argument("--out", default=None, help="write ablation.csv, ablation.json and per-variant results here")
     p.add_argument("--no-progress", action="store_true")
     return p.parse_args(argv)
@@ -93,7 +95,8 @@ def main(argv=None) -> int:
     rows, runs = [], {}
     for name, cifs, memory in VARIANTS:
         seg = ReferringEvalSegmenter(net=net, text_encoder=enc, memory=memory, cifs=CIFSConfig(enabled=cifs),
-                                     precision=args.precision, untrained=untrained, checkpoint=args.checkpoint)
+                                     precision=args.precision, untrained=untrained, checkpoint=args.checkpoint,
+                                     search_output=args.search_output)
         run = run_referring(data, seg, args.protocol, progress=not args.no_progress, desc=name)
         runs[name] = run
         rows.append(_row(name, cifs, memory, run))

@@ -33,7 +33,7 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic"
 DOCS = Path(__file__).resolve().parents[2] / "docs"
 PROMPT_FRAME = 2
 BOX = "170,60,300,200"  # object 1; the click is object 2, which wins where the two overlap
-TEXT = "the needle driver"  # object 3: the untrained referring network never finds it (empty masks)
+TEXT = "the needle driver"  # object 3: the embedded referring model does not find it on this clip
 
 
 def _require(ok: bool, why: str) -> None:
@@ -141,8 +141,8 @@ def _small_png(png: bytes, path: Path) -> int:
 
 
 def test_click_run_and_download_in_the_browser(page, clip_mp4, decoded, model, tmp_path):
+    from surgsam.app.jobs import ModelCache, ReferringChoice, make_referrer, segment_stream
     from surgsam.app.prompts import PromptBook
-    from surgsam.engine import segment_video
     from surgsam.io import masks_to_label_map
 
     x, y = find_click(model, decoded[PROMPT_FRAME])
@@ -189,7 +189,8 @@ def test_click_run_and_download_in_the_browser(page, clip_mp4, decoded, model, t
     assert "10 frames" in done and "[1, 2, 3]" in done and "never found" in done
     assert "**10 frames**" in page.locator("#summary").inner_html() or "10 frames" in page.inner_text("#summary")
     summary = page.inner_text("#summary")
-    assert f'object 3 "{TEXT}": never found in 10 frames' in summary and "untrained referring network" in summary
+    # the app's default referring model is the embedded one: no untrained warning
+    assert f'object 3 "{TEXT}": never found in 10 frames' in summary and "untrained referring network" not in summary
 
     links = {a.get_attribute("download"): a.get_attribute("href") for a in page.locator("#downloads a[download]").all()}
     assert set(links) == {"masks.zip", "overlay.mp4"}
@@ -197,17 +198,19 @@ def test_click_run_and_download_in_the_browser(page, clip_mp4, decoded, model, t
     mp4 = tmp_path / "overlay.mp4"
     mp4.write_bytes(page.request.get(links["overlay.mp4"]).body())
 
-    # the masks are the engine's for the same prompts, and non-empty where clicked
+    # the masks are the engine's for the same prompts (and the embedded referring model's for the
+    # text, whose detections show while it searches), and non-empty where clicked
     book = PromptBook((256, 320), 10)
     book.add_click(2, PROMPT_FRAME, cx, cy)
     book.set_box_text(1, PROMPT_FRAME, BOX)
+    referrer = make_referrer(ModelCache().get(ReferringChoice("surgsam-ref-nano-synth")), {3: TEXT}, memory="dlm")
     ref = [masks_to_label_map(r.obj_ids, r.masks, r.frame_size)
-           for r in segment_video(clip_mp4, book.prompts(), model, memory="dlm")]
+           for r in segment_stream(decoded, book.prompts(), model, memory="dlm", referrer=referrer)]
     with zipfile.ZipFile(io.BytesIO(zip_bytes)) as z:
         assert z.namelist() == [f"masks/{i:05d}.png" for i in range(10)]
         got = [np.asarray(Image.open(io.BytesIO(z.read(n)))) for n in z.namelist()]
     assert got[PROMPT_FRAME][cy, cx] == 2 and ref[PROMPT_FRAME][cy, cx] == 2
-    assert not got[0].any() and not got[1].any()  # nothing is tracked before the prompt frame
+    assert not np.isin(got[0], (1, 2)).any() and not np.isin(got[1], (1, 2)).any()  # clicks act from their frame
     for t in range(10):
         assert (got[t] == ref[t]).mean() > 0.995, f"frame {t}"
 

@@ -64,8 +64,9 @@ def test_refer_cli_masks_overlay_and_summary(video, tmp_path, monkeypatch, capsy
     e1, e2 = summary["expressions"]
     assert (e1["obj_id"], e1["text"], e1["tracking_from"], e1["credible_frame"]) == (1, "the grasper", 1, 0)
     assert (e2["obj_id"], e2["tracking_from"], e2["credible_frame"]) == (2, "never found", None)
+    assert e1["detections_shown"] == 0 and e2["detections_shown"] == 0  # found at once; never present
     assert "WARNING: untrained" in captured.err
-    assert "notice: expression 2 ('the clip applier') was never credibly found" in captured.err
+    assert "notice: expression 2 ('the clip applier') was never credibly found in 6 frames: its masks are empty" in captured.err
     assert "expression 1 " not in captured.err
     pngs = sorted(out.glob("*.png"))
     assert [p.name for p in pngs] == [f"{i:05d}.png" for i in range(N)]

@@ -120,7 +120,7 @@ def test_image_encoder_runs_once_per_frame_for_all_expressions(model, encoder, m
 def test_cifs_hand_over_to_memory_tracking_with_the_sentence_token(model, encoder, monkeypatch):
     ious = {1: 0.8, 2: 0.95, 3: 0.75, 4: 0.9, 5: 0.85}  # frames 1..5 credible: frame 2 has the best IoU
     script = Script(monkeypatch, model, encoder, lambda k, t: (PASS, ious[t]) if k == 1 and t in ious else None)
-    seg = script.attach(ReferringSegmenter(model, encoder))
+    seg = script.attach(ReferringSegmenter(model, encoder, search_output="none"))
     assert isinstance(seg.tracker.policy, DLMPolicy)  # ReSurgSAM2's long-term memory by default
     seg.add_text(1, TEXTS[1])
     seg.add_text(2, TEXTS[2])  # never credible
@@ -130,7 +130,7 @@ def test_cifs_hand_over_to_memory_tracking_with_the_sentence_token(model, encode
     s = seg.status(1)
     assert (s.stage, s.credible_frame, s.found_frame, s.tracking_from, s.frames_searched) == ("tracking", 2, 5, 6, 6)
     assert max(t for t, ids, _ in script.calls if 1 in ids) == 5  # no detection once handed over
-    for t in range(5):  # searching: nothing invented
+    for t in range(5):  # searching, search_output "none": nothing shown
         r = out[t]
         assert r.searching == [1, 2] and not r.masks[0].any() and r.object_scores[0] == 0 and r.ious[0] == 0
         assert bool((r.low_res_logits[0] == NO_OBJ_SCORE).all())
@@ -184,6 +184,32 @@ def test_cifs_off_takes_the_first_frame_passing_both_thresholds(model, encoder, 
         assert [r.searching for r in out[:3]] == [[1], [1], []]
         np.testing.assert_array_equal(out[2].mask(1), upsampled(rect(1, 2)))
         assert list(seg.tracker.objects[1].bank.cond) == [2] and 3 in seg.tracker.objects[1].bank.recent
+
+
+@pytest.mark.parametrize("mode", ["detection", "credible", "none"])
+def test_search_output_shows_detections_while_searching(model, encoder, monkeypatch, mode):
+    """Object 1: absent on frame 0, present but not credible (IoU 0.5) on 1, credible on 2; object 2
+    never present. What each searching frame emits depends on ``search_output``."""
+    sched = {(1, 1): (1.0, 0.5), (1, 2): (PASS, 0.9), (1, 3): (PASS, 0.9)}
+    script = Script(monkeypatch, model, encoder, lambda k, t: sched.get((k, t)))
+    seg = script.attach(ReferringSegmenter(model, encoder, search_output=mode))
+    assert ReferringSegmenter(model, encoder).search_output == "detection"  # the default, as ReSurgSAM2
+    seg.add_texts({1: TEXTS[1], 2: TEXTS[2]})
+    out = [seg.step(f) for f in clip(4)]
+    shows = {"detection": {1, 2, 3}, "credible": {2, 3}, "none": set()}[mode]
+    for t, r in enumerate(out):
+        assert r.searching == [1, 2]  # still searching: CIFS needs 5 credible frames
+        assert not r.masks[1].any() and r.object_scores[1] == 0  # object 2: the decoder says absent
+        if t in shows:
+            np.testing.assert_array_equal(r.mask(1), upsampled(rect(1, t)))
+            logit, iou = sched[1, t]
+            assert r.object_scores[0] == pytest.approx(1 / (1 + math.exp(-logit))) and r.ious[0] == pytest.approx(iou)
+            torch.testing.assert_close(r.low_res_logits[0, 0], rect(1, t))
+        else:
+            assert not r.masks[0].any() and r.object_scores[0] == 0 and r.ious[0] == 0
+    assert (seg.status(1).frames_shown, seg.status(2).frames_shown) == (len(shows), 0)
+    with pytest.raises(ValueError, match="unknown search_output"):
+        ReferringSegmenter(model, encoder, search_output="all")
 
 
 def test_tracked_and_detected_objects_batch_like_separate_sessions(model, encoder):

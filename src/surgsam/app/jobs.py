@@ -299,7 +299,9 @@ def expression_summary(expressions: Sequence[dict], frames: int) -> list[str]:
     out = []
     for e in expressions:
         if e["found_frame"] is None:
-            where = f"never found in {frames} frames (its masks are empty)"
+            from ..referring.cli import never_found_masks
+
+            where = f"never found in {frames} frames ({never_found_masks(e.get('detections_shown', 0))})"
         else:
             where = (f"found on frame {e['found_frame']} (conditioning frame {e['credible_frame']}), "
                      f"tracked from frame {e['tracking_from']}")

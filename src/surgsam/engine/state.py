@@ -69,7 +69,8 @@ class FrameResult:
     low_res_logits: ``N x 1 x 4h x 4w`` mask logits (model resolution / 4).
     latency_ms: wall time of the call that produced the result.
     searching: ids (among ``obj_ids``) not found yet, e.g. a text-referred object still in its
-        detection stage: its mask is empty and its score and IoU are 0. Empty for prompted objects.
+        detection stage (its mask, score and IoU are what ``ReferringSegmenter``'s
+        ``search_output`` shows: its detection, or empty with 0). Empty for prompted objects.
     """
 
     frame_idx: int

@@ -67,6 +67,9 @@ def add_eval_arguments(p: argparse.ArgumentParser) -> None:
     r.add_argument("--text-encoder", default=None, help="minilm | clip | clip-tiny | a local CLIP/BERT directory "
                    "(default: the model's own)")
     r.add_argument("--no-cifs", action="store_true", help="track from the first frame passing both thresholds")
+    r.add_argument("--search-output", default="detection", choices=["detection", "credible", "none"],
+                   help="what an expression emits before it is credibly found: its detections (default, as "
+                   "ReSurgSAM2), only those passing both CIFS thresholds, or empty masks")
     r.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16", "auto"])
     r.add_argument("--seed", type=int, default=0, help="weights seed of the untrained network (no --checkpoint)")
     e.add_argument("--save-pred", metavar="DIR", help="also save the predictions as palette PNGs")
@@ -151,6 +154,7 @@ def referring_segmenter_from_args(args: argparse.Namespace, device: str | None =
 
     kw.setdefault("memory", args.memory or "dlm")
     kw.setdefault("cifs", CIFSConfig(enabled=not args.no_cifs))
+    kw.setdefault("search_output", args.search_output)
     return ReferringEvalSegmenter(checkpoint=args.checkpoint, model=args.model, referring=args.referring,
                                   image_size=args.image_size, text_encoder=args.text_encoder,
                                   device=device or args.device, precision=args.precision, seed=args.seed, **kw)

@@ -192,13 +192,14 @@ class ReferringEvalSegmenter:
     (:func:`surgsam.referring.cli.build_referring`: without ``checkpoint`` an UNTRAINED ``nano``
     + ``tiny`` network with MiniLM), or given ready as ``net`` (+ ``text_encoder``). Each pass
     over a video gets a fresh session from ``session_factory(video)`` (default: a
-    :class:`ReferringSegmenter` with ``memory``, ``cifs`` and ``precision``).
+    :class:`ReferringSegmenter` with ``memory``, ``cifs``, ``precision`` and ``search_output``).
     """
 
     def __init__(self, *, checkpoint: str | None = None, model: str | None = None, referring: str | None = None,
                  image_size: int | None = None, text_encoder: Any = None, device: str = "cpu", memory: str = "dlm",
                  cifs: Any = None, precision: str = "fp32", seed: int = 0, net: Any = None,
-                 session_factory: Callable[[Video], Any] | None = None, untrained: bool | None = None):
+                 session_factory: Callable[[Video], Any] | None = None, untrained: bool | None = None,
+                 search_output: str = "detection"):
         from ..referring.cifs import CIFSConfig
 
         self.build_kw = dict(checkpoint=checkpoint, model=model, referring=referring, image_size=image_size,
@@ -208,6 +209,7 @@ class ReferringEvalSegmenter:
         self.memory = memory
         self.cifs = cifs if cifs is not None else CIFSConfig()
         self.precision = precision
+        self.search_output = search_output
         self.session_factory = session_factory
         self.untrained = untrained if untrained is not None else (net is None and checkpoint is None)
 
@@ -224,10 +226,11 @@ class ReferringEvalSegmenter:
 
         self._build()
         return ReferringSegmenter(self.net, self.text_encoder, memory=self.memory, cifs=self.cifs,
-                                  precision=self.precision, num_frames=len(video))
+                                  precision=self.precision, num_frames=len(video), search_output=self.search_output)
 
     def settings(self) -> dict[str, Any]:
         out: dict[str, Any] = {"segmenter": "referring", "memory": self.memory, "cifs": bool(self.cifs.enabled),
+                               "search_output": self.search_output,
                                "untrained": bool(self.untrained), "checkpoint": self.build_kw["checkpoint"]}
         if self.session_factory is not None:
             out["session"] = getattr(self.session_factory, "__name__", type(self.session_factory).__name__)

@@ -48,6 +48,9 @@ def register(sub) -> None:
                    help="minilm | clip | clip-tiny | a local CLIP/BERT directory (default: the model's own; "
                    "minilm with --untrained)")
     p.add_argument("--no-cifs", action="store_true", help="start tracking on the first frame passing both thresholds")
+    p.add_argument("--search-output", default="detection", choices=["detection", "credible", "none"],
+                   help="masks of an expression not credibly found yet: its detections (default, as ReSurgSAM2), "
+                   "only those passing both CIFS thresholds, or none (empty until tracking starts)")
     p.add_argument("--memory", default="dlm", choices=["dlm", "efp", "fifo"], help="tracking memory policy")
     p.add_argument("--precision", default="auto", choices=["fp32", "bf16", "fp16", "auto"],
                    help="auto: bf16 where it is fast (CUDA sm80+, CPUs with AMX), fp16 on older GPUs")
@@ -115,12 +118,20 @@ def build_referring(checkpoint=None, model=None, referring=None, image_size=None
     return net, enc, False
 
 
+def never_found_masks(shown: int) -> str:
+    """What the masks of an expression never credibly found hold (``shown``: frames whose
+    detection was emitted while searching)."""
+    if shown == 0:
+        return "its masks are empty"
+    return f"it was never tracked; {shown} frame(s) show its detections from the search"
+
+
 def expression_statuses(seg) -> list[dict]:
     """Each expression of a ``ReferringSegmenter`` as the JSON summary reports it."""
     return [
         {"obj_id": s.obj_id, "text": s.text,
          "tracking_from": NEVER_FOUND if s.tracking_from is None else s.tracking_from,
-         "credible_frame": s.credible_frame, "found_frame": s.found_frame}
+         "credible_frame": s.credible_frame, "found_frame": s.found_frame, "detections_shown": s.frames_shown}
         for s in seg.statuses()
     ]
 
@@ -138,7 +149,7 @@ def run(args) -> int:
         if untrained:
             print(f"WARNING: {UNTRAINED_NOTE.format(sam=model.sam.cfg.name, ref=model.cfg.name)}", file=sys.stderr)
         seg = ReferringSegmenter(model, enc, memory=args.memory, cifs=CIFSConfig(enabled=not args.no_cifs),
-                                 precision=args.precision, num_frames=src.num_frames)
+                                 precision=args.precision, num_frames=src.num_frames, search_output=args.search_output)
         seg.add_texts({i + 1: text for i, text in enumerate(args.text)})  # bad expressions fail before any frame
         summary = _segment(args, seg, src, PaletteMaskWriter(args.out),
                            OverlayVideoWriter(args.overlay, fps=src.fps or 25.0) if args.overlay else None)
@@ -149,8 +160,9 @@ def run(args) -> int:
                    torch_threads=torch.get_num_threads())
     for e in summary["expressions"]:
         if e["tracking_from"] == NEVER_FOUND:
+            what = never_found_masks(e["detections_shown"])
             print(f"notice: expression {e['obj_id']} ({e['text']!r}) was never credibly found in {summary['frames']} "
-                  "frames: its masks are empty", file=sys.stderr)
+                  f"frames: {what}", file=sys.stderr)
     print(json.dumps(summary))
     return 0
 
@@ -186,7 +198,7 @@ def _segment(args, seg, src, writer, overlay) -> dict:
     return {
         "frames": n, "fps": n / wall if wall else 0.0, "median_latency_ms": med(lat),
         "detection_latency_ms": med(det_lat), "tracking_latency_ms": med(trk_lat),
-        "memory": args.memory, "cifs": not args.no_cifs,
+        "memory": args.memory, "cifs": not args.no_cifs, "search_output": args.search_output,
         "expressions": expression_statuses(seg),
         "out": str(args.out), "overlay": str(args.overlay) if args.overlay else None,
     }

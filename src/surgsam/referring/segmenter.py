@@ -5,8 +5,11 @@ Each referred object has one expression. On every frame it is in one of two stag
 
 1. **searching** — it is segmented from its text alone by :meth:`ReferringSAM2.detect` (CSTMamba
    over the current and the previous two frames' top-level features, no memory), and the frame's
-   object score and best predicted IoU feed the object's :class:`CIFS`. Nothing is emitted for it:
-   its mask is empty, its score and IoU are 0, and its id is listed in ``FrameResult.searching``.
+   object score and best predicted IoU feed the object's :class:`CIFS`. Its id is listed in
+   ``FrameResult.searching``, and what it emits is ``search_output``'s choice: by default the
+   detection itself (as ReSurgSAM2's released code; empty where the decoder's object score says
+   absent), or only detections passing both CIFS thresholds (``"credible"``), or nothing
+   (``"none"``: an empty mask, score and IoU 0).
 2. **tracking** — on the frame ``t`` where CIFS decides, the frame it chose, ``p`` (one of the
    last ``window`` frames; ``p = t`` with CIFS off), is memory-encoded from its detection mask and
    handed, with its object pointer, to the engine's :class:`VideoSegmenter` as the object's
@@ -14,9 +17,10 @@ Each referred object has one expression. On every frame it is in one of two stag
    passed both thresholds). From ``t + 1`` on the engine tracks it with memory (``dlm`` policy by
    default) and the sentence token as an extra sparse decoder prompt.
 
-Frames ``p .. t-1`` were emitted empty while CIFS waited for its window: a stream does not revise
-its past. :meth:`ReferringSegmenter.status` tells a caller which frame was chosen (an offline caller
-may re-segment them). An expression never found keeps empty masks and its ``searching`` status.
+Frames ``p .. t-1`` were emitted as searching frames while CIFS waited for its window: a stream
+does not revise its past. :meth:`ReferringSegmenter.status` tells a caller which frame was chosen
+(an offline caller may re-segment them). An expression never found keeps its ``searching`` status
+and is never tracked: it has no masks beyond what ``search_output`` shows of its detections.
 
 All expressions share ONE image-encoder pass per frame (the engine's cached features), and every
 searching expression goes through one batched detection call. The session holds a bounded amount
@@ -48,17 +52,21 @@ from .text import TextEncoder, build_text_encoder
 
 SEARCHING = "searching"
 TRACKING = "tracking"
+#: What a searching expression emits (``search_output``): see :class:`ReferringSegmenter`.
+SEARCH_OUTPUTS = ("none", "credible", "detection")
 
 
 @dataclass
 class ReferringStatus:
     """Where one expression stands.
 
-    stage: ``"searching"`` (detection stage, empty masks) or ``"tracking"``.
+    stage: ``"searching"`` (detection stage) or ``"tracking"``.
     added_frame: the first frame searched (the frame after the one current at ``add_text``).
     credible_frame: the conditioning frame CIFS chose; found_frame: the frame it was chosen on
         (its own detection mask is emitted there); both None while searching.
     frames_searched: detection frames so far.
+    frames_shown: searching frames whose detection was emitted (``search_output``); the
+        hand-over frame is not counted.
     last_object_score, last_iou: the latest detection's sigmoid(object score) and best predicted
         IoU (what CIFS thresholded); None before the first detection.
     """
@@ -70,6 +78,7 @@ class ReferringStatus:
     credible_frame: int | None = None
     found_frame: int | None = None
     frames_searched: int = 0
+    frames_shown: int = 0
     last_object_score: float | None = None
     last_iou: float | None = None
 
@@ -118,12 +127,12 @@ class ReferringSegmenter:
         seg.add_text(1, "the bipolar forceps on the left")
         seg.add_text(2, "the needle driver is suturing")
         for frame in frames:
-            res = seg.step(frame)    # FrameResult; res.searching: ids not found yet (empty masks)
+            res = seg.step(frame)    # FrameResult; res.searching: ids not credibly found yet
         seg.status(2).tracking_from  # None: never credibly found
 
-    Every result lists every expression's object: searching ones with an empty mask (score and
-    IoU 0, ids in ``res.searching``), the hand-over frame with that frame's detection, later
-    frames with the tracked mask (see the module docstring).
+    Every result lists every expression's object: searching ones (ids in ``res.searching``) with
+    what ``search_output`` shows, the hand-over frame with that frame's detection, later frames
+    with the tracked mask (see the module docstring).
 
     Args:
         model: the referring model (eval mode).
@@ -135,6 +144,11 @@ class ReferringSegmenter:
             frame passing both thresholds starts tracking at once).
         precision: as :class:`VideoSegmenter` (``"fp32"``, ``"bf16"``, ``"fp16"``, ``"auto"``).
         num_frames: the video's length when known (see :class:`VideoSegmenter`).
+        search_output: what a searching expression emits on a frame: ``"detection"`` its
+            detection mask, score and IoU (empty where the decoder's object score says absent;
+            ReSurgSAM2's released code outputs these); ``"credible"`` the same only when the
+            detection passes both CIFS thresholds, else an empty mask with score and IoU 0;
+            ``"none"`` always the empty mask. Its id stays in ``searching`` either way.
     """
 
     def __init__(
@@ -145,7 +159,11 @@ class ReferringSegmenter:
         cifs: CIFSConfig | None = None,
         precision: str = "fp32",
         num_frames: int | None = None,
+        search_output: str = "detection",
     ) -> None:
+        if search_output not in SEARCH_OUTPUTS:
+            raise ValueError(f"unknown search_output {search_output!r}; choose one of {', '.join(SEARCH_OUTPUTS)}")
+        self.search_output = search_output
         if not isinstance(model, ReferringSAM2):
             raise TypeError(f"model must be a ReferringSAM2, got {type(model).__name__}")
         self.model = model.eval()
@@ -236,14 +254,14 @@ class ReferringSegmenter:
         t0 = time.perf_counter()
         tracked = self.tracker.step(frame)  # validates the frame; tracks the objects already found
         t = self.tracker.frame_idx
-        found: dict[int, _Detection] = {}
+        shown: dict[int, _Detection] = {}
         feats = self.tracker.current_features() if self._exprs else None  # cached: one encoder pass
         searching = [k for k in self._exprs if self._exprs[k].status.stage == SEARCHING]
         if feats is not None and searching:
-            found = self._detect(searching, feats, t)
+            shown = self._detect(searching, feats, t)
         if feats is not None:
             self._previous.appendleft((t, feats.features))
-        return self._result(tracked, found, t0)
+        return self._result(tracked, shown, t0)
 
     def memory_footprint(self) -> int:
         """Bytes of tensors the session holds: memory banks, the previous frames' features, the
@@ -289,13 +307,15 @@ class ReferringSegmenter:
 
     def _detect(self, ids: list[int], feats: FrameFeatures, t: int) -> dict[int, _Detection]:
         """One batched detection for the searching objects ``ids`` on frame ``t``; feeds CIFS and
-        hands chosen frames over to tracking. Returns the detections of the objects found now."""
+        hands chosen frames over to tracking. Returns the detections to emit on this frame: those
+        of the objects found now, and those ``search_output`` shows while searching."""
         with self._autocast():
             det = self.model.detect(feats, self._previous_features(t), self._batch_prompt(ids))
         m = det.masks
         logits = m.object_score_logits[:, 0].float().cpu()
         ious = det.best_iou.float().cpu()
-        found = {}
+        cfg = self.cifs_config
+        shown = {}
         for i, oid in enumerate(ids):
             e = self._exprs[oid]
             d = _Detection(feats.features, m.low_res_masks[i : i + 1].float().clone(),
@@ -304,25 +324,33 @@ class ReferringSegmenter:
             s = e.status
             s.frames_searched += 1
             s.last_object_score, s.last_iou = _sigmoid(float(logits[i])), float(ious[i])
+            present = float(logits[i]) > 0.0  # the decoder's own gate (absent: NO_OBJ_SCORE logits)
+            credible = s.last_object_score > cfg.object_score_threshold and s.last_iou > cfg.iou_threshold
+            if (self.search_output == "detection" and present) or (self.search_output == "credible" and credible):
+                shown[oid] = d
+                s.frames_shown += 1
             chosen = e.cifs.update(t, float(logits[i]), float(ious[i]), payload=d)
             if chosen is not None:
                 p = chosen.payload
                 self.tracker.seed_object(oid, chosen.frame_idx, p.features, p.low_res_logits, p.object_score_logit,
                                          p.obj_ptr, p.iou, extra_prompt=e.sentence)
                 s.stage, s.credible_frame, s.found_frame = TRACKING, chosen.frame_idx, t
+                s.frames_shown -= oid in shown  # the hand-over frame is a tracking result
                 e.cifs.reset()  # frees the candidates' features
-                found[oid] = d
-        return found
+                shown[oid] = d
+        return shown
 
     # ------------------------------------------------------------------ results
-    def _result(self, tracked: FrameResult, found: dict[int, _Detection], t0: float) -> FrameResult:
+    def _result(self, tracked: FrameResult, shown: dict[int, _Detection], t0: float) -> FrameResult:
         h, w = tracked.frame_size
         side = self.model.sam.image_size // 4
         ids, masks, scores, ious, lows, searching = [], [], [], [], [], []
         for oid, e in self._exprs.items():
             ids.append(oid)
-            if oid in found:  # the hand-over frame: this frame's own (credible) detection
-                d = found[oid]
+            if e.status.stage == SEARCHING:
+                searching.append(oid)
+            if oid in shown:  # the hand-over frame's own (credible) detection, or a shown search frame
+                d = shown[oid]
                 low = d.low_res_logits.cpu()
                 masks.append((upsample_logits(low, (h, w))[0, 0] > 0).numpy())
                 scores.append(_sigmoid(float(d.object_score_logit)))
@@ -338,7 +366,6 @@ class ReferringSegmenter:
                 masks.append(np.zeros((h, w), bool))
                 scores.append(0.0)
                 ious.append(0.0)
-                searching.append(oid)
             lows.append(low)
         return FrameResult(
             frame_idx=self.tracker.frame_idx,
