@@ -394,8 +394,8 @@ def build_app(cfg: AppConfig | None = None) -> Any:
                                            elem_id="max-frames")
                     with gr.Accordion("referring model (for text objects)", open=False, elem_id="referring"):
                         ref_ckpt = gr.Textbox(value=cfg.referring_checkpoint or "",
-                                              label="referring checkpoint path (empty: an UNTRAINED network, "
-                                              "as `surgsam refer` without --checkpoint)",
+                                              label="referring checkpoint path or embedded name (empty: an "
+                                              "UNTRAINED network, as `surgsam refer --untrained`)",
                                               interactive=cfg.path_input, elem_id="ref-checkpoint")
                         ref_preset = gr.Dropdown([REF_DEFAULT] + list_presets(), value=REF_DEFAULT,
                                                  label="its SAM preset (sam2.1_hiera_s for ReSurgSAM2's .pth)",
