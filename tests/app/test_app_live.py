@@ -150,6 +150,12 @@ def test_live_cli_without_a_window_says_what_to_do(live_clip, monkeypatch):
         main(["live", "--source", str(live_clip[0])])
     with pytest.raises(ValueError, match="--headless needs the prompts"):
         main(["live", "--source", str(live_clip[0]), "--headless"])
+    with pytest.raises(ValueError, match="exclude each other"):
+        main(["live", "--source", str(live_clip[0]), "--headless", "--points", "10,10", "--untrained",
+              "--checkpoint", "surgsam-nano-synth"])
+    with pytest.raises(ValueError, match="exclude each other"):  # the referring network too
+        main(["live", "--source", str(live_clip[0]), "--headless", "--text", "a", "--untrained",
+              "--checkpoint", "surgsam-ref-nano-synth"])
 
 
 def test_gui_support_detection(monkeypatch):
