@@ -20,6 +20,8 @@ import math
 import sys
 from pathlib import Path
 
+from surgsam.referring.cifs import SEARCH_OUTPUTS
+
 VARIANTS = [("cifs+dlm", True, "dlm"), ("cifs+fifo", True, "fifo"), ("nocifs+dlm", False, "dlm"),
             ("nocifs+fifo", False, "fifo")]
 COLUMNS = ["variant", "cifs", "memory", "J&F", "J", "F", "inst J&F", "tissue J&F", "found", "FPS", "det ms", "trk ms"]
@@ -39,7 +41,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--device", default="cpu")
     p.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16", "auto"])
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--search-output", default="detection", choices=["detection", "credible", "none"],
+    p.add_argument("--search-output", default="detection", choices=SEARCH_OUTPUTS,
                    help="what an expression emits before it is credibly found (as surgsam refer)")
     p.add_argument("--out", default=None, help="write ablation.csv, ablation.json and per-variant results here")
     p.add_argument("--no-progress", action="store_true")

@@ -296,11 +296,11 @@ def _merge(a: FrameResult, b: FrameResult) -> FrameResult:
 
 def expression_summary(expressions: Sequence[dict], frames: int) -> list[str]:
     """One line per text object: found on which frame, or never found."""
+    from ..referring.cli import never_found_masks
+
     out = []
     for e in expressions:
         if e["found_frame"] is None:
-            from ..referring.cli import never_found_masks
-
             where = f"never found in {frames} frames ({never_found_masks(e.get('detections_shown', 0))})"
         else:
             where = (f"found on frame {e['found_frame']} (conditioning frame {e['credible_frame']}), "

@@ -25,6 +25,7 @@ __all__ = ["add_eval_arguments", "main", "register", "run_eval"]
 
 
 def add_eval_arguments(p: argparse.ArgumentParser) -> None:
+    from ..referring.cifs import SEARCH_OUTPUTS
     from .endtoend import SEGMENTERS
     from .evaluator import PROTOCOLS
 
@@ -67,7 +68,7 @@ def add_eval_arguments(p: argparse.ArgumentParser) -> None:
     r.add_argument("--text-encoder", default=None, help="minilm | clip | clip-tiny | a local CLIP/BERT directory "
                    "(default: the model's own)")
     r.add_argument("--no-cifs", action="store_true", help="track from the first frame passing both thresholds")
-    r.add_argument("--search-output", default="detection", choices=["detection", "credible", "none"],
+    r.add_argument("--search-output", default="detection", choices=SEARCH_OUTPUTS,
                    help="what an expression emits before it is credibly found: its detections (default, as "
                    "ReSurgSAM2), only those passing both CIFS thresholds, or empty masks")
     r.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16", "auto"])

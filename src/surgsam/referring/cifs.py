@@ -23,6 +23,10 @@ from typing import Any, Generic, TypeVar
 
 P = TypeVar("P")
 
+#: What an expression emits before CIFS hands it over: its detections, only the credible ones,
+#: or nothing (``ReferringSegmenter(search_output=...)``, ``--search-output``).
+SEARCH_OUTPUTS = ("detection", "credible", "none")
+
 
 @dataclass(frozen=True)
 class CIFSConfig:

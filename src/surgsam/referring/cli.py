@@ -9,6 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .cifs import SEARCH_OUTPUTS
+
 UNTRAINED_NOTE = (
     "untrained referring network (random weights: SAM {sam} + referring preset {ref}): its masks are not "
     "meaningful and expressions are rarely found; pass --checkpoint for real results (the embedded "
@@ -48,7 +50,7 @@ def register(sub) -> None:
                    help="minilm | clip | clip-tiny | a local CLIP/BERT directory (default: the model's own; "
                    "minilm with --untrained)")
     p.add_argument("--no-cifs", action="store_true", help="start tracking on the first frame passing both thresholds")
-    p.add_argument("--search-output", default="detection", choices=["detection", "credible", "none"],
+    p.add_argument("--search-output", default="detection", choices=SEARCH_OUTPUTS,
                    help="masks of an expression not credibly found yet: its detections (default, as ReSurgSAM2), "
                    "only those passing both CIFS thresholds, or none (empty until tracking starts)")
     p.add_argument("--memory", default="dlm", choices=["dlm", "efp", "fifo"], help="tracking memory policy")

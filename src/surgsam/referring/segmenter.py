@@ -46,14 +46,12 @@ from ..engine.session import VideoSegmenter
 from ..engine.state import FrameResult, upsample_logits
 from ..memory import MemoryPolicy
 from ..modeling.sam2 import NO_OBJ_SCORE, FrameFeatures
-from .cifs import CIFS, CIFSConfig
+from .cifs import CIFS, SEARCH_OUTPUTS, CIFSConfig
 from .model import ReferringPrompt, ReferringSAM2
 from .text import TextEncoder, build_text_encoder
 
 SEARCHING = "searching"
 TRACKING = "tracking"
-#: What a searching expression emits (``search_output``): see :class:`ReferringSegmenter`.
-SEARCH_OUTPUTS = ("none", "credible", "detection")
 
 
 @dataclass
