@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -109,7 +110,7 @@ def test_efp_configurable_and_validated():
 
 
 def test_dlm_pool_and_long_term_bank():
-    p, bank = DLMPolicy(), MemoryBank()
+    p, bank = DLMPolicy(similarity="channel"), MemoryBank()
     p.commit(bank, entry(0, feat(0, 0), cond=True))
     # frames 1..5 credible; 3 is least similar (90 deg) to the cond frame -> long-term
     angles = {1: 10, 2: 30, 3: 90, 4: 20, 5: 0}
@@ -133,9 +134,9 @@ def test_dlm_bank_is_fifo_with_three_slots_and_window_skip():
     assert [e.frame_idx for e in bank.long_term] == [27, 28, 29]
     bank.long_term = [entry(2), entry(20), entry(28)]
     sel = p.select(bank, 30)
-    # 28 is inside the 6-frame window (24..29): not duplicated; others take slot 0
-    assert slots(sel)[:3] == [(0, 0), (0, 2), (0, 20)]
-    assert [f for _, f in slots(sel)].count(28) == 1
+    # 28 is inside the 6-frame window (24..29): not duplicated; the others follow the short
+    # window (as ReSurgSAM2's predictor lays them out) with slot 0
+    assert slots(sel) == [(0, 0), (1, 24), (2, 25), (3, 26), (4, 27), (5, 28), (6, 29), (0, 2), (0, 20)]
 
 
 def test_dlm_keeps_long_term_features_after_window_trim():
@@ -156,3 +157,74 @@ def test_make_policy():
         make_policy(FifoPolicy(num_maskmem=5), num_maskmem=7)
     with pytest.raises(TypeError):
         make_policy(42)
+
+
+# ---------------------------------------------------------------- released rules (issue 16)
+def _bf16_memory(sum_target: float, hw: int = 1024) -> torch.Tensor:
+    """A 1 x 2 x 32 x 32 bf16 memory whose channel cosine with the all-(1, 0) memory sums to
+    about ``sum_target`` over the ``hw`` positions (angle chosen per position)."""
+    cos = torch.full((hw,), sum_target / hw, dtype=torch.float64).clamp(-1, 1)
+    sin = (1 - cos**2).sqrt()
+    return torch.stack([cos, sin]).reshape(1, 2, 32, 32).to(torch.bfloat16)
+
+
+def _bank_of(memories: dict[int, torch.Tensor], conds: tuple[int, ...] = (0,)) -> MemoryBank:
+    p, bank = FifoPolicy(), MemoryBank()
+    for f, m in sorted(memories.items()):
+        p.commit(bank, entry(f, m, cond=f in conds))
+    return bank
+
+
+def test_efp_release_ranks_rounded_bf16_sums_and_ties_drop_the_older_frame():
+    newest = torch.stack([torch.ones(1024), torch.zeros(1024)]).reshape(1, 2, 32, 32).to(torch.bfloat16)
+    # float32 sums 999.0 < 1000.9 < 1001.6, but in bf16 (spacing 4 near 1000) all three round to
+    # 1000: the release drops the two OLDEST of the equal top scores
+    cands = {f: _bf16_memory(s) for f, s in zip(range(4, 9), [999.0, 1000.9, 1001.6, 985.0, 990.0])}
+    bank = _bank_of({0: newest, **cands, 9: newest})
+    fp32 = [float(position_cosine(cands[f], newest)) for f in range(4, 9)]
+    assert fp32[2] > fp32[1] > fp32[0]  # the paper rule (float32) keeps frame 4, drops 5 and 6
+    assert [f for _, f in slots(EFPPolicy(rule="paper").select(bank, 10))] == [0, 4, 7, 8, 9]
+    assert [f for _, f in slots(EFPPolicy().select(bank, 10))] == [0, 6, 7, 8, 9]
+    # the same memories stored in float32 are ranked in float32 by the release rule too
+    bank32 = _bank_of({f: m.float() for f, m in {0: newest, **cands, 9: newest}.items()})
+    assert [f for _, f in slots(EFPPolicy().select(bank32, 10))] == [0, 4, 7, 8, 9]
+
+
+def test_efp_release_protects_only_the_first_entry_and_the_last():
+    same = feat(0, 0)
+    far = feat(80, 80)
+    # conditioning frames 0 and 3 (3 identical to the newest), tracked 5..9
+    bank = _bank_of({0: far, 3: same, 5: far, 6: feat(70, 70), 7: feat(60, 60), 8: feat(50, 50), 9: same}, conds=(0, 3))
+    # 7 entries: cond 0, cond 3, 5, 6, 7, 8, newest 9 -> k = 2
+    assert [f for _, f in slots(EFPPolicy().select(bank, 10))] == [0, 5, 6, 7, 9]  # cond 3 and 8 pruned
+    assert [f for _, f in slots(EFPPolicy(rule="paper").select(bank, 10))] == [0, 3, 5, 6, 9]
+
+
+def test_dlm_release_similarity_is_along_the_width_axis():
+    from surgsam.memory.dlm import width_cosine
+
+    g = torch.Generator().manual_seed(4)
+    ref = torch.randn(1, 4, 3, 5, generator=g)
+    pool = [torch.randn(1, 4, 3, 5, generator=g) for _ in range(5)]
+
+    def np_width(a, b):  # independent float64 computation: cosine over the last axis, summed
+        a, b = a.double().numpy(), b.double().numpy()
+        return float((a * b).sum(-1).__truediv__(np.linalg.norm(a, axis=-1) * np.linalg.norm(b, axis=-1)).sum())
+
+    for c in pool:
+        assert float(width_cosine(ref, c)) == pytest.approx(np_width(ref, c), abs=1e-4)
+    width_pick = min(range(5), key=lambda i: np_width(ref, pool[i]))
+    channel_pick = min(range(5), key=lambda i: float(position_cosine(ref, pool[i])))
+    assert width_pick != channel_pick  # this draw tells the two rules apart
+
+    def run(similarity):
+        p, bank = DLMPolicy(similarity=similarity), MemoryBank()
+        p.commit(bank, entry(0, ref, cond=True))
+        for f, m in enumerate(pool, start=1):
+            p.commit(bank, entry(f, m, iou=0.99))
+        return bank.long_term[0].frame_idx
+
+    assert run("release") == width_pick + 1
+    assert run("channel") == channel_pick + 1
+    with pytest.raises(ValueError, match="similarity"):
+        DLMPolicy(similarity="cosine")

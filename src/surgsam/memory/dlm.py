@@ -3,9 +3,20 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from typing import Literal
+
+import torch
 
 from .bank import MemoryBank, MemoryEntry, Selection, position_cosine
 from .policy import FifoPolicy
+
+DLMSimilarity = Literal["release", "channel"]
+
+
+def width_cosine(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """ReSurgSAM2's released similarity of two memories ``B x Cm x h x w``: cosine along the
+    LAST (width) axis, summed over everything else, in the tensors' own dtype -> scalar."""
+    return torch.sum(torch.cosine_similarity(a, b, dim=-1))
 
 
 @dataclass
@@ -14,29 +25,35 @@ class DLMPolicy(FifoPolicy):
 
     A tracked frame whose predicted IoU exceeds ``iou_threshold`` joins a candidate pool.
     When the pool holds ``pool_size`` frames, the one LEAST similar to the newest long-term
-    memory (or to the conditioning frame when there is none) enters the long-term bank
-    (FIFO, ``bank_size`` slots) and the pool is cleared. Long-term memories are attended with
-    the conditioning frame's temporal slot (0) unless already in the short window.
+    memory (or to the latest conditioning frame when there is none) enters the long-term
+    bank (FIFO, ``bank_size`` slots) and the pool is cleared; of equal scores the older
+    frame wins. Long-term memories are attended after the short window, with the
+    conditioning frame's temporal slot (0), unless they lie in the short window.
+
+    ``similarity``: ``"release"`` (default) is ReSurgSAM2's released predictor,
+    :func:`width_cosine` on the stored (bf16) features; ``"channel"`` is the paper's wording,
+    the cosine over the memory channels at each position, summed (float32).
     """
 
     iou_threshold: float = 0.95
     pool_size: int = 5
     bank_size: int = 3
+    similarity: DLMSimilarity = "release"
     name: str = "dlm"
 
     def __post_init__(self) -> None:
         if self.pool_size < 1 or self.bank_size < 1:
             raise ValueError("pool_size and bank_size must be >= 1")
+        if self.similarity not in ("release", "channel"):
+            raise ValueError(f"similarity must be 'release' or 'channel', got {self.similarity!r}")
 
     def capacity(self) -> tuple[int, int]:
         return self.num_maskmem + self.bank_size, self.max_obj_ptrs
 
     def select(self, bank: MemoryBank, frame_idx: int) -> Selection:
         sel = super().select(bank, frame_idx)
-        in_window = {e.frame_idx for _, e in sel.spatial}
-        lt = [(0, e) for e in bank.long_term if e.frame_idx not in in_window]
-        n_cond = len(bank.cond)
-        sel.spatial = sel.spatial[:n_cond] + lt + sel.spatial[n_cond:]
+        window = range(frame_idx - (self.num_maskmem - 1), frame_idx)
+        sel.spatial += [(0, e) for e in bank.long_term if e.frame_idx not in window]
         return sel
 
     def commit(self, bank: MemoryBank, entry: MemoryEntry) -> None:
@@ -50,7 +67,9 @@ class DLMPolicy(FifoPolicy):
         if ref is None or ref.features is None:
             chosen = bank.pool[-1]
         else:
-            chosen = min(bank.pool, key=lambda e: float(position_cosine(e.features, ref.features)))
+            sim = width_cosine if self.similarity == "release" else position_cosine
+            scores = [sim(ref.features, e.features) for e in bank.pool]
+            chosen = bank.pool[min(range(len(scores)), key=lambda i: float(scores[i]))]
         bank.long_term.append(chosen)
         del bank.long_term[: -self.bank_size]
         bank.pool.clear()
