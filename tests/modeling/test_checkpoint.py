@@ -227,8 +227,95 @@ def test_missing_file(tmp_path):
 
 
 def test_directory_is_not_a_checkpoint(tmp_path):
-    with pytest.raises(FileNotFoundError, match="checkpoint not found"):
+    with pytest.raises(CheckpointError, match="is a folder, not a file"):
         read_checkpoint(tmp_path)
+
+
+def test_device_is_not_a_checkpoint():
+    if not Path("/dev/zero").exists():
+        pytest.skip("no /dev/zero here")
+    with pytest.raises(CheckpointError, match="not a regular file"):
+        build_model("nano", checkpoint="/dev/zero")
+
+
+def test_symlink_loop_and_broken_link(tmp_path):
+    a, b = tmp_path / "a.pt", tmp_path / "b.pt"
+    a.symlink_to(b)
+    b.symlink_to(a)
+    with pytest.raises(CheckpointError, match="symbolic link loop"):
+        build_model("nano", checkpoint=a)
+    dangling = tmp_path / "dangling.pt"
+    dangling.symlink_to(tmp_path / "gone.pt")
+    with pytest.raises(FileNotFoundError, match="broken symbolic link"):
+        build_model("nano", checkpoint=dangling)
+
+
+# ---------------------------------------------------------------------- bad values and dtypes
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), float("-inf")])
+def test_non_finite_weights_refused_and_named(tmp_path, nano_sd, value):
+    sd = dict(nano_sd)
+    key = "sam_mask_decoder.iou_prediction_head.layers.0.weight"
+    sd[key] = sd[key].clone()
+    sd[key][0, :3] = value
+    path = _save({"model": sd}, tmp_path / "bad.pt")
+    with pytest.raises(CheckpointError, match="NaN or inf") as e:
+        build_model("nano", checkpoint=path)
+    assert f"{key} (3 of " in str(e.value)
+
+
+def test_all_nan_weights_refused(tmp_path, nano_sd):
+    sd = {k: torch.full_like(v, float("nan")) for k, v in nano_sd.items()}
+    with pytest.raises(CheckpointError, match=r"\d+ tensors hold NaN or inf"):
+        read_checkpoint(_save(sd, tmp_path / "nan.pt"))
+
+
+def test_integer_tensor_where_float_expected(tmp_path, nano_sd):
+    sd = dict(nano_sd)
+    key = "image_encoder.trunk.pos_embed"
+    sd[key] = sd[key].long()
+    with pytest.raises(CheckpointError, match="not floating point") as e:
+        build_model("nano", checkpoint=_save(sd, tmp_path / "int.pt"))
+    assert key in str(e.value) and "int64" in str(e.value)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_half_precision_needs_the_flag(tmp_path, nano_sd, dtype):
+    sd = {k: v.to(dtype) for k, v in nano_sd.items()}
+    path = _save({"model": sd}, tmp_path / "half.pt")
+    with pytest.raises(CheckpointError, match="half precision") as e:
+        build_model("nano", checkpoint=path)
+    assert "allow_half" in str(e.value) and str(dtype).removeprefix("torch.") in str(e.value)
+    model = build_model("nano", checkpoint=path, allow_half=True)
+    assert next(model.parameters()).dtype == torch.float32
+
+
+def test_safetensors_values_checked(tmp_path, nano_sd):
+    st = pytest.importorskip("safetensors.torch")
+    sd = {k: v.contiguous() for k, v in nano_sd.items()}
+    key = "sam_mask_decoder.iou_token.weight"
+    sd[key] = sd[key].clone()
+    sd[key][0, 0] = float("inf")
+    sd["image_encoder.trunk.pos_embed"] = sd["image_encoder.trunk.pos_embed"].half()
+    path = tmp_path / "bad.safetensors"
+    st.save_file(sd, str(path))
+    with pytest.raises(CheckpointError) as e:
+        build_model("nano", checkpoint=path)
+    assert key in str(e.value) and "image_encoder.trunk.pos_embed (float16)" in str(e.value)
+
+
+def test_save_is_atomic(tmp_path, nano_sd, monkeypatch):
+    path = save_checkpoint(build_model("nano"), tmp_path / "ours.pt", get_preset("nano").to_dict())
+    before = path.read_bytes()
+
+    def full_disk(obj, f, *args, **kwargs):
+        with open(f, "wb") as out:
+            out.write(b"partial")
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(torch, "save", full_disk)
+    with pytest.raises(OSError, match="no space left"):
+        save_checkpoint(build_model("nano"), path, get_preset("nano").to_dict())
+    assert path.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == ["ours.pt"]
 
 
 # ---------------------------------------------------------------------- presets

@@ -16,6 +16,8 @@ def build_model(
     image_size: int | None = None,
     checkpoint: str | Path | None = None,
     device: str | torch.device = "cpu",
+    *,
+    allow_half: bool = False,
 ) -> SAM2Model:
     """Build a SAM 2 model, optionally loading a checkpoint strictly.
 
@@ -26,8 +28,9 @@ def build_model(
             checkpoint's. Parameter shapes do not depend on it.
         checkpoint: Meta's ``{"model": sd}``, a bare state dict, or our own format.
         device: where to put the model; it is returned in eval mode.
+        allow_half: accept fp16/bf16 weights (refused by default; converted to float32).
     """
-    ckpt = read_checkpoint(checkpoint) if checkpoint is not None else None
+    ckpt = read_checkpoint(checkpoint, allow_half=allow_half) if checkpoint is not None else None
     cfg: SAM2Config
     if ckpt is not None and ckpt.config is not None:
         try:

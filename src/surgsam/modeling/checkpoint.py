@@ -10,14 +10,18 @@ Accepted files (always read with ``torch.load(..., map_location="cpu", weights_o
 * the name of a model bundled with the package (``surgsam-nano-synth``; see ``embedded.py``).
 
 ``torch.compile`` (``_orig_mod.``) and DDP (``module.``) prefixes are stripped. Loading is
-strict: any missing or unexpected key, or any shape mismatch, raises :class:`CheckpointError`
-naming them.
+strict: any missing or unexpected key, any shape mismatch, a tensor holding NaN or inf, an
+integer or bool tensor where the model has a float one, and half-precision (fp16/bf16) weights
+unless ``allow_half=True`` raise :class:`CheckpointError` naming the tensors.
 """
 
 from __future__ import annotations
 
+import errno
 import json
+import os
 import pickle
+import stat
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -59,21 +63,27 @@ def strip_prefixes(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return out
 
 
-def read_checkpoint(path: str | Path) -> LoadedCheckpoint:
+#: Floating dtypes a checkpoint may store without ``allow_half``.
+FULL_PRECISION = (torch.float32, torch.float64)
+#: Accepted only with ``allow_half=True`` (they lose precision against the fp32 model).
+HALF_PRECISION = (torch.float16, torch.bfloat16)
+
+
+def read_checkpoint(path: str | Path, *, allow_half: bool = False) -> LoadedCheckpoint:
     """Read a checkpoint file safely; see the module docstring for the accepted layouts.
 
     ``path`` may also name an embedded model (``surgsam.modeling.embedded``), e.g.
-    ``"surgsam-nano-synth"``.
+    ``"surgsam-nano-synth"``. Tensors holding NaN/inf, and fp16/bf16 tensors unless
+    ``allow_half``, are refused (:func:`check_tensor_values`).
     """
     from .embedded import resolve_checkpoint
 
     path = resolve_checkpoint(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint not found: {path}")
-    if path.stat().st_size == 0:
-        raise CheckpointError(f"checkpoint {path} is empty (0 bytes)")
+    _check_is_file(path)
     if path.suffix == ".safetensors":
-        return _read_safetensors(path)
+        ck = _read_safetensors(path)
+        check_tensor_values(ck.state_dict, str(path), allow_half=allow_half)
+        return ck
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
@@ -108,7 +118,59 @@ def read_checkpoint(path: str | Path) -> LoadedCheckpoint:
     bad = [k for k, v in sd.items() if not isinstance(v, torch.Tensor)]
     if bad:
         raise CheckpointError(f"{path}: entries that are not tensors: {bad[:5]}")
-    return LoadedCheckpoint(strip_prefixes(sd), config, path, meta)
+    sd = strip_prefixes(sd)
+    check_tensor_values(sd, str(path), allow_half=allow_half)
+    return LoadedCheckpoint(sd, config, path, meta)
+
+
+def _check_is_file(path: Path) -> None:
+    """A readable, non-empty regular file, or an error that says what the path is instead."""
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        if path.is_symlink():
+            raise FileNotFoundError(f"checkpoint {path} is a broken symbolic link (its target does not exist)") from None
+        raise FileNotFoundError(f"checkpoint not found: {path}") from None
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            raise CheckpointError(f"checkpoint {path} is a symbolic link loop (links that point at each other)") from None
+        raise CheckpointError(f"cannot read checkpoint {path}: {e.strerror or e}") from None
+    if stat.S_ISDIR(st.st_mode):
+        raise CheckpointError(f"checkpoint {path} is a folder, not a file: give the weights file inside it")
+    if not stat.S_ISREG(st.st_mode):
+        raise CheckpointError(f"checkpoint {path} is not a regular file (a device, pipe or socket): give a weights file")
+    if st.st_size == 0:
+        raise CheckpointError(f"checkpoint {path} is empty (0 bytes)")
+    if not os.access(path, os.R_OK):
+        raise CheckpointError(f"checkpoint {path} is not readable (permission denied)")
+
+
+def check_tensor_values(sd: dict[str, torch.Tensor], source: str = "checkpoint", *, allow_half: bool = False) -> None:
+    """Refuse weights no model should load: NaN or inf values, reduced-precision floats
+    (fp16/bf16 unless ``allow_half``; fp8 always). Raises :class:`CheckpointError` naming them."""
+    nonfinite, half, other = [], [], []
+    for k, v in sd.items():
+        if not (v.is_floating_point() or v.is_complex()):
+            continue
+        if v.dtype in HALF_PRECISION:
+            if not allow_half:
+                half.append(f"{k} ({str(v.dtype).removeprefix('torch.')})")
+        elif v.dtype not in FULL_PRECISION:
+            other.append(f"{k} ({str(v.dtype).removeprefix('torch.')})")
+            continue
+        if v.numel() and not bool(torch.isfinite(v).all()):
+            n = int((~torch.isfinite(v)).sum())
+            nonfinite.append(f"{k} ({n} of {v.numel()} values)")
+    lines = []
+    if nonfinite:
+        lines.append(f"  {len(nonfinite)} tensors hold NaN or inf (corrupt or diverged weights): {_head(nonfinite)}")
+    if other:
+        lines.append(f"  {len(other)} tensors have an unsupported float type: {_head(other)}")
+    if half:
+        lines.append(f"  {len(half)} tensors are stored in half precision: {_head(half)}; pass allow_half=True "
+                     "(--allow-half-weights) to accept them (they are converted to the model's float32)")
+    if lines:
+        raise CheckpointError("\n".join([f"refused to load {source}:", *lines]))
 
 
 def _is_weights_only_refusal(e: Exception) -> bool:
@@ -147,7 +209,10 @@ def check_state_dict(model: nn.Module, sd: dict[str, torch.Tensor], source: str 
     missing = sorted(set(own) - set(sd))
     unexpected = sorted(set(sd) - set(own))
     shapes = [(k, tuple(sd[k].shape), tuple(own[k].shape)) for k in own if k in sd and sd[k].shape != own[k].shape]
-    if not (missing or unexpected or shapes):
+    # an integer/bool tensor where the model keeps floats: copying would silently cast it
+    dtypes = [f"{k} ({str(sd[k].dtype).removeprefix('torch.')}, model {str(own[k].dtype).removeprefix('torch.')})"
+              for k in own if k in sd and own[k].is_floating_point() and not sd[k].is_floating_point()]
+    if not (missing or unexpected or shapes or dtypes):
         return
     lines = [f"{source} does not match the model{_preset_hint(model, sd)}:"]
     if missing:
@@ -157,6 +222,8 @@ def check_state_dict(model: nn.Module, sd: dict[str, torch.Tensor], source: str 
     if shapes:
         lines.append(f"  {len(shapes)} shape mismatches (key: file vs model): "
                      + "; ".join(f"{k}: {a} vs {b}" for k, a, b in shapes[:8]) + (" ..." if len(shapes) > 8 else ""))
+    if dtypes:
+        lines.append(f"  {len(dtypes)} tensors are not floating point where the model expects floats: {_head(dtypes)}")
     raise CheckpointError("\n".join(lines))
 
 
@@ -177,10 +244,12 @@ def save_checkpoint(model: nn.Module, path: str | Path, config: dict[str, Any], 
 def save_state_dict(state_dict: dict[str, torch.Tensor], path: str | Path, config: dict[str, Any],
                     **meta: Any) -> Path:
     """:func:`save_checkpoint` for tensors already detached from a model (e.g. re-packaging a file)."""
+    from ..io.atomic import atomic_path
+
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     sd = {k: v.detach().cpu().contiguous() for k, v in state_dict.items()}
-    torch.save({"format": FORMAT_TAG, "config": config, "model": sd, **meta}, path)
+    with atomic_path(path, what="checkpoint") as tmp:  # a failed save keeps an earlier file intact
+        torch.save({"format": FORMAT_TAG, "config": config, "model": sd, **meta}, tmp)
     return path
 
 
