@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -10,6 +10,7 @@ import numpy as np
 
 from ..memory import MemoryPolicy
 from ..modeling.sam2 import SAM2Model
+from .prompts import check_prompt
 from .session import VideoSegmenter
 from .state import FrameResult
 
@@ -49,14 +50,14 @@ def segment_video(
         model: the network (``surgsam.build_model(...)``).
         memory, precision, fast: as :class:`VideoSegmenter`.
     """
-    if not prompts:
-        raise ValueError("segment_video needs at least one prompt")
-    by_frame: dict[int, list[Prompt]] = {}
-    for p in prompts:
-        if p.frame_idx < 0:
-            raise ValueError(f"prompt for object {p.obj_id} has a negative frame index {p.frame_idx}")
-        by_frame.setdefault(p.frame_idx, []).append(p)
+    by_frame = _check_prompts(prompts)
     frames, total, closer = _open(source)
+    known = total if getattr(source, "num_frames_exact", True) else None  # an estimate is not checked
+    late = sorted(f for f in by_frame if known is not None and f >= known)
+    if late:
+        if closer is not None:
+            closer()
+        raise ValueError(f"the video has {known} frames (0..{known - 1}); prompts on frames {late} are beyond its end and never used")
     seg = VideoSegmenter(model, memory=memory, num_frames=total, precision=precision, fast=fast)
     bar = None
     if progress:
@@ -86,6 +87,31 @@ def segment_video(
     late = sorted(f for f in by_frame if f > last)
     if late:
         raise ValueError(f"the video has {last + 1} frames; prompts on frames {late} were never used")
+
+
+def _check_prompts(prompts: Sequence[Prompt]) -> dict[int, list[Prompt]]:
+    """Check every prompt before any frame is read (type, object id, click form and count, box
+    form, frame index); returns them grouped by frame."""
+    if isinstance(prompts, Prompt) or isinstance(prompts, Mapping) or not isinstance(prompts, Iterable) \
+            or isinstance(prompts, (str, bytes)):
+        raise TypeError(f"prompts must be a list of surgsam.Prompt, got a {type(prompts).__name__}")
+    prompts = list(prompts)
+    if not prompts:
+        raise ValueError("segment_video needs at least one prompt")
+    by_frame: dict[int, list[Prompt]] = {}
+    for i, p in enumerate(prompts):
+        if not isinstance(p, Prompt):
+            raise TypeError(f"prompts must be a list of surgsam.Prompt, got a {type(p).__name__} at position {i}")
+        try:
+            check_prompt(p.obj_id, p.points, p.labels, p.box)
+        except (TypeError, ValueError) as e:
+            raise type(e)(f"prompt {i} (object {p.obj_id!r}, frame {p.frame_idx!r}): {e}") from None
+        if not isinstance(p.frame_idx, (int, np.integer)) or isinstance(p.frame_idx, bool):
+            raise TypeError(f"prompt {i}: frame_idx must be an int, got {type(p.frame_idx).__name__}")
+        if p.frame_idx < 0:
+            raise ValueError(f"prompt for object {p.obj_id} has a negative frame index {p.frame_idx}")
+        by_frame.setdefault(int(p.frame_idx), []).append(p)
+    return by_frame
 
 
 def _kwargs(p: Prompt) -> dict:

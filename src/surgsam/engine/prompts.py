@@ -1,4 +1,9 @@
-"""Validation and conversion of user prompts (frame pixels -> model-input pixels)."""
+"""Validation and conversion of user prompts (frame pixels -> model-input pixels).
+
+Limits, checked before any work is done (:data:`MAX_OBJ_ID`, :data:`MAX_CLICKS`): object ids
+are 1..255, the pixel values of a palette PNG mask (which also bounds a session to 255
+objects); one prompt holds at most 64 clicks.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +15,109 @@ import torch.nn.functional as F
 
 from ..modeling.prompt_encoder import LABEL_BOX_BR, LABEL_BOX_TL
 from .state import Clicks
+
+#: Object ids are ``MIN_OBJ_ID..MAX_OBJ_ID``: the values a palette PNG mask can hold (0 is background).
+MIN_OBJ_ID = 1
+MAX_OBJ_ID = 255
+#: The most clicks one ``add_prompt`` call may give (SAM 2 is trained with a handful; each costs decoder work).
+MAX_CLICKS = 64
+
+
+def check_obj_id(obj_id: object) -> int:
+    """``obj_id`` as an int, or a clear error: not an integer (TypeError), outside 1..255 (ValueError)."""
+    if not isinstance(obj_id, (int, np.integer)) or isinstance(obj_id, (bool, np.bool_)):
+        raise TypeError(f"obj_id must be an int, got {type(obj_id).__name__}")
+    oid = int(obj_id)
+    if not MIN_OBJ_ID <= oid <= MAX_OBJ_ID:
+        raise ValueError(f"object ids must be {MIN_OBJ_ID}..{MAX_OBJ_ID} (the pixel values of a palette PNG mask), "
+                         f"got {oid}")
+    return oid
+
+
+def check_clicks(points: object, labels: object) -> tuple[np.ndarray, np.ndarray] | None:
+    """Check the form of clicks without a frame: ``points`` ``P x 2`` numbers (or one ``[x, y]``),
+    ``labels`` ``P`` integers 0/1, ``1 <= P <= MAX_CLICKS``. Returns ``(P x 2 float32, P int64)``
+    or None when there are no points. Raises TypeError / ValueError naming what is wrong."""
+    if points is None:
+        if labels is not None:
+            raise ValueError("labels given without points")
+        return None
+    if isinstance(points, (str, bytes, dict)):
+        raise TypeError(f"points must be a P x 2 list or array of (x, y) numbers, got a {type(points).__name__}")
+    if isinstance(points, torch.Tensor):
+        points = points.detach().cpu().numpy()
+    try:
+        pts = np.asarray(points)
+    except ValueError:
+        raise ValueError("points must be a P x 2 list of (x, y) pairs; the rows have different lengths") from None
+    if pts.dtype == object or pts.dtype.kind not in "iuf":
+        raise TypeError(f"point coordinates must be numbers, got {pts.dtype} values")
+    if pts.ndim == 1 and pts.shape[0] == 2:
+        pts = pts[None]  # one click given as [x, y]
+    if pts.size == 0:
+        raise ValueError("empty list of points")
+    if pts.ndim != 2 or pts.shape[1] != 2:
+        raise ValueError(f"points must be P x 2 (x, y) pairs, got shape {tuple(pts.shape)}")
+    if pts.shape[0] > MAX_CLICKS:
+        raise ValueError(f"{pts.shape[0]} clicks in one prompt; the limit is {MAX_CLICKS} (surgsam.engine.prompts.MAX_CLICKS)")
+    if labels is None:
+        raise ValueError("points need labels (1 = positive, 0 = negative)")
+    if isinstance(labels, (str, bytes, dict)):
+        raise TypeError(f"labels must be a list of 0/1 integers, got a {type(labels).__name__}")
+    if isinstance(labels, torch.Tensor):
+        labels = labels.detach().cpu().numpy()
+    try:
+        lab = np.asarray(labels)
+    except ValueError:
+        raise ValueError("labels must be a flat list of 0/1 integers") from None
+    if lab.dtype == object or lab.dtype.kind not in "biuf":
+        raise TypeError(f"point labels must be the integers 0 or 1, got {lab.dtype} values {lab.reshape(-1)[:5].tolist()}")
+    if lab.ndim == 0:
+        lab = lab[None]
+    if lab.ndim != 1:
+        raise ValueError(f"labels must be a flat list of P values, got shape {tuple(lab.shape)}")
+    if lab.shape[0] != pts.shape[0]:
+        raise ValueError(f"{pts.shape[0]} points but {lab.shape[0]} labels")
+    if lab.dtype.kind == "f" and not bool(np.all(np.isfinite(lab) & (lab == np.round(lab)))):
+        raise ValueError(f"point labels must be 0 (negative) or 1 (positive), got {lab.tolist()}")
+    lab = lab.astype(np.int64)
+    if not bool(np.isin(lab, (0, 1)).all()):
+        raise ValueError(f"point labels must be 0 (negative) or 1 (positive), got {lab.tolist()}")
+    return pts.astype(np.float32), lab
+
+
+def check_box(box: object) -> np.ndarray | None:
+    """Check the form of a box without a frame: 4 finite numbers (x0, y0, x1, y1) with
+    ``x1 > x0`` and ``y1 > y0``. Returns it as float32, or None."""
+    if box is None:
+        return None
+    if isinstance(box, (str, bytes, dict)):
+        raise TypeError(f"a box is (x0, y0, x1, y1) numbers, got a {type(box).__name__}")
+    if isinstance(box, torch.Tensor):
+        box = box.detach().cpu().numpy()
+    try:
+        b = np.asarray(box)
+    except ValueError:
+        raise ValueError("a box is (x0, y0, x1, y1): four numbers") from None
+    if b.dtype == object or b.dtype.kind not in "iuf":
+        raise TypeError(f"box coordinates must be numbers, got {b.dtype} values")
+    b = b.astype(np.float32).reshape(-1)
+    if b.size != 4:
+        raise ValueError(f"a box is (x0, y0, x1, y1), got {b.size} numbers")
+    if not np.isfinite(b).all():
+        raise ValueError(f"box has non-finite coordinates (NaN or inf): {b.tolist()}")
+    if b[2] <= b[0] or b[3] <= b[1]:
+        raise ValueError(f"box must have x1 > x0 and y1 > y0, got {b.tolist()}")
+    return b
+
+
+def check_prompt(obj_id: object, points: object = None, labels: object = None, box: object = None) -> int:
+    """The up-front checks of one prompt that need no frame (id, click form and count, box
+    form); returns the id as an int. Masks are checked against the frame later."""
+    oid = check_obj_id(obj_id)
+    check_clicks(points, labels)
+    check_box(box)
+    return oid
 
 
 def _scale(xy: torch.Tensor, size: tuple[int, int], image_size: int) -> torch.Tensor:
@@ -25,34 +133,21 @@ def prepare_points(
     image_size: int,
     device: torch.device,
 ) -> Clicks | None:
-    """Check clicks (``P x 2`` (x, y) inside the ``H x W`` frame, labels 0/1) and convert."""
-    if points is None:
-        if labels is not None:
-            raise ValueError("labels given without points")
+    """Check clicks (``P x 2`` (x, y) inside the ``H x W`` frame, labels 0/1; see
+    :func:`check_clicks`) and convert."""
+    checked = check_clicks(points, labels)
+    if checked is None:
         return None
-    pts = torch.as_tensor(np.asarray(points, dtype=np.float32)).reshape(-1, 2) if len(points) else torch.zeros(0, 2)
-    if labels is None:
-        raise ValueError("points need labels (1 = positive, 0 = negative)")
-    lab = torch.as_tensor(np.asarray(labels, dtype=np.int64)).reshape(-1)
-    if pts.shape[0] == 0:
-        raise ValueError("empty list of points")
-    if lab.shape[0] != pts.shape[0]:
-        raise ValueError(f"{pts.shape[0]} points but {lab.shape[0]} labels")
-    if not torch.isin(lab, torch.tensor([0, 1])).all():
-        raise ValueError(f"point labels must be 0 (negative) or 1 (positive), got {lab.tolist()}")
+    pts, lab = (torch.from_numpy(a) for a in checked)
     _check_inside(pts, size, "point")
     return Clicks(_scale(pts, size, image_size)[None].to(device), lab.to(torch.int32)[None].to(device))
 
 
 def prepare_box(box: Sequence[float] | np.ndarray, size: tuple[int, int], image_size: int, device: torch.device) -> Clicks:
     """Check a box (x0, y0, x1, y1) inside the frame and turn it into two corner clicks."""
-    b = torch.as_tensor(np.asarray(box, dtype=np.float32)).reshape(-1)
-    if b.numel() != 4:
-        raise ValueError(f"a box is (x0, y0, x1, y1), got {b.numel()} numbers")
-    if not torch.isfinite(b).all():
-        raise ValueError(f"box has non-finite coordinates: {b.tolist()}")
-    if b[2] <= b[0] or b[3] <= b[1]:
-        raise ValueError(f"box must have x1 > x0 and y1 > y0, got {b.tolist()}")
+    checked = check_box(box)
+    assert checked is not None
+    b = torch.from_numpy(checked)
     corners = b.reshape(2, 2)
     h, w = size
     if (corners < 0).any() or (corners[:, 0] > w).any() or (corners[:, 1] > h).any():

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from ..memory import MemoryEntry, MemoryPolicy, Selection, make_policy
 from ..modeling.sam2 import FrameFeatures, MaskOutput, SAM2Model, SpatialMemory
 from .fastpath import CompiledOps, resolve_fast_path, tf32_matmuls
-from .prompts import prepare_box, prepare_mask, prepare_points
+from .prompts import check_obj_id, check_prompt, prepare_box, prepare_mask, prepare_points
 from .state import Clicks, FrameOutput, FrameResult, ObjectState, upsample_logits
 
 
@@ -117,9 +117,7 @@ class VideoSegmenter:
         Returns the :class:`FrameResult` of the (current) frame for every object.
         """
         t0 = time.perf_counter()
-        if not isinstance(obj_id, (int, np.integer)) or isinstance(obj_id, bool):
-            raise TypeError(f"obj_id must be an int, got {type(obj_id).__name__}")
-        obj_id = int(obj_id)
+        obj_id = check_prompt(obj_id, points, labels, box)  # id 1..255, click form and count, before any work
         new_frame = frame is not None and not self._is_current(frame)
         image = self._check_frame(frame) if new_frame else None
         if not new_frame and self._frame is None:
@@ -173,9 +171,7 @@ class VideoSegmenter:
             object_score_logit: ``1 x 1``; obj_ptr: ``1 x C``; iou: its predicted IoU.
             extra_prompt: ``1 x K x C`` extra sparse decoder tokens for each tracked frame.
         """
-        if not isinstance(obj_id, (int, np.integer)) or isinstance(obj_id, bool):
-            raise TypeError(f"obj_id must be an int, got {type(obj_id).__name__}")
-        obj_id, frame_idx = int(obj_id), int(frame_idx)
+        obj_id, frame_idx = check_obj_id(obj_id), int(frame_idx)  # id 1..255
         if obj_id in self.objects:
             raise ValueError(f"object {obj_id} already exists; remove_object() it first")
         if self._frame is None or not 0 <= frame_idx <= self.frame_idx:
