@@ -42,6 +42,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..engine.prompts import check_obj_id
 from ..engine.session import VideoSegmenter
 from ..engine.state import FrameResult, upsample_logits
 from ..memory import MemoryPolicy
@@ -217,8 +218,7 @@ class ReferringSegmenter:
         if not isinstance(texts, Mapping) or not texts:
             raise ValueError("add_texts needs a non-empty {obj_id: text} mapping")
         for oid in texts:
-            if not isinstance(oid, (int, np.integer)) or isinstance(oid, bool):
-                raise TypeError(f"obj_id must be an int, got {type(oid).__name__}")
+            check_obj_id(oid)  # an int in 1..255, before any text is encoded
         ids, strings = [int(k) for k in texts], list(texts.values())
         feats = self.text_encoder.encode(strings)  # raises on empty / over-long / non-str texts
         projected = self.model.project_text(feats)
