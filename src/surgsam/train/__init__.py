@@ -1,6 +1,7 @@
 """Training: clip sampler, prompt simulation, SAM 2 losses, differentiable clip forward,
-optimiser/schedule, the trainer loop (DDP, checkpoints, JSONL logs), recipes, and ReSurgSAM2's
-two-stage referring training (``referring_step``).
+optimiser/schedule, the trainer loop (DDP, checkpoints, JSONL logs), recipes, an auxiliary
+per-pixel object-type loss (``aux_types``), and ReSurgSAM2's two-stage referring training
+(``referring_step``).
 
     from surgsam.train import make_config, Trainer
     cfg = make_config("nano-synth", data=("data/synth",), out="runs/nano", steps=20000)
@@ -15,6 +16,7 @@ from .._lazy import lazy_exports
 
 # public name -> submodule (imported on first use, so importing the package does not load torch)
 _EXPORTS = {
+    "AuxTypeConfig": ".aux_types", "TypeHead": ".aux_types", "type_loss": ".aux_types", "type_map": ".aux_types",
     "Clip": ".clips", "ClipBatch": ".clips", "ClipConfig": ".clips", "ClipSampler": ".clips",
     "collate": ".clips", "open_datasets": ".clips", "swap_left_right": ".clips",
     "DecoderStep": ".losses", "LossConfig": ".losses", "LossTerms": ".losses", "dice_loss": ".losses",

@@ -53,6 +53,13 @@ def register(subparsers) -> None:
                    help="probability that a video clip is prompted with a click or box instead of a mask (default 0.5)")
     p.add_argument("--iou-loss", choices=("l1", "mse"), default=None,
                    help="loss of the IoU head (SAM 2: l1; SAM: mse, which does not collapse to 0 from random init)")
+    p.add_argument("--aux-type-loss", type=float, default=None, metavar="WEIGHT",
+                   help="add WEIGHT x a per-pixel object-type cross-entropy from the datasets' categories (Ref-EndoVis "
+                   "Meta, e.g. synthetic data) through a training-only 1x1-conv head; checkpoints do not contain it "
+                   "(default 0: off)")
+    p.add_argument("--aux-type-level", choices=("s16", "s4", "s16+s4"), default=None,
+                   help="features the type head reads: s16 image-encoder top level (default), s4 the decoder's "
+                   "stride-4 map, or both")
     p.add_argument("--freeze", default=None,
                    help="comma-separated module prefixes to freeze (e.g. image_encoder,sam_prompt_encoder; 'none')")
     p.add_argument("--text-encoder", default=None,
@@ -72,6 +79,8 @@ def register(subparsers) -> None:
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     p.add_argument("--log-every", type=int, default=None)
     p.add_argument("--ckpt-every", type=int, default=None)
+    p.add_argument("--keep-checkpoints", type=int, default=None,
+                   help="checkpoints kept in OUT/checkpoints, the newest (default 3; 0 keeps all)")
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoints/latest.json if present")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run_train)
@@ -88,6 +97,7 @@ def config_from_args(args: argparse.Namespace):
         steps=args.steps, epochs=args.epochs, batch_size=args.batch_size, image_batch_size=args.image_batch_size,
         image_every=args.image_every, image_size=args.image_size, seed=args.seed, precision=args.precision,
         device=args.device, threads=args.threads, log_every=args.log_every, ckpt_every=args.ckpt_every,
+        keep_checkpoints=getattr(args, "keep_checkpoints", None),
     )
     cuda = torch.cuda.is_available() and (args.device is None or args.device.startswith("cuda"))
     workers = args.workers if args.workers is not None else (4 if cuda else 0)
@@ -112,6 +122,12 @@ def config_from_args(args: argparse.Namespace):
         prompts = replace(prompts, prob_point_input=args.point_prob)
     if args.iou_loss is not None:
         loss = replace(loss, iou_use_l1=args.iou_loss == "l1")
+    aux = cfg.aux_type
+    weight, level = getattr(args, "aux_type_loss", None), getattr(args, "aux_type_level", None)
+    if weight is not None or level is not None:  # AuxTypeConfig checks the values
+        aux = replace(aux, **{k: v for k, v in (("weight", weight), ("level", level)) if v is not None})
+        if aux.enabled and cfg.referring is not None:
+            raise ValueError(f"--aux-type-loss applies to SAM 2 (VOS) recipes, not {cfg.recipe}")
     ref = cfg.referring
     ref_args = (getattr(args, "text_encoder", None), getattr(args, "freeze_sam_steps", None),
                 getattr(args, "freeze_sam_epochs", None), getattr(args, "stage", None))
@@ -129,7 +145,7 @@ def config_from_args(args: argparse.Namespace):
         if fs is not None or fe is not None:
             ref = replace(ref, freeze_sam_steps=fs or 0, freeze_sam_epochs=fe or 0.0)
     return replace(cfg, clip=clip, optim=optim, prompts=prompts, loss=loss, workers=workers,
-                   progress=not args.no_progress, referring=ref)
+                   progress=not args.no_progress, referring=ref, aux_type=aux)
 
 
 def _text_dim(name: str, current: int | None) -> int | None:

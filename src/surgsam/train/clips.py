@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 
 from ..modeling.sam2 import IMAGENET_MEAN, IMAGENET_STD
+from .aux_types import type_map, video_categories
 
 __all__ = ["Clip", "ClipBatch", "ClipConfig", "ClipSampler", "collate", "epoch_index", "swap_left_right", "open_datasets"]
 
@@ -46,6 +47,8 @@ class ClipConfig:
         one referred target (the union of their masks), drawn once per clip. Ref-EndoVis18's
         grammar gives two instruments of one type and action the same sentence, so without
         this their targets contradict each other.
+    type_maps: also build per-pixel object-type maps (``Clip.types``) from the datasets'
+        categories, for the auxiliary type loss (:mod:`.aux_types`); draws nothing random.
     """
 
     num_frames: int = 8
@@ -57,6 +60,7 @@ class ClipConfig:
     entry_prob: float = 0.0
     exit_prob: float = 0.0
     merge_same_text: bool = False
+    type_maps: bool = False
 
     def __post_init__(self) -> None:
         if self.num_frames < 1 or self.max_objects < 1:
@@ -74,7 +78,9 @@ class ClipConfig:
 class Clip:
     """One sample. frames: ``T x 3 x S x S`` float (ImageNet-normalised); masks: ``T x K x S x S``
     bool; obj_ids: the K dataset ids; texts: one expression per object where the dataset has
-    them (flipped along with the frames), else None."""
+    them (flipped along with the frames), else None; types: ``T x S x S`` uint8 object-type
+    classes of every pixel (all objects, not only the K; :func:`.aux_types.type_map`) when
+    ``ClipConfig.type_maps`` is on."""
 
     frames: torch.Tensor
     masks: torch.Tensor
@@ -84,6 +90,7 @@ class Clip:
     texts: list[str | None] = field(default_factory=list)
     flipped: bool = False
     reversed: bool = False
+    types: torch.Tensor | None = None
 
 
 @dataclass
@@ -91,7 +98,7 @@ class ClipBatch:
     """B samples of equal length T, their objects concatenated (N = sum of K).
 
     frames: ``B x T x 3 x S x S``; masks: ``T x N x S x S`` bool; obj_to_clip: ``N`` long
-    (which sample each object belongs to).
+    (which sample each object belongs to); types: ``B x T x S x S`` uint8 type maps or None.
     """
 
     frames: torch.Tensor
@@ -100,6 +107,7 @@ class ClipBatch:
     obj_ids: list[int]
     texts: list[str | None]
     videos: list[str]
+    types: torch.Tensor | None = None
 
     @property
     def num_frames(self) -> int:
@@ -114,12 +122,14 @@ class ClipBatch:
         return self.num_frames == 1
 
     def to(self, device: torch.device | str, non_blocking: bool = False) -> "ClipBatch":
+        types = None if self.types is None else self.types.to(device, non_blocking=non_blocking)
         return ClipBatch(self.frames.to(device, non_blocking=non_blocking), self.masks.to(device, non_blocking=non_blocking),
-                         self.obj_to_clip.to(device, non_blocking=non_blocking), self.obj_ids, self.texts, self.videos)
+                         self.obj_to_clip.to(device, non_blocking=non_blocking), self.obj_ids, self.texts, self.videos,
+                         types)
 
     def pin_memory(self) -> "ClipBatch":  # used by DataLoader(pin_memory=True)
         return ClipBatch(self.frames.pin_memory(), self.masks.pin_memory(), self.obj_to_clip.pin_memory(),
-                         self.obj_ids, self.texts, self.videos)
+                         self.obj_ids, self.texts, self.videos, None if self.types is None else self.types.pin_memory())
 
 
 def collate(samples: Sequence[Clip]) -> ClipBatch:
@@ -138,6 +148,7 @@ def collate(samples: Sequence[Clip]) -> ClipBatch:
         [k for s in samples for k in s.obj_ids],
         texts,
         [s.video for s in samples],
+        torch.stack([s.types for s in samples]) if all(s.types is not None for s in samples) else None,
     )
 
 
@@ -207,6 +218,9 @@ class ClipSampler:
                 self.exits.extend((vi, j, k) for k in ids[ann[j - 1]] or () if k not in now)
         if not self.images:
             raise ValueError("no annotated frame with an object in the training data")
+        if cfg.type_maps and not any(video_categories(v) for v in self.videos):
+            raise ValueError("type maps need object categories (a Ref-EndoVis layout with Meta json, e.g. "
+                             "`surgsam synth` output); none of the training videos has them")
 
     @property
     def num_clips(self) -> int:
@@ -301,17 +315,23 @@ class ClipSampler:
             visible = list(drawn.values())
         obj_ids = sorted(visible[: cfg.max_objects])
         members = [groups.get(k, (k,)) for k in obj_ids]
-        imgs, labs = [], []
+        cats = video_categories(video) if cfg.type_maps else None
+        imgs, labs, types = [], [], []
         for t in frames:
             imgs.append(video.frames[t])
             lab = labels0 if t == frames[0] else video.labels(t)
             labs.append(np.stack([np.isin(lab, ks) for ks in members]))
+            if cfg.type_maps:
+                types.append(type_map(lab, cats, getattr(video, "void_id", None)))
         x = torch.from_numpy(np.stack(imgs)).permute(0, 3, 1, 2)  # T x 3 x H x W uint8
         m = torch.from_numpy(np.stack(labs))  # T x K x H x W bool
+        ty = torch.from_numpy(np.stack(types)) if types else None  # T x H x W uint8
         if flip:
             x, m = x.flip(-1), m.flip(-1)
+            ty = None if ty is None else ty.flip(-1)
         texts = self._texts(video, obj_ids, flip)
-        return Clip(normalize_frames(x, s), _resize_masks(m, s), obj_ids, video.name, list(frames), texts, flip, reversed_)
+        return Clip(normalize_frames(x, s), _resize_masks(m, s), obj_ids, video.name, list(frames), texts, flip, reversed_,
+                    None if ty is None else _resize_types(ty, s))
 
     @staticmethod
     def _text_groups(video) -> dict[int, tuple[int, ...]]:
@@ -342,6 +362,13 @@ def normalize_frames(frames: torch.Tensor, size: int) -> torch.Tensor:
     mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
     std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
     return (x - mean) / std
+
+
+def _resize_types(types: torch.Tensor, size: int) -> torch.Tensor:
+    """``T x H x W`` uint8 class maps -> ``T x S x S`` (nearest: classes are not blended)."""
+    if types.shape[-2:] == (size, size):
+        return types
+    return F.interpolate(types[:, None].float(), (size, size), mode="nearest-exact")[:, 0].to(torch.uint8)
 
 
 def _resize_masks(masks: torch.Tensor, size: int) -> torch.Tensor:

@@ -46,13 +46,17 @@ class DecoderStep:
 
 @dataclass
 class LossTerms:
-    """Unweighted loss terms (scalars) and the weighted total that is back-propagated."""
+    """Unweighted loss terms (scalars) and the weighted total that is back-propagated.
+    ``aux_type`` / ``aux_type_acc``: the auxiliary type loss and its foreground accuracy
+    (:mod:`.aux_types`), None when it is off; they are not part of ``+``."""
 
     mask: torch.Tensor
     dice: torch.Tensor
     iou: torch.Tensor
     cls: torch.Tensor
     total: torch.Tensor
+    aux_type: torch.Tensor | None = None
+    aux_type_acc: torch.Tensor | None = None
 
     def __add__(self, other: "LossTerms") -> "LossTerms":
         return LossTerms(self.mask + other.mask, self.dice + other.dice, self.iou + other.iou,
@@ -60,8 +64,14 @@ class LossTerms:
 
     def as_dict(self) -> dict[str, float]:
         """Plain floats for logging (``loss``, ``loss_mask``, ...)."""
-        vals = torch.stack([self.total, self.mask, self.dice, self.iou, self.cls]).detach().float().tolist()
-        return dict(zip(("loss", "loss_mask", "loss_dice", "loss_iou", "loss_class"), vals))
+        names = ["loss", "loss_mask", "loss_dice", "loss_iou", "loss_class"]
+        parts = [self.total, self.mask, self.dice, self.iou, self.cls]
+        if self.aux_type is not None:
+            names += ["loss_aux_type", "aux_type_acc"]
+            acc = self.aux_type_acc if self.aux_type_acc is not None else torch.full_like(self.aux_type, float("nan"))
+            parts += [self.aux_type, acc]
+        vals = torch.stack([x.detach().float() for x in parts]).tolist()
+        return dict(zip(names, vals))
 
 
 def sigmoid_focal_loss(logits: torch.Tensor, targets: torch.Tensor, alpha: float = 0.25, gamma: float = 2.0) -> torch.Tensor:

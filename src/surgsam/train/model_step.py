@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import torch
 import torch.distributed as dist
@@ -35,6 +35,7 @@ from torch import nn
 
 from ..memory import MemoryBank, MemoryEntry, make_policy
 from ..modeling.sam2 import FrameFeatures, MaskOutput, SAM2Model, SpatialMemory
+from .aux_types import TypeHead, type_loss
 from .clips import ClipBatch
 from .losses import DecoderStep, LossConfig, LossTerms, sam2_loss
 from .prompts import PromptConfig, PromptPlan, initial_clicks, plan_prompts, sample_error_clicks
@@ -172,14 +173,20 @@ def forward_clip(
 class TrainStep(nn.Module):
     """One training step's forward (prompts, clip forward, loss) as a module for DDP.
 
-    ``forward(batch, seed)`` returns ``(loss, terms)``; all randomness derives from ``seed``.
+    ``forward(batch, seed)`` returns ``(loss, terms, clip output)``; all randomness derives
+    from ``seed``. With a ``type_head`` (training only, not part of ``model``) the loss adds
+    ``aux_weight`` x the per-pixel type cross-entropy on every frame of the batch
+    (:mod:`.aux_types`; the batch must carry ``types``).
     """
 
-    def __init__(self, model: SAM2Model, prompts: PromptConfig = PromptConfig(), loss: LossConfig = LossConfig()) -> None:
+    def __init__(self, model: SAM2Model, prompts: PromptConfig = PromptConfig(), loss: LossConfig = LossConfig(),
+                 type_head: TypeHead | None = None, aux_weight: float = 0.0) -> None:
         super().__init__()
         self.model = model
         self.prompts = prompts
         self.loss_cfg = loss
+        self.type_head = type_head
+        self.aux_weight = float(aux_weight)
 
     def forward(self, batch: ClipBatch, seed: int, plan: PromptPlan | None = None) -> tuple[torch.Tensor, LossTerms, ClipOutput]:
         rng = random.Random(seed)
@@ -187,8 +194,17 @@ class TrainStep(nn.Module):
         gen = torch.Generator(device=dev)
         gen.manual_seed(seed & 0x7FFF_FFFF_FFFF_FFFF)
         plan = plan or plan_prompts(batch.num_frames, self.prompts, rng)
-        out = forward_clip(self.model, batch, plan, self.prompts, rng, gen)
+        if self.type_head is None:
+            out = forward_clip(self.model, batch, plan, self.prompts, rng, gen)
+            terms = sam2_loss(out.steps_per_frame(), batch.masks, mean_num_objects(batch.num_objects, dev), self.loss_cfg)
+            return terms.total, terms, out
+        if batch.types is None:
+            raise ValueError("the auxiliary type loss needs batches with type maps (ClipConfig.type_maps)")
+        feats = self.model.encode_image(batch.frames.flatten(0, 1))  # (B*T) x ..., shared with the clip forward
+        out = forward_clip(self.model, batch, plan, self.prompts, rng, gen, features=feats)
         terms = sam2_loss(out.steps_per_frame(), batch.masks, mean_num_objects(batch.num_objects, dev), self.loss_cfg)
+        aux, acc = type_loss(self.type_head(feats), batch.types.flatten(0, 1))
+        terms = replace(terms, total=terms.total + self.aux_weight * aux, aux_type=aux, aux_type_acc=acc)
         return terms.total, terms, out
 
 

@@ -11,7 +11,8 @@ Output folder::
     OUT/log.jsonl                               one JSON line per logged step
     OUT/checkpoints/step_0001000.pt             weights in surgsam format (build_model loads it;
                                                 build_referring_model for referring runs)
-    OUT/checkpoints/step_0001000.state.pt       optimizer, schedule, step, RNG state
+    OUT/checkpoints/step_0001000.state.pt       optimizer, schedule, step, RNG state (and the
+                                                training-only type head of --aux-type-loss runs)
     OUT/checkpoints/latest.json                 which step to resume from
     OUT/model.pt                                final weights
 """
@@ -34,6 +35,7 @@ from torch import nn
 from ..modeling import build_model, read_checkpoint, save_checkpoint
 from ..modeling.checkpoint import load_state_dict_strict
 from ..modeling.sam2 import SAM2Model
+from .aux_types import AuxTypeConfig, TypeHead, aux_param_groups
 from .clips import ClipBatch, ClipConfig, ClipSampler, collate, epoch_index, open_datasets
 from .losses import LossConfig
 from .model_step import TrainStep
@@ -75,6 +77,7 @@ class TrainConfig:
     loss: LossConfig = field(default_factory=LossConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     referring: ReferringTrainConfig | None = None  # set: ReSurgSAM2 referring training (referring_step.py)
+    aux_type: AuxTypeConfig = field(default_factory=AuxTypeConfig)  # training-only type head (aux_types.py)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -153,18 +156,27 @@ class Trainer:
         self.referring = cfg.referring
         size = _sam_of(self.model).image_size
         cfg = replace(cfg, image_size=size, clip=replace(cfg.clip, image_size=size))
+        if cfg.aux_type.enabled:
+            if self.referring is not None:
+                raise ValueError("the auxiliary type loss applies to SAM 2 (VOS) training, not referring training")
+            cfg = replace(cfg, clip=replace(cfg.clip, type_maps=True))
         self.frozen = tuple(cfg.optim.freeze)
         freeze_modules(self.model, self.frozen)
         set_train_mode(self.model, self.frozen)
         self.sampler = sampler if sampler is not None else ClipSampler(open_datasets(cfg.data, cfg.split), cfg.clip)
         if sampler is not None and sampler.cfg.image_size != size:
             raise ValueError(f"sampler draws {sampler.cfg.image_size}px samples for a {size}px model")
+        if sampler is not None and cfg.clip.type_maps and not sampler.cfg.type_maps:
+            raise ValueError("the auxiliary type loss needs a sampler with ClipConfig(type_maps=True)")
         if not cfg.steps:
             cfg = replace(cfg, steps=self._steps_for_epochs(cfg))
         self.cfg = cfg
         self.out = Path(cfg.out)
         self.ckpt_dir = self.out / "checkpoints"
         self.log_path = self.out / "log.jsonl"
+        # training-only head: not part of the model, so checkpoints keep the model's keys
+        self.type_head = TypeHead.for_model(_sam_of(self.model), cfg.aux_type).to(self.device) \
+            if cfg.aux_type.enabled else None
         if self.referring is not None:
             from .referring_step import ReferringTrainStep, build_training_text_encoder
 
@@ -175,13 +187,18 @@ class Trainer:
                 build_training_text_encoder(self.referring, self.model, self.device)
             self.step_module: nn.Module = ReferringTrainStep(self.model, self.referring, text, cfg.prompts, cfg.loss)
         else:
-            self.step_module = TrainStep(self.model, cfg.prompts, cfg.loss)
+            self.step_module = TrainStep(self.model, cfg.prompts, cfg.loss, self.type_head, cfg.aux_type.weight)
         if self.world > 1:
             self.step_module = nn.parallel.DistributedDataParallel(self.step_module, find_unused_parameters=True)
         self.optimizer = build_optimizer(self.model, cfg.optim)
+        if self.type_head is not None:
+            for g in aux_param_groups(self.type_head, cfg.optim.lr, cfg.optim.weight_decay):
+                self.optimizer.add_param_group(g)
         warm = cfg.optim.warmup_steps or int(round(cfg.optim.warmup_frac * cfg.steps))
         self.schedule = CosineSchedule(self.optimizer, cfg.steps, warm, cfg.optim.min_lr_ratio)
         self.trainable = [p for p in self.model.parameters() if p.requires_grad]
+        if self.type_head is not None:
+            self.trainable += list(self.type_head.parameters())
         self.sam_freeze_steps = self._sam_freeze_steps() if self.referring is not None else 0
         self._sam_frozen: bool | None = None
         self.step = 0
@@ -324,6 +341,8 @@ class Trainer:
             "rng_cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
             "world_size": self.world,
         }
+        if self.type_head is not None:
+            state["aux_type_head"] = self.type_head.state_dict()
         _atomic_save(state, self.ckpt_dir / f"{name}.state.pt")
         tmp = self.ckpt_dir / "latest.json.tmp"
         tmp.write_text(json.dumps({"step": self.step, "model": model_path.name, "state": f"{name}.state.pt"}))
@@ -363,6 +382,11 @@ class Trainer:
             ck = read_checkpoint(self.ckpt_dir / info["model"])
             load_state_dict_strict(self.model, ck.state_dict, source=str(ck.path))
         state = torch.load(self.ckpt_dir / info["state"], map_location="cpu", weights_only=True)
+        if self.type_head is not None:
+            if "aux_type_head" not in state:
+                raise ValueError(f"{info['state']} has no auxiliary type head: it comes from a run without "
+                                 "--aux-type-loss; resume it without the option")
+            self.type_head.load_state_dict(state["aux_type_head"])
         self.optimizer.load_state_dict(state["optimizer"])
         sched = dict(state["schedule"], total_steps=self.cfg.steps)  # a longer run may extend the schedule
         self.schedule.load_state_dict(sched)
