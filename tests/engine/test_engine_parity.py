@@ -42,7 +42,7 @@ def test_fifo_matches_reference_predictor(name, tmp_path):
     for i, f in enumerate(frames):
         Image.fromarray(f).save(jpg / f"{i:05d}.jpg")
     with torch.inference_mode():
-        images = torch.cat([model.preprocess(torch.from_numpy(f).permute(2, 0, 1)[None]) for f in frames])
+        images = torch.cat([model.preprocess(torch.from_numpy(f).permute(2, 0, 1)[None], resize="pil") for f in frames])
         state = ref.init_state(video_path=str(jpg))
         state["images"] = images  # same input pixels on both sides
         state["cached_features"] = {}
@@ -81,3 +81,109 @@ def test_fifo_matches_reference_predictor(name, tmp_path):
             assert d <= 1e-3, f"frame {t} obj {ids[k]}: logits differ by {d:.3g}"
     print(f"\n{name}: worst IoU {worst_iou:.6f}, worst |logit diff| {worst_logit:.2e}, non-trivial masks {nontrivial}/30")
     assert nontrivial >= 15, "random-weight masks were mostly empty/full: the comparison would be vacuous"
+
+
+def _jpeg_clip(tmp_path, n: int, h: int, w: int):
+    """A non-square synthetic clip written as JPEGs and read back the way both sides read it:
+    returns (folder, decoded frames n x h x w x 3 uint8, gt masks)."""
+    frames, gt = moving_objects_video(n=n, h=h, w=w)
+    folder = tmp_path / "jpg"
+    folder.mkdir()
+    decoded = []
+    for i, f in enumerate(frames):
+        Image.fromarray(f).save(folder / f"{i:05d}.jpg", quality=90)
+        decoded.append(np.asarray(Image.open(folder / f"{i:05d}.jpg").convert("RGB")))
+    return folder, np.stack(decoded), gt
+
+
+def _compare(ours: dict, ref_out: dict, n_frames: int, label: str) -> tuple[float, float]:
+    worst_iou, worst_logit = 1.0, 0.0
+    for t in range(n_frames):
+        ids, ref_logits = ref_out[t]
+        assert ours[t].obj_ids == ids, f"{label} frame {t}: objects {ours[t].obj_ids} vs {ids}"
+        ol = ours[t].logits()
+        for k in range(len(ids)):
+            worst_logit = max(worst_logit, (ol[k] - ref_logits[k]).abs().max().item())
+            worst_iou = min(worst_iou, iou(ol[k].numpy() > 0, ref_logits[k].numpy() > 0))
+    return worst_iou, worst_logit
+
+
+PARITY_CASES = [
+    ("sam2.1_hiera_tiny", 512), ("sam2.1_hiera_tiny", 1024),
+    ("sam2.1_hiera_small", 512), ("sam2.1_hiera_small", 1024),
+    ("sam2.1_hiera_base_plus", 512), pytest.param("sam2.1_hiera_base_plus", 1024, marks=pytest.mark.slow),
+    ("sam2_hiera_small", 512),
+]
+
+
+@pytest.mark.parametrize("name,size", PARITY_CASES)
+def test_engine_matches_reference_reading_a_jpeg_folder(name, size, tmp_path):
+    """The whole path from decoded non-square frames: Meta reads the JPEG folder itself (its own
+    resize and normalisation); we get the same decoded frames. A mask, two clicks and a box on
+    frame 0, one more object from a click on frame 3."""
+    n, h, w = 6, 240, 320
+    folder, frames, gt = _jpeg_clip(tmp_path, n, h, w)
+    ref = build_reference(name, size, video=True)
+    with torch.no_grad():
+        ref.sam_mask_decoder.pred_obj_score_head.layers[-1].bias.fill_(4.0)
+    ckpt = tmp_path / "w.pt"
+    torch.save({"model": ref.state_dict()}, ckpt)
+    model = build_model(name, image_size=size, checkpoint=ckpt)
+    clicks = np.array([[200.0, 160.0], [120.0, 40.0]], np.float32)  # on object 2, then background
+    box = np.array([60.0, 40.0, 150.0, 140.0], np.float32)
+    late = np.array([[150.0, 90.0]], np.float32)
+    with torch.inference_mode():
+        state = ref.init_state(video_path=str(folder))
+        ref.add_new_mask(state, 0, 1, gt[1][0])
+        ref.add_new_points_or_box(state, 0, 2, points=clicks, labels=np.array([1, 0], np.int32))
+        ref.add_new_points_or_box(state, 0, 3, box=box)
+        ref_out = {}
+        for t, ids, m in ref.propagate_in_video(state, start_frame_idx=0, max_frame_num_to_track=2):
+            ref_out[t] = (list(ids), m[:, 0].clone())
+        ref.add_new_points_or_box(state, 3, 4, points=late, labels=np.array([1], np.int32))
+        for t, ids, m in ref.propagate_in_video(state, start_frame_idx=3):
+            ref_out[t] = (list(ids), m[:, 0].clone())
+
+    seg = VideoSegmenter(model, memory="fifo", num_frames=n)
+    ours = {0: seg.add_prompt(frames[0], obj_id=1, mask=gt[1][0])}
+    seg.add_prompt(None, obj_id=2, points=clicks, labels=[1, 0])
+    ours[0] = seg.add_prompt(None, obj_id=3, box=box)
+    for t in range(1, n):
+        ours[t] = seg.add_prompt(frames[t], obj_id=4, points=late, labels=[1]) if t == 3 else seg.step(frames[t])
+    worst_iou, worst_logit = _compare(ours, ref_out, n, f"{name}@{size}")
+    print(f"\n{name} @ {size}, {h}x{w} JPEG frames: worst IoU {worst_iou:.6f}, worst |logit diff| {worst_logit:.2e}")
+    assert worst_iou >= 0.999 and worst_logit <= 1e-3
+
+
+def test_antialias_resize_is_not_metas_video_path(tmp_path):
+    """The float bilinear resize (the image predictor's transform) is NOT what Meta's video
+    predictor feeds the network for non-square frames; ``resize="pil"`` is, to the last bit."""
+    folder, frames, _ = _jpeg_clip(tmp_path, 2, 240, 320)
+    from sam2.utils.misc import load_video_frames
+
+    images, _, _ = load_video_frames(str(folder), 512, offload_video_to_cpu=True, compute_device=torch.device("cpu"))
+    model = build_model("nano", image_size=512)
+    x = torch.from_numpy(frames).permute(0, 3, 1, 2)
+    assert torch.equal(model.preprocess(x, resize="pil"), images)
+    assert (model.preprocess(x, resize="antialias") - images).abs().max() > 0.01
+
+
+def test_large_presets_match_reference_on_one_frame(tmp_path):
+    """hiera_large (SAM 2.1): same keys, and the same masks on one prompted 240 x 320 frame."""
+    name, size = "sam2.1_hiera_large", 512
+    folder, frames, gt = _jpeg_clip(tmp_path, 1, 240, 320)
+    ref = build_reference(name, size, video=True)
+    ckpt = tmp_path / "w.pt"
+    torch.save({"model": ref.state_dict()}, ckpt)
+    model = build_model(name, image_size=size, checkpoint=ckpt)
+    assert list(model.state_dict()) == list(ref.state_dict())
+    clicks = np.array([[200.0, 160.0]], np.float32)
+    with torch.inference_mode():
+        state = ref.init_state(video_path=str(folder))
+        _, ids1, m1 = ref.add_new_mask(state, 0, 1, gt[1][0])
+        _, ids, m = ref.add_new_points_or_box(state, 0, 2, points=clicks, labels=np.array([1], np.int32))
+    seg = VideoSegmenter(model, memory="fifo", num_frames=1)
+    seg.add_prompt(frames[0], obj_id=1, mask=gt[1][0])
+    r = seg.add_prompt(None, obj_id=2, points=clicks, labels=[1])
+    worst_iou, worst_logit = _compare({0: r}, {0: (list(ids), m[:, 0])}, 1, name)
+    assert worst_iou >= 0.999 and worst_logit <= 1e-3

@@ -192,3 +192,42 @@ def test_bf16_fast_path_agrees_with_fp32(model, video):
         u = (a | b).sum()
         ious.append(1.0 if u == 0 else (a & b).sum() / u)
     assert np.mean(ious) >= 0.9, ious
+
+
+def test_dlm_long_term_bank_fills_and_changes_the_masks(video):
+    """With a confident IoU head (a trained SAM 2.1 predicts IoU > 0.95 on easy frames) dlm's
+    pool fills, long-term memories enter the bank, and from the first frame that attends one
+    older than the short window, dlm's masks differ from fifo's; before, they are identical."""
+    from surgsam.modeling import build_model
+
+    torch.manual_seed(0)
+    m = build_model("nano")
+    with torch.no_grad():
+        m.sam_mask_decoder.pred_obj_score_head.layers[-1].bias.fill_(4.0)
+        m.sam_mask_decoder.iou_prediction_head.layers[-1].bias.fill_(6.0)
+    frames, gt = video
+    stream = [frames[t % len(frames)] for t in range(40)]
+    outs, segs = {}, {}
+    for memory in ("fifo", "dlm"):
+        seg = VideoSegmenter(m, memory=memory)
+        outs[memory] = [seg.add_prompt(stream[0], obj_id=1, mask=gt[1][0])] + [seg.step(f) for f in stream[1:]]
+        segs[memory] = seg
+    assert min(r.ious[0] for r in outs["dlm"][1:]) > 0.95  # every tracked frame is a candidate
+    bank = segs["dlm"].objects[1].bank
+    assert len(bank.long_term) == 3  # 39 tracked frames -> 7 pool rounds, FIFO of 3
+    # the first long-term memory is chosen when frame 5's memory completes the pool (frames 1..5);
+    # frame t attends it once it is older than the 6-frame window: t >= first + 7
+    pol = segs["dlm"].policy
+    probe = VideoSegmenter(m, memory="dlm")
+    probe.add_prompt(stream[0], obj_id=1, mask=gt[1][0])
+    first_attended = None
+    for t in range(1, 40):
+        sel = pol.select(probe.objects[1].bank, t)
+        if first_attended is None and any(slot == 0 and e.frame_idx > 0 for slot, e in sel.spatial):
+            first_attended = t
+        probe.step(stream[t])
+    assert first_attended is not None and first_attended <= 15
+    for t in range(first_attended):
+        torch.testing.assert_close(outs["dlm"][t].low_res_logits, outs["fifo"][t].low_res_logits, atol=0, rtol=0)
+    diff = max((outs["dlm"][t].low_res_logits - outs["fifo"][t].low_res_logits).abs().max().item() for t in range(first_attended, 40))
+    assert diff > 1e-4, f"dlm's long-term memories did not change the output (max |diff| {diff:.2e})"

@@ -57,7 +57,7 @@ def test_engine_step_reproduced_by_onnxruntime(model, exported):
         seg.step(f)
     t = 9
     # the engine's inputs for frame t, as the host side of an ONNX deployment assembles them
-    x = model.preprocess(torch.from_numpy(frames[t]).permute(2, 0, 1)[None])
+    x = model.preprocess(torch.from_numpy(frames[t]).permute(2, 0, 1)[None], resize="pil")
     image = ((x * model.pixel_std + model.pixel_mean) * 255).numpy()
     enc = ort_model.encode_image(image)
     with torch.no_grad():

@@ -93,7 +93,7 @@ class Script:
 
 def features(model, frame):
     with torch.no_grad():
-        return model.sam.encode_image(model.sam.preprocess(torch.from_numpy(frame).permute(2, 0, 1)[None]))
+        return model.sam.encode_image(model.sam.preprocess(torch.from_numpy(frame).permute(2, 0, 1)[None], resize="pil"))
 
 
 # ------------------------------------------------------------------ one encoder pass, batching
@@ -139,14 +139,17 @@ def test_cifs_hand_over_to_memory_tracking_with_the_sentence_token(model, encode
     np.testing.assert_array_equal(out[5].mask(1), upsampled(rect(1, 5)))
     assert out[5].object_scores[0] == pytest.approx(1 / (1 + math.exp(-PASS))) and out[5].ious[0] == pytest.approx(0.85)
 
-    # the conditioning memory is frame 2's detection mask, memory-encoded on frame 2's features
+    # the conditioning memory is frame 2's detection, memory-encoded on frame 2's features from
+    # sigmoid(logits), as ReSurgSAM2's released evaluation does (not the binarised mask)
     bank = seg.tracker.objects[1].bank
     assert list(bank.cond) == [2] and sorted(bank.recent) == [6, 7, 8]
     f2 = features(model, frames[2])
     with torch.no_grad():
         high = F.interpolate(rect(1, 2).view(1, 1, SIDE, SIDE), (128, 128), mode="bilinear", align_corners=False)
-        mem = model.sam.encode_memory(f2.features, high, torch.tensor([[PASS]]), binarize=True)
+        mem = model.sam.encode_memory(f2.features, high, torch.tensor([[PASS]]), binarize=False)
+        binary = model.sam.encode_memory(f2.features, high, torch.tensor([[PASS]]), binarize=True)
     torch.testing.assert_close(bank.cond[2].features.float(), mem.features.to(torch.bfloat16).float())
+    assert (binary.features - mem.features).abs().max() > 1e-2  # the two encodings differ
     torch.testing.assert_close(bank.cond[2].obj_ptr, script.ptrs[1, 2])
 
     # frame 6 is tracked from that memory (slot 0, pointer 4 frames back) with the sentence token
@@ -347,3 +350,20 @@ def test_engine_seed_object_checks_its_input(model, encoder):
     with pytest.raises(ValueError, match="already exists"):
         tr.seed_object(5, 0, **ok)
     assert tr.objects[5].is_tracking and tr.objects[5].output is None
+
+
+def test_handover_memory_binary_encodes_the_thresholded_detection(model, encoder, monkeypatch):
+    ious = {1: 0.8, 2: 0.95, 3: 0.75, 4: 0.9, 5: 0.85}
+    script = Script(monkeypatch, model, encoder, lambda k, t: (PASS, ious[t]) if k == 1 and t in ious else None)
+    seg = script.attach(ReferringSegmenter(model, encoder, search_output="none", handover_memory="binary"))
+    seg.add_text(1, TEXTS[1])
+    frames = clip(7)
+    for f in frames:
+        seg.step(f)
+    with torch.no_grad():
+        high = F.interpolate(rect(1, 2).view(1, 1, SIDE, SIDE), (128, 128), mode="bilinear", align_corners=False)
+        binary = model.sam.encode_memory(features(model, frames[2]).features, high, torch.tensor([[PASS]]), binarize=True)
+    got = seg.tracker.objects[1].bank.cond[2].features.float()
+    torch.testing.assert_close(got, binary.features.to(torch.bfloat16).float())
+    with pytest.raises(ValueError, match="handover_memory"):
+        ReferringSegmenter(model, encoder, handover_memory="soft")

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from ..memory import MemoryEntry, MemoryPolicy, Selection, make_policy
-from ..modeling.sam2 import FrameFeatures, MaskOutput, SAM2Model, SpatialMemory
+from ..modeling.sam2 import FrameFeatures, MaskOutput, ResizeMode, SAM2Model, SpatialMemory
 from .fastpath import CompiledOps, resolve_fast_path, tf32_matmuls
 from .prompts import check_obj_id, check_prompt, prepare_box, prepare_mask, prepare_points
 from .state import Clicks, FrameOutput, FrameResult, ObjectState, upsample_logits
@@ -49,6 +49,16 @@ class VideoSegmenter:
         static_memory: pad every frame's memory to the policy's capacity (and batch all
             objects together); None follows ``fast``. Same masks as the dynamic layout.
         cuda_graphs: with a compiled fast path, replay the step with CUDA graphs.
+        resize: how a frame becomes the square model input: ``"pil"`` (default) exactly as
+            Meta's ``SAM2VideoPredictor`` reads a JPEG folder (PIL bicubic on the uint8
+            frame, as do the SurgSAM2 and ReSurgSAM2 releases); ``"antialias"`` a bilinear
+            antialiased resize of the float frame on the model's device (the image
+            predictor's transform; faster on a GPU, logits differ by about 1e-2).
+        binarize_prompt_memory: memory-encode prompted frames (and a conditioning frame
+            handed over by :meth:`seed_object`) from the binarised mask, as Meta's predictor
+            built with its default post-processing does; False encodes ``sigmoid(logits)``,
+            as the released evaluation scripts (``vos_inference.py``, ``rvos_inference.py``
+            without ``--apply_postprocessing``) do.
     """
 
     def __init__(
@@ -61,8 +71,15 @@ class VideoSegmenter:
         fast: bool | str = False,
         static_memory: bool | None = None,
         cuda_graphs: bool = False,
+        *,
+        resize: ResizeMode = "pil",
+        binarize_prompt_memory: bool = True,
     ) -> None:
+        if resize not in ("pil", "antialias"):
+            raise ValueError(f"resize must be 'pil' or 'antialias', got {resize!r}")
         self.model = model.eval()
+        self.resize: ResizeMode = resize
+        self.binarize_prompt_memory = bool(binarize_prompt_memory)
         self.policy = make_policy(memory, model.num_maskmem, model.cfg.max_obj_ptrs_in_encoder)
         self.num_frames = num_frames
         self.fast_path = resolve_fast_path(fast, precision, model.device, cuda_graphs)
@@ -160,7 +177,8 @@ class VideoSegmenter:
         """Start tracking a new object from a conditioning frame segmented elsewhere (e.g. the
         credible frame of ReSurgSAM2's detection stage), which may lie a few frames back.
 
-        The mask is memory-encoded (binarised, as for a prompted frame) on that frame's raw
+        The mask is memory-encoded (as for a prompted frame: binarised, or ``sigmoid(logits)``
+        with ``binarize_prompt_memory=False`` as ReSurgSAM2's released evaluation does) on that frame's raw
         ``features`` and stored with ``obj_ptr`` as the object's conditioning memory. The
         object has no output on the current frame; :meth:`step` tracks it from the next one.
 
@@ -184,7 +202,7 @@ class VideoSegmenter:
                 raise ValueError(f"{name} must have shape {shape}, got {tuple(t.shape)}")
         if extra_prompt is not None and (extra_prompt.ndim != 3 or extra_prompt.shape[::2] != (1, c)):
             raise ValueError(f"extra_prompt must be 1 x K x {c}, got {tuple(extra_prompt.shape)}")
-        mem = self._encode_binarized(features, mask_logits, object_score_logit)
+        mem = self._encode_prompted(features, mask_logits, object_score_logit)
         obj = ObjectState(obj_id, first_frame=frame_idx, extra_prompt=extra_prompt)
         out = FrameOutput(mask_logits.float(), float(iou), obj_ptr.float(), object_score_logit.float(),
                           from_prompt=False, is_cond=True)
@@ -250,7 +268,7 @@ class VideoSegmenter:
     def _features(self) -> FrameFeatures:
         if self._feats is None:
             with self._autocast():
-                x = self.model.preprocess(self._frame.permute(2, 0, 1).unsqueeze(0))
+                x = self.model.preprocess(self._frame.permute(2, 0, 1).unsqueeze(0), resize=self.resize)
                 self._feats = self._ops.encode_image(x)
         return self._feats
 
@@ -364,18 +382,19 @@ class VideoSegmenter:
         feats = self._features()
         low = torch.cat([o.output.low_res_logits for o in pending])
         scores = torch.cat([o.output.object_score_logit for o in pending])
-        mem = self._encode_binarized(feats.features.expand(len(pending), -1, -1, -1), low, scores)
+        mem = self._encode_prompted(feats.features.expand(len(pending), -1, -1, -1), low, scores)
         for i, o in enumerate(pending):
             self._commit(o, mem.features[i : i + 1], o.output)
             o.output.from_prompt = False
 
-    def _encode_binarized(self, features: torch.Tensor, low_res: torch.Tensor, scores: torch.Tensor) -> SpatialMemory:
+    def _encode_prompted(self, features: torch.Tensor, low_res: torch.Tensor, scores: torch.Tensor) -> SpatialMemory:
         """Memories of prompted masks: ``B x C x h x w`` raw features, ``B x 1 x 4h x 4w`` logits
-        (upsampled, then binarised) and ``B x 1`` object-score logits."""
+        (upsampled, then binarised or passed through a sigmoid, see ``binarize_prompt_memory``)
+        and ``B x 1`` object-score logits."""
         s = self.model.image_size
         with self._autocast():
             high = F.interpolate(low_res.float(), (s, s), mode="bilinear", align_corners=False)
-            mem = self.model.encode_memory(features, high, scores, binarize=True)
+            mem = self.model.encode_memory(features, high, scores, binarize=self.binarize_prompt_memory)
         self._remember_pos(mem.pos)
         return mem
 

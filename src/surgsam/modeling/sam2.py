@@ -11,9 +11,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Literal
 
+import numpy as np
 import torch
 import torch.nn.functional as F
+from PIL import Image
 from torch import nn
 
 from .common import MLP, get_1d_sine_pe
@@ -28,6 +31,7 @@ from .two_way_transformer import TwoWayTransformer
 NO_OBJ_SCORE = -1024.0  # mask logit written where the object is predicted absent
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+ResizeMode = Literal["antialias", "pil"]
 
 
 @dataclass
@@ -127,11 +131,37 @@ class SAM2Model(nn.Module):
         return self.no_mem_embed.device
 
     # ------------------------------------------------------------------ images
-    def preprocess(self, frames: torch.Tensor) -> torch.Tensor:
-        """``B x 3 x H x W`` uint8 (or float 0..255) RGB -> ``B x 3 x S x S`` normalised input."""
+    def preprocess(self, frames: torch.Tensor, resize: ResizeMode = "antialias") -> torch.Tensor:
+        """``B x 3 x H x W`` uint8 (or float 0..255) RGB -> ``B x 3 x S x S`` normalised input.
+
+        ``resize`` picks how a frame of another size becomes the square model input:
+        ``"antialias"`` resizes the float image bilinearly with antialiasing (Meta's
+        ``SAM2ImagePredictor`` transforms, and this project's training clips); ``"pil"``
+        resizes the uint8 image with PIL's bicubic filter before normalising (Meta's
+        ``SAM2VideoPredictor`` reading a JPEG folder, and the two surgical releases), which
+        needs uint8 frames and runs on the CPU.
+        """
+        if resize == "pil":
+            return self._preprocess_pil(frames)
+        if resize != "antialias":
+            raise ValueError(f"resize must be 'antialias' or 'pil', got {resize!r}")
         x = frames.to(self.device, torch.float32) / 255.0
         if x.shape[-2:] != (self.image_size, self.image_size):
             x = F.interpolate(x, (self.image_size, self.image_size), mode="bilinear", align_corners=False, antialias=True)
+        return (x - self.pixel_mean) / self.pixel_std
+
+    def _preprocess_pil(self, frames: torch.Tensor) -> torch.Tensor:
+        # Meta's JPEG-folder loader: PIL bicubic resize of the uint8 image, /255 in float64,
+        # stored as float32, then mean subtracted and std divided in float32.
+        if frames.dtype != torch.uint8:
+            raise ValueError(f"resize='pil' needs uint8 frames, got {frames.dtype}")
+        s = self.image_size
+        out = []
+        for f in frames.cpu():
+            img = Image.fromarray(np.ascontiguousarray(f.permute(1, 2, 0).numpy()))
+            arr = np.asarray(img.resize((s, s), Image.Resampling.BICUBIC))
+            out.append(torch.from_numpy(arr / 255.0).permute(2, 0, 1).to(torch.float32))
+        x = torch.stack(out).to(self.device)
         return (x - self.pixel_mean) / self.pixel_std
 
     def encode_image(self, images: torch.Tensor) -> FrameFeatures:

@@ -11,9 +11,10 @@ Each referred object has one expression. On every frame it is in one of two stag
    absent), or only detections passing both CIFS thresholds (``"credible"``), or nothing
    (``"none"``: an empty mask, score and IoU 0).
 2. **tracking** — on the frame ``t`` where CIFS decides, the frame it chose, ``p`` (one of the
-   last ``window`` frames; ``p = t`` with CIFS off), is memory-encoded from its detection mask and
-   handed, with its object pointer, to the engine's :class:`VideoSegmenter` as the object's
-   conditioning memory. Frame ``t`` itself emits the object's own detection mask on ``t`` (it
+   last ``window`` frames; ``p = t`` with CIFS off), is memory-encoded from its detection
+   (``sigmoid`` of its logits as in the released code; ``handover_memory="binary"`` thresholds
+   it) and handed, with its object pointer, to the engine's :class:`VideoSegmenter` as the
+   object's conditioning memory. Frame ``t`` itself emits the object's own detection mask on ``t`` (it
    passed both thresholds). From ``t + 1`` on the engine tracks it with memory (``dlm`` policy by
    default) and the sentence token as an extra sparse decoder prompt.
 
@@ -37,6 +38,7 @@ from collections.abc import Mapping
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import torch
@@ -46,7 +48,7 @@ from ..engine.prompts import check_obj_id
 from ..engine.session import VideoSegmenter
 from ..engine.state import FrameResult, upsample_logits
 from ..memory import MemoryPolicy
-from ..modeling.sam2 import NO_OBJ_SCORE, FrameFeatures
+from ..modeling.sam2 import NO_OBJ_SCORE, FrameFeatures, ResizeMode
 from .cifs import CIFS, SEARCH_OUTPUTS, CIFSConfig
 from .model import ReferringPrompt, ReferringSAM2
 from .text import TextEncoder, build_text_encoder
@@ -148,6 +150,11 @@ class ReferringSegmenter:
             ReSurgSAM2's released code outputs these); ``"credible"`` the same only when the
             detection passes both CIFS thresholds, else an empty mask with score and IoU 0;
             ``"none"`` always the empty mask. Its id stays in ``searching`` either way.
+        handover_memory: how the credible frame's detection is memory-encoded when tracking
+            starts: ``"sigmoid"`` (default) encodes ``sigmoid(logits)``, as ReSurgSAM2's released
+            evaluation (``tools/rvos_inference.py`` without ``--apply_postprocessing``) does;
+            ``"binary"`` the thresholded mask, as a prompted frame in Meta's default predictor.
+        resize: frame preprocessing, as :class:`VideoSegmenter` (``"pil"``: the released code's).
     """
 
     def __init__(
@@ -159,7 +166,12 @@ class ReferringSegmenter:
         precision: str = "fp32",
         num_frames: int | None = None,
         search_output: str = "detection",
+        *,
+        handover_memory: Literal["sigmoid", "binary"] = "sigmoid",
+        resize: ResizeMode = "pil",
     ) -> None:
+        if handover_memory not in ("sigmoid", "binary"):
+            raise ValueError(f"handover_memory must be 'sigmoid' or 'binary', got {handover_memory!r}")
         if search_output not in SEARCH_OUTPUTS:
             raise ValueError(f"unknown search_output {search_output!r}; choose one of {', '.join(SEARCH_OUTPUTS)}")
         self.search_output = search_output
@@ -170,7 +182,8 @@ class ReferringSegmenter:
         self.cifs_config = cifs if cifs is not None else CIFSConfig()
         if not isinstance(self.cifs_config, CIFSConfig):
             raise TypeError(f"cifs must be a CIFSConfig, got {type(cifs).__name__}")
-        self.tracker = VideoSegmenter(model.sam, memory=memory, num_frames=num_frames, precision=precision)
+        self.tracker = VideoSegmenter(model.sam, memory=memory, num_frames=num_frames, precision=precision,
+                                      resize=resize, binarize_prompt_memory=handover_memory == "binary")
         self.reset()
 
     # ------------------------------------------------------------------ public verbs
