@@ -17,12 +17,13 @@ import time
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import MISSING, asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from ..io.atomic import atomic_path, atomic_write_json
 from ..memory import make_policy
 from ..modeling.sam2 import SAM2Model
 from .graphs import ENCODER_INPUTS, ENCODER_OUTPUTS, STEP_INPUTS, STEP_OUTPUTS, ImageEncoderGraph, TrackStepGraph
@@ -83,14 +84,73 @@ def export_onnx(
     )
     objects = torch.export.Dim("objects", min=1, max=max_objects)
     common = dict(dynamo=True, opset_version=opset, external_data=False, verbose=verbose)
+    # each file is written under a temporary name and renamed into place when complete
     with torch.no_grad(), _quiet_exporter(verbose):
-        torch.onnx.export(ImageEncoderGraph(model).eval(), (image,), str(out / man.encoder),
-                          input_names=list(ENCODER_INPUTS), output_names=list(ENCODER_OUTPUTS), **common)
-        torch.onnx.export(TrackStepGraph(model, slots).eval(), step_args, str(out / man.track_step),
-                          input_names=list(STEP_INPUTS), output_names=list(STEP_OUTPUTS),
-                          dynamic_shapes={k: {0: objects} for k in STEP_INPUTS}, **common)
-    (out / MANIFEST).write_text(json.dumps(asdict(man), indent=2) + "\n")
+        with atomic_path(out / man.encoder, what="ONNX image encoder") as tmp:
+            torch.onnx.export(ImageEncoderGraph(model).eval(), (image,), str(tmp),
+                              input_names=list(ENCODER_INPUTS), output_names=list(ENCODER_OUTPUTS), **common)
+        with atomic_path(out / man.track_step, what="ONNX tracking step") as tmp:
+            torch.onnx.export(TrackStepGraph(model, slots).eval(), step_args, str(tmp),
+                              input_names=list(STEP_INPUTS), output_names=list(STEP_OUTPUTS),
+                              dynamic_shapes={k: {0: objects} for k in STEP_INPUTS}, **common)
+    atomic_write_json(out / MANIFEST, asdict(man), what="ONNX manifest")
     return man
+
+
+class OnnxManifestError(ValueError):
+    """An export folder's manifest that cannot be used (not JSON, wrong fields, unsafe paths)."""
+
+
+_INT_FIELDS = ("image_size", "feat_size", "hidden_dim", "mem_dim", "memory_tokens", "opset")
+_GRAPH_FIELDS = ("encoder", "track_step")
+
+
+def read_manifest(folder: str | Path) -> OnnxManifest:
+    """Read and check ``folder/surgsam_onnx.json``: valid JSON with exactly the manifest's fields
+    and types, graph files that are plain relative names inside ``folder`` and exist.
+
+    Raises :class:`FileNotFoundError` (no manifest, a missing graph) or
+    :class:`OnnxManifestError` naming what is wrong.
+    """
+    folder = Path(folder)
+    path = folder / MANIFEST
+    if not path.is_file():
+        raise FileNotFoundError(f"{folder} has no {MANIFEST}: export it with `surgsam export`")
+    try:
+        d = json.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise OnnxManifestError(f"{path} is not a text file (not UTF-8): re-export with `surgsam export`") from None
+    except json.JSONDecodeError as e:
+        raise OnnxManifestError(f"{path} is not valid JSON ({e.msg}, line {e.lineno} column {e.colno}): "
+                                "re-export with `surgsam export`") from None
+    if not isinstance(d, dict):
+        raise OnnxManifestError(f"{path} must hold a JSON object, found {type(d).__name__}")
+    fields = OnnxManifest.__dataclass_fields__
+    required = {f for f, v in fields.items() if v.default is MISSING}
+    missing, unknown = sorted(required - set(d)), sorted(set(d) - set(fields))
+    if missing or unknown:
+        parts = ([f"missing fields {missing}"] if missing else []) + ([f"unknown fields {unknown}"] if unknown else [])
+        raise OnnxManifestError(f"{path}: " + "; ".join(parts))
+    bad = [f for f in _INT_FIELDS if not (isinstance(d[f], int) and not isinstance(d[f], bool) and d[f] > 0)]
+    bad += [f for f in ("model", "memory", *_GRAPH_FIELDS) if f in d and not (isinstance(d[f], str) and d[f])]
+    slots = d["slots"]
+    if not (isinstance(slots, list) and len(slots) == 2
+            and all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in slots)):
+        bad.append("slots")
+    if bad:
+        raise OnnxManifestError(f"{path}: fields with a wrong type or value: {sorted(set(bad))} "
+                                "(sizes are positive integers, slots two integers, names non-empty strings)")
+    root = folder.resolve()
+    for f in _GRAPH_FIELDS:
+        name = d.get(f, fields[f].default)
+        target = (folder / name).resolve()
+        if Path(name).is_absolute() or ".." in Path(name).parts or not target.is_relative_to(root):
+            raise OnnxManifestError(f"{path}: {f} {name!r} points outside the export folder; graph files must "
+                                    "be names inside it")
+        if not target.is_file():
+            raise FileNotFoundError(f"{path}: the {f} graph {name!r} is not in {folder}")
+    d["slots"] = tuple(slots)
+    return OnnxManifest(**d)
 
 
 @contextmanager
@@ -125,11 +185,7 @@ class OnnxModel:
         except ModuleNotFoundError:
             raise ModuleNotFoundError("running exported models needs onnxruntime: pip install 'surgsam[export]'") from None
         folder = Path(folder)
-        if not (folder / MANIFEST).is_file():
-            raise FileNotFoundError(f"{folder} has no {MANIFEST}: export it with `surgsam export`")
-        d = json.loads((folder / MANIFEST).read_text())
-        d["slots"] = tuple(d["slots"])
-        self.manifest = OnnxManifest(**d)
+        self.manifest = read_manifest(folder)
         opts = ort.SessionOptions()
         if threads:
             opts.intra_op_num_threads = threads
