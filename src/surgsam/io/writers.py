@@ -1,4 +1,9 @@
-"""Mask writers (DAVIS palette PNGs, SA-V per-object folders) and video writers (PyAV, H.264)."""
+"""Mask writers (DAVIS palette PNGs, SA-V per-object folders) and video writers (PyAV, H.264).
+
+Every file is written atomically (:mod:`surgsam.io.atomic`): to a temporary name in the same
+folder, renamed into place once complete. A failed write raises :class:`OutputError` naming the
+file and frame, and leaves an earlier file of that name intact.
+"""
 
 from __future__ import annotations
 
@@ -13,6 +18,7 @@ import numpy as np
 from PIL import Image
 
 from ._optional import require_av
+from .atomic import OutputError, _remove_quietly, _temporary_path, atomic_path, describe_os_error
 from .base import Closeable
 from .overlay import as_masks, draw_overlay
 
@@ -69,19 +75,22 @@ def _as_label_map(label_map: Any) -> np.ndarray:
     return arr.astype(np.uint8, copy=False)
 
 
-def write_palette_png(path: PathLike, label_map: Any, *, palette: np.ndarray | None = None) -> Path:
+def write_palette_png(
+    path: PathLike, label_map: Any, *, palette: np.ndarray | None = None, what: str | None = None
+) -> Path:
     """Write an ``H x W`` id map (0 = background, 1..255 = objects) as a palette PNG.
 
     The pixel values are the ids; the palette (DAVIS by default) only colours them for viewing.
-    Parent folders are created.
+    Parent folders are created. The write is atomic: on failure :class:`OutputError` names the
+    file (and ``what``, e.g. "frame 12") and an earlier file at ``path`` is left intact.
     """
     ids = _as_label_map(label_map)
     pal = davis_palette() if palette is None else np.asarray(palette, dtype=np.uint8)
     image = Image.fromarray(ids)  # "L"; putpalette turns it into "P" without remapping
     image.putpalette(pal.reshape(-1).tolist())
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    image.save(path, format="PNG")
+    with atomic_path(path, what=what) as tmp:
+        image.save(tmp, format="PNG")
     return path
 
 
@@ -162,7 +171,7 @@ class PaletteMaskWriter(Closeable):
     def write_label_map(self, frame_idx: int, label_map: Any) -> Path:
         """Write an ``H x W`` id map for one frame."""
         path = self.out_dir / f"{int(frame_idx):05d}.png"
-        return write_palette_png(path, label_map, palette=self.palette)
+        return write_palette_png(path, label_map, palette=self.palette, what=f"frame {int(frame_idx)}")
 
 
 class PerObjectMaskWriter(Closeable):
@@ -179,10 +188,9 @@ class PerObjectMaskWriter(Closeable):
         for oid, mask in zip(ids, ms):
             if oid < 0:
                 raise ValueError(f"object ids must be >= 0, got {oid}")
-            folder = self.out_dir / f"{oid:03d}"
-            folder.mkdir(exist_ok=True)
-            path = folder / f"{int(frame_idx):05d}.png"
-            Image.fromarray(mask.astype(np.uint8) * 255).save(path, format="PNG")
+            path = self.out_dir / f"{oid:03d}" / f"{int(frame_idx):05d}.png"
+            with atomic_path(path, what=f"frame {int(frame_idx)}, object {oid}") as tmp:
+                Image.fromarray(mask.astype(np.uint8) * 255).save(tmp, format="PNG")
             paths.append(path)
         return paths
 
@@ -199,6 +207,11 @@ class VideoWriter(Closeable):
     chroma-subsampled ``pix_fmt`` (``yuv420p``, the one every player decodes) odd sizes are padded
     to even by repeating the last row/column; ``pix_fmt="yuv444p"`` keeps odd sizes exact.
     The file is opened at the first frame, whose size every later frame must match.
+
+    The video is encoded under a temporary name beside ``path`` and renamed onto ``path`` by
+    :meth:`close`, so an earlier file at ``path`` survives a failed run: a write error (full
+    disk, file-size limit) raises :class:`OutputError` naming the file and frame and discards
+    the partial video; :meth:`abort` (or leaving a ``with`` block on an exception) discards it too.
     """
 
     def __init__(
@@ -223,6 +236,7 @@ class VideoWriter(Closeable):
         self.frames_written = 0
         self._container: Any = None
         self._stream: Any = None
+        self._tmp: Path | None = None  # where the video is encoded until close() renames it
         self._size: tuple[int, int] | None = None  # (H, W) of the input frames
         self._pad = (0, 0)
         self._closed = False
@@ -232,7 +246,12 @@ class VideoWriter(Closeable):
         ph = h % 2 if "420" in self.pix_fmt or "nv12" in self.pix_fmt else 0
         pw = w % 2 if any(s in self.pix_fmt for s in ("420", "422", "nv12")) else 0
         self._size, self._pad = (h, w), (ph, pw)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise OutputError(f"cannot write {self.path}: {describe_os_error(exc)}", exc.errno) from exc
+        if self.path.is_dir():
+            raise OutputError(f"cannot write {self.path}: a folder has this name")
         suffix = self.path.suffix.lower()
         container_opts = {"movflags": "+faststart"} if suffix in (".mp4", ".mov", ".m4v") else {}
         options = dict(self.options)
@@ -242,7 +261,12 @@ class VideoWriter(Closeable):
             options.setdefault("preset", "veryfast")
         if "vpx" in self.codec:
             options.setdefault("b", "0")  # constant quality (crf) mode
-        container = av.open(str(self.path), "w", options=container_opts)
+        self._tmp = _temporary_path(self.path)
+        try:
+            container = av.open(str(self._tmp), "w", options=container_opts)
+        except OSError as exc:
+            _remove_quietly(self._tmp)
+            raise OutputError(f"cannot write {self.path}: {describe_os_error(exc)}", exc.errno) from exc
         rate = Fraction(self.fps).limit_denominator(1001)
         try:
             try:
@@ -256,7 +280,7 @@ class VideoWriter(Closeable):
                 stream.codec_context.qscale = 3  # constant quality; the default bitrate is low
         except BaseException:
             container.close()
-            self.path.unlink(missing_ok=True)
+            _remove_quietly(self._tmp)
             raise
         self._container, self._stream = container, stream
 
@@ -275,21 +299,60 @@ class VideoWriter(Closeable):
             img = np.pad(img, ((0, self._pad[0]), (0, self._pad[1]), (0, 0)), mode="edge")
         av = require_av()
         video_frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(img), format="rgb24")
-        for packet in self._stream.encode(video_frame):
-            self._container.mux(packet)
+        try:
+            for packet in self._stream.encode(video_frame):
+                self._container.mux(packet)
+        except OSError as exc:
+            self.abort()
+            raise OutputError(
+                f"cannot write {self.path} (frame {self.frames_written}): {describe_os_error(exc)}; "
+                "the partial video was discarded and any earlier file of that name left intact", exc.errno
+            ) from exc
         self.frames_written += 1
 
     def close(self) -> None:
-        """Flush the encoder and finish the file (no file is written if no frame was)."""
+        """Flush the encoder, finish the file and rename it onto ``path`` (no file is written
+        if no frame was). A failure discards the partial video and raises :class:`OutputError`."""
         if self._closed:
             return
         self._closed = True
-        if self._container is not None:
+        if self._container is None or self._tmp is None:
+            return
+        container, self._container = self._container, None
+        try:
             try:
                 for packet in self._stream.encode():
-                    self._container.mux(packet)
+                    container.mux(packet)
             finally:
-                self._container.close()
+                container.close()
+            os.replace(self._tmp, self.path)
+        except OSError as exc:
+            _remove_quietly(self._tmp)
+            raise OutputError(
+                f"cannot finish {self.path}: {describe_os_error(exc)}; the partial video was discarded and any "
+                "earlier file of that name left intact", exc.errno
+            ) from exc
+        except BaseException:
+            _remove_quietly(self._tmp)
+            raise
+
+    def abort(self) -> None:
+        """Stop without finishing: discard the partial video, leave ``path`` as it was."""
+        self._closed = True
+        container, self._container = self._container, None
+        if container is not None:
+            try:
+                container.close()
+            except Exception:  # the container may be broken (that is why we abort)
+                pass
+        if self._tmp is not None:
+            _remove_quietly(self._tmp)
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is not None:
+            self.abort()
+        else:
+            self.close()
 
 
 class OverlayVideoWriter(Closeable):
@@ -334,6 +397,13 @@ class OverlayVideoWriter(Closeable):
 
     def close(self) -> None:
         self.video.close()
+
+    def abort(self) -> None:
+        """Discard the partial video (see :meth:`VideoWriter.abort`)."""
+        self.video.abort()
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        self.video.__exit__(exc_type, exc, tb)
 
 
 def write_video(path: PathLike, frames: Iterable[Any], fps: float = 30.0, **kwargs: Any) -> Path:
