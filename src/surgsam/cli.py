@@ -123,12 +123,20 @@ def _cmd_presets(args: argparse.Namespace) -> int:
 
 def run() -> int:
     """Console entry point: like :func:`main`, but a user error (bad input, missing file,
-    wrong checkpoint) prints one line instead of a traceback and exits with status 2."""
+    wrong checkpoint, an output file that could not be written) prints one line instead of a
+    traceback and exits with status 2."""
     try:
         return main()
     except (ValueError, FileNotFoundError, KeyError, TypeError, ImportError) as e:
         msg = e.args[0] if isinstance(e, KeyError) and e.args else e
         print(f"surgsam: error: {msg}", file=sys.stderr)
+        return 2
+    except OSError as e:
+        from .io.atomic import OutputError  # imported only here: it loads surgsam.io
+
+        if not isinstance(e, OutputError):
+            raise
+        print(f"surgsam: error: {e}", file=sys.stderr)
         return 2
 
 

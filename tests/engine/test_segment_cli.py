@@ -75,3 +75,132 @@ def test_segment_video_late_objects_and_unused_prompts(clip):
         list(segment_video(frames, [Prompt(1, 20, mask=gt[1][0])], model))
     with pytest.raises(ValueError, match="at least one prompt"):
         list(segment_video(frames, [], model))
+
+
+# -- reliability (issue 17): output folder rules, atomic outputs, refusals before any work ------
+def _segment_args(clip_path, out, *extra):
+    return ["segment", str(clip_path), "--model", "nano", "--points", "60,70", "--out", str(out), "--no-progress", *extra]
+
+
+def _cli(monkeypatch, capsys, argv) -> tuple[int, str]:
+    """The console entry point (``surgsam ...``): exit code and stderr."""
+    from surgsam.cli import run
+
+    monkeypatch.setattr("sys.argv", ["surgsam", *argv])
+    rc = run()
+    return rc, capsys.readouterr().err
+
+
+def test_segment_out_folder_rules_and_manifest(clip, tmp_path, monkeypatch, capsys):
+    d, frames, _ = clip
+    out = tmp_path / "out"
+    assert main(_segment_args(d / "clip.mp4", out)) == 0
+    man = json.loads((out / "surgsam_manifest.json").read_text())
+    assert man["command"] == "segment" and man["frames_written"] == 8 and man["model"] == "nano"
+    assert man["checkpoint"] is None and man["objects"] == [1] and man["arguments"]["points"] == "60,70"
+    assert sorted(p.name for p in out.iterdir()) == [f"{i:05d}.png" for i in range(8)] + ["surgsam_manifest.json"]
+    rc, err = _cli(monkeypatch, capsys, _segment_args(d / "clip.mp4", out))
+    assert rc == 2 and "is not empty" in err and "--overwrite" in err and "Traceback" not in err
+    # a shorter video into the same folder with --overwrite: no frame of the old run is left
+    write_video(tmp_path / "short.mp4", frames[:3], fps=10)
+    assert main(_segment_args(tmp_path / "short.mp4", out, "--overwrite")) == 0
+    assert sorted(p.name for p in out.iterdir()) == [f"{i:05d}.png" for i in range(3)] + ["surgsam_manifest.json"]
+    assert json.loads((out / "surgsam_manifest.json").read_text())["frames_written"] == 3
+    rc, err = _cli(monkeypatch, capsys, _segment_args(d / "clip.mp4", d / "clip.mp4"))
+    assert rc == 2 and "is a file, not a folder" in err
+
+
+def test_segment_refused_while_another_run_writes_the_folder(clip, tmp_path, monkeypatch, capsys):
+    from surgsam.io.outdir import OutputFolder
+
+    d, _, _ = clip
+    with OutputFolder(tmp_path / "out"):
+        rc, err = _cli(monkeypatch, capsys, _segment_args(d / "clip.mp4", tmp_path / "out", "--overwrite"))
+    assert rc == 2 and "another surgsam run" in err and "Traceback" not in err
+    assert list((tmp_path / "out").glob("*.png")) == []
+
+
+def test_segment_prompt_frame_beyond_the_video_refused_up_front(clip, tmp_path, monkeypatch, capsys):
+    from surgsam.engine import VideoSegmenter
+
+    d, _, _ = clip
+    calls = []
+    monkeypatch.setattr(VideoSegmenter, "step", lambda self, frame: calls.append(1))
+    rc, err = _cli(monkeypatch, capsys, _segment_args(d / "clip.mp4", tmp_path / "out", "--frame", "999"))
+    assert rc == 2 and "has 8 frames (0..7); prompts on frames [999]" in err
+    assert calls == [] and list((tmp_path / "out").iterdir()) == []
+
+
+def test_segment_refuses_a_still_image_named_mp4(tmp_path, monkeypatch, capsys):
+    from PIL import Image
+
+    Image.fromarray(np.zeros((40, 60, 3), np.uint8)).save(tmp_path / "still.mp4", format="PNG")
+    rc, err = _cli(monkeypatch, capsys, _segment_args(tmp_path / "still.mp4", tmp_path / "out"))
+    assert rc == 2 and "is a still image (png), not a video" in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_segment_overlay_full_disk_keeps_the_earlier_overlay(clip, tmp_path, monkeypatch, capsys):
+    import errno
+
+    import av
+
+    d, _, _ = clip
+    out, ov = tmp_path / "out", tmp_path / "ov.mp4"
+    assert main(_segment_args(d / "clip.mp4", out, "--overlay", str(ov))) == 0
+    before = ov.read_bytes()
+    real, n = av.container.OutputContainer.mux, []
+
+    def mux(self, packets):  # the disk fills up after the first packet of the new overlay
+        n.append(1)
+        if len(n) > 1:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(self, packets)
+
+    monkeypatch.setattr(av.container.OutputContainer, "mux", mux)
+    rc, err = _cli(monkeypatch, capsys, _segment_args(d / "clip.mp4", out, "--overlay", str(ov), "--overwrite"))
+    assert rc == 2 and "Traceback" not in err and "no space left on device" in err and "ov.mp4" in err
+    assert ov.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == ["out", "ov.mp4"]
+    assert not (out / "surgsam_manifest.json").exists()  # the folder no longer holds one finished run
+    assert not [p for p in out.iterdir() if p.name.startswith(".")]  # no temporary file, no lock left
+
+
+_LIMITED_RUN = """
+import resource, signal, sys
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+resource.setrlimit(resource.RLIMIT_FSIZE, (200, 200))
+from surgsam.cli import run
+sys.argv = ["surgsam", *sys.argv[1:]]
+sys.exit(run())
+"""
+
+
+def test_segment_file_size_limit_keeps_earlier_masks(clip, tmp_path):
+    """`ulimit -f` (as on a full disk): the earlier valid 00000.png is untouched, the command
+    ends with a message naming the frame, not a traceback."""
+    import subprocess
+    import sys
+
+    d, _, _ = clip
+    out = tmp_path / "out"
+    assert main(_segment_args(d / "clip.mp4", out)) == 0
+    before = {p.name: p.read_bytes() for p in out.glob("*.png")}
+    proc = subprocess.run([sys.executable, "-c", _LIMITED_RUN, *_segment_args(d / "clip.mp4", out, "--overwrite")],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr and "00000.png (frame 0): file too large" in proc.stderr
+    assert {p.name: p.read_bytes() for p in out.glob("*.png")} == before
+    # the manifest goes when an --overwrite run starts writing: the folder no longer claims a finished run
+    assert sorted(p.name for p in out.iterdir()) == sorted(before)
+
+
+def test_segment_half_precision_checkpoint_needs_the_flag(clip, tmp_path, monkeypatch, capsys):
+    import torch
+
+    d, _, _ = clip
+    sd = {k: v.half() for k, v in build_model("nano").state_dict().items()}
+    torch.save({"model": sd}, tmp_path / "half.pt")
+    argv = _segment_args(d / "clip.mp4", tmp_path / "out", "--checkpoint", str(tmp_path / "half.pt"))
+    rc, err = _cli(monkeypatch, capsys, argv)
+    assert rc == 2 and "half precision" in err and "--allow-half-weights" in err
+    assert main([*argv, "--allow-half-weights"]) == 0

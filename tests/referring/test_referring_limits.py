@@ -34,3 +34,50 @@ def test_add_text_accepts_the_largest_id(seg):
     assert seg.obj_ids == [255]
     with pytest.raises(TypeError, match="obj_id must be an int"):
         seg.add_text(True, "the grasper")
+
+
+# -- surgsam refer: the output folder rules and the run manifest ------------------------------
+@pytest.fixture(scope="module")
+def video(tmp_path_factory):
+    pytest.importorskip("av")
+    import numpy as np
+
+    from surgsam.io import write_video
+
+    d = tmp_path_factory.mktemp("refer_limits")
+    rng = np.random.default_rng(0)
+    write_video(d / "clip.mp4", [rng.integers(0, 256, (48, 64, 3), dtype=np.uint8) for _ in range(3)], fps=10)
+    return d / "clip.mp4"
+
+
+def _refer(video, out, *extra):
+    from surgsam.cli import main
+
+    return main(["refer", str(video), "--text", "the grasper", "--out", str(out), "--image-size", "128",
+                 "--no-progress", "--untrained", *extra])
+
+
+def test_refer_writes_a_manifest_and_refuses_a_non_empty_out(video, tmp_path):
+    import json
+
+    from surgsam.io.outdir import OutputFolderError
+
+    out = tmp_path / "out"
+    assert _refer(video, out) == 0
+    man = json.loads((out / "surgsam_manifest.json").read_text())
+    assert man["command"] == "refer" and man["frames_written"] == 3 and man["texts"] == ["the grasper"]
+    assert man["untrained"] is True and man["checkpoint"] is None
+    with pytest.raises(OutputFolderError, match="not empty"):
+        _refer(video, out)
+    (tmp_path / "ov.mp4").write_bytes(b"earlier")
+    with pytest.raises(OutputFolderError, match="already exists"):
+        _refer(video, tmp_path / "new", "--overlay", str(tmp_path / "ov.mp4"))
+    assert _refer(video, out, "--overwrite") == 0
+
+
+def test_refer_refused_while_another_run_holds_the_folder(video, tmp_path):
+    from surgsam.io.outdir import OutputFolder, OutputFolderError
+
+    with OutputFolder(tmp_path / "out"):
+        with pytest.raises(OutputFolderError, match="another surgsam run"):
+            _refer(video, tmp_path / "out", "--overwrite")

@@ -30,11 +30,29 @@ def register(sub) -> None:
     p.add_argument("--fast", default="auto", choices=["off", "auto", "on"],
                    help="GPU fast path (torch.compile, static memory, TF32): auto = on for CUDA sm80+")
     p.add_argument("--device", default="cpu")
-    p.add_argument("--out", type=Path, required=True, help="output folder for the masks")
+    p.add_argument("--out", type=Path, required=True, help="output folder for the masks (new or empty, unless --overwrite)")
     p.add_argument("--format", default="palette", choices=["palette", "per-object"], help="mask layout")
     p.add_argument("--overlay", type=Path, default=None, help="also write an overlay mp4 here")
+    add_output_arguments(p)
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=run)
+
+
+def add_output_arguments(p) -> None:
+    """``--overwrite`` and ``--allow-half-weights`` (shared with ``surgsam refer``)."""
+    p.add_argument("--overwrite", action="store_true",
+                   help="write into a non-empty --out (the earlier run's masks are replaced; those this run does "
+                   "not rewrite are removed at the end) and over an existing --overlay")
+    p.add_argument("--allow-half-weights", action="store_true",
+                   help="accept a checkpoint stored in fp16/bf16 (refused by default: it loses precision)")
+
+
+def run_manifest(args, **fields) -> dict:
+    """The manifest a mask-writing command leaves in ``--out``: the command, its arguments and
+    ``fields`` (checkpoint, model, frames written, ...)."""
+    arguments = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()
+                 if k not in ("func", "command") and (v is None or isinstance(v, (str, int, float, bool, list, Path)))}
+    return {"command": args.command, "arguments": arguments, **fields}
 
 
 def add_prompt_arguments(p, required: bool = True) -> None:
@@ -91,43 +109,68 @@ def build_prompts(args) -> list:
 def run(args) -> int:
     import torch
 
-    from ..io import OverlayVideoWriter, PaletteMaskWriter, PerObjectMaskWriter, open_source
+    from ..io import open_source
+    from ..io.outdir import OutputFolder, check_output_file
     from ..modeling import build_model
+
+    prompts = build_prompts(args)
+    if args.overlay is not None:
+        check_output_file(args.overlay, args.overwrite, "--overlay")
+    src = open_source(int(args.video) if args.video.isdigit() else args.video)  # not a video: refused first
+    try:
+        with OutputFolder(args.out, overwrite=args.overwrite) as folder:  # refused before any work if in use
+            model = build_model(args.model, image_size=args.image_size, checkpoint=args.checkpoint,
+                                device=args.device, allow_half=args.allow_half_weights)
+            summary = _segment(args, prompts, src, model, folder)
+    finally:
+        src.close()
+    summary["torch_threads"] = torch.get_num_threads()
+    print(json.dumps(summary))
+    return 0
+
+
+def _segment(args, prompts, src, model, folder) -> dict:
+    """The per-frame loop of :func:`run`: masks (and the overlay) into ``folder``, then its
+    manifest; returns the JSON summary. The overlay is renamed into place only when complete
+    and discarded on failure, so an earlier file at that path survives a failed run."""
+    from ..io import OverlayVideoWriter, PaletteMaskWriter, PerObjectMaskWriter
     from .fastpath import resolve_fast_path
     from .offline import segment_video
 
-    prompts = build_prompts(args)
-    model = build_model(args.model, image_size=args.image_size, checkpoint=args.checkpoint, device=args.device)
-    src = open_source(int(args.video) if args.video.isdigit() else args.video)
     writer = PaletteMaskWriter(args.out) if args.format == "palette" else PerObjectMaskWriter(args.out)
-    overlay = OverlayVideoWriter(args.overlay, fps=src.fps or 25.0) if args.overlay else None
+    overlay = None
     tee = _Tee(src)
-    n, t0, lat = 0, time.perf_counter(), []
+    n, t0, lat, ids = 0, time.perf_counter(), [], set()
     try:
+        overlay = OverlayVideoWriter(args.overlay, fps=src.fps or 25.0) if args.overlay else None
         fast = {"off": False, "auto": "auto", "on": True}[args.fast]
         notice = resolve_fast_path(fast, args.precision, model.device).notice
         if notice:
             print(notice, file=sys.stderr)
         for res in segment_video(tee, prompts, model, memory=args.memory, precision=args.precision,
                                  progress=not args.no_progress, fast=fast):
-            writer.write(res.frame_idx, res.obj_ids, res.masks)
+            folder.will_write()
+            folder.record(writer.write(res.frame_idx, res.obj_ids, res.masks))
             if overlay is not None:
                 overlay.write(tee.current, res.obj_ids, res.masks, text=f"frame {res.frame_idx}  {res.latency_ms:.0f} ms")
             lat.append(res.latency_ms)
+            ids.update(res.obj_ids)
             n += 1
-    finally:
-        src.close()
         if overlay is not None:
             overlay.close()
+    except BaseException:
+        if overlay is not None:
+            overlay.abort()
+        raise
     wall = time.perf_counter() - t0
-    summary = {
+    folder.finish(run_manifest(args, checkpoint=args.checkpoint, model=model.cfg.name, image_size=model.image_size,
+                               format=args.format, frames_written=n, objects=sorted(ids),
+                               overlay=str(args.overlay) if args.overlay else None))
+    return {
         "frames": n, "fps": n / wall if wall else 0.0, "median_latency_ms": float(np.median(lat)) if lat else 0.0,
         "memory": args.memory, "precision": args.precision, "model": model.cfg.name, "image_size": model.image_size,
         "out": str(args.out), "overlay": str(args.overlay) if args.overlay else None,
-        "torch_threads": torch.get_num_threads(),
     }
-    print(json.dumps(summary))
-    return 0
 
 
 class _Tee:
@@ -136,6 +179,7 @@ class _Tee:
     def __init__(self, src) -> None:
         self.src, self.current = src, None
         self.num_frames = src.num_frames
+        self.num_frames_exact = getattr(src, "num_frames_exact", True)
 
     def __iter__(self):
         for f in self.src:

@@ -29,6 +29,10 @@ _ESTIMATE_SLACK_FRAMES = 2
 
 _log = logging.getLogger(__name__)
 
+#: Containers FFmpeg opens for a single still image (PNG, JPEG, ... whatever its extension):
+#: an image is not a video (the web app refuses them the same way).
+_STILL_IMAGE_FORMATS = ("image2", "apng")
+
 
 def _av_major(av: Any) -> int:
     try:
@@ -95,6 +99,11 @@ class VideoFileSource(FrameSource):
         """Frame count: exact when the container stores it, else estimated from the duration."""
         return self.info.num_frames
 
+    @property
+    def num_frames_exact(self) -> bool:
+        """Whether :attr:`num_frames` is stored in the container (not estimated from the duration)."""
+        return self.info.num_frames_exact
+
     def __len__(self) -> int:
         if not self.info.num_frames_exact or self.info.num_frames is None:
             raise TypeError(
@@ -121,6 +130,12 @@ class VideoFileSource(FrameSource):
     def _probe(self) -> VideoInfo:
         container = self._open_container()
         try:
+            fmt = container.format.name
+            if fmt in _STILL_IMAGE_FORMATS or fmt.endswith("_pipe"):
+                raise SourceOpenError(
+                    f"{self.path} is a still image ({fmt.removesuffix('_pipe')}), not a video; for a "
+                    "sequence of frames give a folder of images"
+                )
             stream = container.streams.video[0]
             rate = stream.average_rate or stream.guessed_rate
             fps = float(rate) if rate else None
@@ -137,7 +152,6 @@ class VideoFileSource(FrameSource):
             else:
                 num_frames = None
             codec = stream.codec_context.name or "?"
-            fmt = container.format.name
         finally:
             container.close()
         # Decode one frame: it proves the stream decodes and gives the true output size.

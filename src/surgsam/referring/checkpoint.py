@@ -129,9 +129,10 @@ class ReferringCheckpoint:
     meta: dict[str, Any]
 
 
-def read_referring_checkpoint(path: str | Path) -> ReferringCheckpoint:
-    """Read ReSurgSAM2's ``{"model": sd}`` files, bare state dicts, or our own format."""
-    ck = read_checkpoint(path)
+def read_referring_checkpoint(path: str | Path, *, allow_half: bool = False) -> ReferringCheckpoint:
+    """Read ReSurgSAM2's ``{"model": sd}`` files, bare state dicts, or our own format
+    (fp16/bf16 weights only with ``allow_half``)."""
+    ck = read_checkpoint(path, allow_half=allow_half)
     sam_cfg = ref_cfg = None
     if ck.config is not None:
         if ck.config.get("kind") != CONFIG_KIND:
@@ -162,6 +163,8 @@ def build_referring_model(
     sam_checkpoint: str | Path | None = None,
     text_encoder: nn.Module | None = None,
     device: str | torch.device = "cpu",
+    *,
+    allow_half: bool = False,
 ) -> ReferringSAM2:
     """Build a :class:`ReferringSAM2`, optionally loading weights strictly.
 
@@ -175,10 +178,11 @@ def build_referring_model(
             referring modules keep their initialisation), e.g. to start training.
         text_encoder: receives ``language_model.*`` weights when the file holds them.
         device: where to put the model; it is returned in eval mode.
+        allow_half: accept fp16/bf16 weights (refused by default; converted to float32).
     """
     if checkpoint is not None and sam_checkpoint is not None:
         raise ValueError("give either checkpoint or sam_checkpoint, not both")
-    ck = read_referring_checkpoint(checkpoint) if checkpoint is not None else None
+    ck = read_referring_checkpoint(checkpoint, allow_half=allow_half) if checkpoint is not None else None
     if ck is not None and ck.sam_config is not None:
         if name is not None and get_preset(name).name != ck.sam_config.name:
             raise CheckpointError(f"{ck.path} was saved from preset {ck.sam_config.name!r}, not {get_preset(name).name!r}")
@@ -193,7 +197,7 @@ def build_referring_model(
     if ck is not None:
         load_referring_state_dict(model, ck.state_dict, str(ck.path), text_encoder)
     elif sam_checkpoint is not None:
-        sam_ck = read_checkpoint(sam_checkpoint)
+        sam_ck = read_checkpoint(sam_checkpoint, allow_half=allow_half)
         load_state_dict_strict(model.sam, sam_ck.state_dict, source=str(sam_ck.path))
     return model.to(device).eval()
 

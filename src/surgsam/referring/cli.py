@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..engine.cli import add_output_arguments, run_manifest
 from .cifs import SEARCH_OUTPUTS
 
 UNTRAINED_NOTE = (
@@ -33,8 +34,10 @@ def register(sub) -> None:
     p.add_argument("video", help="video file (mp4/avi/mkv/webm), image folder, camera index or stream URL")
     p.add_argument("--text", action="append", required=True, metavar="EXPRESSION",
                    help='a referring expression, e.g. "the bipolar forceps on the left"; repeat for several objects')
-    p.add_argument("--out", type=Path, required=True, help="output folder for the palette PNG masks")
+    p.add_argument("--out", type=Path, required=True,
+                   help="output folder for the palette PNG masks (new or empty, unless --overwrite)")
     p.add_argument("--overlay", type=Path, default=None, help="also write an overlay mp4 (masks with ids) here")
+    add_output_arguments(p)
     p.add_argument("--checkpoint", default=None,
                    help="referring weights: ReSurgSAM2's sam2.1_hiera_s_ref17/18.pth (with --model sam2.1_hiera_s), "
                    f"ours, or an embedded model's name (default: the embedded {DEFAULT_REFERRING_MODEL}, trained on "
@@ -87,12 +90,13 @@ def build(args):
     ckpt = default_referring_checkpoint(args.checkpoint, args.untrained, args.model, args.referring)
     net, enc, untrained = build_referring(checkpoint=ckpt, model=args.model, referring=args.referring,
                                           image_size=args.image_size, text_encoder=args.text_encoder,
-                                          device=args.device, seed=args.seed)
+                                          device=args.device, seed=args.seed,
+                                          allow_half=getattr(args, "allow_half_weights", False))
     return net, enc, untrained, ckpt
 
 
 def build_referring(checkpoint=None, model=None, referring=None, image_size=None, text_encoder=None,
-                    device="cpu", seed=0):
+                    device="cpu", seed=0, allow_half=False):
     """(model, text encoder, untrained?) as ``surgsam refer`` builds them (also used by the app and
     ``surgsam live --text``): without ``checkpoint`` an untrained ``nano`` + ``tiny`` referring
     network with MiniLM (random weights from ``seed``), else the checkpoint's network (a path or
@@ -114,7 +118,7 @@ def build_referring(checkpoint=None, model=None, referring=None, image_size=None
         return net, enc, True
     enc = build_text_encoder(text_encoder, device=device) if text_encoder else None
     net = build_referring_model(model, image_size=image_size, referring=referring or "resurgsam2",
-                                checkpoint=checkpoint, text_encoder=enc, device=device)
+                                checkpoint=checkpoint, text_encoder=enc, device=device, allow_half=allow_half)
     if enc is None:
         enc = build_text_encoder(net.cfg.text_encoder, device=device)
     return net, enc, False
@@ -142,19 +146,29 @@ def run(args) -> int:
     import torch
 
     from ..io import OverlayVideoWriter, PaletteMaskWriter, open_source
+    from ..io.outdir import OutputFolder, check_output_file
     from .cifs import CIFSConfig
     from .segmenter import ReferringSegmenter
 
+    if args.overlay is not None:
+        check_output_file(args.overlay, args.overwrite, "--overlay")
     src = open_source(int(args.video) if args.video.isdigit() else args.video)  # a missing video fails first
     try:
-        model, enc, untrained, ckpt = build(args)
-        if untrained:
-            print(f"WARNING: {UNTRAINED_NOTE.format(sam=model.sam.cfg.name, ref=model.cfg.name)}", file=sys.stderr)
-        seg = ReferringSegmenter(model, enc, memory=args.memory, cifs=CIFSConfig(enabled=not args.no_cifs),
-                                 precision=args.precision, num_frames=src.num_frames, search_output=args.search_output)
-        seg.add_texts({i + 1: text for i, text in enumerate(args.text)})  # bad expressions fail before any frame
-        summary = _segment(args, seg, src, PaletteMaskWriter(args.out),
-                           OverlayVideoWriter(args.overlay, fps=src.fps or 25.0) if args.overlay else None)
+        with OutputFolder(args.out, overwrite=args.overwrite) as folder:  # refused before any work if in use
+            model, enc, untrained, ckpt = build(args)
+            if untrained:
+                print(f"WARNING: {UNTRAINED_NOTE.format(sam=model.sam.cfg.name, ref=model.cfg.name)}", file=sys.stderr)
+            seg = ReferringSegmenter(model, enc, memory=args.memory, cifs=CIFSConfig(enabled=not args.no_cifs),
+                                     precision=args.precision, num_frames=src.num_frames,
+                                     search_output=args.search_output)
+            seg.add_texts({i + 1: text for i, text in enumerate(args.text)})  # bad expressions fail before any frame
+            summary = _segment(args, seg, src, PaletteMaskWriter(args.out),
+                               OverlayVideoWriter(args.overlay, fps=src.fps or 25.0) if args.overlay else None,
+                               folder)
+            folder.finish(run_manifest(args, checkpoint=ckpt, model=model.sam.cfg.name, referring=model.cfg.name,
+                                       image_size=model.sam.image_size, format="palette",
+                                       frames_written=summary["frames"], objects=list(range(1, len(args.text) + 1)),
+                                       texts=list(args.text), untrained=untrained, overlay=summary["overlay"]))
     finally:
         src.close()
     summary.update(precision=seg.tracker.precision, checkpoint=ckpt, model=model.sam.cfg.name, referring=model.cfg.name,
@@ -169,8 +183,10 @@ def run(args) -> int:
     return 0
 
 
-def _segment(args, seg, src, writer, overlay) -> dict:
-    """The per-frame loop; returns the summary (without the model fields)."""
+def _segment(args, seg, src, writer, overlay, folder=None) -> dict:
+    """The per-frame loop; returns the summary (without the model fields). ``folder`` (an
+    :class:`~surgsam.io.outdir.OutputFolder`) is told which files were written. The overlay is
+    renamed into place only when complete, and discarded on failure."""
     from tqdm import tqdm
 
     bar = tqdm(total=src.num_frames, unit="frame", desc="refer", disable=args.no_progress)
@@ -179,7 +195,11 @@ def _segment(args, seg, src, writer, overlay) -> dict:
     try:
         for frame in src:
             res = seg.step(frame)
-            writer.write(res.frame_idx, res.obj_ids, res.masks)
+            if folder is not None:
+                folder.will_write()
+            written = writer.write(res.frame_idx, res.obj_ids, res.masks)
+            if folder is not None:
+                folder.record(written)
             detected = bool(res.searching) or any(s.found_frame == res.frame_idx for s in seg.statuses())
             (det_lat if detected else trk_lat).append(res.latency_ms)
             lat.append(res.latency_ms)
@@ -191,10 +211,14 @@ def _segment(args, seg, src, writer, overlay) -> dict:
             n += 1
             bar.update(1)
             bar.set_postfix(ms=f"{res.latency_ms:.0f}", searching=len(res.searching))
-    finally:
-        bar.close()
         if overlay is not None:
             overlay.close()
+    except BaseException:
+        if overlay is not None:
+            overlay.abort()  # an earlier overlay at that path stays as it was
+        raise
+    finally:
+        bar.close()
     wall = time.perf_counter() - t0
     med = lambda v: float(np.median(v)) if v else None  # noqa: E731
     return {
