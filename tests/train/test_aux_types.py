@@ -118,7 +118,8 @@ def test_checkpoints_hold_no_head_and_resume_is_exact(tmp_path, synth_root, type
     head0 = {k: v.clone() for k, v in full.type_head.state_dict().items()}
     full.train()
     assert any(not torch.equal(head0[k], v) for k, v in full.type_head.state_dict().items())  # the head trained
-    assert "aux_type" in {g["name"] for g in full.optimizer.param_groups}
+    lrs = {g["name"]: g["base_lr"] for g in full.optimizer.param_groups}
+    assert lrs["aux_type"] == 10 * lrs["rest"]  # AuxTypeConfig.lr_scale
     # checkpoints have exactly the model's keys: they load strictly into a plain model
     fresh = set(build_model("nano", image_size=SIZE).state_dict())
     for path in (tmp_path / "a" / "model.pt", tmp_path / "a" / "checkpoints" / "step_0000004.pt"):
@@ -156,10 +157,11 @@ def test_cli_aux_type_options(tmp_path, synth_root):
     out = tmp_path / "cli"
     rc = main(["train", "--recipe", "nano-synth", "--data", str(synth_root), "--out", str(out), "--steps", "2",
                "--image-size", str(SIZE), "--frames", str(FRAMES), "--max-objects", "1", "--ckpt-every", "1",
-               "--aux-type-loss", "0.5", "--aux-type-level", "s16+s4", "--keep-checkpoints", "0", "--no-progress"])
+               "--aux-type-loss", "0.5", "--aux-type-level", "s16+s4",
+               "--aux-type-lr-scale", "3", "--keep-checkpoints", "0", "--no-progress"])
     assert rc == 0
     saved = json.loads((out / "train_config.json").read_text())
-    assert saved["aux_type"] == {"weight": 0.5, "level": "s16+s4"} and saved["clip"]["type_maps"] is True
+    assert saved["aux_type"] == {"weight": 0.5, "level": "s16+s4", "lr_scale": 3.0} and saved["clip"]["type_maps"] is True
     assert saved["keep_checkpoints"] == 0
     assert len(list((out / "checkpoints").glob("step_*.state.pt"))) == 2  # nothing pruned
     rec = json.loads((out / "log.jsonl").read_text().splitlines()[0])

@@ -48,16 +48,22 @@ class AuxTypeConfig:
     """weight: factor of the type loss in the total (0 = off: no head, no type maps, the
     training step is exactly the one without this module); level: which features the head
     reads: ``s16`` the image encoder's top level (what memory attention and the referring
-    fusion see), ``s4`` the decoder's projected stride-4 map, ``s16+s4`` the sum of both."""
+    fusion see), ``s4`` the decoder's projected stride-4 map, ``s16+s4`` the sum of both;
+    lr_scale: the head's learning rate / the run's base lr (a linear read-out starts random and
+    should follow the features quickly, so that what reaches the encoder is the gradient of a
+    fitted read-out, not of a random one)."""
 
     weight: float = 0.0
     level: str = "s16"
+    lr_scale: float = 10.0
 
     def __post_init__(self) -> None:
         if self.weight < 0:
             raise ValueError(f"aux type loss weight must be >= 0, got {self.weight}")
         if self.level not in LEVELS:
             raise ValueError(f"aux type level must be one of {LEVELS}, got {self.level!r}")
+        if self.lr_scale <= 0:
+            raise ValueError(f"aux type lr_scale must be > 0, got {self.lr_scale}")
 
     @property
     def enabled(self) -> bool:

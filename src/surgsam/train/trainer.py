@@ -192,7 +192,7 @@ class Trainer:
             self.step_module = nn.parallel.DistributedDataParallel(self.step_module, find_unused_parameters=True)
         self.optimizer = build_optimizer(self.model, cfg.optim)
         if self.type_head is not None:
-            for g in aux_param_groups(self.type_head, cfg.optim.lr, cfg.optim.weight_decay):
+            for g in aux_param_groups(self.type_head, cfg.optim.lr * cfg.aux_type.lr_scale, cfg.optim.weight_decay):
                 self.optimizer.add_param_group(g)
         warm = cfg.optim.warmup_steps or int(round(cfg.optim.warmup_frac * cfg.steps))
         self.schedule = CosineSchedule(self.optimizer, cfg.steps, warm, cfg.optim.min_lr_ratio)
