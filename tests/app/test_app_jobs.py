@@ -123,8 +123,24 @@ def test_stopping_the_iteration_leaves_no_result(meta, book, model, tmp_path):
     job = SegmentationJob(meta, book, model, tmp_path)
     it = job.frames()
     next(it)
+    next(it)
+    assert any(p.name.endswith(".partial.mp4") for p in tmp_path.iterdir())  # encoding under a temporary name
+    it.close()  # Stop, or a client that went away
+    assert job.result is None
+    assert list(tmp_path.iterdir()) == []  # no truncated overlay, no zip, no partial masks
+
+
+def test_a_failing_run_keeps_an_earlier_result(meta, book, model, tmp_path, monkeypatch):
+    first = SegmentationJob(meta, book, model, tmp_path, max_frames=4).run()
+    before = {p.name: p.read_bytes() for p in (first.masks_zip, first.overlay)}
+    job = SegmentationJob(meta, book, model, tmp_path, max_frames=6)
+    it = job.frames()
+    for _ in range(5):
+        next(it)
     it.close()
-    assert job.result is None and not (tmp_path / "masks.zip").exists()
+    assert {p.name: p.read_bytes() for p in (first.masks_zip, first.overlay)} == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["masks", "masks.zip", "overlay.mp4"]
+    assert all(oct(p.stat().st_mode & 0o777) == "0o600" for p in (first.masks_zip,))  # made by mkstemp
 
 
 def test_bad_runs_are_refused(meta, book, model, tmp_path):

@@ -24,8 +24,14 @@ def _register_app(subparsers) -> None:
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
     p.add_argument("--port", type=int, default=7860)
     p.add_argument("--max-upload-mb", type=float, default=500.0, help="largest video accepted (MB, default 500)")
-    p.add_argument("--allow-path-input", action=argparse.BooleanOptionalAction, default=None,
-                   help="let users type a path on this machine (default: only when bound to a loopback address)")
+    p.add_argument("--allow-paths", "--allow-path-input", dest="allow_paths", action="store_true",
+                   help="let users open files and checkpoints by typing a path on this machine (default: off; "
+                   "uploads only)")
+    p.add_argument("--allowed-host", action="append", default=[], metavar="NAME[:PORT]",
+                   help="a Host name the app answers to besides localhost, 127.0.0.1, [::1] and --host "
+                   "(e.g. this machine's LAN name or a reverse proxy's); repeat for several. Requests naming any "
+                   "other host or Origin are refused (403): DNS rebinding")
+    p.add_argument("--max-runs", type=int, default=4, help="segmentation runs at once, of different sessions (default 4)")
     p.add_argument("--model", default="demo", help="preset preselected in the UI (default: the demo's model)")
     p.add_argument("--checkpoint", default=None, help="checkpoint preselected in the UI")
     p.add_argument("--image-size", type=int, default=None)
@@ -39,20 +45,28 @@ def _register_app(subparsers) -> None:
 
 def _cmd_app(args: argparse.Namespace) -> int:
     from ..referring.cli import default_referring_checkpoint
-    from .server import AppConfig, serve
+    from .guard import HostPolicy
+    from .server import AppConfig, serve, serve_forever
 
     if args.max_upload_mb <= 0:
         raise ValueError("--max-upload-mb must be positive")
     if not 0 < args.port < 65536:
         raise ValueError(f"--port must be 1..65535, got {args.port}")
+    if args.max_runs < 1:
+        raise ValueError("--max-runs must be at least 1")
     cfg = AppConfig(host=args.host, port=args.port, max_upload_mb=args.max_upload_mb,
-                    allow_path_input=args.allow_path_input, model=args.model, checkpoint=args.checkpoint,
+                    allow_path_input=args.allow_paths, model=args.model, checkpoint=args.checkpoint,
                     image_size=args.image_size, device=args.device, memory=args.memory,
                     referring_checkpoint=default_referring_checkpoint(args.referring_checkpoint)
-                    if args.referring_checkpoint != "" else None)
+                    if args.referring_checkpoint != "" else None,
+                    allowed_hosts=tuple(args.allowed_host), max_runs=args.max_runs)
+    policy = HostPolicy.for_server(cfg.host, cfg.port, cfg.allowed_hosts)  # a bad name fails before starting
     print(f"surgsam app: uploads up to {cfg.max_upload_mb:g} MB; typed paths "
-          f"{'on' if cfg.path_input else 'off (see --allow-path-input)'}; Ctrl+C stops it")
-    serve(cfg)
+          f"{'on' if cfg.path_input else 'off (see --allow-paths)'}; answers requests for {policy.describe()} "
+          "(see --allowed-host); Ctrl+C stops it", flush=True)
+    demo = serve(cfg, block=False)
+    print(f"surgsam app: private folder {demo.surgsam_dir} (removed on exit)", flush=True)
+    serve_forever(demo)
     return 0
 
 

@@ -10,6 +10,7 @@ their masks are merged per frame (an object id is either clicked or described, n
 
 from __future__ import annotations
 
+import shutil
 import threading
 import time
 import zipfile
@@ -23,6 +24,7 @@ import numpy as np
 from ..engine.offline import Prompt, segment_video
 from ..engine.state import FrameResult
 from ..referring.cifs import CIFSConfig
+from ._files import atomic_output
 from .prompts import ObjectPrompt, PromptBook
 from .video import VideoMeta
 
@@ -463,37 +465,52 @@ class SegmentationJob:
         from ..io.base import FrameReadError
 
         self.out_dir.mkdir(parents=True, exist_ok=True)
-        masks = PaletteMaskWriter(self.out_dir / "masks")
-        overlay = OverlayVideoWriter(self.out_dir / "overlay.mp4", fps=self.meta.fps)
+        masks_dir = self.out_dir / "masks"
+        made_masks = not masks_dir.exists()
+        masks = PaletteMaskWriter(masks_dir)
         src = _Frames(self.meta, self.limit)
         stats: list[FrameStat] = []
         ids: set[int] = set()
         if self.referrer is not None and self.referrer.frame_idx >= 0:  # a second run of this job
             self.referrer = self._referrer()
         t_start = time.perf_counter()
-        try:
-            t0 = time.perf_counter()
-            for res in segment_stream(src, self.prompts, self.model, self.memory, self.precision, self.referrer):
-                masks.write(res.frame_idx, res.obj_ids, res.masks)
-                ms = res.latency_ms
-                text: str | list[str] = (f"frame {res.frame_idx}  {ms:.0f} ms  {1000 / ms if ms > 0 else 0:.1f} FPS  "
-                                         f"{self.memory}")
-                if res.searching:
-                    text = [text, "searching: " + ", ".join(map(str, res.searching))]
-                overlay.write(src.current, res.obj_ids, res.masks, text=text)
-                ids.update(res.obj_ids)
-                t1 = time.perf_counter()
-                stat = FrameStat(res.frame_idx, ms, (t1 - t0) * 1000.0, len(res.obj_ids))
-                t0 = t1
-                stats.append(stat)
-                yield stat
-        except FrameReadError as exc:
-            raise JobError(f"the video stopped decoding: {exc}") from None
-        except ValueError as exc:
-            raise JobError(str(exc)) from None
+        complete = False
+        try:  # the overlay and the zip appear only once whole; a stopped run leaves neither
+            with atomic_output(self.out_dir / "overlay.mp4") as tmp_overlay:
+                overlay = OverlayVideoWriter(tmp_overlay, fps=self.meta.fps)
+                encoded = False
+                try:
+                    t0 = time.perf_counter()
+                    for res in segment_stream(src, self.prompts, self.model, self.memory, self.precision,
+                                              self.referrer):
+                        masks.write(res.frame_idx, res.obj_ids, res.masks)
+                        ms = res.latency_ms
+                        text: str | list[str] = (f"frame {res.frame_idx}  {ms:.0f} ms  "
+                                                 f"{1000 / ms if ms > 0 else 0:.1f} FPS  {self.memory}")
+                        if res.searching:
+                            text = [text, "searching: " + ", ".join(map(str, res.searching))]
+                        overlay.write(src.current, res.obj_ids, res.masks, text=text)
+                        ids.update(res.obj_ids)
+                        t1 = time.perf_counter()
+                        stat = FrameStat(res.frame_idx, ms, (t1 - t0) * 1000.0, len(res.obj_ids))
+                        t0 = t1
+                        stats.append(stat)
+                        yield stat
+                    overlay.close()
+                    encoded = True
+                except FrameReadError as exc:
+                    raise JobError(f"the video stopped decoding: {exc}") from None
+                except ValueError as exc:
+                    raise JobError(str(exc)) from None
+                finally:
+                    if not encoded:
+                        _abandon(overlay)
+                    src.close()
+            zip_path = zip_masks(masks_dir, self.out_dir / "masks.zip")
+            complete = True
         finally:
-            overlay.close()
-            src.close()
+            if not complete and made_masks:  # this run's own partial masks go too
+                shutil.rmtree(masks_dir, ignore_errors=True)
         wall = time.perf_counter() - t_start
         zip_path = zip_masks(self.out_dir / "masks", self.out_dir / "masks.zip")
         expressions, warning = [], None
@@ -502,7 +519,7 @@ class SegmentationJob:
 
             expressions = expression_statuses(self.referrer)
             warning = self.referring.warning() if self.referring is not None else None
-        self.result = RunResult(self.out_dir, self.out_dir / "masks", zip_path, overlay.path, sorted(ids),
+        self.result = RunResult(self.out_dir, masks_dir, zip_path, self.out_dir / "overlay.mp4", sorted(ids),
                                 self.memory, self.model_label, stats, wall, self.meta.num_frames, expressions,
                                 warning)
 
@@ -516,9 +533,22 @@ class SegmentationJob:
 
 
 def zip_masks(mask_dir: str | Path, zip_path: str | Path) -> Path:
-    """Zip the palette PNGs of ``mask_dir`` as ``masks/NNNNN.png`` (stored: PNGs are compressed)."""
+    """Zip the palette PNGs of ``mask_dir`` as ``masks/NNNNN.png`` (stored: PNGs are compressed);
+    the zip appears under its name only once complete."""
     mask_dir, zip_path = Path(mask_dir), Path(zip_path)
-    with zipfile.ZipFile(zip_path, "w", compression=zipfile.ZIP_STORED) as z:
+    with atomic_output(zip_path) as tmp, zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_STORED) as z:
         for f in sorted(mask_dir.glob("*.png")):
             z.write(f, f"masks/{f.name}")
     return zip_path
+
+
+def _abandon(writer: Any) -> None:
+    """Stop a video writer without finishing the file (its partial file is removed by the caller)."""
+    abort = getattr(writer, "abort", None)
+    try:
+        if abort is not None:
+            abort()
+        else:
+            writer.close()
+    except Exception:  # the writer may be what failed; its file is discarded either way
+        pass

@@ -1,35 +1,44 @@
 """The Gradio UI of ``surgsam app``: open a video, scrub, click objects, run, watch, download.
 
 Every handler catches bad input and reports it in the status line; the work itself lives in
-:mod:`.jobs`, :mod:`.video` and :mod:`.prompts`. Each browser session has its own temporary
-folder for outputs, removed when the session ends or the server stops. The server binds
-127.0.0.1 unless told otherwise, passes Gradio no ``allowed_paths``, and reads a typed path
-only when path input is allowed (by default: only when bound to a loopback address).
+:mod:`.jobs`, :mod:`.video` and :mod:`.prompts`.
+
+What the server exposes (:func:`serve`): it binds 127.0.0.1 unless told otherwise and answers
+only requests whose ``Host`` names it (loopback names or the bound address, with its port, or an
+``--allowed-host``) and whose ``Origin``, when sent, does too (:mod:`.guard`: DNS rebinding).
+Typed paths on the server's machine are off unless ``--allow-paths``. Gradio gets no
+``allowed_paths`` and a private cache folder (``0700``, files ``0600``) of its own, removed when
+the server stops (Ctrl+C, SIGTERM, SIGHUP); each browser session keeps its files (upload, shown
+frames, runs) in one folder inside it, removed when the tab closes. Runs of different sessions
+go side by side (``max_runs`` at once), and a run's overlay and zip appear only once complete.
 """
 
 from __future__ import annotations
 
 import atexit
-import ipaddress
 import os
 import shutil
+import signal
 import tempfile
+import threading
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from ._deps import require_gradio
+from ._files import PrivateDir, atomic_output, discard
+from .guard import HostGuard, HostPolicy
 from .jobs import (DEMO_MODEL, MEMORY_POLICIES, JobError, ModelCache, ModelChoice, ReferringChoice, SegmentationJob,
                    expression_summary, preview)
 from .prompts import PromptBook, PromptError
 from .video import FrameReader, UploadError, VideoMeta, check_video
 
-__all__ = ["AppConfig", "Session", "build_app", "serve"]
+__all__ = ["AppConfig", "Session", "build_app", "serve", "serve_forever"]
 
 MODES = ("positive click", "negative click", "box: 2 clicks")
 _USER_ERRORS = (UploadError, PromptError, JobError, ValueError, OSError, ImportError, IndexError)
@@ -42,7 +51,7 @@ class AppConfig:
     host: str = "127.0.0.1"
     port: int = 7860
     max_upload_mb: float = 500.0
-    allow_path_input: bool | None = None  # None: only when bound to a loopback address
+    allow_path_input: bool = False  # typed paths of this machine (--allow-paths)
     model: str = DEMO_MODEL
     checkpoint: str | None = None
     image_size: int | None = None
@@ -50,21 +59,12 @@ class AppConfig:
     memory: str = "efp"
     referring_checkpoint: str | None = None  # for text objects (None: the untrained network)
     workdir: Path | None = None  # parent of the per-session folders (default: a new temp dir)
+    allowed_hosts: tuple[str, ...] = ()  # Host names accepted besides loopback and the bound address
+    max_runs: int = 4  # segmentation runs at once (of different sessions)
 
     @property
     def path_input(self) -> bool:
-        if self.allow_path_input is not None:
-            return self.allow_path_input
-        return _is_loopback(self.host)
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+        return bool(self.allow_path_input)
 
 
 @dataclass
@@ -78,14 +78,32 @@ class Session:
     book: PromptBook | None = None
     runs: int = 0
     previews: dict[tuple, Any] = field(default_factory=dict)
+    shown: list[Path] = field(default_factory=list)  # the last frame images handed to the page
+    closed: bool = False
 
     @classmethod
     def create(cls, parent: Path) -> Session:
-        return cls(parent / f"session-{uuid.uuid4().hex[:16]}")
+        return cls(parent / f"session-{uuid.uuid4().hex}")
 
     def folder(self) -> Path:
-        self.root.mkdir(parents=True, exist_ok=True)
+        if self.closed:
+            raise UploadError("this session has ended: reload the page")
+        self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
         return self.root
+
+    def show(self, image: np.ndarray, keep: int = 4) -> str:
+        """``image`` as a JPEG file of this session for the page (the last ``keep`` are kept)."""
+        from PIL import Image
+
+        folder = self.folder() / "frames"
+        folder.mkdir(mode=0o700, exist_ok=True)
+        path = folder / f"frame-{uuid.uuid4().hex[:12]}.jpg"
+        with atomic_output(path) as tmp:
+            Image.fromarray(np.ascontiguousarray(image)).save(tmp, format="JPEG", quality=92)
+        self.shown.append(path)
+        while len(self.shown) > keep:
+            discard(self.shown.pop(0))
+        return str(path)
 
     def open(self, meta: VideoMeta) -> None:
         self.close_video()
@@ -99,6 +117,8 @@ class Session:
         self.previews.clear()
 
     def close(self) -> None:
+        """End the session: every file it made (upload, frames, runs) is removed."""
+        self.closed = True
         self.close_video()
         shutil.rmtree(self.root, ignore_errors=True)
 
@@ -116,6 +136,7 @@ class _App:
         self.models = ModelCache()
         self.referring = ModelCache()  # its own slot: a mixed run needs both networks
         self.workdir = cfg.workdir or Path(tempfile.mkdtemp(prefix="surgsam-app-"))
+        self.state: Any = None  # the gr.State holding each browser session's Session
 
     # -- helpers -----------------------------------------------------------------------------
     def session(self, s: Session | None) -> Session:
@@ -161,6 +182,15 @@ class _App:
                 frame = draw_overlay(frame, res.obj_ids, res.masks)
         return book.draw(frame, idx)
 
+    def end_session(self, session_hash: str | None, blocks: Any) -> None:
+        """The tab of ``session_hash`` closed: remove its files now (Gradio drops its state later)."""
+        holder = getattr(blocks, "state_holder", None)
+        if session_hash is None or holder is None or self.state is None or session_hash not in holder:
+            return
+        data = holder.session_data.get(session_hash)
+        value = getattr(data, "state_data", {}).get(self.state._id) if data is not None else None
+        _close_session(value)
+
     def guarded(self, fn: Callable[..., tuple], n_out: int) -> Callable[..., tuple]:
         """Run ``fn``; on a user error keep every output but the status (last) and the state."""
         gr = self.gr
@@ -182,17 +212,28 @@ class _App:
         gr = self.gr
         # a slider needs maximum > minimum: a one-frame video gets 0..1 (frame 1 is refused when asked for)
         slider = gr.update(minimum=0, maximum=max(meta.num_frames - 1, 1), value=0, step=1, interactive=True)
-        return (s.reader.get(0), slider, [], None, None, "", None, s, _ok(f"opened {meta.describe()}"))
+        return (s.show(s.reader.get(0)), slider, [], None, None, "", None, s, _ok(f"opened {meta.describe()}"))
 
     def open_upload(self, file: Any, s: Session | None) -> tuple:
         s = self.session(s)
         path = getattr(file, "name", file)
-        return self._opened(s, check_video(path, self.cfg.max_upload_mb))
+        if path and _in_folder(path, self.gr.utils.get_upload_folder()):  # the session's own: removed with it
+            own = s.folder() / "upload" / Path(str(path)).name
+            own.parent.mkdir(mode=0o700, exist_ok=True)
+            os.replace(str(path), own)
+            path = own
+        try:
+            meta = check_video(path, self.cfg.max_upload_mb)
+        except UploadError:
+            if isinstance(path, Path):
+                discard(path)
+            raise
+        return self._opened(s, meta)
 
     def open_path(self, text: str, s: Session | None) -> tuple:
         s = self.session(s)
         if not self.cfg.path_input:
-            raise UploadError("typed paths are turned off on this server (see --allow-path-input); upload the file")
+            raise UploadError("typed paths are turned off on this server (see --allow-paths); upload the file")
         return self._opened(s, check_video(text, self.cfg.max_upload_mb))
 
     def open_demo(self, s: Session | None) -> tuple:
@@ -213,8 +254,8 @@ class _App:
             img = self.render(s, idx, self.choice(name, ckpt, size), memory, show)
         except JobError as exc:  # the prompt stays; only the preview failed
             img, msg = self.render(s, idx, None, memory, False), f"{msg}; preview failed: {exc}"
-            return img, book.rows(), s, _err(msg)
-        return img, book.rows(), s, _ok(msg)
+            return s.show(img), book.rows(), s, _err(msg)
+        return s.show(img), book.rows(), s, _ok(msg)
 
     def scrub(self, idx: float, s: Session | None, name: str, ckpt: str, size: float | None, memory: str,
               show: bool) -> tuple:
@@ -295,11 +336,15 @@ class _App:
                 yield (*keep, s, _err(f"{referring.warning()} (starting the run)"))
             last = 0.0
             for stat in job.frames():
+                # a yield per frame: a Stop or a closed tab ends the run within one frame (Gradio
+                # stops asking for more, and the job discards its partial overlay and masks)
                 now = time.monotonic()
                 if now - last > 0.5:
                     last = now
                     yield (*keep, s, _ok(f"segmenting: frame {stat.frame_idx + 1} of {job.total}, "
                                          f"{stat.engine_ms:.0f} ms ({stat.fps:.1f} FPS)"))
+                else:
+                    yield (*keep, gr.skip(), gr.skip())
         except _USER_ERRORS as exc:
             yield fail(exc)
             return
@@ -322,6 +367,13 @@ def _ok(msg: Any) -> str:
 
 def _err(msg: Any) -> str:
     return f"**Error: {msg}**"
+
+
+def _in_folder(path: Any, folder: str | os.PathLike[str]) -> bool:
+    try:
+        return Path(str(path)).resolve().is_relative_to(Path(folder).resolve()) and Path(str(path)).is_file()
+    except (OSError, ValueError):
+        return False
 
 
 def _click_xy(evt: Any) -> tuple[float, float]:
@@ -350,12 +402,13 @@ def build_app(cfg: AppConfig | None = None) -> Any:
     demo_label = f"{DEMO_MODEL} ({demo_ckpt}, as `surgsam demo`)" if demo_ckpt else \
         f"{DEMO_MODEL} (untrained nano, as `surgsam demo`)"
     choices = [(demo_label, DEMO_MODEL)] + list_presets()
-    # uploads and results Gradio copied to its cache are deleted after 12 h (checked hourly)
-    with gr.Blocks(title="surgsam", analytics_enabled=False, delete_cache=(3600, 12 * 3600)) as demo:
+    # anything left in Gradio's cache (files of sessions that never closed) goes after 6 h (checked hourly)
+    with gr.Blocks(title="surgsam", analytics_enabled=False, delete_cache=(3600, 6 * 3600)) as demo:
         gr.Markdown("## surgsam: segment surgical video\nOpen a video, scrub to a frame, click the objects "
                     "(one object id each) or describe them in words, run, then watch and download.")
         status = gr.Markdown("Open a video to start.", elem_id="status")
         state = gr.State(None, delete_callback=_close_session)
+        app.state = state
         with gr.Row():
             with gr.Column(scale=1, min_width=320, elem_id="controls"):
                 with gr.Accordion("1. Video", open=True):
@@ -420,8 +473,9 @@ def build_app(cfg: AppConfig | None = None) -> Any:
         # the drop zone comes back after every upload, so another video can follow
         upload.upload(app.guarded(app.open_upload, len(opened)), [upload, state], opened).then(
             lambda: None, None, upload)
-        open_path.click(app.guarded(app.open_path, len(opened)), [path, state], opened)
-        path.submit(app.guarded(app.open_path, len(opened)), [path, state], opened)
+        if cfg.path_input:  # otherwise there is no such endpoint (and the handler refuses anyway)
+            open_path.click(app.guarded(app.open_path, len(opened)), [path, state], opened)
+            path.submit(app.guarded(app.open_path, len(opened)), [path, state], opened)
         demo_clip.click(app.guarded(app.open_demo, len(opened)), [state], opened)
         fout = [frame, table, state, status]
         slider.input(app.guarded(app.scrub, 4), [slider, state, *m_in], fout, trigger_mode="always_last")
@@ -439,20 +493,110 @@ def build_app(cfg: AppConfig | None = None) -> Any:
         for button, action in ((undo, "undo"), (clear_obj, "clear object"), (clear_all, "clear all")):
             button.click(app.guarded(app.edit(action), 4), [slider, obj_id, state, *m_in], fout)
         show.change(app.guarded(app.scrub, 4), [slider, state, *m_in], fout)
+        # runs of different sessions go side by side (up to max_runs); a tab runs one at a time
         running = run.click(app.run, [state, model, ckpt, size, memory, max_frames, ref_ckpt, ref_preset, ref_size],
-                            [overlay, files, summary, plot, state, status])
+                            [overlay, files, summary, plot, state, status], concurrency_limit=max(1, cfg.max_runs),
+                            concurrency_id="run", trigger_mode="once")
         stop.click(lambda: _ok("stopped"), None, [status], cancels=[running])
+
+        def on_unload(request: gr.Request) -> None:
+            app.end_session(getattr(request, "session_hash", None), demo)
+
+        on_unload.__annotations__["request"] = gr.Request  # a real class: Gradio reads it to pass the request
+        demo.unload(on_unload)
     demo.app_state = app  # the handlers (tests and serve() reach the work folder through it)
     return demo
 
 
 def serve(cfg: AppConfig | None = None, block: bool = True) -> Any:
-    """Build and launch the app on ``cfg.host:cfg.port``; returns the Blocks."""
-    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+    """Build and launch the app on ``cfg.host:cfg.port``; returns the Blocks.
+
+    The server gets a private folder (``0700``) holding Gradio's cache (``GRADIO_TEMP_DIR``) and
+    the sessions' folders, and creates files ``0600`` (umask 077 while it runs). Every request
+    passes :class:`~.guard.HostGuard` first. With ``block`` it serves until Ctrl+C, SIGTERM or
+    SIGHUP, then stops and removes the folder; without, call ``demo.surgsam_stop()`` (it also
+    runs at interpreter exit).
+    """
+    from starlette.middleware import Middleware
+
     cfg = cfg or AppConfig()
-    demo = build_app(cfg)
-    atexit.register(shutil.rmtree, demo.app_state.workdir, True)
-    demo.queue(default_concurrency_limit=1)
-    demo.launch(server_name=cfg.host, server_port=cfg.port, max_file_size=int(cfg.max_upload_mb * 2**20),
-                share=False, ssr_mode=False, prevent_thread_lock=not block, quiet=False, mcp_server=False)
+    policy = HostPolicy.for_server(cfg.host, cfg.port, cfg.allowed_hosts)
+    private = PrivateDir()
+    old_umask = os.umask(0o077)
+    old_env = {k: os.environ.get(k) for k in ("GRADIO_TEMP_DIR", "GRADIO_ANALYTICS_ENABLED")}
+    os.environ["GRADIO_TEMP_DIR"] = str(private.sub("gradio"))  # read by Blocks and by Gradio's routes
+    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+    stopped = threading.Lock()
+    demo: Any = None
+
+    def stop() -> None:
+        if not stopped.acquire(blocking=False):
+            return
+        try:
+            if demo is not None:
+                demo.close(verbose=False)
+        finally:
+            private.remove()
+            os.umask(old_umask)
+            for k, v in old_env.items():
+                if v is None:
+                    os.environ.pop(k, None)
+                else:
+                    os.environ[k] = v
+
+    atexit.register(stop)
+    try:
+        workdir = private.path / "gradio" / "sessions"  # in Gradio's cache: results are served in place
+        workdir.mkdir(mode=0o700)
+        demo = build_app(replace(cfg, workdir=workdir))
+        demo.surgsam_stop, demo.surgsam_dir, demo.surgsam_policy = stop, private.path, policy
+        demo.queue(default_concurrency_limit=max(2, cfg.max_runs))
+        demo.launch(server_name=cfg.host, server_port=cfg.port, max_file_size=int(cfg.max_upload_mb * 2**20),
+                    share=False, ssr_mode=False, prevent_thread_lock=True, quiet=False, mcp_server=False,
+                    app_kwargs={"middleware": [Middleware(HostGuard, policy=policy)]})
+    except BaseException:
+        stop()
+        raise
+    if block:
+        serve_forever(demo)
     return demo
+
+
+def serve_forever(demo: Any) -> None:
+    """Wait until Ctrl+C, SIGTERM or SIGHUP (or the server stops), then stop it and remove its
+    private folder."""
+    with _signals_as_interrupt(signal.SIGTERM, signal.SIGHUP):
+        try:
+            while demo.is_running:
+                time.sleep(0.2)
+        except KeyboardInterrupt:
+            pass
+        finally:
+            demo.surgsam_stop()
+
+
+class _Interrupt(KeyboardInterrupt):
+    """SIGTERM / SIGHUP, handled like Ctrl+C."""
+
+
+def _signals_as_interrupt(*signums: int) -> Any:
+    """Context: the given signals raise :class:`KeyboardInterrupt` in the main thread."""
+    import contextlib
+
+    @contextlib.contextmanager
+    def ctx():
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+
+        def handler(signum: int, frame: Any) -> None:
+            raise _Interrupt(signal.Signals(signum).name)
+
+        old = {n: signal.signal(n, handler) for n in signums}
+        try:
+            yield
+        finally:
+            for n, h in old.items():
+                signal.signal(n, h)
+
+    return ctx()
