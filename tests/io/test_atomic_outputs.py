@@ -243,3 +243,16 @@ def test_check_output_file(tmp_path):
     with pytest.raises(OutputFolderError, match="is a folder"):
         check_output_file(tmp_path, overwrite=True)
     assert check_output_file(Path(tmp_path / "new.mp4"), overwrite=False).name == "new.mp4"
+
+
+def test_file_system_without_locks_runs_with_a_warning(tmp_path, monkeypatch, capsys):
+    import fcntl
+
+    def no_locks(fd, op):
+        raise OSError(errno.ENOLCK, "No locks available")
+
+    monkeypatch.setattr(fcntl, "flock", no_locks)
+    with OutputFolder(tmp_path / "out") as folder:
+        folder.finish({})
+    assert "cannot be locked" in capsys.readouterr().err
+    assert sorted(os.listdir(tmp_path / "out")) == [MANIFEST]

@@ -78,3 +78,26 @@ def test_missing_extra_is_named(monkeypatch, tmp_path, mp4_clip):
         LiveSource(0)
     with pytest.raises(ImportError, match=r"surgsam\[video\]"):
         sio.VideoWriter(tmp_path / "x.mp4")
+
+
+def test_symlink_loop_and_broken_link_named(tmp_path):
+    """Issue 17: a link loop is not reported as "not found"."""
+    from surgsam.io import SourceOpenError
+
+    (tmp_path / "a.mp4").symlink_to(tmp_path / "b.mp4")
+    (tmp_path / "b.mp4").symlink_to(tmp_path / "a.mp4")
+    with pytest.raises(SourceOpenError, match="symbolic link loop"):
+        open_source(tmp_path / "a.mp4")
+    (tmp_path / "c.mp4").symlink_to(tmp_path / "gone.mp4")
+    with pytest.raises(FileNotFoundError, match="broken symbolic link"):
+        open_source(tmp_path / "c.mp4")
+
+
+def test_still_image_named_like_a_video_is_refused(tmp_path):
+    pytest.importorskip("av")
+    from surgsam.io import SourceOpenError
+
+    for fmt, name in [("PNG", "still.mp4"), ("JPEG", "still.mkv")]:
+        Image.fromarray(np.zeros((20, 30, 3), np.uint8)).save(tmp_path / name, format=fmt)
+        with pytest.raises(SourceOpenError, match="is a still image"):
+            open_source(tmp_path / name)

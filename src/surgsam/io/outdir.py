@@ -13,6 +13,7 @@ import datetime as _dt
 import errno
 import os
 import re
+import sys
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -104,6 +105,12 @@ class OutputFolder:
                     raise OutputFolderError(
                         f"another surgsam run{who} is writing to {self.path}; wait for it to end or choose "
                         "another --out") from None
+                if exc.errno in (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EINVAL):
+                    # a file system without locks (some network mounts): run, but say so
+                    print(f"warning: {self.path} cannot be locked ({describe_os_error(exc)}); a second run into "
+                          "it at the same time would not be detected", file=sys.stderr)
+                    self._fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o666)
+                    return
                 raise OutputError(f"cannot lock {lock}: {describe_os_error(exc)}", exc.errno) from exc
             try:
                 same = os.path.samestat(os.fstat(fd), os.stat(lock))

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-from .base import FrameSource
+from .base import FrameSource, SourceOpenError
 from .image_folder import IMAGE_EXTENSIONS, ImageFolderSource
 from .live import STREAM_SCHEMES, LiveSource, parse_camera_index
 from .video_file import VIDEO_EXTENSIONS, VideoFileSource
@@ -55,6 +56,13 @@ def open_source(
         raise TypeError(f"cannot open a {type(spec).__name__} as a frame source; {_ACCEPTED}")
     path = Path(spec)
     if not path.exists():
+        if path.is_symlink():  # exists() is False for a dangling link and for a link loop alike
+            try:
+                os.stat(path)
+            except OSError as exc:
+                if exc.errno == errno.ELOOP:
+                    raise SourceOpenError(f"{path} is a symbolic link loop (links that point at each other)") from None
+            raise FileNotFoundError(f"{path} is a broken symbolic link (its target does not exist)")
         raise FileNotFoundError(f"source not found: {path} ({_ACCEPTED})")
     if path.is_dir():
         if live:
