@@ -9,19 +9,26 @@ fifo, efp and dlm memory policies, with a single positive click (``efp``), and t
 copy-first-mask baseline; prints a markdown table (J&F, J, F, frames per second of the whole
 run) and writes the numbers as JSON. The held-out data must come from another seed than the
 training data, e.g. ``surgsam synth data/synth-heldout --videos 16 --seed 1 --valid 16``.
+
+Each run also saves its palette PNGs and re-scores them from disk with ``surgsam eval --pred``'s
+code (``evaluate_folders``); the script stops if that differs from the run's own score, so the
+table is the score of the masks a user gets (overlaps resolved by SAM 2's rule).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import platform
+import tempfile
 import time
 from pathlib import Path
 
 import torch
 
 from surgsam.data import open_dataset
+from surgsam.eval import evaluate_folders
 from surgsam.eval.endtoend import CopyFirstMaskSegmenter, EngineSegmenter, run_end_to_end
 
 RUNS = [  # (label, memory, prompt)
@@ -48,12 +55,16 @@ def main() -> None:
     for label, memory, prompt in [*RUNS, ("copy first mask (baseline)", None, "mask")]:
         seg = CopyFirstMaskSegmenter() if memory is None else \
             EngineSegmenter(checkpoint=a.checkpoint, memory=memory, prompt=prompt)
-        t0 = time.perf_counter()
-        s = run_end_to_end(videos, seg, "surgsam2", progress=False).summary()["all"]
-        wall = time.perf_counter() - t0
+        with tempfile.TemporaryDirectory() as pred:
+            t0 = time.perf_counter()
+            s = run_end_to_end(videos, seg, "surgsam2", progress=False, save_dir=pred).summary()["all"]
+            wall = time.perf_counter() - t0
+            disk = evaluate_folders(videos, pred, "surgsam2", progress=False).summary()["all"]
+        if not all(math.isclose(s[k], disk[k], abs_tol=1e-9) for k in ("J&F", "J", "F")):
+            raise SystemExit(f"{label}: the written masks score J&F {disk['J&F']:.4f}, the run {s['J&F']:.4f}")
         rows.append({"run": label, "memory": memory, "prompt": prompt, "J&F": s["J&F"], "J": s["J"], "F": s["F"],
-                     "objects": s.get("n_objects"), "fps": frames / wall})
-        print(f"{label}: J&F {s['J&F']:.1f}", flush=True)
+                     "objects": s.get("n_objects"), "fps": frames / wall, "written_masks_J&F": disk["J&F"]})
+        print(f"{label}: J&F {s['J&F']:.1f} (the written PNGs re-scored: {disk['J&F']:.1f})", flush=True)
     print(f"\n{len(videos)} videos, {frames} frames ({a.data}, split {a.split}); checkpoint {a.checkpoint}\n")
     print("| run | J&F | J | F | FPS (whole run) |\n| --- | ---: | ---: | ---: | ---: |")
     for r in rows:

@@ -2,8 +2,10 @@
 
 Renders a short procedural endoscopic clip (deterministic; ``surgsam.data.synth``), prompts
 every object with its mask at its first appearance (the papers' protocol), tracks them with
-the chosen memory policy, writes the clip, the masks (DAVIS palette PNGs) and an overlay mp4,
-and prints J&F, speed and memory.
+the chosen memory policy, writes the clip, the masks (DAVIS palette PNGs, overlaps resolved by
+SAM 2's rule) and an overlay mp4, and prints speed, memory and the J&F of exactly those masks,
+scored by ``surgsam eval``'s evaluator with its default protocol (``surgsam2``: each object's
+prompted first frame and its last frame are not scored).
 
 The network is the embedded model ``surgsam-nano-synth`` (the ``nano`` preset trained by
 ``surgsam train --recipe nano-synth`` on synthetic videos of another seed than the demo clip),
@@ -75,8 +77,9 @@ def run_demo(
     import torch
 
     from .engine import Prompt, segment_video
-    from .eval.metrics import frame_scores
+    from .eval.evaluator import ArrayVideo, evaluate_video
     from .io import OverlayVideoWriter, PaletteMaskWriter, write_video
+    from .io.labels import label_map_from_result
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -96,25 +99,27 @@ def run_demo(
         prompts.append(Prompt(obj_id=k, frame_idx=first, mask=labels[first] == k))
 
     masks_out = PaletteMaskWriter(out_dir / "masks")
-    scores: dict[int, list[tuple[float, float]]] = {p.obj_id: [] for p in prompts}
+    written = []  # the id maps of the palette PNGs: what is scored
     lat = []
     t0 = time.perf_counter()
     with OverlayVideoWriter(out_dir / "overlay.mp4", fps=10) as overlay:
         for res in segment_video(clip.frames, prompts, model, memory=memory):
             t = res.frame_idx
-            masks_out.write(t, res.obj_ids, res.masks)
-            overlay.write(clip.frames[t], res.obj_ids, res.masks, text=f"frame {t}  {res.latency_ms:.0f} ms  {memory}")
+            label = label_map_from_result(res)  # overlaps: the highest logit wins (SAM 2's rule)
+            masks_out.write_label_map(t, label)
+            overlay.write(clip.frames[t], res.obj_ids, np.stack([label == k for k in res.obj_ids]) if res.obj_ids
+                          else res.masks, text=f"frame {t}  {res.latency_ms:.0f} ms  {memory}")
             lat.append(res.latency_ms)
-            for i, k in enumerate(res.obj_ids):
-                j, f, _ = frame_scores(res.masks[i], labels[t] == k)
-                scores[k].append((j, f))
+            written.append(label)
     wall = time.perf_counter() - t0
-    per_obj = {k: np.mean(v, axis=0) for k, v in scores.items() if v}
-    jf = 100 * float(np.mean([v.mean() for v in per_obj.values()]))
+    # the evaluator and protocol of `surgsam eval` (surgsam2: each object's first and last frame skipped)
+    scored = evaluate_video(ArrayVideo("demo", labels, clip.categories), written, "surgsam2")
+    s = scored.summary()["all"]
     summary = {
-        "J&F": jf,
-        "J": 100 * float(np.mean([v[0] for v in per_obj.values()])),
-        "F": 100 * float(np.mean([v[1] for v in per_obj.values()])),
+        "J&F": s["J&F"],
+        "J": s["J"],
+        "F": s["F"],
+        "objects_scored": len(scored.objects),
         "fps": len(lat) / wall,
         "median_latency_ms": float(np.median(lat)),
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
@@ -124,8 +129,13 @@ def run_demo(
           f"{len(prompts)} objects (rendered in {render_s:.1f} s)")
     print(f"model: {ckpt or 'untrained'} ({model.cfg.name}, {n_params / 1e6:.2f}M parameters), {model.image_size} px, memory={memory}, "
           f"device {model.device}, torch {torch.__version__}, {torch.get_num_threads()} threads")
-    print(f"J&F {summary['J&F']:.1f} (J {summary['J']:.1f}, F {summary['F']:.1f}) over {len(per_obj)} objects, "
-          f"mask prompt at each object's first appearance")
+    if scored.objects:
+        print(f"J&F {summary['J&F']:.1f} (J {summary['J']:.1f}, F {summary['F']:.1f}) over {len(scored.objects)} objects "
+              f"(mask prompt at each object's first appearance; the written masks scored as `surgsam eval` does, "
+              f"SurgSAM2 protocol: each object's first and last frame skipped)")
+    else:
+        print("J&F: no object has frames left to score (the SurgSAM2 protocol skips each object's first and last "
+              "frame); use more --frames")
     print(f"speed: {summary['fps']:.1f} FPS, median {summary['median_latency_ms']:.1f} ms per frame (all objects); "
           f"peak memory {summary['peak_rss_mb']:.0f} MB RSS")
     print(f"wrote {out_dir / 'clip.mp4'}, {out_dir / 'overlay.mp4'} and {out_dir / 'masks'}/NNNNN.png")

@@ -78,15 +78,18 @@ def test_read_refuses_rgb_unless_allowed(tmp_path):
     assert read_palette_png(tmp_path / "gray.png").tolist() == [[0, 7]]
 
 
-def test_masks_to_label_map_later_objects_win():
+def test_masks_to_label_map_without_logits_the_lowest_id_wins():
+    """Binary masks alone: the lowest id keeps overlaps whatever the order (SAM 2's
+    put_per_obj_mask); the old writer let the later object win."""
     masks = np.zeros((3, 4, 5), dtype=bool)
     masks[0, :2] = True
     masks[1, 1:3] = True  # overlaps object 0 on row 1
     masks[2, 3, 4] = True
-    label = masks_to_label_map([7, 3, 255], masks)
+    label = masks_to_label_map([3, 7, 255], masks)
     assert label.dtype == np.uint8
-    assert label[:, 0].tolist() == [7, 3, 3, 0]
+    assert label[:, 0].tolist() == [3, 3, 7, 0]
     assert label[3, 4] == 255
+    np.testing.assert_array_equal(masks_to_label_map([7, 3, 255], masks[[1, 0, 2]]), label)
     assert masks_to_label_map([], np.zeros((0, 4, 5), dtype=bool)).shape == (4, 5)
     assert masks_to_label_map([], None, shape=(2, 3)).sum() == 0
     with pytest.raises(ValueError, match=r"1\.\.255"):
@@ -95,6 +98,77 @@ def test_masks_to_label_map_later_objects_win():
         masks_to_label_map([1, 2], masks)
     with pytest.raises(ValueError, match="boolean"):
         masks_to_label_map([1], masks[:1].astype(np.float32))
+
+
+def test_masks_to_label_map_with_logits_the_highest_logit_wins():
+    masks = np.zeros((2, 3, 4), dtype=bool)
+    masks[0, :2] = True  # id 1
+    masks[1, 1:] = True  # id 2; both on row 1
+    logits = np.where(masks, 1.0, -5.0).astype(np.float32)
+    logits[1, 1, :2] = 3.0  # id 2 is surer on the left half of the shared row
+    logits[0, 1, 3] = 2.0
+    logits[1, 1, 3] = 2.0  # a tie: the lowest id
+    label = masks_to_label_map([1, 2], masks, logits=logits)
+    assert label.tolist() == [[1, 1, 1, 1], [2, 2, 1, 1], [2, 2, 2, 2]]
+    # a high logit does not claim a pixel its own mask leaves out
+    logits[1, 0] = 9.0
+    assert masks_to_label_map([1, 2], masks, logits=logits)[0].tolist() == [1, 1, 1, 1]
+    with pytest.raises(ValueError, match="logits must match"):
+        masks_to_label_map([1, 2], masks, logits=logits[:1])
+
+
+def _sam2_palette(logits: np.ndarray, ids: list[int]) -> np.ndarray:
+    """What Meta's tools/vos_inference.py writes: the predictor's non-overlap constraint on the
+    N x H x W logits (``SAM2Base._apply_non_overlapping_constraints``), logits > 0, then objects
+    painted in descending id order (``put_per_obj_mask``)."""
+    torch = pytest.importorskip("torch")
+    sam2_base = pytest.importorskip("sam2.modeling.sam2_base")
+    scores = sam2_base.SAM2Base._apply_non_overlapping_constraints(None, torch.from_numpy(logits)[:, None])
+    per_obj = {k: (scores[i, 0] > 0).numpy() for i, k in enumerate(ids)}
+    out = np.zeros(logits.shape[1:], dtype=np.uint8)
+    for k in sorted(per_obj, reverse=True):
+        out[per_obj[k]] = k
+    return out
+
+
+def test_resolve_overlaps_is_sam2_vos_rule():
+    """Overlapping logits of three objects (added in id order, as vos_inference.py adds them):
+    our map equals the PNG Meta's VOS inference writes; with equal logits the lowest id wins."""
+    from surgsam.io.labels import resolve_overlaps
+
+    rng = np.random.default_rng(0)
+    logits = rng.normal(0.5, 2.0, size=(3, 24, 32)).astype(np.float32)
+    logits[:, :4, :4] = 1.5  # ties on positive logits
+    ids = [2, 5, 9]
+    expected = _sam2_palette(logits, ids)
+    assert (expected == 2).any() and (expected == 9).any() and len(np.unique(expected)) == 4
+    np.testing.assert_array_equal(resolve_overlaps(ids, logits > 0, logits), expected)
+    np.testing.assert_array_equal(masks_to_label_map(ids, logits > 0, logits=logits), expected)
+    perm = [2, 0, 1]  # the order objects are listed in does not matter
+    np.testing.assert_array_equal(resolve_overlaps([ids[i] for i in perm], logits[perm] > 0, logits[perm]), expected)
+    # and it differs from both binary rules on this input (so the logits are used)
+    assert not np.array_equal(resolve_overlaps(ids, logits > 0), expected)
+
+
+def test_palette_writer_writes_an_engine_result_with_its_logits(tmp_path):
+    """write_result resolves a FrameResult with its own logits: the PNG read back is SAM 2's map,
+    where plain ``write`` (masks only) gives contested pixels to the lowest id."""
+    torch = pytest.importorskip("torch")
+    from surgsam.engine.state import FrameResult, upsample_logits
+
+    low = torch.full((2, 1, 8, 8), -4.0)
+    low[0, 0, 1:6, 1:6] = 2.0  # object 3
+    low[1, 0, 3:8, 3:8] = 5.0  # object 8, surer where they overlap
+    masks = (upsample_logits(low, (16, 16))[:, 0] > 0).numpy()
+    res = FrameResult(4, [3, 8], masks, np.ones(2, np.float32), np.ones(2, np.float32), low)
+    with PaletteMaskWriter(tmp_path) as writer:
+        path = writer.write_result(res)
+        plain = read_palette_png(writer.write(5, res.obj_ids, res.masks))
+    got = read_palette_png(path)
+    assert path.name == "00004.png"
+    np.testing.assert_array_equal(got, _sam2_palette(res.logits().numpy(), [3, 8]))
+    overlap = masks[0] & masks[1]
+    assert overlap.sum() > 20 and (got[overlap] == 8).mean() > 0.9 and (plain[overlap] == 3).all()
 
 
 def test_palette_mask_writer(tmp_path):

@@ -327,7 +327,7 @@ class VOSVideo(Video):
                 out = np.zeros(m.shape, dtype=np.int32)
             elif m.shape != out.shape:
                 raise DatasetError(f"{p}: size {m.shape[::-1]} differs from the other objects' {out.shape[::-1]}")
-            out[m] = k  # later (higher) ids win where per-object masks overlap
+            out[m & (out == 0)] = k  # ids ascend: the lowest id keeps overlaps (surgsam.io.labels rule)
         assert out is not None
         return out
 

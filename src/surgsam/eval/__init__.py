@@ -14,6 +14,7 @@ from .endtoend import (
 )
 from .evaluator import (
     PROTOCOLS,
+    ArrayVideo,
     EvalResult,
     ObjectScore,
     PredictionFolder,
@@ -28,6 +29,7 @@ from .referring import ExpressionRecord, ReferringEvalSegmenter, ReferringRun, r
 
 __all__ = [
     "PROTOCOLS",
+    "ArrayVideo",
     "ClassIoU",
     "CopyFirstMaskSegmenter",
     "EngineSegmenter",

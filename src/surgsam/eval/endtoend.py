@@ -4,7 +4,10 @@ prompted with one positive click (the mask's deepest interior pixel) or the mask
 on the same frame.
 
 A *segmenter* is anything with ``segment(video, frames, prompts)`` that yields, per frame in
-order, ``{obj_id: H x W bool}`` (see :class:`Segmenter`). Three are provided:
+order, ``{obj_id: H x W bool}`` or an ``H x W`` id map (see :class:`Segmenter`). What is scored
+is the one-id-per-pixel map that ``save_dir`` receives as palette PNGs: the engine resolves
+overlaps with its logits (:func:`surgsam.io.labels.resolve_overlaps`, SAM 2's VOS rule), masks
+given as a dict are merged by the same function (lowest id wins). Three are provided:
 
 * :class:`EngineSegmenter` — the surgsam video engine (``surgsam.VideoSegmenter``);
 * :class:`CopyFirstMaskSegmenter` — baseline: each object's prompt mask, unchanged, from its
@@ -22,6 +25,7 @@ import numpy as np
 
 from ..data.palette import write_mask
 from ..data.vos import ObjectPrompt, Video
+from ..io.labels import label_map_from_result
 from .evaluator import EvalResult, Protocol, compose_labels, evaluate_video, get_protocol
 
 __all__ = [
@@ -73,10 +77,13 @@ class Segmenter(TypingProtocol):
     """Segments one video given mask prompts.
 
     ``frames``: lazy sequence of ``H x W x 3`` uint8 RGB arrays. ``prompts``: ``{obj_id:
-    ObjectPrompt(frame_idx, H x W bool mask)}``. Yields one ``{obj_id: H x W bool}`` per frame.
+    ObjectPrompt(frame_idx, H x W bool mask)}``. Yields per frame ``{obj_id: H x W bool}`` or
+    an ``H x W`` int id map (overlaps already resolved, e.g. with
+    :func:`surgsam.io.labels.resolve_overlaps` and mask logits).
     """
 
-    def segment(self, video: str, frames: Sequence[np.ndarray], prompts: Mapping[int, ObjectPrompt]) -> Iterator[Masks]:
+    def segment(self, video: str, frames: Sequence[np.ndarray],
+                prompts: Mapping[int, ObjectPrompt]) -> Iterator[Masks | np.ndarray]:
         ...
 
 
@@ -109,7 +116,9 @@ class EngineSegmenter:
     The model is built once, lazily (``surgsam.build_model``); each video gets a fresh
     ``surgsam.VideoSegmenter``. On a frame that brings new objects, ``add_prompt`` is called for
     each of them and its result replaces ``step()`` for that frame. Frames before the first
-    prompt are not sent to the engine (nothing is tracked yet).
+    prompt are not sent to the engine (nothing is tracked yet). The masks it yields no longer
+    overlap: contested pixels went to the highest logit
+    (:func:`surgsam.io.labels.label_map_from_result`), as in the palette PNGs it saves.
     """
 
     def __init__(self, model: str | None = None, *, image_size: int | None = None, checkpoint: str | None = None,
@@ -157,8 +166,8 @@ class EngineSegmenter:
 
         engine_prompts = [self._engine_prompt(Prompt, int(k), p) for k, p in sorted(prompts.items())]
         for res in segment_video(frames, engine_prompts, model, memory=self.memory):
-            masks = np.asarray(res.masks).astype(bool)
-            yield {int(k): masks[i] for i, k in enumerate(res.obj_ids)}
+            label = label_map_from_result(res)  # SAM 2's rule, with the logits
+            yield {int(k): label == int(k) for k in res.obj_ids}
 
     def _engine_prompt(self, prompt_cls, obj_id: int, p: ObjectPrompt):
         if self.prompt == "click":
@@ -227,14 +236,16 @@ def run_end_to_end(
     return EvalResult.merge(parts)
 
 
-def _tap(stream: Iterator[Masks], video: Video, save_dir, bar) -> Iterator[Masks]:
+def _tap(stream: Iterator[Masks | np.ndarray], video: Video, save_dir, bar) -> Iterator[np.ndarray]:
+    """Merges each frame's masks into the id map that is both written and scored."""
     hw = None
-    for t, masks in enumerate(stream):
+    for t, pred in enumerate(stream):
+        hw = hw or video.image_size
+        label = pred if isinstance(pred, np.ndarray) else compose_labels(pred, hw)
         if save_dir is not None:
-            hw = hw or video.image_size
-            write_mask(Path(save_dir) / video.name / f"{video.frame_names[t]}.png", compose_labels(masks, hw))
+            write_mask(Path(save_dir) / video.name / f"{video.frame_names[t]}.png", label)
         bar.update(1)
-        yield masks
+        yield label
 
 
 class _NoFrames(Sequence[np.ndarray]):

@@ -12,9 +12,11 @@ Protocols (``PROTOCOLS``):
 
 J/F/Dice are averaged over an object's evaluated frames, then over (video, object) pairs
 (x100); J&F = (J + F) / 2. Objects whose ground truth is empty on all their evaluated frames are
-left out (as SA-V does) and listed in ``EvalResult.excluded``. The EndoVis IoU family is computed
-on the combined (overlap-free) prediction, per object id (``level="instance"``, the papers'
-CIoU) or per category (``level="category"``, ISINet's type-level definition).
+left out (as SA-V does) and listed in ``EvalResult.excluded``. Every metric is computed on the
+combined (overlap-free) prediction, one id per pixel as the written palette PNGs hold it
+(overlaps resolved by :func:`surgsam.io.labels.resolve_overlaps`); the EndoVis IoU family per
+object id (``level="instance"``, the papers' CIoU) or per category (``level="category"``,
+ISINet's type-level definition).
 """
 
 from __future__ import annotations
@@ -32,10 +34,12 @@ import numpy as np
 
 from ..data.palette import AnnotationFormatError, read_mask
 from ..data.vos import DatasetError, Video, natural_key
+from ..io.labels import label_map_from_dict
 from .metrics import ClassIoU, endovis_ious, frame_scores
 
 __all__ = [
     "PROTOCOLS",
+    "ArrayVideo",
     "EvalResult",
     "ObjectScore",
     "PredictionFolder",
@@ -282,17 +286,29 @@ def category_code(name: str) -> int:
 
 
 def compose_labels(masks: Mapping[int, np.ndarray], shape: tuple[int, int]) -> np.ndarray:
-    """``{obj_id: H x W bool}`` -> ``H x W`` id map; where masks overlap the lowest id wins."""
-    out = np.zeros(shape, dtype=np.int32)
-    for k in sorted(masks, reverse=True):
-        m = np.asarray(masks[k])
-        if m.shape != tuple(shape):
-            raise ValueError(f"mask of object {k} is {m.shape}, expected {tuple(shape)}")
-        out[m.astype(bool)] = k
-    return out
+    """``{obj_id: H x W bool}`` -> ``H x W`` id map with the package's one overlap rule
+    (:func:`surgsam.io.labels.resolve_overlaps`; binary masks alone: the lowest id wins, as
+    SAM 2's ``put_per_obj_mask``). Segmenters with logits resolve with them and hand over the
+    id map instead."""
+    return label_map_from_dict(masks, shape)
 
 
 Pred = Mapping[int, np.ndarray] | np.ndarray | None
+
+
+class ArrayVideo(Video):
+    """A video held in memory as ``T x H x W`` id maps (every frame annotated), e.g. a rendered
+    synthetic clip scored without writing it to disk (``surgsam demo``)."""
+
+    def __init__(self, name: str, labels: Sequence[np.ndarray] | np.ndarray, categories: dict[int, str] | None = None):
+        super().__init__(name, [f"{t:05d}" for t in range(len(labels))], None, categories=categories)
+        self._labels = [np.asarray(lab) for lab in labels]
+
+    def is_annotated(self, i: int) -> bool:
+        return True
+
+    def _read_labels(self, i: int) -> np.ndarray:
+        return self._labels[i]
 
 
 def evaluate_video(
@@ -302,9 +318,19 @@ def evaluate_video(
     *,
     level: str = "instance",
     object_ids: Sequence[int] | None = None,
+    keep_overlaps: bool = False,
 ) -> EvalResult:
-    """Score one video. ``preds`` yields, per frame in order, ``{obj_id: H x W bool}`` or an
-    ``H x W`` id map (``None`` = nothing predicted). Unannotated frames are skipped.
+    """Score one video. ``preds`` yields, per frame in order, an ``H x W`` id map or
+    ``{obj_id: H x W bool}`` (``None`` = nothing predicted). Unannotated frames are skipped.
+
+    Every metric scores the one-label-per-pixel map a palette PNG of the frame would hold: masks
+    given as a dict are first merged by :func:`compose_labels` (overlaps: lowest id wins without
+    logits), so an object never scores pixels another object holds in the written map. A
+    segmenter that has mask logits passes the id map resolved with them
+    (:func:`surgsam.io.labels.resolve_overlaps`, SAM 2's highest-logit rule).
+    ``keep_overlaps=True`` scores J, F and Dice on each object's own mask instead: for
+    predictions stored one binary PNG per object (SA-V layout), which may overlap on disk and
+    are scored that way by the SA-V benchmark; IoU still uses the merged map.
     """
     proto = get_protocol(protocol)
     if level not in ("instance", "category"):
@@ -338,8 +364,11 @@ def evaluate_video(
                 if np.shape(m) != gt.shape:
                     raise ValueError(f"video {video.name!r} frame {video.frame_names[t]}: mask of object {k} is "
                                      f"{np.shape(m)[::-1]}, ground truth is {gt.shape[::-1]} (W x H)")
-            pmask = {k: np.asarray(m, dtype=bool) for k, m in pred.items()}
-            combined = compose_labels(pmask, gt.shape)
+            combined = compose_labels({k: np.asarray(m, dtype=bool) for k, m in pred.items()}, gt.shape)
+            if keep_overlaps:
+                pmask = {k: np.asarray(m, dtype=bool) for k, m in pred.items()}
+            else:  # what is scored is the one-label-per-pixel map a palette PNG holds
+                pmask = {k: combined == k for k in pred}
         empty = np.zeros(gt.shape, dtype=bool)
         gmask = {k: gt == k for k in objs}
         for k in objs:
@@ -384,7 +413,8 @@ def evaluate_video(
 class PredictionFolder:
     """Predicted masks on disk, per video: palette maps ``ROOT/<video>/<frame>.png`` (DAVIS) or
     per-object binary PNGs ``ROOT/<video>/<obj_id>/<frame>.png`` (SA-V; a missing file means an
-    empty mask). ``allow_missing`` treats missing palette frames as empty instead of failing.
+    empty mask; each object's own mask is scored, overlaps included, as the SA-V benchmark
+    does). ``allow_missing`` treats missing palette frames as empty instead of failing.
     """
 
     def __init__(self, root: str | Path, allow_missing: bool = False):
@@ -395,6 +425,11 @@ class PredictionFolder:
 
     def videos(self) -> list[str]:
         return sorted((d.name for d in self.root.iterdir() if d.is_dir()), key=natural_key)
+
+    def is_per_object(self, video: Video) -> bool:
+        """Whether ``video``'s predictions are SA-V per-object folders (not palette maps)."""
+        d = self.root / video.name
+        return d.is_dir() and any(p.is_dir() and p.name.isdigit() for p in d.iterdir())
 
     def frames(self, video: Video) -> Iterator[Pred]:
         d = self.root / video.name
@@ -455,5 +490,6 @@ def evaluate_folders(
     from tqdm import tqdm
 
     for v in tqdm(videos, desc="eval", unit="video", disable=not progress):
-        parts.append(evaluate_video(v, preds.frames(v), protocol, level=level))
+        parts.append(evaluate_video(v, preds.frames(v), protocol, level=level,
+                                    keep_overlaps=preds.is_per_object(v)))
     return EvalResult.merge(parts)

@@ -4,11 +4,14 @@ For each video, every expression of the video (``RefVideo.expressions()``) becom
 object with its text; a :class:`~surgsam.referring.ReferringSegmenter` streams the video's frames
 and each expression's masks are scored against its object's ground truth with the evaluator's
 protocol (``resurgsam2`` by default: every frame counts, EndoVis18 instruments and tissue are
-reported separately). An expression that is never credibly found keeps EMPTY masks and is scored
-as such (never skipped). Besides the usual :class:`EvalResult`, the run keeps one
-:class:`ExpressionRecord` per expression (the frame CIFS chose, the frame tracking started on or
-"never found") and the per-frame latencies split into detection frames (some expression still
-searching, or handed over on that frame) and tracking frames.
+reported separately), on the one-id-per-pixel map the palette predictions hold: where
+expressions overlap, the highest logit keeps the pixel (:func:`surgsam.io.labels.resolve_overlaps`,
+as ReSurgSAM2's ``tools/rvos_inference.py`` builds its combined PNGs). An expression that is
+never credibly found keeps EMPTY masks and is scored as such (never skipped). Besides the usual
+:class:`EvalResult`, the run keeps one :class:`ExpressionRecord` per expression (the frame CIFS
+chose, the frame tracking started on or "never found") and the per-frame latencies split into
+detection frames (some expression still searching, or handed over on that frame) and tracking
+frames.
 
 Expressions of one video with the SAME text that name different objects (Ref-EndoVis18's
 grammar gives two idle instruments of one type one sentence) are one referred target: the
@@ -42,12 +45,12 @@ import numpy as np
 
 from ..data.palette import write_mask
 from ..data.vos import Video, natural_key
-from .evaluator import EvalResult, Protocol, compose_labels, evaluate_video, format_metric, get_protocol, json_safe
+from ..io.labels import label_map_from_result
+from .evaluator import EvalResult, Protocol, evaluate_video, format_metric, get_protocol, json_safe
 
 __all__ = ["ExpressionRecord", "NEVER_FOUND", "ReferringEvalSegmenter", "ReferringRun", "merge_same_text", "run_referring"]
 
 NEVER_FOUND = "never found"
-Masks = dict[int, np.ndarray]
 
 
 @dataclass
@@ -352,8 +355,8 @@ def run_referring(
     return run
 
 
-def _stream(session, video: Video, ids: dict, run: ReferringRun, bar, save_dir, name: str) -> Iterator[Masks]:
-    """Steps the session through the video, yielding ``{gt obj_id: mask}`` per frame and
+def _stream(session, video: Video, ids: dict, run: ReferringRun, bar, save_dir, name: str) -> Iterator[np.ndarray]:
+    """Steps the session through the video, yielding the id map (ground-truth ids) per frame and
     recording latencies (a detection frame: some expression searching or handed over there)."""
     for t in range(len(video)):
         frame = video.frame(t)
@@ -363,13 +366,13 @@ def _stream(session, video: Video, ids: dict, run: ReferringRun, bar, save_dir, 
         run.frames += 1
         handed = any(s.found_frame == res.frame_idx for s in session.statuses())
         (run.detection_ms if (res.searching or handed) else run.tracking_ms).append(float(res.latency_ms))
-        masks = np.asarray(res.masks).astype(bool)
-        out = {int(ids[i].obj_id): masks[j] for j, i in enumerate(res.obj_ids) if i in ids}
+        # one id per pixel, overlaps resolved with the logits (SAM 2's rule): written and scored
+        label = label_map_from_result(res, {i: int(e.obj_id) for i, e in ids.items()})
         if save_dir is not None:
-            write_mask(Path(save_dir) / name / f"{video.frame_names[t]}.png", compose_labels(out, video.image_size))
+            write_mask(Path(save_dir) / name / f"{video.frame_names[t]}.png", label)
         bar.update(1)
         bar.set_postfix(searching=len(res.searching))
-        yield out
+        yield label
 
 
 def _renamed(video: Video, name: str) -> Video:

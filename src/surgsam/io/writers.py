@@ -20,6 +20,7 @@ from PIL import Image
 from ._optional import require_av
 from .atomic import OutputError, _remove_quietly, _temporary_path, atomic_path, describe_os_error
 from .base import Closeable
+from .labels import label_map_from_result, resolve_overlaps
 from .overlay import as_masks, draw_overlay
 
 __all__ = [
@@ -138,22 +139,24 @@ def _rgb_to_ids(rgb: np.ndarray, path: Path) -> np.ndarray:
 
 
 def masks_to_label_map(
-    obj_ids: Sequence[int] | Any, masks: Any, shape: tuple[int, int] | None = None
+    obj_ids: Sequence[int] | Any,
+    masks: Any,
+    shape: tuple[int, int] | None = None,
+    *,
+    logits: Any | None = None,
 ) -> np.ndarray:
     """Merge ``N x H x W`` bool masks into an ``H x W`` uint8 id map (0 = background).
 
-    Overlap policy: masks are painted in the given order, so a later object wins where two
-    overlap (pass the objects in priority order). Ids must be 1..255. ``shape`` is needed
-    only when there are no masks.
+    Overlaps are resolved by :func:`surgsam.io.labels.resolve_overlaps`, SAM 2's VOS rule:
+    with ``logits`` (``N x H x W`` mask logits at the frame's size) the object with the highest
+    logit keeps a contested pixel; without them the lowest id does. The order of ``obj_ids``
+    does not matter. Ids must be 1..255. ``shape`` is needed only when there are no masks.
     """
     ids, ms = as_masks(obj_ids, masks, shape)
     bad = [i for i in ids if not 1 <= i <= 255]
     if bad:
         raise ValueError(f"object ids must be 1..255 to fit a palette PNG, got {bad}")
-    label = np.zeros(ms.shape[1:], dtype=np.uint8)
-    for oid, mask in zip(ids, ms):
-        label[mask] = oid
-    return label
+    return resolve_overlaps(ids, ms, logits, shape=shape if not ids else None).astype(np.uint8)
 
 
 class PaletteMaskWriter(Closeable):
@@ -164,9 +167,15 @@ class PaletteMaskWriter(Closeable):
         self.palette = palette
         self.out_dir.mkdir(parents=True, exist_ok=True)
 
-    def write(self, frame_idx: int, obj_ids: Sequence[int] | Any, masks: Any) -> Path:
-        """Write the ``N x H x W`` bool masks of one frame (later objects win on overlap)."""
-        return self.write_label_map(frame_idx, masks_to_label_map(obj_ids, masks))
+    def write(self, frame_idx: int, obj_ids: Sequence[int] | Any, masks: Any, *, logits: Any | None = None) -> Path:
+        """Write the ``N x H x W`` bool masks of one frame, overlaps resolved as
+        :func:`masks_to_label_map` does (pass the ``N x H x W`` ``logits`` for SAM 2's
+        highest-logit rule; without them the lowest id wins)."""
+        return self.write_label_map(frame_idx, masks_to_label_map(obj_ids, masks, logits=logits))
+
+    def write_result(self, result: Any) -> Path:
+        """Write an engine ``FrameResult`` (its masks resolved with its logits, SAM 2's rule)."""
+        return self.write_label_map(result.frame_idx, label_map_from_result(result))
 
     def write_label_map(self, frame_idx: int, label_map: Any) -> Path:
         """Write an ``H x W`` id map for one frame."""
@@ -193,6 +202,11 @@ class PerObjectMaskWriter(Closeable):
                 Image.fromarray(mask.astype(np.uint8) * 255).save(tmp, format="PNG")
             paths.append(path)
         return paths
+
+    def write_result(self, result: Any) -> list[Path]:
+        """Write an engine ``FrameResult``: each object's own mask, overlaps kept (one file per
+        object cannot conflict; SAM 2's ``--per_obj_png_file`` output does the same)."""
+        return self.write(result.frame_idx, result.obj_ids, result.masks)
 
 
 # -- video ------------------------------------------------------------------------------------
