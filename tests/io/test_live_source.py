@@ -1,4 +1,5 @@
-"""LiveSource: newest-frame grabber accounting (scripted capture) and OpenCV on files/pipes."""
+"""LiveSource: newest-frame grabber accounting (scripted capture, scripted clock), bounded waits,
+and OpenCV on files/pipes (truncated files reported as damage)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import pytest
 
 from io_helpers import HEIGHT, NUM_FRAMES, WIDTH, wait_until
 from surgsam.io import LiveSource, LiveStats, SourceOpenError, open_source
+from surgsam.io.base import FrameReadError
 from surgsam.io.live import _mask_url, parse_camera_index
 
 
@@ -89,13 +91,51 @@ def test_close_wakes_a_waiting_reader(fake_capture):
     wait_until(lambda: cap.released)
 
 
+class StepClock:
+    """A clock that moves only by the sleeps asked of it (pacing), recording them."""
+
+    def __init__(self) -> None:
+        self.t, self.sleeps = 0.0, []
+
+    def now(self) -> float:
+        return self.t
+
+    def sleep(self, seconds: float, stop) -> None:
+        self.sleeps.append(seconds)
+        self.t += seconds
+
+
 def test_realtime_pacing(fake_capture):
     cap = fake_capture(num_frames=6, fps=100.0)
     cap.feed(7)
-    src = LiveSource("scripted", capture=cap, drop_frames=False, realtime=True)
-    t0 = time.monotonic()
+    clock = StepClock()
+    src = LiveSource("scripted", capture=cap, drop_frames=False, realtime=True, clock=clock)
     assert len(list(src)) == 6
-    assert time.monotonic() - t0 >= 0.045  # 5 intervals of 10 ms
+    assert clock.sleeps == pytest.approx([0.01] * 5) and clock.t == pytest.approx(0.05)  # 5 intervals of 10 ms
+
+
+def test_reads_give_up_after_their_timeout_in_both_modes(fake_capture):
+    for drop in (True, False):
+        cap = fake_capture(num_frames=3)
+        src = LiveSource("scripted", capture=cap, drop_frames=drop)
+        with pytest.raises(TimeoutError, match="no frame within 0.05s"):
+            src.read(timeout=0.05)  # nothing arrives: without dropping this used to block for ever
+        cap.feed(1)
+        assert _value(src.read(timeout=30)) == 0
+        src.close(join_timeout_s=0.05)
+        cap.feed(5)
+        wait_until(lambda: cap.released)
+
+
+def test_in_order_mode_reads_one_frame_ahead_at_most(fake_capture):
+    cap = fake_capture(num_frames=5)
+    cap.feed(6)
+    src = LiveSource("scripted", capture=cap, drop_frames=False)
+    assert _value(src.read()) == 0
+    wait_until(lambda: src.stats.grabbed == 2)  # the next frame waits in the slot; no more is read
+    assert cap.index == 2 and src.stats == LiveStats(2, 1, 0)
+    assert [_value(f) for f in src] == [1, 2, 3, 4]
+    src.close()
 
 
 def test_names_and_camera_index(fake_capture):
@@ -142,6 +182,37 @@ def test_named_pipe(make_clip, tmp_path):
         got = list(src)
     writer.join(5)
     assert len(got) == NUM_FRAMES and got[0].shape == (HEIGHT, WIDTH, 3)
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs POSIX named pipes")
+def test_named_pipe_without_a_writer_times_out(make_clip, tmp_path):
+    pytest.importorskip("cv2")
+    pipe = tmp_path / "nobody"
+    os.mkfifo(pipe)
+    with pytest.raises(SourceOpenError, match="no writer connected to pipe nobody within 0.1 s"):
+        LiveSource(pipe, open_timeout_s=0.1)
+    # the abandoned open was let go: OpenCV opens the next source at once (it used to wait for it)
+    with LiveSource(make_clip("square.mp4"), drop_frames=False, realtime=False) as src:
+        assert sum(1 for _ in src) == NUM_FRAMES
+
+
+def test_truncated_file_is_reported_as_damage(make_clip, tmp_path):
+    pytest.importorskip("cv2")
+    pytest.importorskip("av")
+    data = make_clip("square.mp4").read_bytes()
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(data[: len(data) * 85 // 100])
+    got = []
+    with LiveSource(cut, drop_frames=False, realtime=False) as src:
+        with pytest.raises(FrameReadError, match=rf"cut.mp4 is truncated or damaged: it ended at frame \d+, but the "
+                           rf"container declares {NUM_FRAMES} frames"):
+            for frame in src:
+                got.append(frame)
+    assert 0 < len(got) < NUM_FRAMES
+    ts = tmp_path / "whole.ts"  # a complete stream without a declared count is not damage
+    ts.write_bytes(make_clip("square.ts").read_bytes())
+    with LiveSource(ts, drop_frames=False, realtime=False) as src:
+        assert sum(1 for _ in src) == NUM_FRAMES
 
 
 def test_unopenable_sources_name_themselves(tmp_path):

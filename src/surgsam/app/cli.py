@@ -110,11 +110,70 @@ def _register_live(subparsers) -> None:
     p.add_argument("--no-drop", action="store_true", help="process every frame in order (lags when slow)")
     p.add_argument("--realtime", action=argparse.BooleanOptionalAction, default=None,
                    help="pace a file at its frame rate (default: on for files, off for cameras and streams)")
-    p.add_argument("--read-timeout", type=float, default=10.0, help="seconds without a frame before giving up")
+    p.add_argument("--read-timeout", type=float, default=10.0,
+                   help="seconds to wait for the source to open (a pipe: for a writer) and for each frame")
     p.set_defaults(func=_cmd_live, frame=0)
 
 
 def _cmd_live(args: argparse.Namespace) -> int:
+    """Live mode; Ctrl+C and SIGTERM end it with the JSON report (exit 130 / 143)."""
+    import sys
+    import time
+
+    from .live import Interrupted, LiveReport
+
+    t0 = time.monotonic()
+    with _live_signals():
+        try:
+            report = _live(args)
+        except Interrupted as exc:  # before the first frame: building the model, opening the source
+            report = LiveReport.not_started(str(args.source), exc.reason, time.monotonic() - t0)
+    if isinstance(report, int):
+        return report
+    print(f"{report.processed} of {report.frames_read} frames processed, {report.dropped} dropped "
+          f"({report.dropped_while_prompting} while prompting); {report.fps:.1f} FPS, latency median "
+          f"{report.latency_median_ms:.0f} ms, p95 {report.latency_p95_ms:.0f} ms; stopped: {report.end}"
+          + (f" ({report.error})" if report.error else "")
+          + (f"; overlay in {report.record}" if report.record else ""), file=sys.stderr)
+    print(json.dumps(report.to_dict()), flush=True)
+    if report.end.startswith("interrupted ("):
+        return 130 if "SIGINT" in report.end else 143
+    return 1 if report.error else 0
+
+
+def _live_signals():
+    """Context: SIGINT and SIGTERM raise :class:`~.live.Interrupted` once in the main thread (a
+    second one while the run winds up is ignored, so the report is still printed)."""
+    import contextlib
+    import signal
+    import threading
+
+    from .live import Interrupted
+
+    @contextlib.contextmanager
+    def ctx():
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        fired = []
+
+        def handler(signum, frame):
+            if not fired:
+                fired.append(signum)
+                raise Interrupted(signum)
+
+        old = {n: signal.signal(n, handler) for n in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            yield
+        finally:
+            for n, h in old.items():
+                signal.signal(n, h)
+
+    return ctx()
+
+
+def _live(args: argparse.Namespace):
+    """Build, open and run; the :class:`~.live.LiveReport`, or an exit code for an error."""
     import sys
 
     from ..engine import VideoSegmenter
@@ -136,6 +195,8 @@ def _cmd_live(args: argparse.Namespace) -> int:
             raise ValueError(f"cannot open a window: {why}; {HEADLESS_HINT}")
     if args.max_frames is not None and args.max_frames < 1:
         raise ValueError("--max-frames must be at least 1")
+    if not args.read_timeout > 0:
+        raise ValueError("--read-timeout must be positive")
     prompts = build_prompts(args) if given else None
     if args.text:
         model = None
@@ -144,28 +205,28 @@ def _cmd_live(args: argparse.Namespace) -> int:
     else:
         model = _live_model(args)
         seg = VideoSegmenter(model, memory=args.memory, precision=args.precision)
-    source = open_live(int(args.source) if args.source.strip().isdigit() else args.source,
-                       drop_frames=not args.no_drop, realtime=args.realtime)
+    try:  # --read-timeout bounds the wait for the source too (a named pipe with no writer)
+        source = open_live(int(args.source) if args.source.strip().isdigit() else args.source,
+                           drop_frames=not args.no_drop, realtime=args.realtime,
+                           open_timeout_s=args.read_timeout, read_timeout_s=args.read_timeout)
+    except OSError as exc:
+        print(f"surgsam live: error: {exc}", file=sys.stderr)
+        return 2
     window = None if args.headless else Window(f"surgsam live: {source.name}")
     if prompts is None:
         from .jobs import preview
 
         prompts = ClickPrompter(window, preview=lambda frame, ps: preview(model, frame, ps, args.memory))
     try:
-        report = run_live(source, seg, prompts, sink=window, record=record, max_frames=args.max_frames,
-                          read_timeout_s=args.read_timeout)
+        return run_live(source, seg, prompts, sink=window, record=record, max_frames=args.max_frames,
+                        read_timeout_s=args.read_timeout)
     except LiveError as exc:
         print(f"surgsam live: error: {exc}", file=sys.stderr)
         return 2
     finally:
+        source.close()
         if window is not None:
             window.close()
-    print(f"{report.processed} of {report.frames_read} frames processed, {report.dropped} dropped "
-          f"({report.dropped_while_prompting} while prompting); {report.fps:.1f} FPS, latency median "
-          f"{report.latency_median_ms:.0f} ms, p95 {report.latency_p95_ms:.0f} ms; stopped: {report.end}"
-          + (f"; overlay in {report.record}" if report.record else ""), file=sys.stderr)
-    print(json.dumps(report.to_dict()))
-    return 0
 
 
 def _live_referrer(args: argparse.Namespace):

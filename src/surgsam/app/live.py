@@ -9,6 +9,11 @@ plus two engine steps, however long the stream runs; memory is bounded by the en
 
 Accounting is exact: ``frames_read == processed + dropped`` once the source is closed.
 
+Time comes from the source's :class:`~surgsam.io.live.Clock` (arrivals, latency, FPS, engine
+time), so a scripted clock makes every number of a report reproducible. A file that turns out
+truncated ends the run with ``end == "damaged input"`` and the reason in ``error``; Ctrl+C and
+SIGTERM (see :class:`Interrupted`) end it with the report of what was done.
+
 Objects can also be described by text: with a :class:`~surgsam.referring.ReferringSegmenter`
 holding the expressions as the segmenter (and no prompts), each expression is searched for frame
 by frame (empty masks) until credibly found, then tracked; the report lists every expression's
@@ -19,7 +24,6 @@ from __future__ import annotations
 
 import os
 import threading
-import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -30,19 +34,42 @@ import numpy as np
 
 from ..engine.offline import Prompt
 from ..engine.state import FrameResult
-from ..io.live import LiveSource
+from ..io.base import FrameReadError
+from ..io.live import SYSTEM_CLOCK, Clock, LiveSource
 
-__all__ = ["FrameSink", "LiveError", "LiveReport", "TimedLiveSource", "apply_prompts", "open_live", "run_live"]
+__all__ = ["FrameSink", "Interrupted", "LiveError", "LiveReport", "TimedLiveSource", "apply_prompts", "open_live",
+           "run_live"]
 
 
 class LiveError(RuntimeError):
     """Live mode cannot start or go on (no frame, bad prompt); the message is for the user."""
 
 
+class Interrupted(KeyboardInterrupt):
+    """A signal that ends live mode (SIGINT: Ctrl+C, SIGTERM): the run stops where it is and its
+    report is still made. ``exit_code`` is the shell's 128 + signal number (130, 143)."""
+
+    def __init__(self, signum: int):
+        import signal
+
+        super().__init__(signum)
+        self.signum = int(signum)
+        self.name = signal.Signals(signum).name
+
+    @property
+    def exit_code(self) -> int:
+        return 128 + self.signum
+
+    @property
+    def reason(self) -> str:
+        return f"interrupted ({self.name})"
+
+
 class TimedLiveSource(LiveSource):
     """A :class:`~surgsam.io.LiveSource` that notes when each frame arrived.
 
-    :attr:`last_arrival_s` is the ``time.monotonic()`` at which the frame returned by the last
+    :attr:`last_arrival_s` is the source clock's time (``time.monotonic()`` unless another
+    :class:`~surgsam.io.live.Clock` was given) at which the frame returned by the last
     :meth:`read` arrived (after real-time pacing, i.e. when a camera would have delivered it).
     It hooks the grabber's two per-frame steps (raw read, then RGB conversion on delivery), so
     the timestamp travels with the frame through the newest-frame slot.
@@ -52,7 +79,7 @@ class TimedLiveSource(LiveSource):
 
     def _read_raw(self) -> Any:
         frame = super()._read_raw()
-        return None if frame is None else _Arrived(frame, time.monotonic())
+        return None if frame is None else _Arrived(frame, self.clock.now())
 
     def _to_rgb(self, frame: Any) -> np.ndarray:
         if isinstance(frame, _Arrived):
@@ -90,7 +117,8 @@ class LiveReport:
     to its overlay being ready (prompt frame excluded: it waited for the prompts)."""
 
     source: str
-    end: str  # why it stopped: end of stream, max frames, stopped by user, interrupted, no frame for N s
+    end: str  # why it stopped: end of stream, max frames, stopped by user, interrupted (SIGINT|SIGTERM),
+    # no frame for N s, damaged input, or what prevented the start
     frames_read: int
     processed: int
     dropped: int
@@ -106,9 +134,17 @@ class LiveReport:
     wall_s: float
     #: text objects as ``surgsam refer`` reports them (found_frame etc. count processed frames); None without text
     expressions: list[dict[str, Any]] | None = None
+    error: str | None = None  # what was wrong with the input (a truncated file), when end says "damaged input"
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    @classmethod
+    def not_started(cls, source: str, end: str, wall_s: float = 0.0, error: str | None = None) -> LiveReport:
+        """The report of a run that ended before its first frame (interrupted while opening)."""
+        return cls(source=source, end=end, frames_read=0, processed=0, dropped=0, dropped_while_prompting=0,
+                   fps=0.0, source_fps=None, latency_median_ms=0.0, latency_p95_ms=0.0, latency_max_ms=0.0,
+                   engine_median_ms=0.0, recorded=0, record=None, wall_s=wall_s, error=error)
 
 
 def apply_prompts(segmenter: Any, frame: np.ndarray, prompts: Sequence[Prompt]) -> FrameResult:
@@ -189,6 +225,7 @@ def run_live(
     read_timeout_s: float = 10.0,
     stop: threading.Event | None = None,
     on_frame: Callable[[FrameResult, float], None] | None = None,
+    clock: Clock | None = None,
 ) -> LiveReport:
     """Track the prompted objects through ``source`` until it ends or is stopped.
 
@@ -203,11 +240,17 @@ def run_live(
         max_frames: stop after this many processed frames (the prompt frame included).
         stop: set it from another thread to stop.
         on_frame: called with each tracked frame's result and latency in ms.
+        clock: the time source (default: the source's own clock, else the system's).
+
+    A signal raising :class:`Interrupted` (or Ctrl+C's ``KeyboardInterrupt``) ends the run with
+    ``end == "interrupted (...)"``; a truncated file with ``end == "damaged input"`` and the
+    reason in ``error``. Either way the report covers what was done.
     """
-    t_start = time.monotonic()
+    clock = clock or getattr(source, "clock", None) or SYSTEM_CLOCK
+    t_start = clock.now()
     recorder: _Recorder | None = None
     tally = _Tally()
-    dropped_prompting, end = 0, "end of stream"
+    dropped_prompting, end, error = 0, "end of stream", None
     try:
         source.start()
         try:
@@ -230,9 +273,12 @@ def run_live(
             if sink is not None and not sink.show(img):
                 end = "stopped by user"
             else:
-                end = _loop(source, segmenter, tally, sink, recorder, max_frames, read_timeout_s, stop, on_frame)
-    except KeyboardInterrupt:
-        end = "interrupted"
+                end = _loop(source, segmenter, tally, sink, recorder, max_frames, read_timeout_s, stop, on_frame,
+                            clock)
+    except FrameReadError as exc:
+        end, error = "damaged input", str(exc)
+    except KeyboardInterrupt as exc:
+        end = exc.reason if isinstance(exc, Interrupted) else "interrupted (SIGINT)"
     finally:
         source.close()
     grabbed = source.stats.grabbed
@@ -250,8 +296,8 @@ def run_live(
         dropped_while_prompting=dropped_prompting, fps=(len(tally.latency) - 1) / span if span > 0 else 0.0,
         source_fps=source.fps, latency_median_ms=float(np.median(lat)), latency_p95_ms=float(np.percentile(lat, 95)),
         latency_max_ms=float(lat.max()), engine_median_ms=float(np.median(tally.engine)) if tally.engine else 0.0,
-        recorded=recorded, record=str(record) if record is not None else None, wall_s=time.monotonic() - t_start,
-        expressions=expressions,
+        recorded=recorded, record=str(record) if record is not None else None, wall_s=clock.now() - t_start,
+        expressions=expressions, error=error,
     )
 
 
@@ -261,7 +307,7 @@ def _searching(res: FrameResult) -> list[str]:
 
 def _loop(source: TimedLiveSource, segmenter: Any, tally: _Tally, sink: FrameSink | None, recorder: _Recorder | None,
           max_frames: int | None, read_timeout_s: float, stop: threading.Event | None,
-          on_frame: Callable[[FrameResult, float], None] | None) -> str:
+          on_frame: Callable[[FrameResult, float], None] | None, clock: Clock) -> str:
     """Track frame after frame, counting into ``tally``; returns why it stopped."""
     times: deque[float] = deque(maxlen=15)  # recent overlay times, for the on-screen FPS
     while True:
@@ -276,16 +322,16 @@ def _loop(source: TimedLiveSource, segmenter: Any, tally: _Tally, sink: FrameSin
         if frame is None:
             return "end of stream"
         arrived = source.last_arrival_s
-        t0 = time.perf_counter()
+        t0 = clock.now()
         res = segmenter.step(frame)
-        tally.engine.append((time.perf_counter() - t0) * 1000.0)
-        now = time.monotonic()
+        now = clock.now()
+        tally.engine.append((now - t0) * 1000.0)
         times.append(now)
         fps = (len(times) - 1) / (times[-1] - times[0]) if len(times) > 1 and times[-1] > times[0] else 0.0
         shown = (now - arrived) * 1000.0 if arrived is not None else tally.engine[-1]
         dropped = source.stats.dropped
         img = _draw(frame, res, [f"{fps:.1f} FPS  latency {shown:.0f} ms", f"dropped {dropped}"] + _searching(res))
-        latency = (time.monotonic() - arrived) * 1000.0 if arrived is not None else shown
+        latency = (clock.now() - arrived) * 1000.0 if arrived is not None else shown
         tally.processed += 1
         tally.latency.append(latency)
         tally.t_first = now if tally.t_first is None else tally.t_first

@@ -1,4 +1,11 @@
-"""Cameras, network streams and pipes through OpenCV, optionally dropping frames to stay current."""
+"""Cameras, network streams and pipes through OpenCV, optionally dropping frames to stay current.
+
+Every wait is bounded: opening a source (a named pipe with no writer included) gives up after
+``open_timeout_s``, a read after the ``timeout`` given to :meth:`LiveSource.read`, in both
+modes. A video file that ends before the frame count its container declares is reported as
+damaged (:class:`~surgsam.io.base.FrameReadError`), not as the end of the stream. Time (pacing,
+arrival stamps) comes from an injectable :class:`Clock`, so tests need not depend on wall time.
+"""
 
 from __future__ import annotations
 
@@ -16,9 +23,9 @@ from urllib.parse import urlsplit, urlunsplit
 import numpy as np
 
 from ._optional import require_cv2
-from .base import FrameSource, SourceOpenError
+from .base import FrameReadError, FrameSource, SourceOpenError
 
-__all__ = ["STREAM_SCHEMES", "CaptureLike", "LiveSource", "LiveStats", "parse_camera_index"]
+__all__ = ["STREAM_SCHEMES", "CaptureLike", "Clock", "LiveSource", "LiveStats", "parse_camera_index"]
 
 #: URL schemes opened as live network streams.
 STREAM_SCHEMES: frozenset[str] = frozenset(
@@ -27,7 +34,9 @@ STREAM_SCHEMES: frozenset[str] = frozenset(
 
 # cv2.CAP_PROP_* values, stable across OpenCV releases; literal so that an injected capture
 # needs no OpenCV.
-_PROP_WIDTH, _PROP_HEIGHT, _PROP_FPS = 3, 4, 5
+_PROP_WIDTH, _PROP_HEIGHT, _PROP_FPS, _PROP_FRAME_COUNT = 3, 4, 5, 7
+# A frame count OpenCV estimated from the duration may overshoot a little (see video_file.py).
+_ESTIMATE_SLACK_FRAC, _ESTIMATE_SLACK_FRAMES = 0.05, 2
 
 _log = logging.getLogger(__name__)
 
@@ -38,6 +47,20 @@ class CaptureLike(Protocol):
     def read(self) -> tuple[bool, np.ndarray | None]: ...
 
     def release(self) -> None: ...
+
+
+class Clock:
+    """The time live mode sees: :meth:`now` (monotonic seconds) and :meth:`sleep`, which returns
+    early when ``stop`` is set. Pass another one to drive pacing and latency from a script."""
+
+    def now(self) -> float:
+        return time.monotonic()
+
+    def sleep(self, seconds: float, stop: threading.Event) -> None:
+        stop.wait(seconds)
+
+
+SYSTEM_CLOCK = Clock()
 
 
 @dataclass(frozen=True)
@@ -69,6 +92,70 @@ def _mask_url(url: str) -> str:
     return urlunsplit(parts._replace(netloc=f"{parts.username}:***@{host}"))
 
 
+def _open_bounded(open_fn: Any, timeout_s: float, message: str, unstick: Any = None) -> Any:
+    """``open_fn()`` in a helper thread, given up on after ``timeout_s`` (OpenCV blocks in
+    ``open(2)`` on a pipe with no writer, whatever its own timeouts say). On giving up,
+    ``unstick()`` is called to end the blocked open, which matters: a thread stuck there keeps a
+    lock of OpenCV's, and every later capture would wait for it. A capture that opens after the
+    caller gave up is released by the helper."""
+    box: dict[str, Any] = {}
+    done = threading.Event()
+    lock = threading.Lock()
+
+    def target() -> None:
+        try:
+            result = open_fn()
+        except BaseException as exc:  # handed to the caller
+            box["error"] = exc
+        else:
+            with lock:
+                if box.get("abandoned"):
+                    result.release()
+                else:
+                    box["cap"] = result
+        finally:
+            done.set()
+
+    def abandon() -> None:
+        """Give up on the open (a capture that arrives later is released)."""
+        with lock:
+            if "error" in box:
+                return
+            if "cap" in box:  # opened after all, but the caller is going away
+                box.pop("cap").release()
+                return
+            box["abandoned"] = True
+        if unstick is not None:
+            unstick()
+            done.wait(5.0)
+
+    threading.Thread(target=target, name="LiveSource-open", daemon=True).start()
+    try:
+        finished = done.wait(timeout_s + 1.0)  # a little over: OpenCV's own open timeout speaks first
+    except BaseException:  # Ctrl+C, SIGTERM while waiting
+        abandon()
+        raise
+    if not finished:
+        with lock:
+            late = "cap" in box or "error" in box
+        if not late:
+            abandon()
+            raise SourceOpenError(message)
+    if "error" in box:
+        raise box["error"]
+    return box["cap"]
+
+
+def _unstick_fifo(path: str) -> None:
+    """Let a reader blocked opening the named pipe ``path`` go: connect as a writer and leave at
+    once (the reader then sees an empty stream and fails)."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_NONBLOCK)
+    except OSError:  # ENXIO: no reader is waiting (any more)
+        return
+    os.close(fd)
+
+
 class LiveSource(FrameSource):
     """Frames from a camera index, a stream URL, a named pipe or a video file read as live.
 
@@ -79,8 +166,15 @@ class LiveSource(FrameSource):
 
     ``realtime`` paces reading at the source fps (default: on for regular files, which would
     otherwise be read as fast as they decode; off for cameras and streams, which arrive in real
-    time). ``capture`` injects a ``cv2.VideoCapture``-like object (tests, custom backends).
-    A failed read ends the stream. Opening a named pipe blocks until a writer connects.
+    time). ``capture`` injects a ``cv2.VideoCapture``-like object (tests, custom backends);
+    ``clock`` the time source (:class:`Clock`).
+
+    Frames are read by a background thread in both modes (without dropping it waits for each
+    frame to be taken before reading the next), so :meth:`read` can give up after ``timeout``
+    on any source. Opening waits at most ``open_timeout_s`` (a named pipe: for a writer). A
+    failed read ends the stream; for a video file that has not delivered the frames its
+    container declares, :meth:`read` raises :class:`FrameReadError` instead (truncated or
+    damaged).
     """
 
     def __init__(
@@ -92,9 +186,11 @@ class LiveSource(FrameSource):
         open_timeout_s: float = 10.0,
         read_timeout_s: float = 10.0,
         capture: CaptureLike | None = None,
+        clock: Clock | None = None,
     ):
         self.spec = spec
         self.drop_frames = drop_frames
+        self.clock = clock or SYSTEM_CLOCK
         self._cv2: Any = None
         is_file = False
         index = parse_camera_index(spec)
@@ -113,7 +209,9 @@ class LiveSource(FrameSource):
                 kind = "pipe"
         self.kind = kind
         if capture is None:
-            capture = self._open_cv2(index, text, kind, open_timeout_s, read_timeout_s)
+            capture = _open_bounded(lambda: self._open_cv2(index, text, kind, open_timeout_s, read_timeout_s),
+                                    open_timeout_s, self._open_timeout_message(open_timeout_s),
+                                    unstick=(lambda: _unstick_fifo(text)) if kind == "pipe" else None)
         self._cap = capture
         self._lock = threading.Condition()
         self._stop = threading.Event()
@@ -131,6 +229,39 @@ class LiveSource(FrameSource):
         pace = is_file if realtime is None else realtime
         self._pace_dt = 1.0 / (self._fps or 30.0) if pace else 0.0
         self._next_due: float | None = None
+        self._expected = self._declared_frames(text) if kind == "file" else None
+
+    def _open_timeout_message(self, timeout_s: float) -> str:
+        if self.kind == "pipe":
+            return f"no writer connected to pipe {self.name} within {timeout_s:g} s"
+        return f"could not open {self.kind} {self.name} within {timeout_s:g} s"
+
+    def _declared_frames(self, path: str) -> tuple[int, bool] | None:
+        """(frame count, exact?) of a video file: exact when the container lists its frames
+        (PyAV's ``stream.frames``), else OpenCV's estimate from the duration."""
+        count = self._prop(_PROP_FRAME_COUNT)
+        exact = False
+        try:
+            import av
+
+            with av.open(path) as container:
+                n = int(container.streams.video[0].frames or 0)
+            if n > 0:
+                count, exact = float(n), True
+        except Exception:  # PyAV missing or unable to read it: OpenCV's estimate will do
+            pass
+        return (int(count), exact) if count else None
+
+    def _check_complete(self) -> None:
+        """Raise :class:`FrameReadError` when a file ended short of its declared frames."""
+        if self._expected is None:
+            return
+        expected, exact = self._expected
+        slack = 0 if exact else int(expected * _ESTIMATE_SLACK_FRAC) + _ESTIMATE_SLACK_FRAMES
+        if self._grabbed < expected - slack:
+            kind = "declares" if exact else "implies (from its duration)"
+            raise FrameReadError(f"{self.name} is truncated or damaged: it ended at frame {self._grabbed}, but "
+                                 f"the container {kind} {expected} frames", frame_index=self._grabbed)
 
     def _open_cv2(
         self, index: int | None, text: str, kind: str, open_timeout_s: float, read_timeout_s: float
@@ -140,9 +271,9 @@ class LiveSource(FrameSource):
         if index is not None or kind == "device":
             cap = cv2.VideoCapture(index if index is not None else text)
         else:
-            params = [
+            params = [  # OpenCV's own read timeout later than the caller's, which names the stall
                 cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, int(open_timeout_s * 1000),
-                cv2.CAP_PROP_READ_TIMEOUT_MSEC, int(read_timeout_s * 1000),
+                cv2.CAP_PROP_READ_TIMEOUT_MSEC, int((2 * read_timeout_s + 1) * 1000),
             ]
             cap = cv2.VideoCapture(text, cv2.CAP_FFMPEG, params)
         if not cap.isOpened():
@@ -193,12 +324,12 @@ class LiveSource(FrameSource):
         if not ok or frame is None:
             return None
         if self._pace_dt:
-            now = time.monotonic()
+            now = self.clock.now()
             if self._next_due is None or now - self._next_due > 1.0:  # start, or fell behind
                 self._next_due = now
             delay = self._next_due - now
             if delay > 0:
-                self._stop.wait(delay)
+                self.clock.sleep(delay, self._stop)
             self._next_due += self._pace_dt
         return frame
 
@@ -216,9 +347,15 @@ class LiveSource(FrameSource):
     def _grab_loop(self) -> None:
         try:
             while not self._stop.is_set():
+                if not self.drop_frames:  # in order: wait until the frame waiting is taken
+                    with self._lock:
+                        self._lock.wait_for(lambda: self._latest is None or self._closed)
+                        if self._closed:
+                            return
                 frame = self._read_raw()
                 with self._lock:
                     if frame is None:
+                        self._check_complete()
                         self._ended = True
                         self._lock.notify_all()
                         return
@@ -240,9 +377,7 @@ class LiveSource(FrameSource):
                 self._cap.release()
 
     def start(self) -> None:
-        """Start the grabber thread (``drop_frames=True``); the first read does it otherwise."""
-        if not self.drop_frames:
-            return
+        """Start the grabber thread (the first read does it otherwise)."""
         with self._lock:
             if self._closed:
                 raise RuntimeError(f"{self.name}: source is closed")
@@ -261,7 +396,10 @@ class LiveSource(FrameSource):
         """
         if not self.drop_frames:
             raise RuntimeError("read_latest() needs LiveSource(..., drop_frames=True); use read()")
-        self.start()
+        return self._take(timeout)
+
+    def _take(self, timeout: float | None) -> np.ndarray | None:
+        self.start()  # raises once the source is closed
         with self._lock:
             ready = self._lock.wait_for(
                 lambda: self._latest is not None or self._ended or self._closed, timeout
@@ -276,21 +414,15 @@ class LiveSource(FrameSource):
                 return None
             frame, self._latest = self._latest, None
             self._delivered += 1
+            self._lock.notify_all()  # without dropping, the grabber waits for the slot to empty
         return self._to_rgb(frame)
 
     def read(self, timeout: float | None = None) -> np.ndarray | None:
-        """Next frame as ``H x W x 3`` RGB (the newest one when dropping), ``None`` at the end."""
-        if self.drop_frames:
-            return self.read_latest(timeout)
-        if self._closed:
-            raise RuntimeError(f"{self.name}: source is closed")
-        frame = self._read_raw()
-        if frame is None:
-            return None
-        with self._lock:
-            self._grabbed += 1
-            self._delivered += 1
-        return self._to_rgb(frame)
+        """Next frame as ``H x W x 3`` RGB (the newest one when dropping), ``None`` at the end.
+
+        Raises ``TimeoutError`` when none arrives within ``timeout`` seconds, and
+        :class:`FrameReadError` when a video file ends short of its declared length."""
+        return self._take(timeout)
 
     def __iter__(self) -> Iterator[np.ndarray]:
         while (frame := self.read()) is not None:
