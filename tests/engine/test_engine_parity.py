@@ -121,7 +121,7 @@ def test_engine_matches_reference_reading_a_jpeg_folder(name, size, tmp_path):
     """The whole path from decoded non-square frames: Meta reads the JPEG folder itself (its own
     resize and normalisation); we get the same decoded frames. A mask, two clicks and a box on
     frame 0, one more object from a click on frame 3."""
-    n, h, w = 6, 240, 320
+    n, h, w = 5, 240, 320
     folder, frames, gt = _jpeg_clip(tmp_path, n, h, w)
     ref = build_reference(name, size, video=True)
     with torch.no_grad():
@@ -187,3 +187,65 @@ def test_large_presets_match_reference_on_one_frame(tmp_path):
     r = seg.add_prompt(None, obj_id=2, points=clicks, labels=[1])
     worst_iou, worst_logit = _compare({0: r}, {0: (list(ids), m[:, 0])}, 1, name)
     assert worst_iou >= 0.999 and worst_logit <= 1e-3
+
+
+def _release_efp(ref, hw: int, num_maskmem: int = 7, to_prune: int = 2) -> list[list[int]]:
+    """Turn Meta's predictor into Surgical-SAM-2's released EFP (SAM 2.1 code at 9df6f57): the
+    release prunes the memory list right before memory attention, so this wraps Meta's memory
+    attention and applies the release's rule to the spatial memories it receives (each ``hw``
+    tokens, stored in bf16): the entries between the first and the last are candidates, scored
+    by the channel cosine with the last summed over positions in bf16, highest dropped.
+    Returns the list of dropped entry indices per call (to show pruning happened)."""
+    inner = ref.memory_attention.forward
+    dropped: list[list[int]] = []
+
+    def forward(curr, memory, curr_pos=None, memory_pos=None, num_obj_ptr_tokens=0):
+        n = (memory.shape[0] - num_obj_ptr_tokens) // hw
+        k = n + to_prune - num_maskmem
+        if k > 0:
+            chunks = [memory[i * hw:(i + 1) * hw].to(torch.bfloat16) for i in range(n)]
+            cands = torch.stack(chunks[1:-1])
+            last = chunks[-1].unsqueeze(0).repeat(n - 2, 1, 1, 1)
+            sims = torch.cosine_similarity(cands, last, dim=-1).sum(dim=1).mean(dim=1)
+            drop = sorted((int(i) + 1 for i in torch.sort(sims, descending=True, stable=True).indices[:k]))
+            dropped.append(drop)
+            keep = [i for i in range(n) if i not in drop]
+            rows = torch.cat([torch.arange(i * hw, (i + 1) * hw) for i in keep] + [torch.arange(n * hw, memory.shape[0])])
+            memory, memory_pos = memory[rows], memory_pos[rows]
+        return inner(curr, memory, curr_pos=curr_pos, memory_pos=memory_pos, num_obj_ptr_tokens=num_obj_ptr_tokens)
+
+    ref.memory_attention.forward = forward
+    return dropped
+
+
+def test_efp_matches_the_released_pruning_on_a_full_bank(tmp_path):
+    """12 frames, two objects (mask, clicks): from frame 6 on the bank is full and 2 memories are
+    pruned per frame; our ``efp`` equals Meta's predictor with the release's pruning."""
+    name, size, n = "sam2.1_hiera_tiny", 512, 12
+    folder, frames, gt = _jpeg_clip(tmp_path, n, 240, 320)
+    ref = build_reference(name, size, video=True)
+    with torch.no_grad():
+        ref.sam_mask_decoder.pred_obj_score_head.layers[-1].bias.fill_(4.0)
+    ckpt = tmp_path / "w.pt"
+    torch.save({"model": ref.state_dict()}, ckpt)
+    model = build_model(name, image_size=size, checkpoint=ckpt)
+    dropped = _release_efp(ref, hw=(size // 16) ** 2)
+    clicks = np.array([[200.0, 160.0], [120.0, 40.0]], np.float32)
+    with torch.inference_mode():
+        state = ref.init_state(video_path=str(folder))
+        ref.add_new_mask(state, 0, 1, gt[1][0])
+        ref.add_new_points_or_box(state, 0, 2, points=clicks, labels=np.array([1, 0], np.int32))
+        ref_out = {t: (list(ids), m[:, 0].clone()) for t, ids, m in ref.propagate_in_video(state)}
+    assert len(dropped) >= 10 and any(d != [1, 2] for d in dropped), dropped  # pruning ran, not trivially
+    results = {}
+    for memory in ("efp", "fifo"):
+        seg = VideoSegmenter(model, memory=memory, num_frames=n)
+        seg.add_prompt(frames[0], obj_id=1, mask=gt[1][0])
+        results[memory] = {0: seg.add_prompt(None, obj_id=2, points=clicks, labels=[1, 0])}
+        results[memory].update({t: seg.step(frames[t]) for t in range(1, n)})
+    worst_iou, worst_logit = _compare(results["efp"], ref_out, n, "efp")
+    print(f"\nefp vs released pruning: worst IoU {worst_iou:.6f}, worst |logit diff| {worst_logit:.2e}")
+    assert worst_iou >= 0.999 and worst_logit <= 1e-3
+    # not vacuous: without pruning (fifo) the masks are not the release's
+    _, fifo_logit = _compare(results["fifo"], ref_out, n, "fifo")
+    assert fifo_logit > 1e-2
