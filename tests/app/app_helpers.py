@@ -1,4 +1,4 @@
-"""Shared helpers of the app tests: a click the demo model segments, a slow segmenter."""
+"""Shared helpers of the app tests: a click the demo model segments, a scripted clock and camera."""
 
 from __future__ import annotations
 
@@ -21,26 +21,6 @@ def find_click(model, frame: np.ndarray, step: int = 24) -> tuple[int, int]:
             if m[y - 1 : y + 2, x - 1 : x + 2].all() and m.mean() < 0.5:  # a pixel off still hits it
                 return x, y
     raise AssertionError("no grid click gives a usable mask with this model")
-
-
-class SlowSegmenter:
-    """A real VideoSegmenter whose ``step`` takes at least ``delay_s`` (a slow GPU, a big model)."""
-
-    def __init__(self, inner, delay_s: float):
-        self.inner, self.delay_s = inner, delay_s
-        self.steps = 0
-
-    def add_prompt(self, *args, **kwargs):
-        return self.inner.add_prompt(*args, **kwargs)
-
-    def step(self, frame):
-        t0 = time.perf_counter()
-        res = self.inner.step(frame)
-        self.steps += 1
-        rest = self.delay_s - (time.perf_counter() - t0)
-        if rest > 0:
-            time.sleep(rest)
-        return res
 
 
 class ManualClock:
@@ -96,8 +76,6 @@ class ScriptedCamera:
     # -- the script ----------------------------------------------------------------------------
     def tick(self, n: int = 1) -> None:
         """``n`` frame intervals pass: each delivers a frame (or, once, the end of the stream)."""
-        import time
-
         for _ in range(n):
             self.clock.advance(1.0 / self.fps)
             if self.source._ended:

@@ -326,3 +326,66 @@ def test_live_cli_on_a_silent_pipe_ends_on_a_signal_with_its_report(tmp_path, si
     report = json.loads(out.strip().splitlines()[-1])
     assert report["end"] == f"interrupted ({signame})" and report["processed"] == 0
     assert "Traceback" not in err
+
+
+@pytest.mark.slow
+def test_soak_memory_is_bounded():
+    """300 frames of live mode: the live tensors (found by walking the garbage collector, not by
+    asking the session) and Python's allocations (tracemalloc) stop growing after warm-up.
+    benchmarks/soak_memory.py runs the long version and reports resident memory."""
+    import gc
+    import tracemalloc
+    import warnings
+
+    import torch
+
+    from surgsam.data.synth import SynthConfig, render_video
+    from surgsam.modeling import build_model
+
+    clip = render_video(SynthConfig(width=128, height=96, frames=40), seed=5, index=0, name="soak")
+    ids = [int(i) for i in np.unique(clip.labels[0]) if i != 0][:2]
+    torch.manual_seed(0)
+    model = build_model("nano", image_size=128)  # untrained and small: memory, not masks, is the point
+
+    class Loop:
+        sent = 0
+
+        def read(self):
+            if self.sent >= 300:
+                return False, None
+            self.sent += 1
+            return True, np.ascontiguousarray(clip.frames[self.sent % len(clip.frames)][:, :, ::-1])
+
+        def get(self, prop):
+            return {3: 128.0, 4: 96.0, 5: 25.0}.get(prop, 0.0)
+
+        def release(self):
+            pass
+
+    def census() -> tuple[int, int]:
+        gc.collect()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            tensors = [o for o in gc.get_objects() if isinstance(o, torch.Tensor)]
+        storages = {t.untyped_storage().data_ptr(): t.untyped_storage().nbytes() for t in tensors}
+        return len(tensors), sum(storages.values())
+
+    samples: list[tuple[int, int, int]] = []
+    processed = [1]
+
+    def on_frame(res, ms):
+        processed[0] += 1
+        if processed[0] % 100 == 0:
+            samples.append((*census(), tracemalloc.get_traced_memory()[0]))
+
+    src = open_live("soak", capture=Loop(), drop_frames=False, realtime=False)
+    prompts = [Prompt(obj_id=i, frame_idx=0, mask=clip.labels[0] == i) for i in ids]
+    tracemalloc.start()
+    try:
+        report = run_live(src, VideoSegmenter(model, memory="efp"), prompts, on_frame=on_frame)
+    finally:
+        tracemalloc.stop()
+    assert report.processed == 300 and len(samples) == 3
+    (n1, b1, _), (n2, b2, py2), (n3, b3, py3) = samples
+    assert n3 == n2 and b3 == b2, samples  # the memory bank is full by frame 200 and stays the same size
+    assert py3 - py2 < 256 * 1024, samples  # Python's own heap: no per-frame growth

@@ -114,7 +114,9 @@ class FrameSink(Protocol):
 @dataclass(frozen=True)
 class LiveReport:
     """What a live run did. ``frames_read == processed + dropped``; latency is a frame's arrival
-    to its overlay being ready (prompt frame excluded: it waited for the prompts)."""
+    to its overlay being ready (prompt frame excluded: it waited for the prompts). Medians and
+    p95 cover the last 10,000 tracked frames (a bounded window, for streams that run for hours),
+    the maximum the whole run."""
 
     source: str
     end: str  # why it stopped: end of stream, max frames, stopped by user, interrupted (SIGINT|SIGTERM),
@@ -205,13 +207,22 @@ def _draw(frame: np.ndarray, res: FrameResult, lines: list[str]) -> np.ndarray:
 
 @dataclass
 class _Tally:
-    """Running counts of a live run (latency and engine times in ms, per tracked frame)."""
+    """Running counts of a live run (latency and engine times in ms, per tracked frame).
+
+    Bounded however long the stream runs: percentiles come from the last :data:`WINDOW` tracked
+    frames (all of them in shorter runs); the count and the maximum cover the whole run."""
 
     processed: int = 0
-    latency: list[float] = field(default_factory=list)
-    engine: list[float] = field(default_factory=list)
+    tracked: int = 0
+    latency: deque[float] = field(default_factory=lambda: deque(maxlen=WINDOW))
+    engine: deque[float] = field(default_factory=lambda: deque(maxlen=WINDOW))
+    latency_max: float = 0.0
     t_first: float | None = None
     t_last: float | None = None
+
+
+#: Tracked frames whose latency and engine time the report's percentiles are taken over.
+WINDOW = 10_000
 
 
 def run_live(
@@ -286,6 +297,7 @@ def run_live(
     recorded = recorder.finish(dropped) if recorder is not None else 0
     span = (tally.t_last - tally.t_first) if tally.t_first is not None and tally.t_last is not None else 0.0
     lat = np.asarray(tally.latency) if tally.latency else np.zeros(1)
+    lat_max = tally.latency_max if tally.tracked else 0.0
     expressions = None
     if hasattr(segmenter, "statuses"):
         from ..referring.cli import expression_statuses
@@ -293,9 +305,9 @@ def run_live(
         expressions = expression_statuses(segmenter)
     return LiveReport(
         source=source.name, end=end, frames_read=grabbed, processed=tally.processed, dropped=dropped,
-        dropped_while_prompting=dropped_prompting, fps=(len(tally.latency) - 1) / span if span > 0 else 0.0,
+        dropped_while_prompting=dropped_prompting, fps=(tally.tracked - 1) / span if span > 0 else 0.0,
         source_fps=source.fps, latency_median_ms=float(np.median(lat)), latency_p95_ms=float(np.percentile(lat, 95)),
-        latency_max_ms=float(lat.max()), engine_median_ms=float(np.median(tally.engine)) if tally.engine else 0.0,
+        latency_max_ms=float(lat_max), engine_median_ms=float(np.median(tally.engine)) if tally.engine else 0.0,
         recorded=recorded, record=str(record) if record is not None else None, wall_s=clock.now() - t_start,
         expressions=expressions, error=error,
     )
@@ -333,7 +345,9 @@ def _loop(source: TimedLiveSource, segmenter: Any, tally: _Tally, sink: FrameSin
         img = _draw(frame, res, [f"{fps:.1f} FPS  latency {shown:.0f} ms", f"dropped {dropped}"] + _searching(res))
         latency = (clock.now() - arrived) * 1000.0 if arrived is not None else shown
         tally.processed += 1
+        tally.tracked += 1
         tally.latency.append(latency)
+        tally.latency_max = max(tally.latency_max, latency)
         tally.t_first = now if tally.t_first is None else tally.t_first
         tally.t_last = now
         if on_frame is not None:
