@@ -44,9 +44,11 @@ def _register_app(subparsers) -> None:
 
 
 def _cmd_app(args: argparse.Namespace) -> int:
+    import signal
+
     from ..referring.cli import default_referring_checkpoint
     from .guard import HostPolicy
-    from .server import AppConfig, serve, serve_forever
+    from .server import AppConfig, serve, serve_forever, signals_as_interrupt
 
     if args.max_upload_mb <= 0:
         raise ValueError("--max-upload-mb must be positive")
@@ -64,9 +66,10 @@ def _cmd_app(args: argparse.Namespace) -> int:
     print(f"surgsam app: uploads up to {cfg.max_upload_mb:g} MB; typed paths "
           f"{'on' if cfg.path_input else 'off (see --allow-paths)'}; answers requests for {policy.describe()} "
           "(see --allowed-host); Ctrl+C stops it", flush=True)
-    demo = serve(cfg, block=False)
-    print(f"surgsam app: private folder {demo.surgsam_dir} (removed on exit)", flush=True)
-    serve_forever(demo)
+    with signals_as_interrupt(signal.SIGTERM, signal.SIGHUP):  # also while starting: the folder still goes
+        demo = serve(cfg, block=False)
+        print(f"surgsam app: private folder {demo.surgsam_dir} (removed on exit)", flush=True)
+        serve_forever(demo)
     return 0
 
 

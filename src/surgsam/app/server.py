@@ -565,7 +565,7 @@ def serve(cfg: AppConfig | None = None, block: bool = True) -> Any:
 def serve_forever(demo: Any) -> None:
     """Wait until Ctrl+C, SIGTERM or SIGHUP (or the server stops), then stop it and remove its
     private folder."""
-    with _signals_as_interrupt(signal.SIGTERM, signal.SIGHUP):
+    with signals_as_interrupt(signal.SIGTERM, signal.SIGHUP):
         try:
             while demo.is_running:
                 time.sleep(0.2)
@@ -579,7 +579,7 @@ class _Interrupt(KeyboardInterrupt):
     """SIGTERM / SIGHUP, handled like Ctrl+C."""
 
 
-def _signals_as_interrupt(*signums: int) -> Any:
+def signals_as_interrupt(*signums: int) -> Any:
     """Context: the given signals raise :class:`KeyboardInterrupt` in the main thread."""
     import contextlib
 
