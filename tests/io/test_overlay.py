@@ -118,3 +118,29 @@ def test_video_writer_errors(tmp_path):
         VideoWriter(tmp_path / "b.mp4", fps=0)
     with pytest.raises(ValueError, match="cannot encode"):
         write_video(tmp_path / "c.mp4", make_frames(2), codec="no-such-codec")
+
+
+def test_overlay_colours_differ_for_neighbouring_and_decade_ids():
+    """EndoVis instruments are 1-10 and tissue 11, 12, 17: 1/11, 2/12 and 7/17 shared a colour."""
+    def dist(a, b):
+        return float(np.linalg.norm(np.subtract(overlay_color(a), overlay_color(b))))
+
+    for a, b in [(1, 11), (2, 12), (7, 17), (1, 21)] + [(k, k + 1) for k in range(1, 30)]:
+        assert dist(a, b) > 100, (a, b, overlay_color(a), overlay_color(b))
+    assert len({overlay_color(k) for k in range(1, 256)}) > 200
+    for k in range(1, 256):  # never pure red (tissue)
+        r, g, b = overlay_color(k)
+        assert not (r > 200 and g < 60 and b < 60), (k, (r, g, b))
+
+
+def test_overlay_legend_lists_each_drawn_object_in_its_colour():
+    frame = np.full((120, 200, 3), 40, np.uint8)
+    masks = np.zeros((2, 120, 200), bool)
+    masks[0, 60:100, 10:50] = True
+    masks[1, 60:100, 60:100] = True
+    out = draw_overlay(frame, [3, 11], masks, show_ids=False, legend={3: "grasper", 11: "kidney"})
+    corner = out[:40, 120:]
+    for oid in (3, 11):  # a box in each object's colour at the top-right corner
+        assert (corner == np.array(overlay_color(oid), np.uint8)).all(-1).sum() > 30
+    plain = draw_overlay(frame, [3, 11], masks, show_ids=False)
+    assert (plain[:40, 120:] == 40).all()

@@ -11,19 +11,29 @@ from PIL import Image, ImageDraw, ImageFont
 
 __all__ = ["as_masks", "draw_overlay", "overlay_color"]
 
-# Bright, mutually distinct colours that stay visible on red/pink tissue (no pure red).
-_OVERLAY_COLORS: tuple[tuple[int, int, int], ...] = (
-    (0, 220, 255), (60, 255, 60), (255, 230, 0), (255, 0, 255), (40, 110, 255),
-    (255, 140, 0), (170, 90, 255), (0, 255, 170), (255, 100, 160), (160, 255, 0),
-)
+# Golden-ratio hue steps: consecutive ids are ~138 degrees apart and ids ten apart (the
+# instrument / tissue ids 1-10, 11, 12, 17 of EndoVis) ~65 degrees; hues stay within
+# 30..330 degrees so no object is drawn pure red on red tissue.
+_GOLDEN = (5**0.5 - 1) / 2
 
 
 def overlay_color(obj_id: int) -> tuple[int, int, int]:
-    """Display colour of an object id (cycles through 10 bright colours, id 1 first).
+    """Display colour of an object id: a bright hue from a golden-ratio sequence, so that
+    neighbouring ids and ids ten apart never share a colour (ids 1 and 11 once did).
 
     Overlay colours favour visibility on tissue; palette PNGs use the DAVIS palette instead.
     """
-    return _OVERLAY_COLORS[(int(obj_id) - 1) % len(_OVERLAY_COLORS)]
+    hue = 30.0 + 300.0 * ((int(obj_id) * _GOLDEN) % 1.0)
+    return _hsv_to_rgb(hue, 1.0, 1.0)
+
+
+def _hsv_to_rgb(hue: float, sat: float, val: float) -> tuple[int, int, int]:
+    c = val * sat
+    x = c * (1 - abs((hue / 60.0) % 2 - 1))
+    sector = int(hue // 60) % 6
+    r, g, b = [(c, x, 0), (x, c, 0), (0, c, x), (0, x, c), (x, 0, c), (c, 0, x)][sector]
+    m = val - c
+    return tuple(int(round(255 * (v + m))) for v in (r, g, b))  # type: ignore[return-value]
 
 
 def _to_numpy(x: Any) -> np.ndarray:
@@ -111,6 +121,7 @@ def draw_overlay(
     contour_width: int = 2,
     show_ids: bool = True,
     colors: Mapping[int, tuple[int, int, int]] | None = None,
+    legend: bool | Mapping[int, str] = False,
 ) -> np.ndarray:
     """Return a copy of ``frame`` (``H x W x 3`` uint8 RGB) with the masks drawn on it.
 
@@ -118,7 +129,8 @@ def draw_overlay(
     pixels wide and, with ``show_ids``, its id in a box at the mask pixel nearest its centroid.
     ``text`` (a string or lines, e.g. ``"12.5 FPS"``) goes top-left on a darkened band.
     ``masks``: ``N x H x W`` bool (see :func:`as_masks`); colours from :func:`overlay_color`
-    unless ``colors`` maps an id to ``(r, g, b)``.
+    unless ``colors`` maps an id to ``(r, g, b)``. ``legend`` (True, or a mapping id -> name)
+    lists every drawn object top-right, one box in its colour per object ("3" or "3 grasper").
     """
     img = _check_frame(frame)
     h, w = img.shape[:2]
@@ -126,12 +138,14 @@ def draw_overlay(
     out = img.copy()
     a256 = round(min(max(alpha, 0.0), 1.0) * 256)
     labels: list[tuple[int, int, int, tuple[int, int, int]]] = []
+    drawn: list[tuple[int, tuple[int, int, int]]] = []
     for oid, mask in zip(ids, ms):
         box = _bbox(mask)
         if box is None:
             continue
         y0, y1, x0, x1 = box
         color = tuple(int(c) for c in (colors or {}).get(oid, overlay_color(oid)))
+        drawn.append((oid, color))
         if a256 > 0:
             # Blend the whole bbox in 1/256 steps, then copy where the mask is: ~3x faster
             # than gathering and scattering the masked pixels.
@@ -156,7 +170,22 @@ def draw_overlay(
     lines = [text] if isinstance(text, str) else list(text or [])
     if labels or lines:
         out = _draw_labels(out, labels, lines)
+    if legend and drawn:
+        out = _draw_legend(out, drawn, legend if isinstance(legend, Mapping) else {})
     return out
+
+
+def _draw_legend(img: np.ndarray, entries: list[tuple[int, tuple[int, int, int]]], names: Mapping[int, str]) -> np.ndarray:
+    """One box per object, stacked at the top-right corner, in the object's colour."""
+    h, w = img.shape[:2]
+    font = _font(max(10, round(h / 28)))
+    y = 2
+    for oid, color in sorted(entries):
+        label = f"{oid} {names[oid]}" if oid in names else str(oid)
+        tw, _ = _text_size(font, label)
+        luminance = 0.299 * color[0] + 0.587 * color[1] + 0.114 * color[2]
+        y += _put_text(img, max(w - tw - 6, 0), y, label, font, (0, 0, 0) if luminance > 140 else (255, 255, 255), color)
+    return img
 
 
 def _put_text(
