@@ -381,12 +381,13 @@ class OverlayVideoWriter(Closeable):
         contour_width: int = 2,
         show_ids: bool = True,
         colors: Mapping[int, tuple[int, int, int]] | None = None,
+        legend: bool | Mapping[int, str] = True,
         crf: int = 23,
         codec: str | None = None,
     ):
         self.video = VideoWriter(path, fps, codec=codec, crf=crf)
         self.style: dict[str, Any] = dict(
-            alpha=alpha, contour_width=contour_width, show_ids=show_ids, colors=colors
+            alpha=alpha, contour_width=contour_width, show_ids=show_ids, colors=colors, legend=legend
         )
 
     @property
