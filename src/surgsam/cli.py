@@ -28,6 +28,10 @@ SUBCOMMAND_MODULES = [
 ]
 
 
+#: Subcommands that compute with torch and take ``--threads`` (``train`` has its own).
+THREADED_COMMANDS = ("demo", "segment", "refer", "live", "app", "eval", "export")
+
+
 def _exists_on_disk(path: str) -> bool | None:
     """Whether ``surgsam.x.y`` has a source file, decided without importing its parent
     packages (importing ``surgsam.engine`` just to learn it has no ``cli`` would load torch);
@@ -72,6 +76,12 @@ def build_parser() -> argparse.ArgumentParser:
         if register is None:
             raise AttributeError(f"{path} is listed as a surgsam subcommand but has no register(subparsers)")
         register(sub)
+    for name in THREADED_COMMANDS:
+        p = sub.choices.get(name)
+        if p is not None:
+            p.add_argument("--threads", default="auto",
+                           help="torch CPU threads: a number, or auto (default) = the cores the 1-minute load "
+                           "average leaves free, at least 1 (torch's one-per-core default collapses on a busy machine)")
     return parser
 
 
@@ -84,6 +94,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help(sys.stderr)
         return 2
     try:
+        if args.command in THREADED_COMMANDS and hasattr(args, "threads"):
+            from .runtime import torch_threads
+
+            with torch_threads(args.threads):
+                return int(func(args) or 0)
         return int(func(args) or 0)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

@@ -97,7 +97,7 @@ def test_segment_out_folder_rules_and_manifest(clip, tmp_path, monkeypatch, caps
     assert main(_segment_args(d / "clip.mp4", out)) == 0
     man = json.loads((out / "surgsam_manifest.json").read_text())
     assert man["command"] == "segment" and man["frames_written"] == 8 and man["model"] == "nano"
-    assert man["checkpoint"] is None and man["objects"] == [1] and man["arguments"]["points"] == "60,70"
+    assert man["checkpoint"] == "untrained" and man["objects"] == [1] and man["arguments"]["points"] == "60,70"
     assert sorted(p.name for p in out.iterdir()) == [f"{i:05d}.png" for i in range(8)] + ["surgsam_manifest.json"]
     rc, err = _cli(monkeypatch, capsys, _segment_args(d / "clip.mp4", out))
     assert rc == 2 and "is not empty" in err and "--overwrite" in err and "Traceback" not in err
@@ -204,3 +204,38 @@ def test_segment_half_precision_checkpoint_needs_the_flag(clip, tmp_path, monkey
     rc, err = _cli(monkeypatch, capsys, argv)
     assert rc == 2 and "half precision" in err and "--allow-half-weights" in err
     assert main([*argv, "--allow-half-weights"]) == 0
+
+
+def test_segment_defaults_to_the_embedded_model_and_takes_threads(clip, tmp_path, capsys):
+    """No --checkpoint and no --model: the embedded surgsam-nano-synth (as demo, refer and app);
+    --threads sets torch's CPU threads for the command and the previous setting comes back."""
+    import torch
+
+    from surgsam.modeling.embedded import is_embedded_available
+
+    d, _, _ = clip
+    before = torch.get_num_threads()
+    rc = main(["segment", str(d / "clip.mp4"), "--mask", str(d / "first.png"), "--out", str(tmp_path / "a"),
+               "--threads", "1", "--no-progress"])
+    assert rc == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert summary["torch_threads"] == 1 and torch.get_num_threads() == before
+    if is_embedded_available("surgsam-nano-synth"):
+        assert summary["checkpoint"] == "surgsam-nano-synth" and summary["model"] == "nano"
+    rc = main(["segment", str(d / "clip.mp4"), "--mask", str(d / "first.png"), "--out", str(tmp_path / "b"),
+               "--untrained", "--no-progress"])
+    captured = capsys.readouterr()
+    assert rc == 0 and json.loads(captured.out.strip().splitlines()[-1])["checkpoint"] == "untrained"
+    assert "random weights" in captured.err
+    with pytest.raises(ValueError, match="--threads"):
+        main(["segment", str(d / "clip.mp4"), "--mask", str(d / "first.png"), "--out", str(tmp_path / "c"),
+              "--threads", "0", "--no-progress"])
+
+
+def test_auto_threads_leaves_busy_cores_out():
+    from surgsam.runtime import auto_threads
+
+    assert auto_threads(cpus=2, load=0.1) == 2
+    assert auto_threads(cpus=2, load=1.2) == 1
+    assert auto_threads(cpus=2, load=30.0) == 1
+    assert auto_threads(cpus=16, load=3.4) == 13

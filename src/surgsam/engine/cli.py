@@ -20,7 +20,9 @@ def register(sub) -> None:
     p.add_argument("video", help="video file (mp4/avi/mkv/webm), image folder, camera index or stream URL")
     p.add_argument("--model", default=None, help="preset name (optional with our own checkpoints)")
     p.add_argument("--checkpoint", default=None, help="weights: Meta's .pt, a bare state dict, ours, or an embedded "
-                   "model's name (surgsam-nano-synth; see surgsam presets)")
+                   "model's name (default without --model: the embedded surgsam-nano-synth; see surgsam presets)")
+    p.add_argument("--untrained", action="store_true",
+                   help="random weights (of --model, or of the nano preset) instead of the embedded model")
     p.add_argument("--image-size", type=int, default=None, help="model input size (default: the model's)")
     add_prompt_arguments(p)
     p.add_argument("--frame", type=int, default=0, help="index of the prompt frame")
@@ -111,7 +113,6 @@ def run(args) -> int:
 
     from ..io import open_source
     from ..io.outdir import OutputFolder, check_output_file
-    from ..modeling import build_model
 
     prompts = build_prompts(args)
     if args.overlay is not None:
@@ -119,9 +120,8 @@ def run(args) -> int:
     src = open_source(int(args.video) if args.video.isdigit() else args.video)  # not a video: refused first
     try:
         with OutputFolder(args.out, overwrite=args.overwrite) as folder:  # refused before any work if in use
-            model = build_model(args.model, image_size=args.image_size, checkpoint=args.checkpoint,
-                                device=args.device, allow_half=args.allow_half_weights)
-            summary = _segment(args, prompts, src, model, folder)
+            model, ckpt = _build(args)
+            summary = _segment(args, prompts, src, model, folder, ckpt)
     finally:
         src.close()
     summary["torch_threads"] = torch.get_num_threads()
@@ -129,7 +129,27 @@ def run(args) -> int:
     return 0
 
 
-def _segment(args, prompts, src, model, folder) -> dict:
+def _build(args) -> tuple:
+    """The network ``segment`` runs: ``--checkpoint``; without it and without ``--model`` the
+    embedded ``surgsam-nano-synth`` (as ``demo``, ``refer`` and ``app``); random weights of
+    ``--model`` (or ``nano``) with ``--untrained`` or a bare ``--model``, said on stderr.
+    Returns ``(model, checkpoint name or "untrained")``."""
+    from ..demo import UNTRAINED_NOTE, demo_checkpoint
+    from ..modeling import build_model
+
+    if args.untrained and args.checkpoint is not None:
+        raise ValueError("--untrained and --checkpoint contradict each other: give one")
+    ckpt = args.checkpoint
+    if ckpt is None and args.model is None:
+        ckpt = demo_checkpoint(None, args.untrained)
+    if ckpt is None:
+        print(f"surgsam segment: {UNTRAINED_NOTE}", file=sys.stderr)
+        return build_model(args.model or "nano", image_size=args.image_size, device=args.device), "untrained"
+    return build_model(args.model, image_size=args.image_size, checkpoint=ckpt, device=args.device,
+                       allow_half=args.allow_half_weights), str(ckpt)
+
+
+def _segment(args, prompts, src, model, folder, checkpoint: str) -> dict:
     """The per-frame loop of :func:`run`: masks (and the overlay) into ``folder``, then its
     manifest; returns the JSON summary. The overlay is renamed into place only when complete
     and discarded on failure, so an earlier file at that path survives a failed run."""
@@ -163,12 +183,13 @@ def _segment(args, prompts, src, model, folder) -> dict:
             overlay.abort()
         raise
     wall = time.perf_counter() - t0
-    folder.finish(run_manifest(args, checkpoint=args.checkpoint, model=model.cfg.name, image_size=model.image_size,
+    folder.finish(run_manifest(args, checkpoint=checkpoint, model=model.cfg.name, image_size=model.image_size,
                                format=args.format, frames_written=n, objects=sorted(ids),
                                overlay=str(args.overlay) if args.overlay else None))
     return {
         "frames": n, "fps": n / wall if wall else 0.0, "median_latency_ms": float(np.median(lat)) if lat else 0.0,
-        "memory": args.memory, "precision": args.precision, "model": model.cfg.name, "image_size": model.image_size,
+        "memory": args.memory, "precision": args.precision, "checkpoint": checkpoint, "model": model.cfg.name,
+        "image_size": model.image_size,
         "out": str(args.out), "overlay": str(args.overlay) if args.overlay else None,
     }
 
