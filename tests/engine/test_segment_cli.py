@@ -239,3 +239,41 @@ def test_auto_threads_leaves_busy_cores_out():
     assert auto_threads(cpus=2, load=1.2) == 1
     assert auto_threads(cpus=2, load=30.0) == 1
     assert auto_threads(cpus=16, load=3.4) == 13
+
+
+def test_segment_prompts_file_several_objects_on_several_frames(clip, tmp_path, capsys):
+    d, _, _ = clip
+    prompts = [
+        {"obj_id": 1, "frame": 0, "mask": str(d / "first.png"), "mask_id": 1},
+        {"obj_id": 7, "frame": 0, "points": [[60, 70], [10, 10]], "labels": [1, 0]},
+        {"obj_id": 9, "frame": 3, "box": [100, 80, 150, 118]},
+    ]
+    (tmp_path / "p.json").write_text(json.dumps(prompts))
+    out = tmp_path / "out"
+    rc = main(["segment", str(d / "clip.mp4"), "--prompts", str(tmp_path / "p.json"), "--untrained",
+               "--format", "per-object", "--out", str(out), "--no-progress"])
+    assert rc == 0
+    assert sorted(p.name for p in out.iterdir() if p.is_dir()) == ["001", "007", "009"]
+    assert sorted(p.name for p in (out / "009").glob("*.png"))[0] == "00003.png"
+    capsys.readouterr()
+
+
+@pytest.mark.parametrize("entry,err", [
+    ({"frame": 0, "box": [1, 1, 5, 5]}, "obj_id is missing"),
+    ({"obj_id": 300, "box": [1, 1, 5, 5]}, "1..255"),
+    ({"obj_id": 1, "points": [[1, 2, 3]]}, "P x 2"),
+    ({"obj_id": 1, "mask": "nope.png"}, "mask file not found"),
+    ({"obj_id": 1, "frame": -1, "box": [1, 1, 5, 5]}, "non-negative"),
+    ({"obj_id": 1, "colour": "red", "box": [1, 1, 5, 5]}, "unknown keys"),
+    ({"obj_id": 1}, "needs a mask"),
+])
+def test_prompts_file_errors_name_the_entry(tmp_path, entry, err):
+    from surgsam.engine import read_prompts
+
+    (tmp_path / "p.json").write_text(json.dumps([{"obj_id": 2, "box": [1, 1, 9, 9]}, entry]))
+    with pytest.raises(ValueError, match=err) as e:
+        read_prompts(tmp_path / "p.json")
+    assert "prompt 1" in str(e.value)
+    (tmp_path / "bad.json").write_text("{")
+    with pytest.raises(ValueError, match="not a JSON prompts file"):
+        read_prompts(tmp_path / "bad.json")

@@ -8,7 +8,7 @@ from .._lazy import lazy_exports
 _EXPORTS = {
     "VideoSegmenter": ".session",
     "FrameResult": ".state", "ObjectState": ".state",
-    "Prompt": ".offline", "segment_video": ".offline",
+    "Prompt": ".offline", "segment_video": ".offline", "read_prompts": ".prompt_file",
 }
 __all__ = list(_EXPORTS)
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

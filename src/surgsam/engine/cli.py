@@ -64,6 +64,8 @@ def add_prompt_arguments(p, required: bool = True) -> None:
     g.add_argument("--mask", type=Path, help="PNG on the prompt frame: binary, or a palette PNG whose ids are the objects")
     g.add_argument("--points", help='clicks "x,y;x,y" in frame pixels (with --labels, default all positive)')
     g.add_argument("--box", help='box "x0,y0,x1,y1" in frame pixels')
+    g.add_argument("--prompts", type=Path, help="JSON file of prompts for several objects on any frames "
+                   "(obj_id, frame, and mask / points+labels / box each; see surgsam.engine.prompt_file)")
     p.add_argument("--labels", help='click labels "1,0,..." (1 positive, 0 negative)')
     p.add_argument("--obj-id", type=int, default=1, help="object id for --points/--box/binary --mask")
 
@@ -83,6 +85,10 @@ def build_prompts(args) -> list:
     from ..io import read_palette_png
     from .offline import Prompt
 
+    if getattr(args, "prompts", None) is not None:
+        from .prompt_file import read_prompts
+
+        return read_prompts(args.prompts)
     if args.mask is not None:
         if not args.mask.is_file():
             raise FileNotFoundError(f"mask not found: {args.mask}")
