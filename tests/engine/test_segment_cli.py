@@ -277,3 +277,19 @@ def test_prompts_file_errors_name_the_entry(tmp_path, entry, err):
     (tmp_path / "bad.json").write_text("{")
     with pytest.raises(ValueError, match="not a JSON prompts file"):
         read_prompts(tmp_path / "bad.json")
+
+
+def test_segment_keeps_the_input_frame_names(clip, tmp_path, capsys):
+    """A folder of frame100.jpg ... gives frame100.png ... (DAVIS tools match by name)."""
+    from PIL import Image
+
+    d, frames, _ = clip
+    src = tmp_path / "frames"
+    src.mkdir()
+    for i, f in enumerate(frames[:4]):
+        Image.fromarray(f).save(src / f"frame{100 + 10 * i}.jpg")
+    out = tmp_path / "out"
+    assert main(["segment", str(src), "--mask", str(d / "first.png"), "--untrained", "--out", str(out),
+                 "--no-progress"]) == 0
+    assert sorted(p.name for p in out.glob("*.png")) == ["frame100.png", "frame110.png", "frame120.png", "frame130.png"]
+    capsys.readouterr()

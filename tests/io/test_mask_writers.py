@@ -198,3 +198,19 @@ def test_per_object_writer_sav_layout(tmp_path):
         assert im.mode == "L"
         arr = np.asarray(im)
     assert set(np.unique(arr)) == {0, 255} and arr[4:].all() and not arr[:4].any()
+
+
+def test_writers_name_files_after_the_input_frames(tmp_path):
+    from surgsam.io import PaletteMaskWriter, PerObjectMaskWriter
+
+    masks = np.zeros((1, 8, 8), bool)
+    masks[0, 2:5, 2:5] = True
+    pal = PaletteMaskWriter(tmp_path / "pal", names=["a10", "a20"])
+    assert pal.write(1, [3], masks).name == "a20.png"
+    assert pal.write(2, [3], masks).name == "00002.png"  # beyond the names: the index
+    per = PerObjectMaskWriter(tmp_path / "per", names=["a10", "a20"])
+    assert per.write(0, [3], masks)[0].relative_to(tmp_path / "per").as_posix() == "003/a10.png"
+    with pytest.raises(ValueError, match="unique"):
+        PaletteMaskWriter(tmp_path / "x", names=["a", "a"])
+    with pytest.raises(ValueError, match="unique"):
+        PaletteMaskWriter(tmp_path / "x", names=["../evil"])

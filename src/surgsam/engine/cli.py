@@ -163,7 +163,9 @@ def _segment(args, prompts, src, model, folder, checkpoint: str) -> dict:
     from .fastpath import resolve_fast_path
     from .offline import segment_video
 
-    writer = PaletteMaskWriter(args.out) if args.format == "palette" else PerObjectMaskWriter(args.out)
+    names = _frame_names(src)
+    writer = PaletteMaskWriter(args.out, names=names) if args.format == "palette" else \
+        PerObjectMaskWriter(args.out, names=names)
     overlay = None
     tee = _Tee(src)
     n, t0, lat, ids = 0, time.perf_counter(), [], set()
@@ -176,7 +178,7 @@ def _segment(args, prompts, src, model, folder, checkpoint: str) -> dict:
         for res in segment_video(tee, prompts, model, memory=args.memory, precision=args.precision,
                                  progress=not args.no_progress, fast=fast):
             folder.will_write()
-            folder.record(writer.write(res.frame_idx, res.obj_ids, res.masks))
+            folder.record(writer.write_result(res))  # palette: overlaps resolved by SAM 2's rule (highest logit)
             if overlay is not None:
                 overlay.write(tee.current, res.obj_ids, res.masks, text=f"frame {res.frame_idx}  {res.latency_ms:.0f} ms")
             lat.append(res.latency_ms)
@@ -198,6 +200,16 @@ def _segment(args, prompts, src, model, folder, checkpoint: str) -> dict:
         "image_size": model.image_size,
         "out": str(args.out), "overlay": str(args.overlay) if args.overlay else None,
     }
+
+
+def _frame_names(src) -> list[str] | None:
+    """The input frames' own names (file stems) for an image folder whose stems are unique,
+    so the masks keep them (``frame100.jpg`` -> ``frame100.png``); None for videos and streams."""
+    paths = getattr(src, "paths", None)
+    if not paths:
+        return None
+    stems = [p.stem for p in paths]
+    return stems if len(set(stems)) == len(stems) else None
 
 
 class _Tee:

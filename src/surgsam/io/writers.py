@@ -159,12 +159,33 @@ def masks_to_label_map(
     return resolve_overlaps(ids, ms, logits, shape=shape if not ids else None).astype(np.uint8)
 
 
-class PaletteMaskWriter(Closeable):
-    """One DAVIS palette PNG per frame, ``out_dir/{frame_idx:05d}.png``, pixel = object id."""
+def frame_file_name(frame_idx: int, names: Sequence[str] | None) -> str:
+    """File stem of a frame's mask: the input frame's own name (``names[frame_idx]``, e.g.
+    ``frame100`` from ``frame100.jpg``: DAVIS tools match predictions by name) when known, else
+    the zero-padded index ``00012``."""
+    i = int(frame_idx)
+    if names is not None and 0 <= i < len(names):
+        return names[i]
+    return f"{i:05d}"
 
-    def __init__(self, out_dir: PathLike, *, palette: np.ndarray | None = None):
+
+def _check_names(names: Sequence[str] | None) -> list[str] | None:
+    if names is None:
+        return None
+    out = [str(n) for n in names]
+    if len(set(out)) != len(out) or any(not n or "/" in n or "\\" in n or n in (".", "..") for n in out):
+        raise ValueError("frame names must be unique plain file names")
+    return out
+
+
+class PaletteMaskWriter(Closeable):
+    """One DAVIS palette PNG per frame, ``out_dir/<name>.png``, pixel = object id; ``<name>``
+    is the input frame's name when ``names`` (one per frame) is given, else ``{frame_idx:05d}``."""
+
+    def __init__(self, out_dir: PathLike, *, palette: np.ndarray | None = None, names: Sequence[str] | None = None):
         self.out_dir = Path(out_dir)
         self.palette = palette
+        self.names = _check_names(names)
         self.out_dir.mkdir(parents=True, exist_ok=True)
 
     def write(self, frame_idx: int, obj_ids: Sequence[int] | Any, masks: Any, *, logits: Any | None = None) -> Path:
@@ -179,15 +200,17 @@ class PaletteMaskWriter(Closeable):
 
     def write_label_map(self, frame_idx: int, label_map: Any) -> Path:
         """Write an ``H x W`` id map for one frame."""
-        path = self.out_dir / f"{int(frame_idx):05d}.png"
+        path = self.out_dir / f"{frame_file_name(frame_idx, self.names)}.png"
         return write_palette_png(path, label_map, palette=self.palette, what=f"frame {int(frame_idx)}")
 
 
 class PerObjectMaskWriter(Closeable):
-    """SA-V layout: ``out_dir/{obj_id:03d}/{frame_idx:05d}.png``, binary 0/255 grayscale PNGs."""
+    """SA-V layout: ``out_dir/{obj_id:03d}/<name>.png``, binary 0/255 grayscale PNGs (``<name>``
+    as in :class:`PaletteMaskWriter`)."""
 
-    def __init__(self, out_dir: PathLike):
+    def __init__(self, out_dir: PathLike, *, names: Sequence[str] | None = None):
         self.out_dir = Path(out_dir)
+        self.names = _check_names(names)
         self.out_dir.mkdir(parents=True, exist_ok=True)
 
     def write(self, frame_idx: int, obj_ids: Sequence[int] | Any, masks: Any) -> list[Path]:
@@ -197,7 +220,7 @@ class PerObjectMaskWriter(Closeable):
         for oid, mask in zip(ids, ms):
             if oid < 0:
                 raise ValueError(f"object ids must be >= 0, got {oid}")
-            path = self.out_dir / f"{oid:03d}" / f"{int(frame_idx):05d}.png"
+            path = self.out_dir / f"{oid:03d}" / f"{frame_file_name(frame_idx, self.names)}.png"
             with atomic_path(path, what=f"frame {int(frame_idx)}, object {oid}") as tmp:
                 Image.fromarray(mask.astype(np.uint8) * 255).save(tmp, format="PNG")
             paths.append(path)
