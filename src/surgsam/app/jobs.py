@@ -483,7 +483,7 @@ class SegmentationJob:
                     t0 = time.perf_counter()
                     for res in segment_stream(src, self.prompts, self.model, self.memory, self.precision,
                                               self.referrer):
-                        masks.write(res.frame_idx, res.obj_ids, res.masks)
+                        masks.write_result(res)  # overlaps: highest logit wins (SAM 2)
                         ms = res.latency_ms
                         text: str | list[str] = (f"frame {res.frame_idx}  {ms:.0f} ms  "
                                                  f"{1000 / ms if ms > 0 else 0:.1f} FPS  {self.memory}")

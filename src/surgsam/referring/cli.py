@@ -197,7 +197,7 @@ def _segment(args, seg, src, writer, overlay, folder=None) -> dict:
             res = seg.step(frame)
             if folder is not None:
                 folder.will_write()
-            written = writer.write(res.frame_idx, res.obj_ids, res.masks)
+            written = writer.write_result(res)  # overlaps resolved by the highest logit, as rvos_inference.py
             if folder is not None:
                 folder.record(written)
             detected = bool(res.searching) or any(s.found_frame == res.frame_idx for s in seg.statuses())
