@@ -7,7 +7,7 @@ For every ``RUN/checkpoints/step_*.pt`` (and each ``--also`` checkpoint, e.g. th
 the reference) it runs the engine end to end on the split (SurgSAM2 protocol, mask prompt at
 each object's first appearance, ``efp``; ``--box`` adds the box-prompt row), and, where the
 matching ``.state.pt`` holds an auxiliary type head (``--aux-type-loss`` runs), the head's
-per-pixel accuracy on the objects' pixels of every 4th frame. Results are appended to
+per-pixel accuracy on the pixels of all objects and of the instruments only, on every 4th frame. Results are appended to
 ``RUN/valid_sweep.jsonl``; checkpoints already there are skipped, so it can be rerun while the
 run goes on. Never choose on the held-out set: it is what the chosen model is reported on.
 """
@@ -27,10 +27,11 @@ from surgsam.data import open_dataset
 from surgsam.eval.endtoend import EngineSegmenter, run_end_to_end
 
 
-def type_head_accuracy(ckpt: Path, videos, every: int = 4) -> float | None:
-    """Foreground type accuracy of the run's type head at ``ckpt`` (None without a head)."""
+def type_head_accuracy(ckpt: Path, videos, every: int = 4) -> tuple[float, float] | None:
+    """Per-pixel accuracy of the run's type head at ``ckpt`` on the pixels of all objects and
+    of the instruments only (None without a head)."""
     from surgsam.modeling import build_model
-    from surgsam.train.aux_types import AuxTypeConfig, IGNORE, TypeHead, type_map, video_categories
+    from surgsam.train.aux_types import INSTRUMENT_CLASSES, AuxTypeConfig, IGNORE, TypeHead, type_map, video_categories
     from surgsam.train.clips import _resize_types, normalize_frames
 
     state_path = ckpt.with_name(ckpt.name.replace(".pt", ".state.pt"))
@@ -45,7 +46,8 @@ def type_head_accuracy(ckpt: Path, videos, every: int = 4) -> float | None:
     head = TypeHead.for_model(model, AuxTypeConfig(1.0, level)).eval()
     head.load_state_dict(head_sd)
     s = model.image_size
-    hit = total = 0
+    hit = total = hit_i = total_i = 0
+    inst = torch.tensor(INSTRUMENT_CLASSES)
     with torch.no_grad():
         for v in videos:
             cats, void = video_categories(v), getattr(v, "void_id", None)
@@ -58,9 +60,11 @@ def type_head_accuracy(ckpt: Path, videos, every: int = 4) -> float | None:
                 logits = head(model.encode_image(x))
                 tgt = torch.nn.functional.interpolate(tgt[:, None].float(), logits.shape[-2:], mode="nearest-exact")[:, 0]
                 fg = (tgt > 0) & (tgt != IGNORE)
-                hit += int(((logits.argmax(1) == tgt.long()) & fg).sum())
-                total += int(fg.sum())
-    return hit / max(total, 1)
+                right = logits.argmax(1) == tgt.long()
+                fi = fg & torch.isin(tgt.long(), inst)
+                hit, total = hit + int((right & fg).sum()), total + int(fg.sum())
+                hit_i, total_i = hit_i + int((right & fi).sum()), total_i + int(fi.sum())
+    return hit / max(total, 1), hit_i / max(total_i, 1)
 
 
 def main() -> None:
@@ -91,14 +95,18 @@ def main() -> None:
                                progress=False).summary()["all"]
             acc = type_head_accuracy(Path(ck), videos) if prompt == "mask" and Path(ck).is_file() else None
             rec = {"checkpoint": ck, "prompt": prompt, "memory": "efp", "data": a.data, "split": a.split,
-                   "J&F": round(s["J&F"], 2), "J": round(s["J"], 2), "F": round(s["F"], 2), "type_acc": acc,
+                   "J&F": round(s["J&F"], 2), "J": round(s["J"], 2), "F": round(s["F"], 2),
+                   "type_acc": None if acc is None else round(acc[0], 4),
+                   "instrument_type_acc": None if acc is None else round(acc[1], 4),
                    "seconds": round(time.perf_counter() - t0, 1), "date": time.strftime("%Y-%m-%d %H:%M")}
             with out.open("a") as f:
                 f.write(json.dumps(rec) + "\n")
             print(json.dumps(rec), flush=True)
-    print("\n| checkpoint | prompt | J&F | J | F | type head acc |\n| --- | --- | ---: | ---: | ---: | ---: |")
+    print("\n| checkpoint | prompt | J&F | J | F | type head acc: objects / instruments |\n"
+          "| --- | --- | ---: | ---: | ---: | ---: |")
     for r in map(json.loads, out.read_text().splitlines()):
-        acc = "" if r["type_acc"] is None else f"{100 * r['type_acc']:.1f}"
+        pct = lambda x: "" if x is None else f"{100 * x:.1f}"  # noqa: E731
+        acc = f"{pct(r.get('type_acc'))} / {pct(r.get('instrument_type_acc'))}" if r.get("type_acc") is not None else ""
         print(f"| {Path(r['checkpoint']).name} | {r['prompt']} | {r['J&F']:.1f} | {r['J']:.1f} | {r['F']:.1f} | {acc} |")
 
 

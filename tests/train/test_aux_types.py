@@ -15,7 +15,7 @@ from surgsam.modeling import build_model, get_preset
 from surgsam.modeling.sam2 import SAM2Model
 from surgsam.train import AuxTypeConfig, ClipConfig, ClipSampler, PromptConfig, Trainer, TrainStep, collate, make_config
 from surgsam.train import open_datasets
-from surgsam.train.aux_types import IGNORE, TYPE_NAMES, TypeHead, type_index, type_loss, type_map, video_categories
+from surgsam.train.aux_types import IGNORE, INSTRUMENT_CLASSES, TYPE_NAMES, TypeHead, type_index, type_loss, type_map, video_categories
 
 
 @pytest.fixture(scope="module")
@@ -38,6 +38,7 @@ def _cfg(out, data, steps=4, **kw):
 
 def test_type_map_and_vocabulary():
     assert len(TYPE_NAMES) == 12 and TYPE_NAMES[0] == "bipolar forceps" and TYPE_NAMES[-1] == "small-intestine"
+    assert INSTRUMENT_CLASSES == tuple(range(1, 10))
     assert type_index("Suction Instrument") == type_index("suction") == 5
     assert type_index("small intestine") == 12 and type_index("harmonic scalpel") == IGNORE
     lab = np.array([[0, 1, 2], [3, 17, 250]], dtype=np.uint8)
@@ -45,6 +46,30 @@ def test_type_map_and_vocabulary():
     assert out.dtype == np.uint8
     assert out.tolist() == [[0, 2, IGNORE], [IGNORE, 12, IGNORE]]
     assert type_map(np.array([[0, 300]]), None).tolist() == [[0, IGNORE]]  # ids above 255, no categories
+
+
+def test_type_loss_balanced_and_plain_by_hand():
+    torch.manual_seed(0)
+    logits = torch.randn(2, 13, 4, 4, requires_grad=True)
+    tgt = torch.zeros(2, 4, 4, dtype=torch.uint8)
+    tgt[0, :2, :2] = 3  # 4 instrument pixels
+    tgt[1, 0, 0] = 12  # 1 tissue pixel
+    tgt[1, 3, 3] = IGNORE
+    ce = torch.nn.functional.cross_entropy(logits, tgt.long(), ignore_index=IGNORE, reduction="none")
+    want = torch.stack([ce[tgt == k].mean() for k in (0, 3, 12)]).mean()
+    loss, acc = type_loss(logits, tgt)
+    assert torch.allclose(loss, want)
+    hit = (logits.argmax(1)[tgt == 3] == 3).float().mean()
+    assert torch.allclose(acc, hit)  # instruments only
+    plain, _ = type_loss(logits, tgt, "pixel")
+    assert torch.allclose(plain, ce[tgt != IGNORE].mean())
+    loss.backward()
+    assert torch.isfinite(logits.grad).all() and logits.grad[1, :, 3, 3].abs().sum() == 0  # ignored pixel
+    # an all-ignored batch gives 0 with a graph; no instrument pixel gives NaN accuracy
+    zero, nan = type_loss(logits, torch.full_like(tgt, IGNORE))
+    assert zero.item() == 0 and zero.requires_grad and nan.isnan()
+    with pytest.raises(ValueError, match="balance"):
+        AuxTypeConfig(1.0, balance="median")
 
 
 def test_sampler_type_maps_match_the_masks_and_draw_nothing_random(synth_root, sampler, typed_sampler):
@@ -75,7 +100,7 @@ def test_head_and_image_encoder_get_gradients_from_the_type_loss(typed_sampler):
         logits = head(feats)
         assert logits.shape == (FRAMES, AuxTypeConfig().num_classes, SIZE // 4, SIZE // 4)
         loss, acc = type_loss(logits, batch.types.flatten(0, 1))
-        assert torch.isfinite(loss) and loss > 0 and 0.0 <= float(acc) <= 1.0
+        assert torch.isfinite(loss) and loss > 0 and (0.0 <= float(acc) <= 1.0 or acc.isnan())
         loss.backward()
         for n, p in head.named_parameters():
             assert p.grad is not None and torch.isfinite(p.grad).all() and p.grad.abs().sum() > 0, (level, n)
@@ -158,10 +183,10 @@ def test_cli_aux_type_options(tmp_path, synth_root):
     rc = main(["train", "--recipe", "nano-synth", "--data", str(synth_root), "--out", str(out), "--steps", "2",
                "--image-size", str(SIZE), "--frames", str(FRAMES), "--max-objects", "1", "--ckpt-every", "1",
                "--aux-type-loss", "0.5", "--aux-type-level", "s16+s4",
-               "--aux-type-lr-scale", "3", "--keep-checkpoints", "0", "--no-progress"])
+               "--aux-type-lr-scale", "3", "--aux-type-balance", "pixel", "--keep-checkpoints", "0", "--no-progress"])
     assert rc == 0
     saved = json.loads((out / "train_config.json").read_text())
-    assert saved["aux_type"] == {"weight": 0.5, "level": "s16+s4", "lr_scale": 3.0} and saved["clip"]["type_maps"] is True
+    assert saved["aux_type"] == {"weight": 0.5, "level": "s16+s4", "balance": "pixel", "lr_scale": 3.0} and saved["clip"]["type_maps"] is True
     assert saved["keep_checkpoints"] == 0
     assert len(list((out / "checkpoints").glob("step_*.state.pt"))) == 2  # nothing pruned
     rec = json.loads((out / "log.jsonl").read_text().splitlines()[0])

@@ -11,7 +11,8 @@ json of the Ref-EndoVis layout), so this module adds a supervised signal for it:
   objects of unknown category and void pixels (:func:`type_map`);
 * :class:`TypeHead`: 1x1 convolutions on the image encoder's stride-16 features and/or the
   decoder's stride-4 map (:attr:`AuxTypeConfig.level`), logits on the stride-4 grid;
-* :func:`type_loss`: cross-entropy over the non-ignored pixels, plus the foreground accuracy
+* :func:`type_loss`: cross-entropy over the non-ignored pixels, by default class-balanced
+  (the mean over the classes present of each class's mean), plus the instruments' accuracy
   for the log.
 
 The head belongs to the training step (:class:`~surgsam.train.model_step.TrainStep`), never to
@@ -29,14 +30,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..data.endovis import ENDOVIS18_TISSUE
 from ..data.refendovis import CATEGORY_IDS
 from ..modeling.sam2 import FrameFeatures, SAM2Model
 
-__all__ = ["AuxTypeConfig", "TYPE_NAMES", "IGNORE", "type_index", "type_map", "video_categories", "TypeHead",
+__all__ = ["AuxTypeConfig", "TYPE_NAMES", "INSTRUMENT_CLASSES", "IGNORE", "type_index", "type_map", "video_categories", "TypeHead",
            "type_loss", "aux_param_groups"]
 
 # class k (1-based) is TYPE_NAMES[k - 1]; Ref-EndoVis's category ids, so k = CATEGORY_IDS[name]
 TYPE_NAMES: tuple[str, ...] = tuple(sorted(CATEGORY_IDS, key=CATEGORY_IDS.__getitem__))
+INSTRUMENT_CLASSES: tuple[int, ...] = tuple(i + 1 for i, n in enumerate(TYPE_NAMES) if n not in ENDOVIS18_TISSUE.values())
 IGNORE = 255  # target value of pixels that do not count (unknown category, void)
 _ALIASES = {"suction instrument": "suction", "kidney parenchyma": "kidney-parenchyma",
             "covered kidney": "covered-kidney", "small intestine": "small-intestine"}
@@ -49,12 +52,17 @@ class AuxTypeConfig:
     training step is exactly the one without this module); level: which features the head
     reads: ``s16`` the image encoder's top level (what memory attention and the referring
     fusion see), ``s4`` the decoder's projected stride-4 map, ``s16+s4`` the sum of both;
-    lr_scale: the head's learning rate / the run's base lr (a linear read-out starts random and
+    balance: ``class``: every class present in the batch weighs the same (the mean over
+    classes of each class's mean pixel loss); ``pixel``: plain mean over pixels, where
+    background and tissue are about 90 % of the pixels and a head that only tells
+    "instrument" from the rest already does well (seen: 8 % type accuracy on instrument
+    pixels after 500 steps); lr_scale: the head's learning rate / the run's base lr (a linear read-out starts random and
     should follow the features quickly, so that what reaches the encoder is the gradient of a
     fitted read-out, not of a random one)."""
 
     weight: float = 0.0
     level: str = "s16"
+    balance: str = "class"
     lr_scale: float = 10.0
 
     def __post_init__(self) -> None:
@@ -62,6 +70,8 @@ class AuxTypeConfig:
             raise ValueError(f"aux type loss weight must be >= 0, got {self.weight}")
         if self.level not in LEVELS:
             raise ValueError(f"aux type level must be one of {LEVELS}, got {self.level!r}")
+        if self.balance not in ("class", "pixel"):
+            raise ValueError(f"aux type balance must be 'class' or 'pixel', got {self.balance!r}")
         if self.lr_scale <= 0:
             raise ValueError(f"aux type lr_scale must be > 0, got {self.lr_scale}")
 
@@ -138,12 +148,14 @@ class TypeHead(nn.Module):
         return out
 
 
-def type_loss(logits: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def type_loss(logits: torch.Tensor, targets: torch.Tensor, balance: str = "class") -> tuple[torch.Tensor, torch.Tensor]:
     """Cross-entropy of ``B x K x H x W`` logits against ``B x S x S`` uint8 targets (taken at
-    the logits' grid by nearest sampling), mean over the pixels that are not :data:`IGNORE`.
+    the logits' grid by nearest sampling) over the pixels that are not :data:`IGNORE`: the mean
+    over the classes present of each class's mean (``balance="class"``) or over pixels
+    (``"pixel"``).
 
-    Returns ``(loss, accuracy)``: the accuracy (no gradient) is over the pixels of objects
-    with a known type, background excluded (NaN when there are none).
+    Returns ``(loss, accuracy)``: the accuracy (no gradient) is over the instruments' pixels
+    (:data:`INSTRUMENT_CLASSES`; NaN when there are none).
     """
     tgt = targets
     if tgt.shape[-2:] != logits.shape[-2:]:
@@ -152,11 +164,18 @@ def type_loss(logits: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor
     valid = tgt != IGNORE
     if not bool(valid.any()):  # nothing to learn here; keeps the graph for DDP
         return logits.float().sum() * 0.0, torch.tensor(float("nan"), device=logits.device)
-    loss = F.cross_entropy(logits.float(), tgt, ignore_index=IGNORE)
+    if balance == "pixel":
+        loss = F.cross_entropy(logits.float(), tgt, ignore_index=IGNORE)
+    else:
+        ce = F.cross_entropy(logits.float(), tgt, ignore_index=IGNORE, reduction="none")[valid]  # P
+        classes, which = torch.unique(tgt[valid], return_inverse=True)
+        sums = ce.new_zeros(len(classes)).index_add(0, which, ce)
+        counts = torch.bincount(which, minlength=len(classes)).to(ce.dtype)
+        loss = (sums / counts).mean()
     with torch.no_grad():
-        fg = valid & (tgt > 0)
-        hit = (logits.argmax(1) == tgt) & fg
-        acc = hit.sum().float() / fg.sum().float() if bool(fg.any()) else torch.tensor(float("nan"), device=logits.device)
+        inst = torch.isin(tgt, torch.tensor(INSTRUMENT_CLASSES, device=tgt.device))
+        hit = (logits.argmax(1) == tgt) & inst
+        acc = hit.sum().float() / inst.sum().float() if bool(inst.any()) else torch.tensor(float("nan"), device=logits.device)
     return loss, acc
 
 

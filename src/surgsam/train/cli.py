@@ -60,6 +60,8 @@ def register(subparsers) -> None:
     p.add_argument("--aux-type-level", choices=("s16", "s4", "s16+s4"), default=None,
                    help="features the type head reads: s16 image-encoder top level (default), s4 the decoder's "
                    "stride-4 map, or both")
+    p.add_argument("--aux-type-balance", choices=("class", "pixel"), default=None,
+                   help="class: every class in the batch weighs the same (default); pixel: plain mean over pixels")
     p.add_argument("--aux-type-lr-scale", type=float, default=None, metavar="X",
                    help="learning rate of the type head = X x the base lr (default 10)")
     p.add_argument("--freeze", default=None,
@@ -126,7 +128,7 @@ def config_from_args(args: argparse.Namespace):
         loss = replace(loss, iou_use_l1=args.iou_loss == "l1")
     aux = cfg.aux_type
     given = {k: getattr(args, f"aux_type_{a}", None) for k, a in (("weight", "loss"), ("level", "level"),
-                                                                  ("lr_scale", "lr_scale"))}
+                                                                  ("balance", "balance"), ("lr_scale", "lr_scale"))}
     if any(v is not None for v in given.values()):  # AuxTypeConfig checks the values
         aux = replace(aux, **{k: v for k, v in given.items() if v is not None})
         if aux.enabled and cfg.referring is not None:

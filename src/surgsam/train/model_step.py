@@ -180,13 +180,14 @@ class TrainStep(nn.Module):
     """
 
     def __init__(self, model: SAM2Model, prompts: PromptConfig = PromptConfig(), loss: LossConfig = LossConfig(),
-                 type_head: TypeHead | None = None, aux_weight: float = 0.0) -> None:
+                 type_head: TypeHead | None = None, aux_weight: float = 0.0, aux_balance: str = "class") -> None:
         super().__init__()
         self.model = model
         self.prompts = prompts
         self.loss_cfg = loss
         self.type_head = type_head
         self.aux_weight = float(aux_weight)
+        self.aux_balance = aux_balance
 
     def forward(self, batch: ClipBatch, seed: int, plan: PromptPlan | None = None) -> tuple[torch.Tensor, LossTerms, ClipOutput]:
         rng = random.Random(seed)
@@ -203,7 +204,7 @@ class TrainStep(nn.Module):
         feats = self.model.encode_image(batch.frames.flatten(0, 1))  # (B*T) x ..., shared with the clip forward
         out = forward_clip(self.model, batch, plan, self.prompts, rng, gen, features=feats)
         terms = sam2_loss(out.steps_per_frame(), batch.masks, mean_num_objects(batch.num_objects, dev), self.loss_cfg)
-        aux, acc = type_loss(self.type_head(feats), batch.types.flatten(0, 1))
+        aux, acc = type_loss(self.type_head(feats), batch.types.flatten(0, 1), self.aux_balance)
         terms = replace(terms, total=terms.total + self.aux_weight * aux, aux_type=aux, aux_type_acc=acc)
         return terms.total, terms, out
 

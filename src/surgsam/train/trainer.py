@@ -187,7 +187,8 @@ class Trainer:
                 build_training_text_encoder(self.referring, self.model, self.device)
             self.step_module: nn.Module = ReferringTrainStep(self.model, self.referring, text, cfg.prompts, cfg.loss)
         else:
-            self.step_module = TrainStep(self.model, cfg.prompts, cfg.loss, self.type_head, cfg.aux_type.weight)
+            self.step_module = TrainStep(self.model, cfg.prompts, cfg.loss, self.type_head, cfg.aux_type.weight,
+                                         cfg.aux_type.balance)
         if self.world > 1:
             self.step_module = nn.parallel.DistributedDataParallel(self.step_module, find_unused_parameters=True)
         self.optimizer = build_optimizer(self.model, cfg.optim)
