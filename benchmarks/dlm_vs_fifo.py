@@ -32,9 +32,9 @@ class Counting(DLMPolicy):
     seen: set = field(default_factory=set)
 
     def commit(self, bank: MemoryBank, entry: MemoryEntry) -> None:
-        before = [id(e) for e in bank.long_term]
+        before = [id(e) for e in self.state(bank).long_term]
         super().commit(bank, entry)
-        self.stored += sum(id(e) not in before for e in bank.long_term)
+        self.stored += sum(id(e) not in before for e in self.state(bank).long_term)
 
     def select(self, bank: MemoryBank, frame_idx: int) -> Selection:
         sel = super().select(bank, frame_idx)

@@ -22,6 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .options import add_memory_argument
+
 UNTRAINED_NOTE = "untrained network (random weights): its masks are not meaningful"
 DEMO_MODEL_NAME = "surgsam-nano-synth"
 #: Seed of the demo clip: the embedded model was trained on seed 0 and evaluated on seed 1.
@@ -150,7 +152,7 @@ def register(subparsers) -> None:
                               description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", default="out/demo", help="output folder (default out/demo)")
     p.add_argument("--frames", type=int, default=30, help="length of the synthetic clip")
-    p.add_argument("--memory", default="efp", choices=["fifo", "efp", "dlm"])
+    add_memory_argument(p)
     p.add_argument("--checkpoint", default=None,
                    help=f"our checkpoint (carries its config); default: the embedded {DEMO_MODEL_NAME}")
     p.add_argument("--untrained", action="store_true", help="random weights instead of the embedded model")

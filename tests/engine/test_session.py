@@ -214,7 +214,7 @@ def test_dlm_long_term_bank_fills_and_changes_the_masks(video):
         segs[memory] = seg
     assert min(r.ious[0] for r in outs["dlm"][1:]) > 0.95  # every tracked frame is a candidate
     bank = segs["dlm"].objects[1].bank
-    assert len(bank.long_term) == 3  # 39 tracked frames -> 7 pool rounds, FIFO of 3
+    assert len(segs["dlm"].policy.state(bank).long_term) == 3  # 39 tracked frames -> 7 pool rounds, FIFO of 3
     # the first long-term memory is chosen when frame 5's memory completes the pool (frames 1..5);
     # frame t attends it once it is older than the 6-frame window: t >= first + 7
     pol = segs["dlm"].policy

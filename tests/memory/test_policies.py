@@ -116,14 +116,14 @@ def test_dlm_pool_and_long_term_bank():
     angles = {1: 10, 2: 30, 3: 90, 4: 20, 5: 0}
     for f, a in angles.items():
         p.commit(bank, entry(f, feat(a, a), iou=0.97))
-    assert [e.frame_idx for e in bank.long_term] == [3] and bank.pool == []
+    assert [e.frame_idx for e in DLMPolicy.state(bank).long_term] == [3] and DLMPolicy.state(bank).pool == []
     # non-credible frames never enter the pool
     p.commit(bank, entry(6, iou=0.95))
-    assert bank.pool == []
+    assert DLMPolicy.state(bank).pool == []
     # next round: compared to the newest long-term memory (angle 90): 8 (angle 0) least similar
     for f, a in {7: 80, 8: 0, 9: 90, 10: 60, 11: 100}.items():
         p.commit(bank, entry(f, feat(a, a), iou=0.99))
-    assert [e.frame_idx for e in bank.long_term] == [3, 8]
+    assert [e.frame_idx for e in DLMPolicy.state(bank).long_term] == [3, 8]
 
 
 def test_dlm_bank_is_fifo_with_three_slots_and_window_skip():
@@ -131,8 +131,8 @@ def test_dlm_bank_is_fifo_with_three_slots_and_window_skip():
     p.commit(bank, entry(0, cond=True))
     for f in range(1, 30):
         p.commit(bank, entry(f, iou=0.99))
-    assert [e.frame_idx for e in bank.long_term] == [27, 28, 29]
-    bank.long_term = [entry(2), entry(20), entry(28)]
+    assert [e.frame_idx for e in DLMPolicy.state(bank).long_term] == [27, 28, 29]
+    DLMPolicy.state(bank).long_term = [entry(2), entry(20), entry(28)]
     sel = p.select(bank, 30)
     # 28 is inside the 6-frame window (24..29): not duplicated; the others follow the short
     # window (as ReSurgSAM2's predictor lays them out) with slot 0
@@ -145,13 +145,14 @@ def test_dlm_keeps_long_term_features_after_window_trim():
     p.commit(bank, entry(1, iou=0.99))
     for f in range(2, 40):
         p.commit(bank, entry(f, iou=0.1))
-    assert bank.long_term[0].frame_idx == 1 and bank.long_term[0].features is not None
+    lt = DLMPolicy.state(bank).long_term
+    assert lt[0].frame_idx == 1 and lt[0].features is not None
     assert 1 not in bank.recent
 
 
 def test_make_policy():
     assert isinstance(make_policy("efp"), EFPPolicy)
-    with pytest.raises(ValueError, match="unknown memory policy"):
+    with pytest.raises(ValueError, match="unknown memory policy 'lru'; choose one of fifo, efp, dlm"):
         make_policy("lru")
     with pytest.raises(ValueError, match="num_maskmem"):
         make_policy(FifoPolicy(num_maskmem=5), num_maskmem=7)
@@ -222,7 +223,7 @@ def test_dlm_release_similarity_is_along_the_width_axis():
         p.commit(bank, entry(0, ref, cond=True))
         for f, m in enumerate(pool, start=1):
             p.commit(bank, entry(f, m, iou=0.99))
-        return bank.long_term[0].frame_idx
+        return DLMPolicy.state(bank).long_term[0].frame_idx
 
     assert run("release") == width_pick + 1
     assert run("channel") == channel_pick + 1

@@ -6,6 +6,8 @@ import argparse
 import json
 from pathlib import Path
 
+from ..options import add_memory_argument
+
 
 def register(subparsers) -> None:
     """Add ``surgsam app`` and ``surgsam live``."""
@@ -35,7 +37,7 @@ def _register_app(subparsers) -> None:
     p.add_argument("--model", default="demo", help="preset preselected in the UI (default: the demo's model)")
     p.add_argument("--checkpoint", default=None, help="checkpoint preselected in the UI")
     p.add_argument("--image-size", type=int, default=None)
-    p.add_argument("--memory", default="efp", choices=["fifo", "efp", "dlm"])
+    add_memory_argument(p)
     p.add_argument("--referring-checkpoint", default=None,
                    help="referring checkpoint preselected for text objects (default: the embedded "
                    "surgsam-ref-nano-synth; '' for an untrained network)")
@@ -102,7 +104,7 @@ def _register_live(subparsers) -> None:
     p.add_argument("--no-cifs", action="store_true",
                    help="with --text: start tracking on the first frame passing both thresholds")
     p.add_argument("--seed", type=int, default=0, help="with --text --untrained: weights seed of the network")
-    p.add_argument("--memory", default="efp", choices=["fifo", "efp", "dlm"])
+    add_memory_argument(p)
     p.add_argument("--precision", default="auto", choices=["fp32", "bf16", "auto"])
     p.add_argument("--device", default="cpu")
     p.add_argument("--record", type=Path, default=None, help="also write the overlay (in real time) to this mp4")

@@ -29,14 +29,31 @@ from .prompts import ObjectPrompt, PromptBook
 from .video import VideoMeta
 
 __all__ = [
-    "DEMO_MODEL", "MEMORY_POLICIES", "FrameStat", "JobError", "ModelCache", "ModelChoice", "ReferringChoice",
+    "DEMO_MODEL", "memory_policies", "FrameStat", "JobError", "ModelCache", "ModelChoice", "ReferringChoice",
     "ReferringModel", "RunResult", "SegmentationJob", "expression_summary", "make_referrer", "preview",
     "segment_stream", "zip_masks",
 ]
 
 #: The model choice meaning "what ``surgsam demo`` uses" (see :func:`surgsam.demo.build_demo_model`).
 DEMO_MODEL = "demo"
-MEMORY_POLICIES = ("fifo", "efp", "dlm")
+
+
+def memory_policies(current: str | None = None) -> list[str]:
+    """The memory policies the app offers: every registered one (and ``current`` if it is a
+    ``module:Class`` given on the command line)."""
+    from ..memory import policy_names
+
+    names = list(policy_names())
+    return names + [current] if current and current not in names else names
+
+
+def _check_memory(memory: str) -> None:
+    from ..memory.registry import lookup_policy
+
+    try:
+        lookup_policy(memory)
+    except ValueError as e:
+        raise JobError(str(e)) from None
 
 
 class JobError(ValueError):
@@ -221,8 +238,7 @@ def segment_stream(frames: Any, prompts: Sequence[Prompt], model: Any, memory: s
     frame goes to both and the results are merged (ids in increasing order; ``searching`` lists
     the text objects not found yet). ``model`` may be None when there is no prompt.
     """
-    if memory not in MEMORY_POLICIES:
-        raise JobError(f"memory policy must be one of {', '.join(MEMORY_POLICIES)}, got {memory!r}")
+    _check_memory(memory)
     if referrer is None:
         return segment_video(frames, prompts, model, memory=memory, precision=precision)
     if not referrer.obj_ids:
@@ -426,8 +442,7 @@ class SegmentationJob:
     def __init__(self, meta: VideoMeta, book: PromptBook, model: Any, out_dir: str | Path,
                  memory: str = "efp", max_frames: int | None = None, precision: str = "fp32",
                  model_label: str = "", referring: ReferringModel | None = None, cifs: CIFSConfig | None = None):
-        if memory not in MEMORY_POLICIES:
-            raise JobError(f"memory policy must be one of {', '.join(MEMORY_POLICIES)}, got {memory!r}")
+        _check_memory(memory)
         self.prompts = book.prompts()
         self.texts = dict(book.texts)
         if not self.prompts and not self.texts:

@@ -33,7 +33,7 @@ import numpy as np
 from ._deps import require_gradio
 from ._files import PrivateDir, atomic_output, discard
 from .guard import HostGuard, HostPolicy
-from .jobs import (DEMO_MODEL, MEMORY_POLICIES, JobError, ModelCache, ModelChoice, ReferringChoice, SegmentationJob,
+from .jobs import (DEMO_MODEL, JobError, ModelCache, ModelChoice, ReferringChoice, SegmentationJob, memory_policies,
                    expression_summary, preview)
 from .prompts import PromptBook, PromptError
 from .video import FrameReader, UploadError, VideoMeta, check_video
@@ -442,7 +442,7 @@ def build_app(cfg: AppConfig | None = None) -> Any:
                                       interactive=cfg.path_input, elem_id="checkpoint")
                     size = gr.Number(value=cfg.image_size or 0, precision=0, label="image size (0: the preset's)",
                                      elem_id="image-size")
-                    memory = gr.Radio(list(MEMORY_POLICIES), value=cfg.memory, label="memory policy", elem_id="memory")
+                    memory = gr.Radio(memory_policies(cfg.memory), value=cfg.memory, label="memory policy", elem_id="memory")
                     max_frames = gr.Number(value=0, precision=0, minimum=0, label="stop after N frames (0: all)",
                                            elem_id="max-frames")
                     with gr.Accordion("referring model (for text objects)", open=False, elem_id="referring"):

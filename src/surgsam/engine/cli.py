@@ -9,6 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..options import add_memory_argument
+
 
 def register(sub) -> None:
     p = sub.add_parser(
@@ -26,7 +28,7 @@ def register(sub) -> None:
     p.add_argument("--image-size", type=int, default=None, help="model input size (default: the model's)")
     add_prompt_arguments(p)
     p.add_argument("--frame", type=int, default=0, help="index of the prompt frame")
-    p.add_argument("--memory", default="efp", choices=["fifo", "efp", "dlm"], help="memory policy")
+    add_memory_argument(p)
     p.add_argument("--precision", default="auto", choices=["fp32", "bf16", "fp16", "auto"],
                    help="auto: bf16 where it is fast (CUDA sm80+, CPUs with AMX), fp16 on older GPUs")
     p.add_argument("--fast", default="auto", choices=["off", "auto", "on"],

@@ -219,8 +219,7 @@ class VideoSegmenter:
         """Bytes of tensors held by all banks (features and pointers)."""
         seen: dict[int, torch.Tensor] = {}
         for o in self.objects.values():
-            b = o.bank
-            for e in [*b.cond.values(), *b.recent.values(), *b.pool, *b.long_term]:
+            for e in o.bank.entries():
                 for t in (e.features, e.obj_ptr):
                     if t is not None:
                         seen[id(t)] = t

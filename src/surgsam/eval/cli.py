@@ -21,6 +21,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from ..options import add_memory_argument
+
 __all__ = ["add_eval_arguments", "main", "register", "run_eval"]
 
 
@@ -60,8 +62,7 @@ def add_eval_arguments(p: argparse.ArgumentParser) -> None:
     e.add_argument("--prompt", default="mask", choices=["mask", "click", "box"],
                    help="engine: prompt each object at its first appearance with its mask (the papers' "
                    "protocol), one positive click at its deepest pixel, or its tight box")
-    e.add_argument("--memory", default=None, choices=["fifo", "efp", "dlm"],
-                   help="memory policy (engine: default efp; referring: default dlm)")
+    add_memory_argument(e, default=None, help="engine: efp when not given; referring: dlm")
     r = p.add_argument_group("referring segmenter (--segmenter referring)")
     r.add_argument("--referring", default=None, help="referring preset (default: tiny without --checkpoint, "
                    "resurgsam2 for ReSurgSAM2's files)")

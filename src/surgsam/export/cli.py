@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..options import add_memory_argument
+
 
 def register(sub) -> None:
     p = sub.add_parser(
@@ -16,7 +18,7 @@ def register(sub) -> None:
     p.add_argument("--model", default=None, help="preset name (optional with our own checkpoints)")
     p.add_argument("--checkpoint", default=None, help="weights: Meta's .pt, a bare state dict, or ours")
     p.add_argument("--image-size", type=int, default=None, help="model input size (default: the model's)")
-    p.add_argument("--memory", default="efp", choices=["fifo", "efp", "dlm"], help="policy whose capacity sizes the memory")
+    add_memory_argument(p, help="its capacity sizes the exported memory")
     p.add_argument("--out", type=Path, required=True, help="output folder")
     p.add_argument("--opset", type=int, default=18)
     p.add_argument("--no-check", action="store_true", help="skip the onnxruntime check and timing")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 
@@ -44,13 +45,16 @@ class Selection:
 @dataclass
 class MemoryBank:
     """One object's memories. ``cond`` holds prompted frames (bounded by the number of prompts);
-    ``recent`` the newest tracked frames, trimmed to what a policy can still select."""
+    ``recent`` the newest tracked frames, trimmed to what a policy can still select.
+
+    ``private`` belongs to the policy: whatever it keeps beyond these (e.g. ``dlm``'s candidate
+    pool and long-term bank), under a key of its choosing. A value that holds memories exposes
+    them through an ``entries()`` method, so :meth:`entries` (and every footprint count) sees them.
+    """
 
     cond: dict[int, MemoryEntry] = field(default_factory=dict)
     recent: dict[int, MemoryEntry] = field(default_factory=dict)
-    # Diversity-driven long-term memory (dlm policy only)
-    pool: list[MemoryEntry] = field(default_factory=list)
-    long_term: list[MemoryEntry] = field(default_factory=list)
+    private: dict[str, Any] = field(default_factory=dict)
 
     def put(self, entry: MemoryEntry) -> None:
         """Store ``entry``, replacing any earlier memory of the same frame."""
@@ -69,10 +73,18 @@ class MemoryBank:
             elif age > spatial_window:
                 self.recent[f].features = None
 
+    def entries(self) -> list[MemoryEntry]:
+        """Every entry the bank holds, the policy's private ones included, each once."""
+        found = [*self.cond.values(), *self.recent.values()]
+        for state in self.private.values():
+            held = getattr(state, "entries", None)
+            if callable(held):
+                found.extend(held())
+        return list({id(e): e for e in found}.values())
+
     def num_tensors(self) -> int:
         """Count of stored feature maps (for bounded-memory tests)."""
-        entries = list(self.cond.values()) + list(self.recent.values()) + self.pool + self.long_term
-        return sum(e.features is not None for e in {id(e): e for e in entries}.values())
+        return sum(e.features is not None for e in self.entries())
 
 
 def position_cosine(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:

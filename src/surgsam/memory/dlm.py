@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 import torch
@@ -17,6 +17,18 @@ def width_cosine(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """ReSurgSAM2's released similarity of two memories ``B x Cm x h x w``: cosine along the
     LAST (width) axis, summed over everything else, in the tensors' own dtype -> scalar."""
     return torch.sum(torch.cosine_similarity(a, b, dim=-1))
+
+
+@dataclass
+class DLMState:
+    """What ``dlm`` keeps per object besides the short window (``bank.private["dlm"]``):
+    the candidate pool and the long-term bank, oldest first."""
+
+    pool: list[MemoryEntry] = field(default_factory=list)
+    long_term: list[MemoryEntry] = field(default_factory=list)
+
+    def entries(self) -> list[MemoryEntry]:
+        return [*self.pool, *self.long_term]
 
 
 @dataclass
@@ -50,29 +62,38 @@ class DLMPolicy(FifoPolicy):
     def capacity(self) -> tuple[int, int]:
         return self.num_maskmem + self.bank_size, self.max_obj_ptrs
 
+    @staticmethod
+    def state(bank: MemoryBank) -> DLMState:
+        """This policy's storage in ``bank`` (created on first use)."""
+        st = bank.private.get("dlm")
+        if st is None:
+            st = bank.private["dlm"] = DLMState()
+        return st
+
     def select(self, bank: MemoryBank, frame_idx: int) -> Selection:
         sel = super().select(bank, frame_idx)
         window = range(frame_idx - (self.num_maskmem - 1), frame_idx)
-        sel.spatial += [(0, e) for e in bank.long_term if e.frame_idx not in window]
+        sel.spatial += [(0, e) for e in self.state(bank).long_term if e.frame_idx not in window]
         return sel
 
     def commit(self, bank: MemoryBank, entry: MemoryEntry) -> None:
         super().commit(bank, entry)
         if entry.is_cond or entry.features is None or entry.iou <= self.iou_threshold:
             return
-        bank.pool.append(replace(entry))  # own copy: trimming the short window must not touch it
-        if len(bank.pool) < self.pool_size:
+        st = self.state(bank)
+        st.pool.append(replace(entry))  # own copy: trimming the short window must not touch it
+        if len(st.pool) < self.pool_size:
             return
-        ref = bank.long_term[-1] if bank.long_term else self._latest_cond(bank)
+        ref = st.long_term[-1] if st.long_term else self._latest_cond(bank)
         if ref is None or ref.features is None:
-            chosen = bank.pool[-1]
+            chosen = st.pool[-1]
         else:
             sim = width_cosine if self.similarity == "release" else position_cosine
-            scores = [sim(ref.features, e.features) for e in bank.pool]
-            chosen = bank.pool[min(range(len(scores)), key=lambda i: float(scores[i]))]
-        bank.long_term.append(chosen)
-        del bank.long_term[: -self.bank_size]
-        bank.pool.clear()
+            scores = [sim(ref.features, e.features) for e in st.pool]
+            chosen = st.pool[min(range(len(scores)), key=lambda i: float(scores[i]))]
+        st.long_term.append(chosen)
+        del st.long_term[: -self.bank_size]
+        st.pool.clear()
 
     @staticmethod
     def _latest_cond(bank: MemoryBank) -> MemoryEntry | None:

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from ..engine.cli import add_output_arguments, run_manifest
+from ..options import add_memory_argument
 from .cifs import SEARCH_OUTPUTS
 
 UNTRAINED_NOTE = (
@@ -56,7 +57,7 @@ def register(sub) -> None:
     p.add_argument("--search-output", default="detection", choices=SEARCH_OUTPUTS,
                    help="masks of an expression not credibly found yet: its detections (default, as ReSurgSAM2), "
                    "only those passing both CIFS thresholds, or none (empty until tracking starts)")
-    p.add_argument("--memory", default="dlm", choices=["dlm", "efp", "fifo"], help="tracking memory policy")
+    add_memory_argument(p, default="dlm", help="of the tracking stage")
     p.add_argument("--precision", default="auto", choices=["fp32", "bf16", "fp16", "auto"],
                    help="auto: bf16 where it is fast (CUDA sm80+, CPUs with AMX), fp16 on older GPUs")
     p.add_argument("--device", default="cpu")
