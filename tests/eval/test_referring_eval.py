@@ -285,3 +285,64 @@ def test_ablation_script_prints_four_rows(data, tmp_path, capsys):
         assert r["J&F"] is not None and not math.isnan(r["J&F"]) and r["FPS"] > 0
     assert (tmp_path / "ablation.csv").read_text().count("\n") == 5
     assert (tmp_path / "nocifs+fifo" / "expressions.csv").is_file()
+
+
+class OverlappingSession:
+    """Every expression is found on frame 0 and emits its object's ground truth with logit 5;
+    the expression of the lowest object id also claims every other object's pixels, with logit
+    1. The masks overlap; resolved by the logits (SAM 2's rule) each pixel goes back to its own
+    object."""
+
+    def __init__(self, video):
+        self.video, self.t, self._obj, self._status = video, -1, {}, {}
+
+    def add_texts(self, texts):
+        by_text = {}
+        for e in self.video.expressions():
+            by_text.setdefault(e.text, []).append(e)
+        for i, text in texts.items():
+            self._obj[i] = by_text[text].pop(0).obj_id
+            self._status[i] = ReferringStatus(i, text, added_frame=0)
+
+    def statuses(self):
+        return list(self._status.values())
+
+    def step(self, frame):
+        import torch
+
+        self.t += 1
+        lab = self.video.labels(self.t)
+        greedy = min(self._status, key=lambda i: self._obj[i])
+        masks, logits = [], []
+        for i, s in self._status.items():
+            s.stage, s.credible_frame, s.found_frame = "tracking", 0, 0
+            own = lab == self._obj[i]
+            m = own | ((lab > 0) & ~own) if i == greedy else own
+            masks.append(m)
+            logits.append(np.where(own, 5.0, np.where(m, 1.0, -10.0)).astype(np.float32))
+        n = len(masks)
+        low = torch.from_numpy(np.stack(logits))[:, None]  # at the frame's size: upsampling is the identity
+        return FrameResult(self.t, list(self._status), np.stack(masks), np.ones(n, np.float32),
+                           np.ones(n, np.float32), low, latency_ms=1.0)
+
+
+def test_overlapping_expressions_are_resolved_by_logit_and_scored_as_written(data, tmp_path):
+    """The referring evaluation scores the one-id-per-pixel map it writes: overlapping
+    expressions are resolved with their logits, so every expression here scores 100, and the
+    saved PNGs re-scored give the same numbers (the old code scored the greedy expression's own
+    mask, overlaps included, and wrote the lowest id where masks overlapped)."""
+    from surgsam.data import read_mask
+    from surgsam.eval import evaluate_video
+
+    v = next(v for v in open_dataset(data, "valid") if len({e.obj_id for e in v.expressions()}) >= 2)
+    seg = ReferringEvalSegmenter(session_factory=lambda video: OverlappingSession(video), untrained=False)
+    run = run_referring([v], seg, "resurgsam2", save_dir=tmp_path, progress=False, merge_texts=False)
+    first = [r for r in run.expressions if r.video == v.name]
+    assert len(first) >= 2 and all(r.JF == pytest.approx(100.0) for r in first)
+    written = [read_mask(tmp_path / v.name / f"{name}.png") for name in v.frame_names]
+    ids = [r.obj_id for r in first]
+    again = evaluate_video(v, written, "resurgsam2", object_ids=ids)
+    assert {o.obj_id: o.JF for o in again.objects} == {o.obj_id: o.JF for o in run.result.objects if o.video == v.name}
+    for t, w in enumerate(written):
+        lab = v.labels(t)
+        np.testing.assert_array_equal(w, np.where(np.isin(lab, ids), lab, 0))
