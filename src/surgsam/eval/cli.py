@@ -74,7 +74,8 @@ def add_eval_arguments(p: argparse.ArgumentParser) -> None:
                    "ReSurgSAM2), only those passing both CIFS thresholds, or empty masks")
     r.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16", "auto"])
     r.add_argument("--seed", type=int, default=0, help="weights seed of the untrained network (no --checkpoint)")
-    e.add_argument("--save-pred", metavar="DIR", help="also save the predictions as palette PNGs")
+    e.add_argument("--save-pred", metavar="DIR",
+                   help="also save the predictions as palette PNGs (one id per pixel: exactly the map that is scored)")
 
 
 def register(subparsers) -> None:
