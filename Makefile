@@ -11,7 +11,7 @@ TORCH  := torch==2.13.0
 PYTEST_ARGS ?=
 CHROMIUM ?= /usr/bin/chromium
 
-.PHONY: all demo app test test-fast install oracle clean-venv
+.PHONY: all demo app lint test test-fast install oracle clean-venv
 
 all: test
 
@@ -52,7 +52,10 @@ demo: $(VENV)/.stamp-install
 app: $(VENV)/.stamp-extras
 	$(VPY) -m surgsam app
 
-test: $(VENV)/.stamp-oracle $(VENV)/.stamp-extras $(CHROMIUM)
+lint: $(VENV)/.stamp-install
+	$(VPY) -m ruff check src tests benchmarks
+
+test: lint $(VENV)/.stamp-oracle $(VENV)/.stamp-extras $(CHROMIUM)
 	SURGSAM_CHROMIUM=$(CHROMIUM) $(VPY) -m pytest -q $(PYTEST_ARGS)
 
 test-fast: $(VENV)/.stamp-oracle $(VENV)/.stamp-extras

@@ -140,10 +140,10 @@ def test_result_roundtrip_merge_and_write(tmp_path):
 
 def _write_vos(root, videos):
     for name, lab in videos.items():
-        for t, l in enumerate(lab):
+        for t, ids in enumerate(lab):
             (root / "JPEGImages" / name).mkdir(parents=True, exist_ok=True)
-            Image.fromarray(np.full(l.shape + (3,), 80, np.uint8)).save(root / "JPEGImages" / name / f"{t:05d}.jpg")
-            write_mask(root / "Annotations" / name / f"{t:05d}.png", l)
+            Image.fromarray(np.full(ids.shape + (3,), 80, np.uint8)).save(root / "JPEGImages" / name / f"{t:05d}.jpg")
+            write_mask(root / "Annotations" / name / f"{t:05d}.png", ids)
 
 
 def test_folder_evaluation_palette_and_per_object(tmp_path):
@@ -151,19 +151,19 @@ def test_folder_evaluation_palette_and_per_object(tmp_path):
     _write_vos(tmp_path / "gt", {"v1": lab, "v2": lab[::-1].copy()})
     gt = VOSDataset(tmp_path / "gt")
     # palette predictions equal to the ground truth for v1, empty for v2
-    for t, l in enumerate(lab):
-        write_mask(tmp_path / "pred" / "v1" / f"{t:05d}.png", l)
-        write_mask(tmp_path / "pred" / "v2" / f"{t:05d}.png", np.zeros_like(l))
+    for t, ids in enumerate(lab):
+        write_mask(tmp_path / "pred" / "v1" / f"{t:05d}.png", ids)
+        write_mask(tmp_path / "pred" / "v2" / f"{t:05d}.png", np.zeros_like(ids))
     r = evaluate_folders(gt, tmp_path / "pred", progress=False)
     per = {row["video"]: row["J"] for row in r.per_video()}
     # v2 (time-reversed): object 2 leaves at frame 4, where an empty prediction scores J = 1, so
     # object 2 gets 1/4 over its frames 1..4 and object 1 gets 0
     assert per["v1"] == 100.0 and per["v2"] == 12.5
     # SA-V layout: one folder per object, missing files mean empty masks
-    for t, l in enumerate(lab):
-        write_mask(tmp_path / "sav" / "v1" / "001" / f"{t:05d}.png", (l == 1).astype(np.uint8))
+    for t, ids in enumerate(lab):
+        write_mask(tmp_path / "sav" / "v1" / "001" / f"{t:05d}.png", (ids == 1).astype(np.uint8))
         if t >= 2:
-            write_mask(tmp_path / "sav" / "v1" / "002" / f"{t:05d}.png", (l == 2).astype(np.uint8) * 255)
+            write_mask(tmp_path / "sav" / "v1" / "002" / f"{t:05d}.png", (ids == 2).astype(np.uint8) * 255)
     r = evaluate_folders(gt, tmp_path / "sav", strict=False, progress=False)
     assert r.summary()["all"]["J"] == 100.0
     # strictness and missing frames
