@@ -84,7 +84,7 @@ def main(argv=None) -> int:
     from surgsam.eval.evaluator import json_safe
     from surgsam.eval.referring import ReferringEvalSegmenter, run_referring
     from surgsam.referring.cifs import CIFSConfig
-    from surgsam.referring.cli import build_referring
+    from surgsam.referring.build import build_referring
 
     videos = [v for v in args.videos.split(",") if v] if args.videos else None
     data = list(open_dataset(args.data, args.split, require_frames=True, videos=videos))

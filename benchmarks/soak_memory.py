@@ -103,7 +103,7 @@ def soak(frames: int = 2000, every: int = 200, width: int = 128, height: int = 9
     from surgsam.app.live import open_live, run_live
     from surgsam.data.synth import SynthConfig
     from surgsam.data.synth.writer import render_video
-    from surgsam.demo import build_demo_model
+    from surgsam.modeling.embedded import build_demo_model
     from surgsam.engine import Prompt, VideoSegmenter
 
     clip = render_video(SynthConfig(width=width, height=height, frames=60), seed=5, index=0, name="soak")

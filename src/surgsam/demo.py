@@ -24,44 +24,12 @@ import numpy as np
 
 from .options import add_memory_argument
 
-UNTRAINED_NOTE = "untrained network (random weights): its masks are not meaningful"
-DEMO_MODEL_NAME = "surgsam-nano-synth"
-#: Seed of the demo clip: the embedded model was trained on seed 0 and evaluated on seed 1.
+#: Same values as ``surgsam.data.synth.DEMO_CLIP_SEED`` and ``surgsam.modeling.embedded.DEMO_MODEL_NAME``
+#: (repeated so that building the command-line parser imports neither numpy-heavy package nor torch).
 DEMO_CLIP_SEED = 2
+DEMO_MODEL_NAME = "surgsam-nano-synth"
 
-
-def demo_checkpoint(checkpoint: str | Path | None = None, untrained: bool = False) -> str | None:
-    """The checkpoint the demo loads: ``checkpoint`` if given, else the embedded
-    ``surgsam-nano-synth`` when installed; ``None`` means random weights."""
-    from .modeling.embedded import is_embedded_available
-
-    if checkpoint is not None:
-        return str(checkpoint)
-    if untrained or not is_embedded_available(DEMO_MODEL_NAME):
-        return None
-    return DEMO_MODEL_NAME
-
-
-def build_demo_model(checkpoint: str | Path | None = None, seed: int = 0, device: str = "cpu",
-                     untrained: bool = False):
-    """The demo's network: :func:`demo_checkpoint` loaded (our checkpoints carry their config),
-    or the ``nano`` preset with random weights drawn from ``seed`` (see :data:`UNTRAINED_NOTE`)."""
-    import torch
-
-    from .modeling import build_model
-
-    ckpt = demo_checkpoint(checkpoint, untrained)
-    if ckpt is not None:
-        return build_model(checkpoint=ckpt, device=device)
-    torch.manual_seed(seed)
-    return build_model("nano", device=device)
-
-
-def render_demo_clip(frames: int = 30, seed: int = DEMO_CLIP_SEED):
-    """The demo's synthetic endoscopic clip (320 x 256, deterministic in ``seed``)."""
-    from .data.synth import SynthConfig, render_video
-
-    return render_video(SynthConfig(width=320, height=256, frames=frames), seed=seed, index=0, name="demo")
+__all__ = ["register", "run_demo"]
 
 
 def run_demo(
@@ -86,6 +54,9 @@ def run_demo(
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
+    from .data.synth import render_demo_clip
+    from .modeling.embedded import UNTRAINED_NOTE, build_demo_model, demo_checkpoint
+
     clip = render_demo_clip(frames, seed)
     render_s = time.perf_counter() - t0
     write_video(out_dir / "clip.mp4", clip.frames, fps=10)

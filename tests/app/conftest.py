@@ -12,7 +12,7 @@ CLIP_FRAMES = 10
 
 @pytest.fixture(scope="session")
 def clip_frames() -> list[np.ndarray]:
-    from surgsam.demo import render_demo_clip
+    from surgsam.data.synth import render_demo_clip
 
     return render_demo_clip(frames=CLIP_FRAMES, seed=0).frames
 
@@ -35,6 +35,6 @@ def decoded(clip_mp4: Path) -> list[np.ndarray]:
 
 @pytest.fixture(scope="session")
 def model():
-    from surgsam.demo import build_demo_model
+    from surgsam.modeling.embedded import build_demo_model
 
     return build_demo_model(seed=0)

@@ -16,7 +16,7 @@ from surgsam.app.jobs import (JobError, ModelCache, ReferringChoice, Segmentatio
 from surgsam.app.prompts import MAX_TEXT_CHARS, PromptBook, PromptError
 from surgsam.app.video import check_video
 from surgsam.engine import segment_video
-from surgsam.io import masks_to_label_map
+from surgsam.io.labels import label_map_from_result
 from surgsam.referring import ReferringSegmenter
 from surgsam.referring.cifs import CIFSConfig
 
@@ -90,7 +90,7 @@ def test_text_run_equals_a_direct_referring_run(meta, decoded, referring, tmp_pa
     assert len(got) == 10 and res.obj_ids == [1, 3]
     for t in range(10):  # the untrained network never finds them; its detections show, as directly
         assert ref[t].searching == [1, 3]
-        assert np.array_equal(got[t], masks_to_label_map(ref[t].obj_ids, ref[t].masks, ref[t].frame_size))
+        assert np.array_equal(got[t], label_map_from_result(ref[t]))  # overlaps: the highest logit wins
     assert [e["tracking_from"] for e in res.expressions] == ["never found"] * 2
     assert [s.found_frame for s in seg.statuses()] == [None, None]
     text = res.summary()

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import sys
-import types
 
 import numpy as np
 import pytest
@@ -201,14 +199,6 @@ def test_engine_segmenter_protocol():
     assert (out[2][2] == v.prompts()[2].mask).all()
 
 
-def test_engine_segmenter_missing_engine_is_a_clear_error(monkeypatch):
-    fake = types.ModuleType("surgsam")
-    monkeypatch.setitem(sys.modules, "surgsam", fake)
-    v = ArrayVideo("v", moving_squares())
-    with pytest.raises(RuntimeError, match="VideoSegmenter"):
-        list(EngineSegmenter().segment("v", [np.zeros((32, 40, 3), np.uint8)] * 6, v.prompts()))
-
-
 def test_engine_segmenter_takes_network_and_size_from_our_checkpoint(tmp_path):
     """Without --model/--image-size, one of our checkpoints decides both (a 256-px nano is not
     silently run at the papers' 512 px); explicit values still win; a bare state dict falls back
@@ -217,12 +207,12 @@ def test_engine_segmenter_takes_network_and_size_from_our_checkpoint(tmp_path):
 
     net = build_model("nano", image_size=128)
     ours = save_checkpoint(net, tmp_path / "nano128.pt", net.cfg.to_dict())
-    assert EngineSegmenter(checkpoint=str(ours))._get_model()[1].image_size == 128
-    assert EngineSegmenter(checkpoint=str(ours), image_size=64)._get_model()[1].image_size == 64
+    assert EngineSegmenter(checkpoint=str(ours))._get_model().image_size == 128
+    assert EngineSegmenter(checkpoint=str(ours), image_size=64)._get_model().image_size == 64
     torch.save(net.state_dict(), tmp_path / "bare.pt")
     with pytest.raises(Exception, match="sam2.1_hiera_small|nano"):  # bare nano weights vs the default preset
         EngineSegmenter(checkpoint=str(tmp_path / "bare.pt"))._get_model()
-    built = EngineSegmenter("nano", checkpoint=str(tmp_path / "bare.pt"))._get_model()[1]
+    built = EngineSegmenter("nano", checkpoint=str(tmp_path / "bare.pt"))._get_model()
     assert built.cfg.name == "nano" and built.image_size == 512
 
 

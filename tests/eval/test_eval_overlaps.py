@@ -120,7 +120,8 @@ def test_demo_scores_its_written_masks_with_the_eval_protocol(tmp_path, capsys):
     """``surgsam demo``'s J&F is the evaluator's (surgsam2 protocol: each object's prompted first
     frame and its last frame skipped) on the palette PNGs it wrote."""
     pytest.importorskip("av")
-    from surgsam.demo import render_demo_clip, run_demo
+    from surgsam.data.synth import render_demo_clip
+    from surgsam.demo import run_demo
 
     frames = 8
     summary = run_demo(tmp_path, frames=frames)

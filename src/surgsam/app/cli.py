@@ -48,7 +48,7 @@ def _register_app(subparsers) -> None:
 def _cmd_app(args: argparse.Namespace) -> int:
     import signal
 
-    from ..referring.cli import default_referring_checkpoint
+    from ..referring.build import default_referring_checkpoint
     from .guard import HostPolicy
     from .server import AppConfig, serve, serve_forever, signals_as_interrupt
 
@@ -239,7 +239,7 @@ def _live_referrer(args: argparse.Namespace):
     import sys
 
     from ..referring.cifs import CIFSConfig
-    from ..referring.cli import UNTRAINED_NOTE, build_referring, default_referring_checkpoint
+    from ..referring.build import UNTRAINED_NOTE, build_referring, default_referring_checkpoint
     from .jobs import JobError, ReferringModel, make_referrer
 
     ckpt = default_referring_checkpoint(args.checkpoint, args.untrained, args.model, args.referring)
@@ -257,7 +257,7 @@ def _live_referrer(args: argparse.Namespace):
 
 
 def _live_model(args: argparse.Namespace):
-    from ..demo import build_demo_model
+    from ..modeling.embedded import build_demo_model
     from ..modeling import build_model
 
     if args.untrained and args.checkpoint is not None:

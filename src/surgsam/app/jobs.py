@@ -34,7 +34,7 @@ __all__ = [
     "segment_stream", "zip_masks",
 ]
 
-#: The model choice meaning "what ``surgsam demo`` uses" (see :func:`surgsam.demo.build_demo_model`).
+#: The model choice meaning "what ``surgsam demo`` uses" (see :func:`surgsam.modeling.embedded.build_demo_model`).
 DEMO_MODEL = "demo"
 
 
@@ -80,7 +80,7 @@ class ModelChoice:
         if self.checkpoint:
             return f"{what} from {Path(self.checkpoint).name}"
         if self.name == DEMO_MODEL:
-            from ..demo import demo_checkpoint
+            from ..modeling.embedded import demo_checkpoint
 
             ckpt = demo_checkpoint()
             return f"demo model ({ckpt}, trained on synthetic videos only)" if ckpt else \
@@ -127,7 +127,7 @@ class ReferringModel:
         """The warning to show when the weights are random (as ``surgsam refer`` prints it)."""
         if not self.untrained:
             return None
-        from ..referring.cli import UNTRAINED_NOTE
+        from ..referring.build import UNTRAINED_NOTE
 
         note = UNTRAINED_NOTE.format(sam=self.model.sam.cfg.name, ref=self.model.cfg.name)
         return note.replace("pass --checkpoint", "give a referring checkpoint")
@@ -175,7 +175,7 @@ def _checked_inputs(checkpoint: str | None, image_size: int | None, what: str = 
 
 
 def _build(choice: ModelChoice) -> Any:
-    from ..demo import build_demo_model
+    from ..modeling.embedded import build_demo_model
     from ..modeling import CheckpointError, build_model
 
     ckpt = _checked_inputs(choice.checkpoint, choice.image_size)
@@ -194,7 +194,7 @@ def _build(choice: ModelChoice) -> Any:
 
 def _build_referring(choice: ReferringChoice) -> ReferringModel:
     from ..modeling import CheckpointError
-    from ..referring.cli import build_referring
+    from ..referring.build import build_referring
 
     ckpt = _checked_inputs(choice.checkpoint, choice.image_size, what="referring ")
     try:
@@ -314,7 +314,7 @@ def _merge(a: FrameResult, b: FrameResult) -> FrameResult:
 
 def expression_summary(expressions: Sequence[dict], frames: int) -> list[str]:
     """One line per text object: found on which frame, or never found."""
-    from ..referring.cli import never_found_masks
+    from ..referring.build import never_found_masks
 
     out = []
     for e in expressions:
@@ -530,7 +530,7 @@ class SegmentationJob:
         zip_path = zip_masks(self.out_dir / "masks", self.out_dir / "masks.zip")
         expressions, warning = [], None
         if self.referrer is not None:
-            from ..referring.cli import expression_statuses
+            from ..referring.build import expression_statuses
 
             expressions = expression_statuses(self.referrer)
             warning = self.referring.warning() if self.referring is not None else None

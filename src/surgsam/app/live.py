@@ -300,7 +300,7 @@ def run_live(
     lat_max = tally.latency_max if tally.tracked else 0.0
     expressions = None
     if hasattr(segmenter, "statuses"):
-        from ..referring.cli import expression_statuses
+        from ..referring.build import expression_statuses
 
         expressions = expression_statuses(segmenter)
     return LiveReport(

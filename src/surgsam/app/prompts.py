@@ -152,7 +152,7 @@ class PromptBook:
 
     def set_box_text(self, obj_id: int, frame_idx: int, text: str) -> str:
         """A typed box ``"x0,y0,x1,y1"`` (the syntax of ``surgsam segment --box``)."""
-        from ..engine.cli import parse_pairs
+        from ..engine.prompts import parse_pairs
 
         try:
             b = parse_pairs(text or "", 4, "box")

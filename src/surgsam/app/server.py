@@ -237,7 +237,7 @@ class _App:
         return self._opened(s, check_video(text, self.cfg.max_upload_mb))
 
     def open_demo(self, s: Session | None) -> tuple:
-        from ..demo import render_demo_clip
+        from ..data.synth import render_demo_clip
         from ..io import write_video
 
         s = self.session(s)
@@ -396,7 +396,7 @@ def build_app(cfg: AppConfig | None = None) -> Any:
     gr = require_gradio()
     cfg = cfg or AppConfig()
     app = _App(cfg, gr)
-    from ..demo import demo_checkpoint
+    from ..modeling.embedded import demo_checkpoint
 
     demo_ckpt = demo_checkpoint()
     demo_label = f"{DEMO_MODEL} ({demo_ckpt}, as `surgsam demo`)" if demo_ckpt else \

@@ -72,20 +72,10 @@ def add_prompt_arguments(p, required: bool = True) -> None:
     p.add_argument("--obj-id", type=int, default=1, help="object id for --points/--box/binary --mask")
 
 
-def parse_pairs(text: str, n: int, what: str) -> np.ndarray:
-    """'x,y;x,y' -> P x n float array, with a clear error."""
-    try:
-        rows = [[float(v) for v in part.split(",")] for part in text.replace(" ", "").split(";") if part]
-    except ValueError:
-        raise ValueError(f"cannot parse {what} {text!r}") from None
-    if not rows or any(len(r) != n for r in rows):
-        raise ValueError(f"{what} must be groups of {n} comma-separated numbers, got {text!r}")
-    return np.asarray(rows, dtype=np.float32)
-
-
 def build_prompts(args) -> list:
     from ..io import read_palette_png
     from .offline import Prompt
+    from .prompts import parse_pairs
 
     if getattr(args, "prompts", None) is not None:
         from .prompt_file import read_prompts
@@ -142,7 +132,7 @@ def _build(args) -> tuple:
     embedded ``surgsam-nano-synth`` (as ``demo``, ``refer`` and ``app``); random weights of
     ``--model`` (or ``nano``) with ``--untrained`` or a bare ``--model``, said on stderr.
     Returns ``(model, checkpoint name or "untrained")``."""
-    from ..demo import UNTRAINED_NOTE, demo_checkpoint
+    from ..modeling.embedded import UNTRAINED_NOTE, demo_checkpoint
     from ..modeling import build_model
 
     if args.untrained and args.checkpoint is not None:

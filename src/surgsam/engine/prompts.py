@@ -120,6 +120,17 @@ def check_prompt(obj_id: object, points: object = None, labels: object = None, b
     return oid
 
 
+def parse_pairs(text: str, n: int, what: str) -> np.ndarray:
+    """'x,y;x,y' -> P x n float array, with a clear error."""
+    try:
+        rows = [[float(v) for v in part.split(",")] for part in text.replace(" ", "").split(";") if part]
+    except ValueError:
+        raise ValueError(f"cannot parse {what} {text!r}") from None
+    if not rows or any(len(r) != n for r in rows):
+        raise ValueError(f"{what} must be groups of {n} comma-separated numbers, got {text!r}")
+    return np.asarray(rows, dtype=np.float32)
+
+
 def _scale(xy: torch.Tensor, size: tuple[int, int], image_size: int) -> torch.Tensor:
     """(x, y) frame pixels -> model-input pixels (the frame is resized to a square)."""
     h, w = size

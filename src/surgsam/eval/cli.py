@@ -165,7 +165,7 @@ def referring_segmenter_from_args(args: argparse.Namespace, device: str | None =
 
 def _run_referring(args: argparse.Namespace, videos: list[str] | None) -> int:
     from ..data import open_dataset
-    from ..referring.cli import UNTRAINED_NOTE
+    from ..referring.build import UNTRAINED_NOTE
     from .distributed import gather_payloads, init_distributed, shard, shutdown_distributed
     from .referring import ReferringRun, run_referring
 

@@ -133,36 +133,24 @@ class EngineSegmenter:
         self.memory = memory
         self._model = None
 
-    def _api(self):
-        try:
-            import surgsam
-        except ImportError as exc:  # pragma: no cover - package always importable in-tree
-            raise RuntimeError(f"cannot import surgsam ({exc})") from exc
-        missing = [n for n in ("build_model", "VideoSegmenter") if not hasattr(surgsam, n)]
-        if missing:
-            raise RuntimeError(
-                f"surgsam.{' and surgsam.'.join(missing)} not available: the video engine is not part of this "
-                "installation yet; use --segmenter copy or oracle to test the pipeline"
-            )
-        return surgsam
-
     def _get_model(self):
-        api = self._api()
+        from ..modeling import build_model
+
         if self._model is None:
             name, size = self.model_name, self.image_size
             if name is None or size is None:
                 # our own checkpoints state their network and input size; otherwise the papers' setting
-                from surgsam.modeling.checkpoint import read_checkpoint
+                from ..modeling.checkpoint import read_checkpoint
 
                 own = self.checkpoint is not None and read_checkpoint(self.checkpoint).config is not None
                 name = name if name is not None or own else "sam2.1_hiera_s"
                 size = size if size is not None or own else 512
-            self._model = api.build_model(name, image_size=size, checkpoint=self.checkpoint, device=self.device)
-        return api, self._model
+            self._model = build_model(name, image_size=size, checkpoint=self.checkpoint, device=self.device)
+        return self._model
 
     def segment(self, video: str, frames: Sequence[np.ndarray], prompts: Mapping[int, ObjectPrompt]) -> Iterator[Masks]:
-        api, model = self._get_model()
-        from surgsam.engine import Prompt, segment_video
+        model = self._get_model()
+        from ..engine import Prompt, segment_video
 
         engine_prompts = [self._engine_prompt(Prompt, int(k), p) for k, p in sorted(prompts.items())]
         for res in segment_video(frames, engine_prompts, model, memory=self.memory):
@@ -178,7 +166,7 @@ class EngineSegmenter:
 
 
 SEGMENTERS: dict[str, str] = {
-    "engine": "the surgsam video engine (needs surgsam.VideoSegmenter)",
+    "engine": "the surgsam video engine",
     "copy": "baseline: copy each object's first mask to every later frame",
     "oracle": "ground truth (pipeline check; scores 100)",
     "referring": "text-referred (ReSurgSAM2): each Ref-EndoVis expression segmented from its text alone",

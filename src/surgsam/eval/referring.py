@@ -192,7 +192,7 @@ class ReferringEvalSegmenter:
     """Runs text-referred segmentation over a video's expressions.
 
     The network is built once, lazily, as ``surgsam refer`` builds it
-    (:func:`surgsam.referring.cli.build_referring`: without ``checkpoint`` an UNTRAINED ``nano``
+    (:func:`surgsam.referring.build.build_referring`: without ``checkpoint`` an UNTRAINED ``nano``
     + ``tiny`` network with MiniLM), or given ready as ``net`` (+ ``text_encoder``). Each pass
     over a video gets a fresh session from ``session_factory(video)`` (default: a
     :class:`ReferringSegmenter` with ``memory``, ``cifs``, ``precision`` and ``search_output``).
@@ -218,7 +218,7 @@ class ReferringEvalSegmenter:
 
     def _build(self) -> None:
         if self.net is None:
-            from ..referring.cli import build_referring
+            from ..referring.build import build_referring
 
             self.net, self.text_encoder, self.untrained = build_referring(**self.build_kw)
 

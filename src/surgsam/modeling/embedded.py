@@ -67,3 +67,34 @@ def resolve_checkpoint(ref: str | Path) -> Path:
     if not path.exists() and str(ref) in EMBEDDED_MODELS:
         return embedded_path(str(ref))
     return path
+
+
+#: The embedded model the demo, ``segment``, ``live`` and the app run when no checkpoint is given.
+DEMO_MODEL_NAME = "surgsam-nano-synth"
+UNTRAINED_NOTE = "untrained network (random weights): its masks are not meaningful"
+
+
+def demo_checkpoint(checkpoint: str | Path | None = None, untrained: bool = False) -> str | None:
+    """The checkpoint the demo (and the commands without ``--checkpoint``) load: ``checkpoint``
+    if given, else the embedded ``surgsam-nano-synth`` when installed; ``None`` means random
+    weights (``untrained``, or the embedded file missing)."""
+    if checkpoint is not None:
+        return str(checkpoint)
+    if untrained or not is_embedded_available(DEMO_MODEL_NAME):
+        return None
+    return DEMO_MODEL_NAME
+
+
+def build_demo_model(checkpoint: str | Path | None = None, seed: int = 0, device: str = "cpu",
+                     untrained: bool = False):
+    """The demo's network: :func:`demo_checkpoint` loaded (our checkpoints carry their config),
+    or the ``nano`` preset with random weights drawn from ``seed`` (see :data:`UNTRAINED_NOTE`)."""
+    import torch
+
+    from .build import build_model
+
+    ckpt = demo_checkpoint(checkpoint, untrained)
+    if ckpt is not None:
+        return build_model(checkpoint=ckpt, device=device)
+    torch.manual_seed(seed)
+    return build_model("nano", device=device)

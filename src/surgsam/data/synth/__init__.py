@@ -11,9 +11,10 @@ from __future__ import annotations
 
 from .config import SynthConfig
 from .stats import DatasetStats, contact_sheet, dataset_stats, format_stats
-from .writer import SyntheticVideo, generate, render_video
+from .writer import DEMO_CLIP_SEED, SyntheticVideo, generate, render_demo_clip, render_video
 
 __all__ = [
+    "DEMO_CLIP_SEED",
     "DatasetStats",
     "SynthConfig",
     "SyntheticVideo",
@@ -21,5 +22,6 @@ __all__ = [
     "dataset_stats",
     "format_stats",
     "generate",
+    "render_demo_clip",
     "render_video",
 ]
