@@ -143,7 +143,7 @@ def _small_png(png: bytes, path: Path) -> int:
 def test_click_run_and_download_in_the_browser(page, clip_mp4, decoded, model, tmp_path):
     from surgsam.app.jobs import ModelCache, ReferringChoice, make_referrer, segment_stream
     from surgsam.app.prompts import PromptBook
-    from surgsam.io import masks_to_label_map
+    from surgsam.io.labels import label_map_from_result
 
     x, y = find_click(model, decoded[PROMPT_FRAME])
 
@@ -204,7 +204,7 @@ def test_click_run_and_download_in_the_browser(page, clip_mp4, decoded, model, t
     book.add_click(2, PROMPT_FRAME, cx, cy)
     book.set_box_text(1, PROMPT_FRAME, BOX)
     referrer = make_referrer(ModelCache().get(ReferringChoice("surgsam-ref-nano-synth")), {3: TEXT}, memory="dlm")
-    ref = [masks_to_label_map(r.obj_ids, r.masks, r.frame_size)
+    ref = [label_map_from_result(r)  # overlaps: the highest logit wins, as the app writes them
            for r in segment_stream(decoded, book.prompts(), model, memory="dlm", referrer=referrer)]
     with zipfile.ZipFile(io.BytesIO(zip_bytes)) as z:
         assert z.namelist() == [f"masks/{i:05d}.png" for i in range(10)]

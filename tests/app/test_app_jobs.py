@@ -14,7 +14,8 @@ from surgsam.app.jobs import DEMO_MODEL, JobError, ModelCache, ModelChoice, Segm
 from surgsam.app.prompts import PromptBook
 from surgsam.app.video import check_video
 from surgsam.engine import segment_video
-from surgsam.io import davis_palette, masks_to_label_map
+from surgsam.io import davis_palette
+from surgsam.io.labels import label_map_from_result
 
 BOX_2 = (170.0, 60.0, 300.0, 200.0)  # object 2 starts on frame 3
 
@@ -45,7 +46,7 @@ def engine_results(clip_mp4, book, model):
 
 @pytest.fixture(scope="module")
 def engine_labels(engine_results):
-    return [masks_to_label_map(r.obj_ids, r.masks, r.frame_size) for r in engine_results]
+    return [label_map_from_result(r) for r in engine_results]  # overlaps: highest logit, as the app writes
 
 
 @pytest.fixture(scope="module")
