@@ -53,7 +53,8 @@ class VideoSegmenter:
             Meta's ``SAM2VideoPredictor`` reads a JPEG folder (PIL bicubic on the uint8
             frame, as do the SurgSAM2 and ReSurgSAM2 releases); ``"antialias"`` a bilinear
             antialiased resize of the float frame on the model's device (the image
-            predictor's transform; faster on a GPU, logits differ by about 1e-2).
+            predictor's transform; no CPU resize, so faster on a GPU, but its network input differs
+            from Meta's video path by more than 1e-2).
         binarize_prompt_memory: memory-encode prompted frames (and a conditioning frame
             handed over by :meth:`seed_object`) from the binarised mask, as Meta's predictor
             built with its default post-processing does; False encodes ``sigmoid(logits)``,
