@@ -46,6 +46,8 @@ def main() -> None:
     p.add_argument("--data", default="data/synth-heldout")
     p.add_argument("--split", default="valid")
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--resize", default="pil", choices=["pil", "antialias"],
+                   help="the engine's frame resize (pil: Meta's video predictor, the default; antialias: as training clips)")
     p.add_argument("--out", default=None, help="write the results as JSON here")
     a = p.parse_args()
     torch.set_num_threads(a.threads)
@@ -54,7 +56,7 @@ def main() -> None:
     rows = []
     for label, memory, prompt in [*RUNS, ("copy first mask (baseline)", None, "mask")]:
         seg = CopyFirstMaskSegmenter() if memory is None else \
-            EngineSegmenter(checkpoint=a.checkpoint, memory=memory, prompt=prompt)
+            EngineSegmenter(checkpoint=a.checkpoint, memory=memory, prompt=prompt, resize=a.resize)
         with tempfile.TemporaryDirectory() as pred:
             t0 = time.perf_counter()
             s = run_end_to_end(videos, seg, "surgsam2", progress=False, save_dir=pred).summary()["all"]
@@ -72,7 +74,7 @@ def main() -> None:
     if a.out:
         Path(a.out).write_text(json.dumps({
             "checkpoint": a.checkpoint, "data": a.data, "split": a.split, "videos": len(videos), "frames": frames,
-            "threads": a.threads, "torch": torch.__version__, "machine": platform.processor() or platform.machine(),
+            "threads": a.threads, "resize": a.resize, "torch": torch.__version__, "machine": platform.processor() or platform.machine(),
             "date": time.strftime("%Y-%m-%d"), "rows": rows}, indent=1) + "\n")
 
 

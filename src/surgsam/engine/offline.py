@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from ..memory import MemoryPolicy
-from ..modeling.sam2 import SAM2Model
+from ..modeling.sam2 import ResizeMode, SAM2Model
 from .prompts import check_prompt
 from .session import VideoSegmenter
 from .state import FrameResult
@@ -39,6 +39,8 @@ def segment_video(
     precision: str = "fp32",
     progress: bool = False,
     fast: bool | str = False,
+    *,
+    resize: ResizeMode = "pil",
 ) -> Iterator[FrameResult]:
     """Yield a :class:`FrameResult` for every frame of ``source``, from the first prompted
     frame on (earlier frames yield empty results).
@@ -48,7 +50,7 @@ def segment_video(
             ``H x W x 3`` uint8 frames, or a ``surgsam.io.FrameSource``.
         prompts: :class:`Prompt` objects; several may share a frame; objects may start late.
         model: the network (``surgsam.build_model(...)``).
-        memory, precision, fast: as :class:`VideoSegmenter`.
+        memory, precision, fast, resize: as :class:`VideoSegmenter`.
     """
     by_frame = _check_prompts(prompts)
     frames, total, closer = _open(source)
@@ -58,7 +60,7 @@ def segment_video(
         if closer is not None:
             closer()
         raise ValueError(f"the video has {known} frames (0..{known - 1}); prompts on frames {late} are beyond its end and never used")
-    seg = VideoSegmenter(model, memory=memory, num_frames=total, precision=precision, fast=fast)
+    seg = VideoSegmenter(model, memory=memory, num_frames=total, precision=precision, fast=fast, resize=resize)
     bar = None
     if progress:
         from tqdm import tqdm
