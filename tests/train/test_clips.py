@@ -22,13 +22,17 @@ def test_clip_shapes_objects_and_normalisation(sampler, nano):
         assert c.masks.shape == (FRAMES, k, SIZE, SIZE) and c.masks.dtype == torch.bool
         assert 1 <= k <= 2 and len(c.texts) == k and all(isinstance(t, str) for t in c.texts)
         assert (c.masks[0].flatten(1).sum(1) >= 4).all(), "objects must be visible in the first frame"
-    # frames are normalised exactly like SAM2Model.preprocess
+    # frames are resized and normalised exactly like the engine's SAM2Model.preprocess
     c = sampler.clip(0, np.random.default_rng(0))
     video = sampler.videos[sampler.windows[0][0]]
     raw = torch.from_numpy(np.stack([video.frames[t] for t in c.frame_indices])).permute(0, 3, 1, 2)
     if c.flipped:
         raw = raw.flip(-1)
-    torch.testing.assert_close(c.frames, nano.preprocess(raw), rtol=0, atol=1e-5)
+    assert sampler.cfg.frame_resize == "pil"
+    torch.testing.assert_close(c.frames, nano.preprocess(raw, resize="pil"), rtol=0, atol=1e-6)
+    old = ClipSampler([sampler.videos], replace(sampler.cfg, frame_resize="antialias")).clip(0, np.random.default_rng(0))
+    torch.testing.assert_close(old.frames, nano.preprocess(raw, resize="antialias"), rtol=0, atol=1e-6)
+    assert (old.frames - c.frames).abs().max() > 1e-2, "the two resizes must differ on these frames"
 
 
 def test_flip_reversal_and_determinism(synth_root):

@@ -34,6 +34,19 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 ResizeMode = Literal["antialias", "pil"]
 
 
+def pil_resize(frames: torch.Tensor, size: int) -> torch.Tensor:
+    """``B x 3 x H x W`` uint8 -> ``B x 3 x S x S`` float32 in 0..1, as Meta's JPEG-folder
+    loader: PIL bicubic resize of the uint8 image, then /255 in float64 stored as float32."""
+    if frames.dtype != torch.uint8:
+        raise ValueError(f"resize='pil' needs uint8 frames, got {frames.dtype}")
+    out = []
+    for f in frames.cpu():
+        img = Image.fromarray(np.ascontiguousarray(f.permute(1, 2, 0).numpy()))
+        arr = np.asarray(img.resize((size, size), Image.Resampling.BICUBIC))
+        out.append(torch.from_numpy(arr / 255.0).permute(2, 0, 1).to(torch.float32))
+    return torch.stack(out)
+
+
 @dataclass
 class FrameFeatures:
     """Backbone output for a batch of B frames (B = 1 per frame in streaming).
@@ -151,17 +164,7 @@ class SAM2Model(nn.Module):
         return (x - self.pixel_mean) / self.pixel_std
 
     def _preprocess_pil(self, frames: torch.Tensor) -> torch.Tensor:
-        # Meta's JPEG-folder loader: PIL bicubic resize of the uint8 image, /255 in float64,
-        # stored as float32, then mean subtracted and std divided in float32.
-        if frames.dtype != torch.uint8:
-            raise ValueError(f"resize='pil' needs uint8 frames, got {frames.dtype}")
-        s = self.image_size
-        out = []
-        for f in frames.cpu():
-            img = Image.fromarray(np.ascontiguousarray(f.permute(1, 2, 0).numpy()))
-            arr = np.asarray(img.resize((s, s), Image.Resampling.BICUBIC))
-            out.append(torch.from_numpy(arr / 255.0).permute(2, 0, 1).to(torch.float32))
-        x = torch.stack(out).to(self.device)
+        x = pil_resize(frames, self.image_size).to(self.device)
         return (x - self.pixel_mean) / self.pixel_std
 
     def encode_image(self, images: torch.Tensor) -> FrameFeatures:

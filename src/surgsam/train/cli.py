@@ -46,6 +46,9 @@ def register(subparsers) -> None:
     p.add_argument("--exit-prob", type=float, default=None,
                    help="chance that a clip starts shortly before an object leaves the view and tracks it "
                    "(default: the recipe's)")
+    p.add_argument("--frame-resize", choices=("pil", "antialias"), default=None,
+                   help="how clip frames are resized to the model input: pil (PIL bicubic, as the engine reads "
+                   "frames; default) or antialias (float bilinear, as runs before session 9)")
     p.add_argument("--max-objects", type=int, default=None, help="objects per clip (default 3)")
     p.add_argument("--lr", type=float, default=None, help="base learning rate")
     p.add_argument("--warmup", type=float, default=None, help="warm-up: steps (>= 1) or a fraction of the run (< 1)")
@@ -110,6 +113,8 @@ def config_from_args(args: argparse.Namespace):
         clip = replace(clip, entry_prob=args.entry_prob)
     if args.exit_prob is not None:
         clip = replace(clip, exit_prob=args.exit_prob)
+    if getattr(args, "frame_resize", None) is not None:
+        clip = replace(clip, frame_resize=args.frame_resize)
     optim = cfg.optim
     if args.lr is not None:
         optim = replace(optim, lr=args.lr)

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..modeling.sam2 import IMAGENET_MEAN, IMAGENET_STD
+from ..modeling.sam2 import IMAGENET_MEAN, IMAGENET_STD, ResizeMode, pil_resize
 from .aux_types import type_map, video_categories
 
 __all__ = ["Clip", "ClipBatch", "ClipConfig", "ClipSampler", "collate", "epoch_index", "swap_left_right", "open_datasets"]
@@ -49,6 +49,9 @@ class ClipConfig:
         this their targets contradict each other.
     type_maps: also build per-pixel object-type maps (``Clip.types``) from the datasets'
         categories, for the auxiliary type loss (:mod:`.aux_types`); draws nothing random.
+    frame_resize: how frames become ``S x S``: ``"pil"`` (PIL bicubic on the uint8 frame,
+        the engine's default, so the model trains on what it sees at inference) or
+        ``"antialias"`` (float bilinear with antialiasing; runs before session 9 used it).
     """
 
     num_frames: int = 8
@@ -61,8 +64,11 @@ class ClipConfig:
     exit_prob: float = 0.0
     merge_same_text: bool = False
     type_maps: bool = False
+    frame_resize: ResizeMode = "pil"
 
     def __post_init__(self) -> None:
+        if self.frame_resize not in ("pil", "antialias"):
+            raise ValueError(f"frame_resize must be 'pil' or 'antialias', got {self.frame_resize!r}")
         if self.num_frames < 1 or self.max_objects < 1:
             raise ValueError("num_frames and max_objects must be >= 1")
         for name in ("entry_prob", "exit_prob"):
@@ -330,7 +336,7 @@ class ClipSampler:
             x, m = x.flip(-1), m.flip(-1)
             ty = None if ty is None else ty.flip(-1)
         texts = self._texts(video, obj_ids, flip)
-        return Clip(normalize_frames(x, s), _resize_masks(m, s), obj_ids, video.name, list(frames), texts, flip, reversed_,
+        return Clip(normalize_frames(x, s, cfg.frame_resize), _resize_masks(m, s), obj_ids, video.name, list(frames), texts, flip, reversed_,
                     None if ty is None else _resize_types(ty, s))
 
     @staticmethod
@@ -353,12 +359,15 @@ class ClipSampler:
         return [(swap_left_right(by_obj[k]) if flip else by_obj[k]) if k in by_obj else None for k in obj_ids]
 
 
-def normalize_frames(frames: torch.Tensor, size: int) -> torch.Tensor:
-    """``T x 3 x H x W`` uint8 -> ``T x 3 x S x S`` float, exactly as ``SAM2Model.preprocess``:
-    /255, bilinear antialiased resize, ImageNet mean/std."""
-    x = frames.float() / 255.0
-    if x.shape[-2:] != (size, size):
-        x = F.interpolate(x, (size, size), mode="bilinear", align_corners=False, antialias=True)
+def normalize_frames(frames: torch.Tensor, size: int, resize: ResizeMode = "pil") -> torch.Tensor:
+    """``T x 3 x H x W`` uint8 -> ``T x 3 x S x S`` float, exactly as
+    ``SAM2Model.preprocess(frames, resize)``: resized, /255, ImageNet mean/std."""
+    if resize == "pil":
+        x = pil_resize(frames, size)
+    elif frames.shape[-2:] == (size, size):
+        x = frames.float() / 255.0
+    else:
+        x = F.interpolate(frames.float() / 255.0, (size, size), mode="bilinear", align_corners=False, antialias=True)
     mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
     std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
     return (x - mean) / std
