@@ -35,7 +35,7 @@ $(VENV)/.stamp-oracle: $(VENV)/.stamp-install
 # ONNX export. The app's browser test drives Debian's chromium through the playwright package
 # (dev extra); `playwright install` is never run (it would download a browser).
 $(VENV)/.stamp-extras: $(VENV)/.stamp-install
-	$(PIP) install -q --no-build-isolation $(TORCH) -e ".[dev,video,demo,text,export]"
+	$(PIP) install -q --no-build-isolation $(TORCH) -e ".[dev,video,demo,text,export,plots,coco]"
 	@touch $@
 
 $(CHROMIUM):
