@@ -23,15 +23,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from .vos import (
-    DatasetError,
-    VideoList,
-    VOSDataset,
-    Video,
-    check_frame_gaps,
-    list_images,
-    natural_key,
-)
+from .video import DatasetError, Video, VideoList, check_frame_gaps, list_images, natural_key
+from .vos import VOSDataset
 
 __all__ = [
     "ENDOVIS17_FOLDS",

@@ -24,7 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .endovis import ENDOVIS18_TISSUE_IDS, split_sequences
-from .vos import DatasetError, VideoList, VOSVideo, build_vos_video, find_subdir, natural_key, FRAME_DIRS, ANNOTATION_DIRS
+from .video import DatasetError, VideoList, natural_key
+from .vos import ANNOTATION_DIRS, FRAME_DIRS, VOSVideo, build_vos_video, find_subdir
 
 __all__ = [
     "ACTIONS",

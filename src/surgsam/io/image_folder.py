@@ -12,7 +12,7 @@ from PIL import Image, UnidentifiedImageError
 
 from .base import FrameReadError, FrameSource, SourceOpenError
 
-__all__ = ["IMAGE_EXTENSIONS", "ImageFolderSource", "natural_sort_key", "to_rgb"]
+__all__ = ["IMAGE_EXTENSIONS", "ImageFolderSource", "list_image_files", "natural_sort_key", "read_rgb_file", "to_rgb"]
 
 #: Image extensions (lower case) that :class:`ImageFolderSource` picks up.
 IMAGE_EXTENSIONS: frozenset[str] = frozenset({".jpg", ".jpeg", ".png", ".bmp"})
@@ -48,6 +48,35 @@ def to_rgb(image: Image.Image) -> np.ndarray:
     return np.asarray(image.convert("RGB"), dtype=np.uint8)
 
 
+def list_image_files(
+    folder: str | os.PathLike[str], *, recursive: bool = False, extensions: Iterable[str] = IMAGE_EXTENSIONS
+) -> list[Path]:
+    """The image files of ``folder`` (and its sub-folders with ``recursive``) in natural order
+    of their relative paths; hidden files and folders (``.*``, e.g. macOS ``._00000.jpg``) are
+    skipped. The one listing rule of image folders and dataset folders (``surgsam.data``)."""
+    root = Path(folder)
+    exts = {e.lower() if e.startswith(".") else f".{e.lower()}" for e in extensions}
+    candidates = root.rglob("*") if recursive else root.iterdir()
+    paths = [
+        p
+        for p in candidates
+        if p.suffix.lower() in exts
+        and not any(part.startswith(".") for part in p.relative_to(root).parts)
+        and p.is_file()
+    ]
+    paths.sort(key=lambda p: natural_sort_key(p.relative_to(root)))
+    return paths
+
+
+def read_rgb_file(path: str | os.PathLike[str]) -> np.ndarray:
+    """Decode an image file as a writable ``H x W x 3`` uint8 RGB array (:func:`to_rgb`); the one
+    image reader of image folders and dataset folders. Raises ``OSError`` (``PIL``'s
+    ``UnidentifiedImageError`` included) or ``ValueError`` when the file does not decode."""
+    with Image.open(path) as im:
+        rgb = to_rgb(im)
+    return rgb if rgb.flags.writeable else rgb.copy()  # torch.from_numpy warns on read-only arrays
+
+
 class ImageFolderSource(FrameSource):
     """Frames from the images in one folder, in natural (numeric) order, loaded on access.
 
@@ -74,17 +103,9 @@ class ImageFolderSource(FrameSource):
         self.name = self.root.name
         self._fps = fps
         exts = {e.lower() if e.startswith(".") else f".{e.lower()}" for e in extensions}
-        candidates = self.root.rglob("*") if recursive else self.root.iterdir()
-        paths = [
-            p
-            for p in candidates
-            if p.suffix.lower() in exts
-            and not any(part.startswith(".") for part in p.relative_to(self.root).parts)
-            and p.is_file()
-        ]
+        paths = list_image_files(self.root, recursive=recursive, extensions=exts)
         if not paths:
             raise SourceOpenError(self._empty_message(exts, recursive))
-        paths.sort(key=lambda p: natural_sort_key(p.relative_to(self.root)))
         self.paths: list[Path] = paths
         self._size = self._header_size(0)
 
@@ -135,8 +156,7 @@ class ImageFolderSource(FrameSource):
         index %= n
         path = self.paths[index]
         try:
-            with Image.open(path) as im:
-                rgb = to_rgb(im)
+            rgb = read_rgb_file(path)
         except (OSError, UnidentifiedImageError, ValueError) as exc:
             raise FrameReadError(
                 f"cannot read frame {index} ({path}): {exc}", frame_index=index, path=path
