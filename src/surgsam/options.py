@@ -25,3 +25,13 @@ def add_memory_argument(p: argparse.ArgumentParser, default: str | None = "efp",
     tail = f" (default: {default})" if default is not None else ""
     p.add_argument("--memory", default=default, type=memory_policy_name, metavar="POLICY",
                    help=f"{text}{'; ' + help if help else ''}{tail}")
+
+
+def add_layout_argument(p: argparse.ArgumentParser) -> None:
+    """``--layout``: how a dataset folder is read (:data:`surgsam.data.LAYOUTS`; auto recognises it)."""
+    from .data import LAYOUTS
+
+    p.add_argument("--layout", default="auto", choices=LAYOUTS,
+                   help="dataset layout: auto (default: Meta/ means Ref-EndoVis, instrument_dataset_* / seq_*/left_frames "
+                   "raw EndoVis 2017 / 2018, else JPEGImages+Annotations VOS), or force vos, ref-endovis, endovis17-raw, "
+                   "endovis18-raw (e.g. --layout vos for a DAVIS folder that also holds a Meta/ folder)")

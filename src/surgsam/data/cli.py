@@ -3,7 +3,7 @@ contact sheet of any dataset folder) and ``data-check`` (validate a dataset fold
 
     surgsam synth OUT --videos 8 --frames 40 --size 320x256 --seed 0 --stats --contact-sheet OUT/sheet.png
     surgsam synth-stats OUT [--json] [--contact-sheet sheet.png]
-    surgsam data-check DIR [--split valid]
+    surgsam data-check DIR [--split valid] [--layout vos]
 """
 
 from __future__ import annotations
@@ -26,6 +26,8 @@ def _size(text: str) -> tuple[int, int]:
 
 def register(subparsers) -> None:
     """Add ``synth``, ``synth-stats`` and ``data-check`` to an argparse subparsers object."""
+    from ..options import add_layout_argument
+
     p = subparsers.add_parser("synth", help="generate a synthetic surgical video dataset (Ref-EndoVis layout)",
                               description="Render procedural endoscopic videos with instruments, tissue, smoke, "
                               "blur and camera motion; write frames, palette annotations, Meta json and expressions.")
@@ -65,6 +67,7 @@ def register(subparsers) -> None:
     c = subparsers.add_parser("data-check", help="validate a dataset folder (frames, annotations, sizes, ids, json)")
     c.add_argument("root")
     c.add_argument("--split", default=None)
+    add_layout_argument(c)
     c.set_defaults(func=run_check)
 
 
@@ -117,7 +120,7 @@ def run_check(args: argparse.Namespace) -> int:
     from .vos import DatasetError
 
     try:
-        ds = open_dataset(args.root, args.split)
+        ds = open_dataset(args.root, args.split, layout=args.layout)
         frames = 0
         for v in ds:
             v.validate()

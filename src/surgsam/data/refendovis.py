@@ -7,6 +7,7 @@ Layout (frames are PNG despite the folder name)::
     ROOT/{train,valid}/Meta/seq_k.json                 {"info": {"category": {id: name}},
                                                         "frames": {"00000": {id: {"action": a,
                                                                    "location": l, "unique": u}}}}
+                                                       (variants: see :class:`RefMeta`)
     ROOT/valid/meta_expressions.json                   {"videos": {seq: {"expressions":
                                                         {exp_id: {"exp", "obj_id"}}, "frames": [...],
                                                         "first_frame": {exp_id: idx}}}}
@@ -132,7 +133,14 @@ class FrameObjectInfo:
 
 @dataclass(frozen=True)
 class RefMeta:
-    """A video's Meta json: ``categories[obj_id]`` and ``frames[frame_name][obj_id]``."""
+    """A video's Meta json: ``categories[obj_id]`` and ``frames[frame_name][obj_id]``.
+
+    :meth:`load` accepts the category map as ``info.category`` (ReSurgSAM2's files),
+    ``info.categories``, or at the top level (``category`` / ``categories``); actions and
+    locations as ids or as their words (``"grasping tissue"``, ``"bottom left"``; case, ``-``
+    and ``_`` ignored); ``unique`` as a bool or 0/1. Anything else raises
+    :class:`DatasetError` naming the file, the key path and what was expected.
+    """
 
     categories: dict[int, str]
     frames: dict[str, dict[int, FrameObjectInfo]]
@@ -141,31 +149,49 @@ class RefMeta:
     def load(cls, path: Path) -> "RefMeta":
         try:
             raw = json.loads(Path(path).read_text())
-        except (OSError, json.JSONDecodeError) as exc:
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise DatasetError(f"{path}: cannot read Meta json ({exc})") from exc
-        try:
-            cats = {int(k): str(v) for k, v in raw["info"]["category"].items()}
-        except (KeyError, TypeError, ValueError) as exc:
-            raise DatasetError(f"{path}: Meta json needs info.category {{obj_id: name}} ({exc!r})") from exc
+        return cls.from_json(raw, path)
+
+    @classmethod
+    def from_json(cls, raw: object, path: Path | str = "<Meta json>") -> "RefMeta":
+        """Parse the content of a Meta json (see the class docstring); ``path`` names it in errors."""
+        if not isinstance(raw, dict):
+            raise DatasetError(f"{path}: expected a JSON object with the category map and 'frames', "
+                               f"got {type(raw).__name__}")
+        key, table = _category_table(raw, path)
+        cats: dict[int, str] = {}
+        for k, v in table.items():
+            oid = _json_int(k, path, f"{key}[{k!r}]", "an object id (an integer key)")
+            if not isinstance(v, str) or not v.strip():
+                raise DatasetError(f"{path}: {key}[{k!r}]: expected a category name (a non-empty string), got {v!r}")
+            cats[oid] = v.strip()
+        frames_raw = raw.get("frames")
+        if frames_raw is None:
+            frames_raw = {}
+        if not isinstance(frames_raw, dict):
+            raise DatasetError(f"{path}: frames: expected {{frame name: {{obj_id: {{action, location, unique}}}}}}, "
+                               f"got {type(frames_raw).__name__}")
         frames: dict[str, dict[int, FrameObjectInfo]] = {}
-        for fname, objs in (raw.get("frames") or {}).items():
+        for fname, objs in frames_raw.items():
+            where = f"frames[{fname!r}]"
+            if not isinstance(objs, dict):
+                raise DatasetError(f"{path}: {where}: expected {{obj_id: {{action, location, unique}}}}, got {objs!r}")
             entry = {}
             for k, v in objs.items():
-                try:
-                    oid = int(k)
-                    info = FrameObjectInfo(int(v.get("action", 0)), int(v.get("location", 0)), bool(v.get("unique", True)))
-                except (TypeError, ValueError, AttributeError) as exc:
-                    raise DatasetError(f"{path}: frame {fname!r} object {k!r}: bad entry {v!r}") from exc
+                at = f"{where}[{k!r}]"
+                oid = _json_int(k, path, at, "an object id (an integer key)")
+                if not isinstance(v, dict):
+                    raise DatasetError(f"{path}: {at}: expected {{'action', 'location', 'unique'}}, got {v!r}")
                 if oid not in cats:
                     raise DatasetError(
-                        f"{path}: frame {fname!r} refers to object id {oid}, which info.category does not "
-                        f"declare (declared: {sorted(cats)})"
+                        f"{path}: {at} refers to object id {oid}, which {key} does not declare (declared: {sorted(cats)})"
                     )
-                if info.action != 0 and info.action not in ACTIONS:
-                    raise DatasetError(f"{path}: frame {fname!r} object {oid}: unknown action id {info.action}")
-                if info.location != 0 and info.location not in LOCATIONS:
-                    raise DatasetError(f"{path}: frame {fname!r} object {oid}: unknown location id {info.location}")
-                entry[oid] = info
+                entry[oid] = FrameObjectInfo(
+                    _vocab_id(v.get("action", 0), ACTIONS, path, f"{at}.action", "action"),
+                    _vocab_id(v.get("location", 0), LOCATIONS, path, f"{at}.location", "location"),
+                    _json_bool(v.get("unique", True), path, f"{at}.unique"),
+                )
             frames[str(fname)] = entry
         return cls(cats, frames)
 
@@ -179,6 +205,75 @@ class RefMeta:
         }
 
 
+_CATEGORY_KEYS = ("category", "categories")
+
+
+def _category_table(raw: dict, path: Path | str) -> tuple[str, dict]:
+    """The category map of a Meta json and its key path (``info.category`` or a variant)."""
+    found: list[tuple[str, object]] = []
+    info = raw.get("info")
+    if isinstance(info, dict):
+        found += [(f"info.{k}", info[k]) for k in _CATEGORY_KEYS if k in info]
+    elif info is not None:
+        raise DatasetError(f"{path}: info: expected an object holding 'category' {{obj_id: name}}, got {info!r}")
+    found += [(k, raw[k]) for k in _CATEGORY_KEYS if k in raw]
+    if not found:
+        raise DatasetError(
+            f"{path}: no category map: expected info.category {{obj_id: name}} (or 'category' at the top level); "
+            f"top-level keys are {sorted(raw)}" + (f", info keys are {sorted(info)}" if isinstance(info, dict) else "")
+        )
+    key, table = found[0]
+    for other, t in found[1:]:
+        if t != table:
+            raise DatasetError(f"{path}: {key} and {other} are both given and differ; keep one category map")
+    if not isinstance(table, dict):
+        raise DatasetError(f"{path}: {key}: expected {{obj_id: category name}}, got {table!r}")
+    return key, table
+
+
+def _json_int(value: object, path: Path | str, at: str, what: str) -> int:
+    """An integer from a JSON key or value (``3`` or ``"3"``), else a DatasetError."""
+    if isinstance(value, bool):
+        raise DatasetError(f"{path}: {at}: expected {what}, got {value!r}")
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+        return int(value)
+    raise DatasetError(f"{path}: {at}: expected {what}, got {value!r}")
+
+
+def _words(text: str) -> str:
+    return " ".join(text.lower().replace("-", " ").replace("_", " ").split())
+
+
+def _vocab_id(value: object, vocab: dict[int, str], path: Path | str, at: str, what: str) -> int:
+    """An action / location id from an id or its words; 0 (tissue / none) is allowed."""
+    if isinstance(value, str) and not value.strip().lstrip("-").isdigit():
+        by_words = {_words(v): k for k, v in vocab.items()}
+        key = _words(value)
+        if key not in by_words:
+            raise DatasetError(f"{path}: {at}: unknown {what} {value!r}; expected an id 1..{max(vocab)} or one of "
+                               f"{sorted(vocab.values())}")
+        return by_words[key]
+    k = _json_int(value, path, at, f"an {what} id (0..{max(vocab)}) or its words")
+    if k != 0 and k not in vocab:
+        raise DatasetError(f"{path}: {at}: unknown {what} id {k}; expected 0..{max(vocab)} or one of "
+                           f"{sorted(vocab.values())}")
+    return k
+
+
+def _json_bool(value: object, path: Path | str, at: str) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int) and value in (0, 1):
+        return bool(value)
+    if isinstance(value, str) and value.strip().lower() in ("true", "false"):
+        return value.strip().lower() == "true"
+    raise DatasetError(f"{path}: {at}: expected true/false (or 1/0), got {value!r}")
+
+
 @dataclass(frozen=True)
 class Expression:
     """A referring expression for one object; ``first_frame`` is where it first appears."""
@@ -190,21 +285,43 @@ class Expression:
 
 
 def load_meta_expressions(path: Path) -> dict[str, dict]:
-    """``meta_expressions.json`` -> ``{video: {"expressions": [...Expression], "frames": [...]}}``."""
+    """``meta_expressions.json`` -> ``{video: {"expressions": [...Expression], "frames": [...]}}``.
+
+    Errors name the file, the key path (``videos['seq_2'].expressions['0'].obj_id``) and what
+    was expected."""
     try:
-        raw = json.loads(Path(path).read_text())["videos"]
-    except (OSError, json.JSONDecodeError, KeyError, TypeError) as exc:
-        raise DatasetError(f"{path}: cannot read meta_expressions ({exc!r}); expected {{'videos': {{...}}}}") from exc
+        raw = json.loads(Path(path).read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise DatasetError(f"{path}: cannot read meta_expressions json ({exc})") from exc
+    videos = raw.get("videos") if isinstance(raw, dict) else None
+    if not isinstance(videos, dict):
+        got = f"top-level keys {sorted(raw)}" if isinstance(raw, dict) else f"a {type(raw).__name__}"
+        raise DatasetError(f"{path}: videos: expected {{'videos': {{video: {{'expressions': ...}}}}}}, got {got}")
     out: dict[str, dict] = {}
-    for vid, v in raw.items():
-        first = {str(k): int(x) for k, x in (v.get("first_frame") or {}).items()}
+    for vid, v in videos.items():
+        at = f"videos[{vid!r}]"
+        if not isinstance(v, dict):
+            raise DatasetError(f"{path}: {at}: expected {{'expressions', 'frames', 'first_frame'}}, got {v!r}")
+        first_raw = v.get("first_frame") or {}
+        exps_raw = v.get("expressions") or {}
+        if not isinstance(first_raw, dict):
+            raise DatasetError(f"{path}: {at}.first_frame: expected {{exp_id: frame index}}, got {first_raw!r}")
+        if not isinstance(exps_raw, dict):
+            raise DatasetError(f"{path}: {at}.expressions: expected {{exp_id: {{'exp', 'obj_id'}}}}, got {exps_raw!r}")
+        first = {str(k): _json_int(x, path, f"{at}.first_frame[{k!r}]", "a frame index") for k, x in first_raw.items()}
         exps = []
-        for eid, e in (v.get("expressions") or {}).items():
-            try:
-                exps.append(Expression(str(eid), str(e["exp"]), int(e["obj_id"]), first.get(str(eid))))
-            except (KeyError, TypeError, ValueError) as exc:
-                raise DatasetError(f"{path}: video {vid!r} expression {eid!r} needs 'exp' and 'obj_id' ({exc!r})") from exc
-        out[vid] = {"expressions": exps, "frames": list(v.get("frames") or [])}
+        for eid, e in exps_raw.items():
+            ea = f"{at}.expressions[{eid!r}]"
+            if not isinstance(e, dict) or "exp" not in e or "obj_id" not in e:
+                raise DatasetError(f"{path}: {ea}: expected {{'exp': text, 'obj_id': id}}, got {e!r}")
+            if not isinstance(e["exp"], str) or not e["exp"].strip():
+                raise DatasetError(f"{path}: {ea}.exp: expected the expression text, got {e['exp']!r}")
+            oid = _json_int(e["obj_id"], path, f"{ea}.obj_id", "an object id")
+            exps.append(Expression(str(eid), e["exp"], oid, first.get(str(eid))))
+        frames = v.get("frames") or []
+        if not isinstance(frames, list):
+            raise DatasetError(f"{path}: {at}.frames: expected a list of frame names, got {frames!r}")
+        out[str(vid)] = {"expressions": exps, "frames": [str(f) for f in frames]}
     return out
 
 
@@ -283,6 +400,7 @@ class RefEndoVis(VideoList, Sequence[RefVideo]):
                 raise DatasetError(f"{frame_root}: video {n!r} has annotations but no frame folder")
             v = build_vos_video(n, fd, ann_root / n, allow_gaps=allow_gaps, categories=meta.categories,
                                 allowed_ids=set(meta.categories), cls=RefVideo, meta=meta, version=self.version)
+            assert isinstance(v, RefVideo)
             bad_frames = sorted(set(meta.frames) - set(v.frame_names), key=natural_key)
             if bad_frames:
                 raise DatasetError(f"{meta_path}: frames {bad_frames[:3]} are not frames of video {n!r}")

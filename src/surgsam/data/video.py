@@ -97,7 +97,7 @@ class LazyFrames(Sequence[np.ndarray]):
     def __len__(self) -> int:
         return len(self.paths)
 
-    def __getitem__(self, i):  # type: ignore[override]
+    def __getitem__(self, i):
         if isinstance(i, slice):
             return LazyFrames(self.paths[i], self.crop)
         return read_rgb(self.paths[i], self.crop)
@@ -305,7 +305,7 @@ class VideoList:
     def __len__(self) -> int:
         return len(self.videos)
 
-    def __getitem__(self, i):  # type: ignore[override]
+    def __getitem__(self, i):
         if isinstance(i, str):
             i = self.names.index(i)
         return self.videos[i]

@@ -239,7 +239,7 @@ class VOSDataset(Sequence[VOSVideo]):
     def __len__(self) -> int:
         return len(self._specs)
 
-    def __getitem__(self, i):  # type: ignore[override]
+    def __getitem__(self, i):
         if isinstance(i, str):
             i = self.names.index(i)
         if isinstance(i, slice):

@@ -27,6 +27,7 @@ __all__ = ["add_eval_arguments", "main", "register", "run_eval"]
 
 
 def add_eval_arguments(p: argparse.ArgumentParser) -> None:
+    from ..options import add_layout_argument
     from ..referring.cifs import SEARCH_OUTPUTS
     from .endtoend import SEGMENTERS
     from .evaluator import PROTOCOLS
@@ -36,6 +37,7 @@ def add_eval_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--pred", metavar="DIR", help="predictions: DIR/<video>/<frame>.png palette maps "
                    "or DIR/<video>/<obj_id>/<frame>.png per-object masks")
     p.add_argument("--split", default=None, help="split subfolder or EndoVis split (train, valid, fold0..3)")
+    add_layout_argument(p)
     p.add_argument("--protocol", default=None, choices=sorted(PROTOCOLS),
                    help="surgsam2 (default; resurgsam2 with --segmenter referring): skip each track's first/last "
                    "frame; resurgsam2: all frames, instruments/tissue reported separately; davis: all frames "
@@ -107,7 +109,7 @@ def run_eval(args: argparse.Namespace) -> int:
             return _run_e2e(args, videos)
         from .evaluator import evaluate_folders
 
-        gt = open_dataset(args.gt, args.split, require_frames=False, videos=videos)
+        gt = open_dataset(args.gt, args.split, layout=args.layout, require_frames=False, videos=videos)
         result = evaluate_folders(gt, args.pred, args.protocol or "surgsam2", level=args.level,
                                   allow_missing=args.allow_missing,
                                   strict=not args.no_strict and videos is None, progress=not args.no_progress)
@@ -129,7 +131,7 @@ def _run_e2e(args: argparse.Namespace, videos: list[str] | None) -> int:
         return _run_referring(args, videos)
     env = init_distributed(args.device)
     try:
-        data = open_dataset(args.gt, args.split, require_frames=args.segmenter == "engine", videos=videos)
+        data = open_dataset(args.gt, args.split, layout=args.layout, require_frames=args.segmenter == "engine", videos=videos)
         all_videos = list(data)
         mine = [all_videos[i] for i in shard([len(v) for v in all_videos], env.rank, env.world_size)]
         seg = make_segmenter(args.segmenter, all_videos, model=args.model,
@@ -171,7 +173,7 @@ def _run_referring(args: argparse.Namespace, videos: list[str] | None) -> int:
 
     env = init_distributed(args.device)
     try:
-        data = open_dataset(args.gt, args.split, require_frames=True, videos=videos)
+        data = open_dataset(args.gt, args.split, layout=args.layout, require_frames=True, videos=videos)
         all_videos = list(data)
         mine = [all_videos[i] for i in shard([len(v) for v in all_videos], env.rank, env.world_size)]
         seg = referring_segmenter_from_args(args, device=_rank_device(args.device, env))

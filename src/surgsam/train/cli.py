@@ -17,6 +17,8 @@ __all__ = ["register", "run_train"]
 
 def register(subparsers) -> None:
     """Add the ``train`` subcommand."""
+    from ..options import add_layout_argument
+
     p = subparsers.add_parser(
         "train", help="train or fine-tune a model (recipes: surgsam2, nano-synth, resurgsam2-stage1/2, ref-nano-synth)",
         description="Train SAM 2 on video clips with SAM 2's losses and prompt simulation. Writes checkpoints "
@@ -33,6 +35,7 @@ def register(subparsers) -> None:
     p.add_argument("--init", default=None, metavar="CKPT", help="initial weights (official .pt, bare state dict or ours)")
     p.add_argument("--model", default=None, help="model preset (default: the recipe's; ignored for our own --init files)")
     p.add_argument("--split", default="train", help="split folder to use where the dataset has splits (default train)")
+    add_layout_argument(p)
     p.add_argument("--steps", type=int, default=None, help="optimisation steps (default: the recipe's)")
     p.add_argument("--epochs", type=float, default=None, help="instead of --steps: passes over the clip windows")
     p.add_argument("--batch-size", type=int, default=None, help="clips per video batch per process")
@@ -100,7 +103,7 @@ def config_from_args(args: argparse.Namespace):
     from .recipes import make_config
 
     cfg = make_config(
-        args.recipe, model=args.model, init=args.init, data=tuple(args.data), split=args.split, out=args.out,
+        args.recipe, model=args.model, init=args.init, data=tuple(args.data), split=args.split, layout=args.layout, out=args.out,
         steps=args.steps, epochs=args.epochs, batch_size=args.batch_size, image_batch_size=args.image_batch_size,
         image_every=args.image_every, image_size=args.image_size, seed=args.seed, precision=args.precision,
         device=args.device, threads=args.threads, log_every=args.log_every, ckpt_every=args.ckpt_every,

@@ -180,13 +180,13 @@ def _permutation(n: int, seed: int, epoch: int) -> np.ndarray:
     return np.random.default_rng([seed, epoch]).permutation(n)
 
 
-def open_datasets(paths: Sequence[str], split: str | None = "train") -> list:
+def open_datasets(paths: Sequence[str], split: str | None = "train", layout: str = "auto") -> list:
     """Open dataset folders with :func:`surgsam.data.open_dataset`: ``split`` selects a split
     subfolder (Ref-EndoVis, synthetic, EndoVis VOS) or filters raw EndoVis sequences; folders
-    without splits are used whole."""
+    without splits are used whole. ``layout`` (``surgsam.data.LAYOUTS``) applies to every folder."""
     from ..data import open_dataset
 
-    return [open_dataset(Path(p), split) for p in paths]
+    return [open_dataset(Path(p), split, layout=layout) for p in paths]  # type: ignore[arg-type]
 
 
 class ClipSampler:

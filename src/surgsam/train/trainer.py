@@ -56,6 +56,7 @@ class TrainConfig:
     init: str | None = None
     data: tuple[str, ...] = ()
     split: str = "train"
+    layout: str = "auto"  # dataset layout of every data folder (surgsam.data.LAYOUTS)
     out: str = "runs/train"
     steps: int = 1000
     epochs: float | None = None
@@ -163,7 +164,7 @@ class Trainer:
         self.frozen = tuple(cfg.optim.freeze)
         freeze_modules(self.model, self.frozen)
         set_train_mode(self.model, self.frozen)
-        self.sampler = sampler if sampler is not None else ClipSampler(open_datasets(cfg.data, cfg.split), cfg.clip)
+        self.sampler = sampler if sampler is not None else ClipSampler(open_datasets(cfg.data, cfg.split, cfg.layout), cfg.clip)
         if sampler is not None and sampler.cfg.image_size != size:
             raise ValueError(f"sampler draws {sampler.cfg.image_size}px samples for a {size}px model")
         if sampler is not None and cfg.clip.type_maps and not sampler.cfg.type_maps:
