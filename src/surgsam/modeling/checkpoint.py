@@ -25,7 +25,7 @@ import stat
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 from torch import nn
@@ -203,7 +203,13 @@ def _read_safetensors(path: Path) -> LoadedCheckpoint:
     return LoadedCheckpoint(strip_prefixes(sd), config, path, {})
 
 
-def check_state_dict(model: nn.Module, sd: dict[str, torch.Tensor], source: str = "checkpoint") -> None:
+class HasStateDict(Protocol):
+    """A module, or a view of one under other key names (ReSurgSAM2's), for :func:`check_state_dict`."""
+
+    def state_dict(self) -> dict[str, Any]: ...
+
+
+def check_state_dict(model: HasStateDict, sd: dict[str, torch.Tensor], source: str = "checkpoint") -> None:
     """Raise :class:`CheckpointError` unless ``sd`` matches ``model`` key for key and shape."""
     own = model.state_dict()
     missing = sorted(set(own) - set(sd))
@@ -257,7 +263,7 @@ def _head(keys: list[str], n: int = 8) -> str:
     return ", ".join(keys[:n]) + (f", ... (+{len(keys) - n} more)" if len(keys) > n else "")
 
 
-def _preset_hint(model: nn.Module, sd: dict[str, torch.Tensor]) -> str:
+def _preset_hint(model: HasStateDict, sd: dict[str, torch.Tensor]) -> str:
     """A guess of which preset the file was saved from, to make wrong-preset errors obvious."""
     guess = guess_preset(sd)
     name = getattr(getattr(model, "cfg", None), "name", None)

@@ -46,7 +46,7 @@ def embedded_path(name: str) -> Path:
     """
     if name not in EMBEDDED_MODELS:
         raise KeyError(f"unknown embedded model {name!r}; known: {', '.join(sorted(EMBEDDED_MODELS))}")
-    path = Path(str(resources.files("surgsam").joinpath("assets", EMBEDDED_MODELS[name].file)))
+    path = Path(str(resources.files("surgsam").joinpath("assets").joinpath(EMBEDDED_MODELS[name].file)))
     if not path.is_file():
         raise FileNotFoundError(f"the embedded model {name!r} is not part of this installation (expected {path})")
     return path

@@ -10,6 +10,8 @@ over the whole map. Parameter names equal those of Meta's checkpoints.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -64,8 +66,11 @@ class MultiScaleAttention(nn.Module):
     """Multi-head self-attention on a ``B x h x w x dim`` map, optionally with pooled queries.
 
     With ``q_stride`` the output is ``B x h/s x w/s x dim_out``: each pooled query attends to
-    all ``h*w`` keys of its input.
+    all ``h*w`` keys of its input. ``kernel`` replaces the attention product at inference
+    (see :class:`surgsam.modeling.two_way_transformer.Attention`).
     """
+
+    kernel: Callable[..., torch.Tensor] | None = None
 
     def __init__(self, dim: int, dim_out: int, num_heads: int, q_stride: tuple[int, int] | None = None) -> None:
         super().__init__()
@@ -84,7 +89,10 @@ class MultiScaleAttention(nn.Module):
             q = _maxpool_hw(q, self.q_stride)
             h, w = q.shape[1], q.shape[2]
             q = q.reshape(b, h * w, self.num_heads, hd).transpose(1, 2)
-        out = F.scaled_dot_product_attention(q, k, v)  # b x heads x hw' x hd
+        if self.kernel is not None and not self.training:
+            out = self.kernel(q, k, v, None)
+        else:
+            out = F.scaled_dot_product_attention(q, k, v)  # b x heads x hw' x hd
         out = out.transpose(1, 2).reshape(b, h, w, -1)
         return self.proj(out)
 
@@ -110,7 +118,7 @@ class MultiScaleBlock(nn.Module):
         super().__init__()
         self.dim, self.dim_out = dim, dim_out
         self.window_size = window_size
-        self.q_stride = tuple(q_stride) if q_stride is not None else None
+        self.q_stride = (int(q_stride[0]), int(q_stride[1])) if q_stride is not None else None
         self.norm1 = nn.LayerNorm(dim, eps=1e-6)
         self.attn = MultiScaleAttention(dim, dim_out, num_heads, q_stride=self.q_stride)
         self.drop_path = DropPath(drop_path) if drop_path > 0.0 else nn.Identity()
@@ -126,7 +134,7 @@ class MultiScaleBlock(nn.Module):
             shortcut = _maxpool_hw(shortcut, self.q_stride)
         if self.window_size > 0:
             windows, grid = _to_windows(normed, self.window_size)
-            attn = _from_windows(self.attn(windows), grid, shortcut.shape[1:3])
+            attn = _from_windows(self.attn(windows), grid, (shortcut.shape[1], shortcut.shape[2]))
         else:
             attn = self.attn(normed)
         x = shortcut + self.drop_path(attn)
@@ -170,7 +178,7 @@ class Hiera(nn.Module):
             self.blocks.append(
                 MultiScaleBlock(
                     dim, dim_out, heads, window_size=window, drop_path=rates[i],
-                    q_stride=tuple(cfg.q_stride) if i in pool_blocks else None,
+                    q_stride=cfg.q_stride if i in pool_blocks else None,
                 )
             )
             dim = dim_out
@@ -179,7 +187,7 @@ class Hiera(nn.Module):
     def _pos_embed_hw(self, h: int, w: int) -> torch.Tensor:
         """``1 x h x w x C`` position embedding for an ``h x w`` token grid."""
         bkg = F.interpolate(self.pos_embed, size=(h, w), mode="bicubic")
-        win = self.pos_embed_window
+        win: torch.Tensor = self.pos_embed_window
         wh, ww = win.shape[-2:]
         win = win.tile(1, 1, -(-h // wh), -(-w // ww))[:, :, :h, :w]
         return (bkg + win).permute(0, 2, 3, 1)

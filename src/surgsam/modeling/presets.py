@@ -97,7 +97,7 @@ class SAM2Config:
 
 def _sam2_family(version: str) -> dict[str, SAM2Config]:
     v1 = version == "2"
-    flags = dict(
+    flags: dict[str, Any] = dict(
         version=version,
         no_obj_embed_spatial=not v1,
         proj_tpos_enc_in_obj_ptrs=not v1,

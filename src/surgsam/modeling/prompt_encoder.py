@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import cast
+
 import torch
 from torch import nn
 
@@ -31,8 +33,8 @@ class PromptEncoder(nn.Module):
     ) -> None:
         super().__init__()
         self.embed_dim = embed_dim
-        self.image_embedding_size = tuple(image_embedding_size)
-        self.input_image_size = tuple(input_image_size)
+        self.image_embedding_size = (int(image_embedding_size[0]), int(image_embedding_size[1]))
+        self.input_image_size = (int(input_image_size[0]), int(input_image_size[1]))
         self.mask_input_size = (4 * image_embedding_size[0], 4 * image_embedding_size[1])
         self.pe_layer = PositionEmbeddingRandom(embed_dim // 2)
         # One learned offset per label 0..3 (negative, positive, box corner 1, box corner 2).
@@ -50,6 +52,10 @@ class PromptEncoder(nn.Module):
         )
         self.no_mask_embed = nn.Embedding(1, embed_dim)
 
+    def _label_embedding(self, label: int) -> torch.Tensor:
+        """``1 x C`` learned offset of point label ``label`` (0..3)."""
+        return cast(nn.Embedding, self.point_embeddings[label]).weight
+
     def get_dense_pe(self) -> torch.Tensor:
         """Positional encoding of the feature grid: ``1 x C x h x w``."""
         return self.pe_layer(self.image_embedding_size).unsqueeze(0)
@@ -66,15 +72,15 @@ class PromptEncoder(nn.Module):
         emb = self.pe_layer.forward_with_coords(coords, self.input_image_size)
         labels = labels.unsqueeze(-1)
         emb = torch.where(labels == LABEL_PAD, self.not_a_point_embed.weight.expand_as(emb), emb)
-        for lab, table in enumerate(self.point_embeddings):
-            emb = torch.where(labels == lab, emb + table.weight, emb)
+        for lab in range(len(self.point_embeddings)):
+            emb = torch.where(labels == lab, emb + self._label_embedding(lab), emb)
         return emb
 
     def embed_boxes(self, boxes: torch.Tensor) -> torch.Tensor:
         """``B x 4`` boxes (x0, y0, x1, y1 in input pixels) -> ``B x 2 x C`` corner tokens."""
         corners = boxes.reshape(-1, 2, 2) + 0.5
         emb = self.pe_layer.forward_with_coords(corners, self.input_image_size)
-        offsets = torch.cat([self.point_embeddings[2].weight, self.point_embeddings[3].weight], 0)
+        offsets = torch.cat([self._label_embedding(2), self._label_embedding(3)], 0)
         return emb + offsets.unsqueeze(0)
 
     def embed_masks(self, masks: torch.Tensor) -> torch.Tensor:

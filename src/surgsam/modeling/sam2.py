@@ -98,6 +98,9 @@ class SpatialMemory:
 class SAM2Model(nn.Module):
     """SAM 2 / SAM 2.1 built from a :class:`SAM2Config`."""
 
+    pixel_mean: torch.Tensor  # 1 x 3 x 1 x 1 buffer
+    pixel_std: torch.Tensor  # 1 x 3 x 1 x 1 buffer
+
     def __init__(self, cfg: SAM2Config) -> None:
         super().__init__()
         self.cfg = cfg

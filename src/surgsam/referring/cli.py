@@ -119,7 +119,10 @@ def _segment(args, seg, src, writer, overlay, folder=None) -> dict:
     from tqdm import tqdm
 
     bar = tqdm(total=src.num_frames, unit="frame", desc="refer", disable=args.no_progress)
-    n, lat, det_lat, trk_lat = 0, [], [], []
+    n = 0
+    lat: list[float] = []
+    det_lat: list[float] = []
+    trk_lat: list[float] = []
     t0 = time.perf_counter()
     try:
         for frame in src:

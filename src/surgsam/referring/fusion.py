@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import cast
 
 import torch
 import torch.nn.functional as F
@@ -68,6 +69,11 @@ class FusionBlock(nn.Module):
         self.mamba_layers = nn.ModuleList(mamba_layers)
         self.skip_first_layer_pe = skip_first_layer_pe
 
+    @property
+    def mambas(self) -> list[MambaLayer]:
+        """``mamba_layers`` with their type."""
+        return cast("list[MambaLayer]", list(self.mamba_layers))
+
     def forward(
         self,
         queries: torch.Tensor,
@@ -102,6 +108,11 @@ class FusionTransformer(nn.Module):
         self.layers = nn.ModuleList(blocks)
         self.final_attn_token_to_image = Attention(dim, num_heads, downsample_rate)
         self.norm_final_attn = nn.LayerNorm(dim)
+
+    @property
+    def blocks(self) -> list[FusionBlock]:
+        """``layers`` with their type."""
+        return cast("list[FusionBlock]", list(self.layers))
 
     def forward(
         self,
@@ -198,7 +209,7 @@ class CrossModalFusion(nn.Module):
             blocks.append(FusionBlock(dim, num_heads, mlp_dim, downsample_rate, i == 0, layers, dropout))
         self.transformer = FusionTransformer(blocks, dim, num_heads, downsample_rate)
         self.cls_token = nn.Embedding(1, dim)
-        for block in self.transformer.layers:
+        for block in self.transformer.blocks:
             for attn in (block.self_attn, block.cross_attn_token_to_image, block.cross_attn_image_to_token):
                 _init_attention(attn)
         _init_attention(self.transformer.final_attn_token_to_image)
@@ -206,12 +217,12 @@ class CrossModalFusion(nn.Module):
     @property
     def drop_path_rates(self) -> list[float]:
         """Drop-path rate of every Mamba layer, in order."""
-        return [m.drop_path.drop_prob for b in self.transformer.layers for m in b.mamba_layers]
+        return [m.drop_path.drop_prob for b in self.transformer.blocks for m in b.mambas]
 
     def set_scan_backend(self, backend: Backend) -> None:
         """Select the selective-scan implementation of every Mamba layer."""
-        for block in self.transformer.layers:
-            for layer in block.mamba_layers:
+        for block in self.transformer.blocks:
+            for layer in block.mambas:
                 layer.mamba.scan_backend = backend
 
     def forward(

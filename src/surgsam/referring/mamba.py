@@ -80,6 +80,14 @@ class CSTMambaMixer(nn.Module):
         scan_backend: selective-scan implementation (``"auto"`` uses ``mamba_ssm`` on CUDA).
     """
 
+    # registered by name in __init__: log(-A) ``E x N`` and skip ``D`` ``E`` of each branch
+    A_log: nn.Parameter
+    A_b_log: nn.Parameter
+    A_s_log: nn.Parameter
+    D: nn.Parameter
+    D_b: nn.Parameter
+    D_s: nn.Parameter
+
     def __init__(
         self,
         d_model: int,
@@ -134,8 +142,8 @@ class CSTMambaMixer(nn.Module):
         sfx = list(_SUFFIX.values())
         get = lambda stem: [getattr(self, f"{stem}{s}") for s in sfx]  # noqa: E731
         convs, xps, dts = get("conv1d"), get("x_proj"), get("dt_proj")
-        a_logs = [self.A_log, self.A_b_log, self.A_s_log]
-        ds = [self.D, self.D_b, self.D_s]
+        a_logs: list[torch.Tensor] = [self.A_log, self.A_b_log, self.A_s_log]
+        ds: list[torch.Tensor] = [self.D, self.D_b, self.D_s]
         return (
             torch.cat([c.weight for c in convs]), torch.cat([c.bias for c in convs]),
             torch.stack([p.weight for p in xps]), torch.stack([p.weight for p in dts]),
@@ -167,8 +175,10 @@ class CSTMambaMixer(nn.Module):
             u.transpose(1, 2), dt.transpose(1, 2), a, bm, cm, d, zs.transpose(1, 2),
             delta_bias=dt_b, delta_softplus=True, backend=self.scan_backend,
         )
+        assert isinstance(y, torch.Tensor)  # no last state was asked for
         y = y.transpose(1, 2)  # B x L x 3E
-        return tuple(from_branch_order(y[..., i * e : (i + 1) * e], br, frames) for i, br in enumerate(BRANCHES))
+        yf, yb, ys = (from_branch_order(y[..., i * e : (i + 1) * e], br, frames) for i, br in enumerate(BRANCHES))
+        return yf, yb, ys
 
     def forward(self, x: torch.Tensor, frames: int) -> torch.Tensor:
         """``B x L x C`` frame-major tokens of ``frames`` frames -> ``B x L x C``."""
@@ -222,7 +232,8 @@ class DWMLP(nn.Module):
         self.fc2 = nn.Linear(hidden, dim)
         for m in (self.fc1, self.fc2, self.dwconv.dwconv):
             nn.init.trunc_normal_(m.weight, std=0.02)
-            nn.init.zeros_(m.bias)
+            if m.bias is not None:  # all three have one
+                nn.init.zeros_(m.bias)
 
     def forward(self, x: torch.Tensor, vol: tuple[int, int, int]) -> torch.Tensor:
         """``B x T*h*w x C`` with ``vol = (T, h, w)`` -> same shape."""

@@ -18,10 +18,11 @@ class DropoutMLP(nn.Module):
         if num_layers < 1:
             raise ValueError("num_layers must be >= 1")
         dims = [input_dim] + [hidden_dim] * (num_layers - 1) + [output_dim]
-        self.layers = nn.ModuleList(nn.Linear(a, b) for a, b in zip(dims[:-1], dims[1:]))
+        linears = [nn.Linear(a, b) for a, b in zip(dims[:-1], dims[1:])]
+        self.layers = nn.ModuleList(linears)
         self.act = nn.ReLU()
         self.dropout = nn.Dropout(dropout)
-        for layer in self.layers:
+        for layer in linears:
             nn.init.trunc_normal_(layer.weight, std=0.02)
             nn.init.zeros_(layer.bias)
 

@@ -343,6 +343,7 @@ class ReferringSegmenter:
             chosen = e.cifs.update(t, float(logits[i]), float(ious[i]), payload=d)
             if chosen is not None:
                 p = chosen.payload
+                assert p is not None  # every update above passes the frame's detection
                 self.tracker.seed_object(oid, chosen.frame_idx, p.features, p.low_res_logits, p.object_score_logit,
                                          p.obj_ptr, p.iou, extra_prompt=e.sentence)
                 s.stage, s.credible_frame, s.found_frame = TRACKING, chosen.frame_idx, t
@@ -394,6 +395,7 @@ def _resolve_encoder(spec: str | Path | TextEncoder | None, model: ReferringSAM2
     """The text encoder to use, checked against the model's token projection width."""
     if spec is None:
         spec = model.cfg.text_encoder
+    enc: TextEncoder
     if isinstance(spec, (str, Path)):
         enc = build_text_encoder(spec, device=model.device)
     elif isinstance(spec, TextEncoder):

@@ -159,7 +159,7 @@ class _ScanCore(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, dt, u, a, b, c, chunk, method):  # type: ignore[override]
+    def forward(ctx, dt, u, a, b, c, chunk, method):
         length, bt, g, h = dt.shape[:4]
         n = a.shape[-1]
         k_max = min(chunk, length)
@@ -190,7 +190,7 @@ class _ScanCore(torch.autograd.Function):
 
     @staticmethod
     @once_differentiable
-    def backward(ctx, gy, _gstate):  # type: ignore[override]
+    def backward(ctx, gy, _gstate):
         dt, u, a, b, c, starts = ctx.saved_tensors
         length, k_max = dt.shape[0], ctx.chunk
         gdt, gu, gb, gc = (torch.zeros_like(t) for t in (dt, u, b, c))

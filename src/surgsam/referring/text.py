@@ -196,7 +196,7 @@ class CLIPTextEncoder(_FrozenHFEncoder):
     name = "clip"
 
     def __init__(self, model: nn.Module, tokenizer: Any | None = None) -> None:
-        cfg = model.config
+        cfg: Any = model.config  # a transformers CLIPTextConfig
         if tokenizer is None:
             tokenizer = ByteTokenizer(cfg.bos_token_id, cfg.eos_token_id)
         super().__init__(model, tokenizer, cfg.max_position_embeddings, cfg.hidden_size)
