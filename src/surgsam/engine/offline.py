@@ -27,7 +27,7 @@ class Prompt:
     frame_idx: int = 0
     points: Sequence[Sequence[float]] | np.ndarray | None = None
     labels: Sequence[int] | np.ndarray | None = None
-    box: Sequence[float] | None = None
+    box: Sequence[float] | np.ndarray | None = None
     mask: np.ndarray | None = None
 
 

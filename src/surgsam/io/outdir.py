@@ -19,15 +19,16 @@ from pathlib import Path
 from typing import Any
 
 from .atomic import OutputError, atomic_write_json, describe_os_error, is_temporary_name
+from .coco import COCO_FILE
 
-__all__ = ["LOCK_NAME", "MANIFEST", "OutputFolder", "OutputFolderError", "check_output_file"]
+__all__ = ["LOCK_NAME", "MANIFEST", "OutputFolder", "OutputFolderError", "check_output_file", "check_output_folder"]
 
 #: Written last, atomically: what the run was and how many frames it wrote.
 MANIFEST = "surgsam_manifest.json"
 #: Held (flock) while a run writes into the folder; removed when it ends.
 LOCK_NAME = ".surgsam.lock"
 
-# the mask files the writers produce: palette PNGs and SA-V per-object folders
+# the mask files the writers produce: palette PNGs, SA-V per-object folders and the COCO RLE file
 _FRAME_PNG = re.compile(r"^\d{5,}\.png$")
 _OBJ_DIR = re.compile(r"^\d{3,}$")
 
@@ -44,6 +45,26 @@ def check_output_file(path: str | os.PathLike[str], overwrite: bool, what: str =
     if (path.exists() or path.is_symlink()) and not overwrite:
         raise OutputFolderError(f"{what} {path} already exists: pass --overwrite to replace it")
     return path
+
+
+def check_output_folder(path: str | os.PathLike[str], overwrite: bool) -> Path:
+    """The checks :class:`OutputFolder` makes on opening, without creating or locking anything
+    (to refuse every folder of a batch before the first run): not a file, and empty (temporary
+    files of a killed run aside) unless ``overwrite``."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise OutputFolderError(f"--out {path} is a file, not a folder: give a folder for the masks")
+    if path.is_dir() and not overwrite:
+        others = sorted(e for e in os.listdir(path) if e != LOCK_NAME and not is_temporary_name(e))
+        if others:
+            raise OutputFolderError(_not_empty(path, others))
+    return path
+
+
+def _not_empty(path: Path, others: list[str]) -> str:
+    shown = ", ".join(others[:3]) + (f", ... ({len(others)} entries)" if len(others) > 3 else "")
+    return (f"output folder {path} is not empty ({shown}): pass --overwrite to replace its results, "
+            "or choose an empty or new folder")
 
 
 class OutputFolder:
@@ -140,10 +161,7 @@ class OutputFolder:
         leftovers = [e for e in entries if is_temporary_name(e)]
         others = [e for e in entries if not is_temporary_name(e)]
         if others and not self.overwrite:
-            shown = ", ".join(others[:3]) + (f", ... ({len(others)} entries)" if len(others) > 3 else "")
-            raise OutputFolderError(
-                f"output folder {self.path} is not empty ({shown}): pass --overwrite to replace its results, "
-                "or choose an empty or new folder")
+            raise OutputFolderError(_not_empty(self.path, others))
         for name in leftovers:  # temporary files of a run that was killed
             _unlink_quietly(self.path / name)
         if not self.overwrite:
@@ -153,7 +171,7 @@ class OutputFolder:
 
     def _mask_files(self) -> Iterable[Path]:
         for entry in os.scandir(self.path):
-            if entry.is_file() and _FRAME_PNG.match(entry.name):
+            if entry.is_file() and (_FRAME_PNG.match(entry.name) or entry.name == COCO_FILE):
                 yield Path(entry.path)
             elif entry.is_dir() and _OBJ_DIR.match(entry.name):
                 for sub in os.scandir(entry.path):
