@@ -44,7 +44,9 @@ def add_eval_arguments(p: argparse.ArgumentParser) -> None:
                    "minus first/last")
     p.add_argument("--level", default="instance", choices=["instance", "category"],
                    help="classes of the EndoVis IoU family: object ids (papers' CIoU) or categories (ISINet)")
-    p.add_argument("--out", metavar="DIR", help="write objects.csv, videos.csv, summary.csv, results.json here")
+    p.add_argument("--out", metavar="DIR", help="write objects.csv, videos.csv, frames.csv, summary.csv, results.json here")
+    p.add_argument("--plots", metavar="DIR", help="also draw jf_per_video.png (J&F per video) and j_over_time.png "
+                   "(J per frame, a line per video) here (needs the plots extra: pip install \"surgsam[plots]\")")
     p.add_argument("--videos", help="comma-separated subset of videos")
     p.add_argument("--allow-missing", action="store_true", help="a missing prediction frame counts as empty")
     p.add_argument("--no-strict", action="store_true", help="score only the videos that have predictions")
@@ -104,6 +106,10 @@ def run_eval(args: argparse.Namespace) -> int:
         print("error: give --pred DIR to score predictions, or --e2e to run a segmenter", file=sys.stderr)
         return 2
     videos = [v for v in args.videos.split(",") if v] if args.videos else None
+    if args.plots:
+        from .plots import require_matplotlib
+
+        require_matplotlib()  # a missing extra is refused before any work
     try:
         if args.e2e:
             return _run_e2e(args, videos)
@@ -194,6 +200,7 @@ def _run_referring(args: argparse.Namespace, videos: list[str] | None) -> int:
         if args.out:
             paths = run.write(Path(args.out))
             print("wrote " + ", ".join(str(p) for p in paths.values()))
+        _plots(run.result, args)
     return 0
 
 
@@ -208,6 +215,15 @@ def _report(result, args: argparse.Namespace) -> None:
     if args.out:
         paths = result.write(Path(args.out))
         print("wrote " + ", ".join(str(p) for p in paths.values()))
+    _plots(result, args)
+
+
+def _plots(result, args: argparse.Namespace) -> None:
+    if args.plots:
+        from .plots import plot_eval
+
+        drawn = plot_eval(result, Path(args.plots))
+        print("wrote " + ", ".join(str(p) for p in drawn.paths.values()))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -41,6 +41,7 @@ __all__ = [
     "PROTOCOLS",
     "ArrayVideo",
     "EvalResult",
+    "FrameScore",
     "ObjectScore",
     "PredictionFolder",
     "Protocol",
@@ -104,6 +105,19 @@ class ObjectScore:
         return (self.J + self.F) / 2
 
 
+@dataclass
+class FrameScore:
+    """J, F, Dice (x100) of one object of one video on one evaluated frame (``frame``: 0-based
+    index in the video). An object's :class:`ObjectScore` is the mean of its frames' scores."""
+
+    video: str
+    frame: int
+    obj_id: int
+    J: float
+    F: float
+    Dice: float
+
+
 def _nanmean(v: Sequence[float]) -> float:
     return float(np.mean(v)) if len(v) else float("nan")
 
@@ -120,6 +134,7 @@ class EvalResult:
     class_names: dict[int, str] = field(default_factory=dict)
     categories: dict[str, dict[int, str]] = field(default_factory=dict)  # video -> obj -> category
     group_defs: dict[str, tuple[int, ...]] = field(default_factory=dict)  # extra summary groups
+    frames: list[FrameScore] = field(default_factory=list)  # per frame, of the objects in ``objects``
 
     # ---- aggregation ----------------------------------------------------------------------
     def groups(self) -> dict[str, tuple[int, ...] | None]:
@@ -165,6 +180,17 @@ class EvalResult:
                          "Dice": _nanmean([o.Dice for o in os_])})
         return rows
 
+    def over_time(self, metric: str = "J") -> dict[str, tuple[list[int], list[float]]]:
+        """Per video: ``(frames, values)``, the mean ``metric`` (J, F or Dice, x100) over the
+        video's scored objects on each frame where at least one of them is evaluated."""
+        if metric not in ("J", "F", "Dice"):
+            raise ValueError(f"metric must be J, F or Dice, got {metric!r}")
+        by: dict[str, dict[int, list[float]]] = defaultdict(lambda: defaultdict(list))
+        for r in self.frames:
+            by[r.video][r.frame].append(getattr(r, metric))
+        return {v: (sorted(by[v]), [float(np.mean(by[v][t])) for t in sorted(by[v])])
+                for v in sorted(by, key=natural_key)}
+
     # ---- presentation ---------------------------------------------------------------------
     def table(self, per_object: bool = True) -> str:
         """A plain-text table: per (video, object) rows, then the summary per group."""
@@ -197,6 +223,7 @@ class EvalResult:
             "class_names": {str(k): v for k, v in self.class_names.items()},
             "categories": {v: {str(k): c for k, c in m.items()} for v, m in self.categories.items()},
             "group_defs": {g: list(ids) for g, ids in self.group_defs.items()},
+            "frames": [[r.video, r.frame, r.obj_id, r.J, r.F, r.Dice] for r in self.frames],
         }
 
     @classmethod
@@ -212,6 +239,8 @@ class EvalResult:
             class_names={int(k): v for k, v in d.get("class_names", {}).items()},
             categories={v: {int(k): c for k, c in m.items()} for v, m in d.get("categories", {}).items()},
             group_defs={g: tuple(int(i) for i in ids) for g, ids in d.get("group_defs", {}).items()},
+            frames=[FrameScore(str(v), int(t), int(k), *(float("nan") if x is None else float(x) for x in (j, f, dc)))
+                    for v, t, k, j, f, dc in d.get("frames", [])],
         )
 
     @classmethod
@@ -231,18 +260,21 @@ class EvalResult:
             seen |= vids
             out.objects += p.objects
             out.ious += p.ious
+            out.frames += p.frames
             out.excluded += p.excluded
             out.class_names.update(p.class_names)
             out.categories.update(p.categories)
         out.objects.sort(key=lambda o: (natural_key(o.video), o.obj_id))
+        out.frames.sort(key=lambda r: (natural_key(r.video), r.frame, r.obj_id))
         return out
 
     def write(self, out_dir: str | Path) -> dict[str, Path]:
-        """Write ``objects.csv``, ``videos.csv``, ``summary.csv`` and ``results.json`` to ``out_dir``."""
+        """Write ``objects.csv``, ``videos.csv``, ``frames.csv`` (per frame and object),
+        ``summary.csv`` and ``results.json`` to ``out_dir``."""
         d = Path(out_dir)
         d.mkdir(parents=True, exist_ok=True)
-        paths = {"objects": d / "objects.csv", "videos": d / "videos.csv", "summary": d / "summary.csv",
-                 "json": d / "results.json"}
+        paths = {"objects": d / "objects.csv", "videos": d / "videos.csv", "frames": d / "frames.csv",
+                 "summary": d / "summary.csv", "json": d / "results.json"}
         with open(paths["objects"], "w", newline="") as fh:
             w = csv.writer(fh)
             w.writerow(["video", "obj_id", "category", "n_frames", "J&F", "J", "F", "Dice"])
@@ -253,6 +285,11 @@ class EvalResult:
             w.writerow(["video", "n_objects", "J&F", "J", "F", "Dice"])
             for r in self.per_video():
                 w.writerow([r["video"], r["n_objects"], *(format_metric(r[k]) for k in ("J&F", "J", "F", "Dice"))])  # type: ignore[arg-type]
+        with open(paths["frames"], "w", newline="") as fh:
+            w = csv.writer(fh)
+            w.writerow(["video", "frame", "obj_id", "J", "F", "Dice"])
+            for fr in self.frames:
+                w.writerow([fr.video, fr.frame, fr.obj_id, *(format_metric(x) for x in (fr.J, fr.F, fr.Dice))])
         summ = self.summary()
         keys = ["J&F", "J", "F", "Dice", "challenge_iou", "iou", "mc_iou", "cum_iou", "n_objects", "n_videos", "n_frames"]
         with open(paths["summary"], "w", newline="") as fh:
@@ -341,6 +378,7 @@ def evaluate_video(
     cats = {k: video.categories.get(k, f"object {k}") for k in objs}
     ranges = {k: proto.ranges(first[k], T) for k in objs}
     acc: dict[int, list[tuple[float, float, float]]] = {k: [] for k in objs}
+    acc_t: dict[int, list[int]] = {k: [] for k in objs}  # the frame of each entry of acc
     seen_gt: dict[int, bool] = {k: False for k in objs}
     ious: list[ClassIoU] = []
     n = 0
@@ -376,6 +414,7 @@ def evaluate_video(
                 g = gmask[k]
                 seen_gt[k] |= bool(g.any())
                 acc[k].append(frame_scores(pmask.get(k, empty), g, proto.bound_th))
+                acc_t[k].append(t)
         live = [k for k in objs if t in ranges[k][1]]
         if level == "instance":
             for k in live:
@@ -403,6 +442,7 @@ def evaluate_video(
             continue
         a = np.asarray(acc[k], dtype=np.float64) * 100.0
         res.objects.append(ObjectScore(video.name, k, cats[k], len(a), *map(float, a.mean(axis=0))))
+        res.frames += [FrameScore(video.name, t, k, *map(float, row)) for t, row in zip(acc_t[k], a)]
     if level == "category":
         res.class_names = {category_code(c): c for c in set(cats.values())}
     else:
