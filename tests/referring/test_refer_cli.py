@@ -136,3 +136,27 @@ def test_refer_cli_untrained_options_are_checked(video, tmp_path):
     with pytest.raises(ValueError, match="exclude each other"):
         main([*base, "--untrained", "--checkpoint", "surgsam-ref-nano-synth"])
     assert not list(tmp_path.glob("*.png"))
+
+
+def test_refer_cli_coco_rle_matches_the_pngs_and_names_the_texts(video, tmp_path, monkeypatch, capsys):
+    """--coco: each frame's annotations decode to its palette PNG; categories are the texts;
+    an expression never credibly found is marked searching on every frame."""
+    pytest.importorskip("pycocotools")
+    from pycocotools import mask as mask_api
+
+    scripted_detect(monkeypatch)
+    out = tmp_path / "masks"
+    assert main(["refer", str(video / "clip.mp4"), "--text", "the grasper", "--text", "the clip applier",
+                 "--out", str(out), "--coco", "--no-cifs", "--image-size", "128", "--no-progress", "--untrained"]) == 0
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["coco"] == str(out / "coco_rle.json")
+    doc = json.loads((out / "coco_rle.json").read_text())
+    assert doc["categories"] == [{"id": 1, "name": "the grasper"}, {"id": 2, "name": "the clip applier"}]
+    for t in range(N):
+        anns = [a for a in doc["annotations"] if a["image_id"] == t]
+        assert [a["object_id"] for a in anns] == [1, 2]
+        label = np.zeros((H, W), np.uint8)
+        for a in anns:
+            label[mask_api.decode(a["segmentation"]).astype(bool)] = a["object_id"]
+        np.testing.assert_array_equal(label, read_palette_png(out / f"{t:05d}.png"))
+        assert anns[1]["searching"] is True and anns[1]["area"] == 0
+    assert json.loads((out / "surgsam_manifest.json").read_text())["coco"] == "coco_rle.json"

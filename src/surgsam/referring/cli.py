@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..engine.cli import add_output_arguments, run_manifest
+from ..engine.cli import add_coco_argument, add_output_arguments, run_manifest
 from ..options import add_memory_argument
 from .build import (DEFAULT_REFERRING_MODEL, NEVER_FOUND, UNTRAINED_NOTE, build_referring,
                     default_referring_checkpoint, expression_statuses, never_found_masks)
@@ -33,6 +33,7 @@ def register(sub) -> None:
     p.add_argument("--out", type=Path, required=True,
                    help="output folder for the palette PNG masks (new or empty, unless --overwrite)")
     p.add_argument("--overlay", type=Path, default=None, help="also write an overlay mp4 (masks with ids) here")
+    add_coco_argument(p)
     add_output_arguments(p)
     p.add_argument("--checkpoint", default=None,
                    help="referring weights: ReSurgSAM2's sam2.1_hiera_s_ref17/18.pth (with --model sam2.1_hiera_s), "
@@ -79,6 +80,10 @@ def run(args) -> int:
     from .cifs import CIFSConfig
     from .segmenter import ReferringSegmenter
 
+    from ..io.coco import COCO_FILE, CocoRleWriter, require_pycocotools
+
+    if args.coco:
+        require_pycocotools()  # a missing extra is refused before any work
     if args.overlay is not None:
         check_output_file(args.overlay, args.overwrite, "--overlay")
     src = open_source(int(args.video) if args.video.isdigit() else args.video)  # a missing video fails first
@@ -91,13 +96,16 @@ def run(args) -> int:
                                      precision=args.precision, num_frames=src.num_frames,
                                      search_output=args.search_output)
             seg.add_texts({i + 1: text for i, text in enumerate(args.text)})  # bad expressions fail before any frame
+            coco = CocoRleWriter(args.out / COCO_FILE, categories={i + 1: t for i, t in enumerate(args.text)},
+                                 info={"video": str(args.video)}) if args.coco else None
             summary = _segment(args, seg, src, PaletteMaskWriter(args.out),
                                OverlayVideoWriter(args.overlay, fps=src.fps or 25.0) if args.overlay else None,
-                               folder)
+                               folder, coco)
             folder.finish(run_manifest(args, checkpoint=ckpt, model=model.sam.cfg.name, referring=model.cfg.name,
                                        image_size=model.sam.image_size, format="palette",
                                        frames_written=summary["frames"], objects=list(range(1, len(args.text) + 1)),
-                                       texts=list(args.text), untrained=untrained, overlay=summary["overlay"]))
+                                       texts=list(args.text), untrained=untrained, overlay=summary["overlay"],
+                                       coco=COCO_FILE if coco is not None else None))
     finally:
         src.close()
     summary.update(precision=seg.tracker.precision, checkpoint=ckpt, model=model.sam.cfg.name, referring=model.cfg.name,
@@ -112,11 +120,14 @@ def run(args) -> int:
     return 0
 
 
-def _segment(args, seg, src, writer, overlay, folder=None) -> dict:
+def _segment(args, seg, src, writer, overlay, folder=None, coco=None) -> dict:
     """The per-frame loop; returns the summary (without the model fields). ``folder`` (an
-    :class:`~surgsam.io.outdir.OutputFolder`) is told which files were written. The overlay is
-    renamed into place only when complete, and discarded on failure."""
+    :class:`~surgsam.io.outdir.OutputFolder`) is told which files were written; ``coco`` (a
+    :class:`~surgsam.io.coco.CocoRleWriter`) gets each frame's id map and is written at the end.
+    The overlay is renamed into place only when complete, and discarded on failure."""
     from tqdm import tqdm
+
+    from ..io.labels import label_map_from_result
 
     bar = tqdm(total=src.num_frames, unit="frame", desc="refer", disable=args.no_progress)
     n = 0
@@ -129,7 +140,10 @@ def _segment(args, seg, src, writer, overlay, folder=None) -> dict:
             res = seg.step(frame)
             if folder is not None:
                 folder.will_write()
-            written = writer.write_result(res)  # overlaps resolved by the highest logit, as rvos_inference.py
+            label = label_map_from_result(res)  # overlaps resolved by the highest logit, as rvos_inference.py
+            written = writer.write_label_map(res.frame_idx, label)
+            if coco is not None:
+                coco.add_result(res, label)
             if folder is not None:
                 folder.record(written)
             detected = bool(res.searching) or any(s.found_frame == res.frame_idx for s in seg.statuses())
@@ -143,6 +157,12 @@ def _segment(args, seg, src, writer, overlay, folder=None) -> dict:
             n += 1
             bar.update(1)
             bar.set_postfix(ms=f"{res.latency_ms:.0f}", searching=len(res.searching))
+        if coco is not None:
+            if folder is not None:
+                folder.will_write()
+            written = coco.write()
+            if folder is not None:
+                folder.record(written)
         if overlay is not None:
             overlay.close()
     except BaseException:
@@ -159,4 +179,5 @@ def _segment(args, seg, src, writer, overlay, folder=None) -> dict:
         "memory": args.memory, "cifs": not args.no_cifs, "search_output": args.search_output,
         "expressions": expression_statuses(seg),
         "out": str(args.out), "overlay": str(args.overlay) if args.overlay else None,
+        "coco": str(coco.path) if coco is not None else None,
     }
