@@ -24,6 +24,13 @@ class MemoryEntry:
     object_score: float  # logit that the object is present
     iou: float  # best predicted IoU of the frame's mask
 
+    @property
+    def spatial_features(self) -> torch.Tensor:
+        """``features`` of an entry selected spatially; an error if they were released."""
+        if self.features is None:
+            raise RuntimeError(f"the memory features of frame {self.frame_idx} were released but are still selected")
+        return self.features
+
 
 @dataclass
 class Selection:

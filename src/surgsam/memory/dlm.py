@@ -89,7 +89,7 @@ class DLMPolicy(FifoPolicy):
             chosen = st.pool[-1]
         else:
             sim = width_cosine if self.similarity == "release" else position_cosine
-            scores = [sim(ref.features, e.features) for e in st.pool]
+            scores = [sim(ref.features, e.spatial_features) for e in st.pool]
             chosen = st.pool[min(range(len(scores)), key=lambda i: float(scores[i]))]
         st.long_term.append(chosen)
         del st.long_term[: -self.bank_size]

@@ -59,7 +59,7 @@ class EFPPolicy(FifoPolicy):
     def _release_drop(sel: Selection, k: int) -> set[int]:
         # Tokens as the release lays them out: each memory HW x B x Cm; candidates are the
         # entries between the first and the last, compared with the last along the channels.
-        tokens = [e.features.flatten(2).permute(2, 0, 1) for _, e in sel.spatial]
+        tokens = [e.spatial_features.flatten(2).permute(2, 0, 1) for _, e in sel.spatial]
         candidates = torch.stack(tokens[1:-1])  # n-2 x HW x B x Cm
         newest = tokens[-1].unsqueeze(0).repeat(len(tokens) - 2, 1, 1, 1)
         scores = torch.cosine_similarity(candidates, newest, dim=-1).sum(dim=1).mean(dim=1)  # n-2
@@ -72,9 +72,9 @@ class EFPPolicy(FifoPolicy):
         if len(tracked) < 2:
             return set()
         newest_i = max(tracked, key=lambda i: sel.spatial[i][1].frame_idx)
-        newest = sel.spatial[newest_i][1].features
+        newest = sel.spatial[newest_i][1].spatial_features
         candidates = [i for i in tracked if i != newest_i]
-        scores = {i: float(position_cosine(sel.spatial[i][1].features, newest)) for i in candidates}
+        scores = {i: float(position_cosine(sel.spatial[i][1].spatial_features, newest)) for i in candidates}
         # highest similarity = most redundant; ties broken towards the older frame
         ranked = sorted(candidates, key=lambda i: (-scores[i], sel.spatial[i][1].frame_idx))
         return set(ranked[: min(k, len(candidates))])

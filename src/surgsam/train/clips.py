@@ -147,6 +147,7 @@ def collate(samples: Sequence[Clip]) -> ClipBatch:
         raise ValueError("all samples of a batch must have the same number of frames")
     owner = torch.cat([torch.full((len(s.obj_ids),), i, dtype=torch.long) for i, s in enumerate(samples)])
     texts = [x for s in samples for x in (s.texts or [None] * len(s.obj_ids))]
+    types = [s.types for s in samples if s.types is not None]  # type maps, when every sample has one
     return ClipBatch(
         torch.stack([s.frames for s in samples]),
         torch.cat([s.masks for s in samples], dim=1),
@@ -154,7 +155,7 @@ def collate(samples: Sequence[Clip]) -> ClipBatch:
         [k for s in samples for k in s.obj_ids],
         texts,
         [s.video for s in samples],
-        torch.stack([s.types for s in samples]) if all(s.types is not None for s in samples) else None,
+        torch.stack(types) if len(types) == len(samples) else None,
     )
 
 

@@ -33,7 +33,7 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
-from ..memory import MemoryBank, MemoryEntry, make_policy
+from ..memory import MemoryBank, MemoryEntry, MemoryPolicy, make_policy
 from ..modeling.sam2 import FrameFeatures, MaskOutput, SAM2Model, SpatialMemory
 from .aux_types import TypeHead, type_loss
 from .clips import ClipBatch
@@ -88,6 +88,70 @@ def _step(out: MaskOutput, size: int, from_mask: bool = False) -> DecoderStep:
     return DecoderStep(multi, out.ious, out.object_score_logits)
 
 
+_Clicks = tuple[torch.Tensor, torch.Tensor]  # ``N x P x 2`` points, ``N x P`` labels
+
+
+@dataclass
+class _ClipMemory:
+    """The memory of one clip forward: a ``fifo`` policy over one N-batched bank."""
+
+    policy: MemoryPolicy
+    bank: MemoryBank
+    tmax: int  # the temporal-position scale of the object pointers
+    pos: torch.Tensor | None = None  # memory position encoding, set by the first commit
+
+    def condition(self, model: SAM2Model, feats: FrameFeatures, t: int) -> torch.Tensor:
+        """Frame ``t``'s features conditioned on what the policy selects."""
+        sel = self.policy.select(self.bank, t)
+        spatial = [(slot, SpatialMemory(e.spatial_features, self._pos())) for slot, e in sel.spatial]
+        pointers = [(d, e.obj_ptr) for d, e in sel.pointers]
+        return model.condition_on_memory(feats, spatial, pointers, self.tmax)
+
+    def commit(self, model: SAM2Model, feats: FrameFeatures, out: MaskOutput, t: int, is_cond: bool) -> None:
+        """Encode frame ``t``'s output (nothing detached) and store it."""
+        mem = model.encode_memory(feats.features, out.high_res_masks, out.object_score_logits)
+        if self.pos is None:
+            self.pos = mem.pos
+        self.policy.commit(self.bank, MemoryEntry(t, mem.features, out.obj_ptr, is_cond, 0.0, 0.0))
+
+    def _pos(self) -> torch.Tensor:
+        assert self.pos is not None  # a selected entry was committed, which sets it
+        return self.pos
+
+
+def _predict_with_corrections(
+    model: SAM2Model,
+    pix: torch.Tensor,
+    feats: FrameFeatures,
+    gt: torch.Tensor,
+    clicks: _Clicks | None,
+    corrections: int,
+    cfg: PromptConfig,
+    rng: random.Random,
+    generator: torch.Generator | None,
+    extra_sparse: torch.Tensor | None,
+) -> tuple[MaskOutput, list[DecoderStep], _Clicks | None]:
+    """Decode one frame from its conditioned features ``pix`` and ``clicks``, then add
+    ``corrections`` error clicks one at a time, each re-decoding with all clicks so far and
+    the previous low-res logits. Returns the final output, every decoder step and the clicks."""
+    s = model.image_size
+    points, labels = clicks if clicks is not None else (None, None)
+    multimask = points is None or points.shape[1] <= 1
+    out = model.predict_masks(pix, feats.high_res, points, labels, None, multimask, extra_sparse)
+    steps = [_step(out, s)]
+    for _ in range(corrections):
+        from_gt = rng.random() < cfg.prob_sample_from_gt
+        pred = None if from_gt else out.high_res_masks[:, 0] > 0
+        p, lab = sample_error_clicks(gt, pred, generator)
+        points = p if points is None else torch.cat([points, p], 1)
+        labels = lab if labels is None else torch.cat([labels, lab], 1)
+        prev = out.low_res_masks.clamp(-PREV_LOGITS_CLAMP, PREV_LOGITS_CLAMP)
+        out = model.predict_masks(pix, feats.high_res, points, labels, prev, points.shape[1] <= 1, extra_sparse)
+        steps.append(_step(out, s))
+    final = (points, labels) if points is not None and labels is not None else None
+    return out, steps, final
+
+
 def forward_clip(
     model: SAM2Model,
     batch: ClipBatch,
@@ -117,10 +181,8 @@ def forward_clip(
     s = model.image_size
     feats_all = features if features is not None else model.encode_image(batch.frames.flatten(0, 1))  # (B*T) x ...
     given = given or {}
-    policy = make_policy("fifo", model.num_maskmem, model.cfg.max_obj_ptrs_in_encoder)
-    bank = MemoryBank()
-    mem_pos: torch.Tensor | None = None
     tmax = max(1, min(t_len, model.cfg.max_obj_ptrs_in_encoder) - 1)
+    memory = _ClipMemory(make_policy("fifo", model.num_maskmem, model.cfg.max_obj_ptrs_in_encoder), MemoryBank(), tmax)
     traces: dict[int, FrameTrace] = {}
     order = plan.processing_order
     for i, t in enumerate(order):
@@ -128,45 +190,22 @@ def forward_clip(
         gt = batch.masks[t]
         is_init = t in plan.init_cond_frames
         clicks = initial_clicks(plan.kind, gt, cfg, generator) if is_init and t not in given else None
-        steps: list[DecoderStep] = []
         if t in given:  # an output computed elsewhere
             out = given[t]
-            steps.append(_step(out, s))
+            steps = [_step(out, s)]
         elif is_init and clicks is None:  # mask prompt: the mask is the output
             out = model.mask_as_output(feats.features, feats.high_res, gt[:, None].float())
-            steps.append(_step(out, s, from_mask=True))
+            steps = [_step(out, s, from_mask=True)]
         else:
-            if is_init:
-                pix = model.condition_on_memory(feats, [], [])
-            else:
-                sel = policy.select(bank, t)
-                spatial = [(slot, SpatialMemory(e.features, mem_pos)) for slot, e in sel.spatial]
-                pointers = [(d, e.obj_ptr) for d, e in sel.pointers]
-                pix = model.condition_on_memory(feats, spatial, pointers, tmax)
-            points, labels = clicks if clicks is not None else (None, None)
-            multimask = points is None or points.shape[1] <= 1
-            out = model.predict_masks(pix, feats.high_res, points, labels, None, multimask, extra_sparse)
-            steps.append(_step(out, s))
-            if t in plan.correct_frames:
-                for _ in range(cfg.num_correction_clicks):
-                    from_gt = rng.random() < cfg.prob_sample_from_gt
-                    pred = None if from_gt else out.high_res_masks[:, 0] > 0
-                    p, lab = sample_error_clicks(gt, pred, generator)
-                    points = p if points is None else torch.cat([points, p], 1)
-                    labels = lab if labels is None else torch.cat([labels, lab], 1)
-                    prev = out.low_res_masks.clamp(-PREV_LOGITS_CLAMP, PREV_LOGITS_CLAMP)
-                    out = model.predict_masks(pix, feats.high_res, points, labels, prev, points.shape[1] <= 1, extra_sparse)
-                    steps.append(_step(out, s))
-            clicks = (points, labels) if points is not None else None
+            pix = model.condition_on_memory(feats, [], []) if is_init else memory.condition(model, feats, t)
+            corrections = cfg.num_correction_clicks if t in plan.correct_frames else 0
+            out, steps, clicks = _predict_with_corrections(
+                model, pix, feats, gt, clicks, corrections, cfg, rng, generator, extra_sparse)
         is_cond = t in plan.cond_frames
         traces[t] = FrameTrace(t, steps, out.high_res_masks, is_cond,
                                clicks[0] if clicks else None, clicks[1] if clicks else None)
         if i < len(order) - 1:  # the last processed frame's memory would never be read
-            mem = model.encode_memory(feats.features, out.high_res_masks, out.object_score_logits)
-            if mem_pos is None:
-                mem_pos = mem.pos
-            entry = MemoryEntry(t, mem.features, out.obj_ptr, is_cond, 0.0, 0.0)  # N-batched entry
-            policy.commit(bank, entry)
+            memory.commit(model, feats, out, t, is_cond)  # one N-batched entry
     return ClipOutput([traces[t] for t in range(t_len)], plan)
 
 

@@ -71,7 +71,7 @@ def _series_name(row: dict) -> str | None:
     if row.get("batch") == "image":
         return "image batches"
     return {"mask": "mask-prompted clips", "point": "click/box-prompted clips",
-            "box": "click/box-prompted clips"}.get(row.get("prompt"))
+            "box": "click/box-prompted clips"}.get(row.get("prompt", ""))
 
 
 def _trailing_median(values: np.ndarray, window: int) -> np.ndarray:
@@ -123,7 +123,7 @@ def _text(draw: ImageDraw.ImageDraw, x: float, y: float, text: str, font, ha: st
 def _vtext(img: Image.Image, x: float, y: float, text: str, font) -> None:
     """Text rotated 90 degrees counter-clockwise, centred on (x, y)."""
     left, top, right, bottom = ImageDraw.Draw(img).textbbox((0, 0), text, font=font)
-    tile = Image.new("RGBA", (right - left + 2, bottom - top + 2), (255, 255, 255, 0))
+    tile = Image.new("RGBA", (int(right - left + 2), int(bottom - top + 2)), (255, 255, 255, 0))
     ImageDraw.Draw(tile).text((1 - left, 1 - top), text, font=font, fill=_INK + (255,))
     tile = tile.rotate(90, expand=True)
     img.paste(tile, (round(x - tile.width / 2), round(y - tile.height / 2)), tile)

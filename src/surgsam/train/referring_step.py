@@ -184,17 +184,20 @@ def forward_referring_clip(
     return ClipOutput(traces, PromptPlan("refer+track", t_len, [], [], [cond]))
 
 
-def _with_texts(batch: ClipBatch) -> ClipBatch:
-    """The batch restricted to objects that have an expression (an error if none has)."""
-    keep = [i for i, x in enumerate(batch.texts) if isinstance(x, str) and x.strip()]
+def _with_texts(batch: ClipBatch) -> tuple[ClipBatch, list[str]]:
+    """The batch restricted to objects that have an expression (an error if none has), and
+    their expressions."""
+    having = [(i, x) for i, x in enumerate(batch.texts) if isinstance(x, str) and x.strip()]
+    keep, texts = [i for i, _ in having], [x for _, x in having]
     if len(keep) == len(batch.texts):
-        return batch
+        return batch, texts
     if not keep:
         raise ValueError(f"referring training needs expressions; no object of {batch.videos} has one "
                          "(use a Ref-EndoVis style dataset with meta_expressions.json)")
     idx = torch.tensor(keep, device=batch.masks.device)
-    return ClipBatch(batch.frames, batch.masks.index_select(1, idx), batch.obj_to_clip.index_select(0, idx),
-                     [batch.obj_ids[i] for i in keep], [batch.texts[i] for i in keep], batch.videos)
+    kept = ClipBatch(batch.frames, batch.masks.index_select(1, idx), batch.obj_to_clip.index_select(0, idx),
+                     [batch.obj_ids[i] for i in keep], list(texts), batch.videos)
+    return kept, texts
 
 
 class ReferringTrainStep(nn.Module):
@@ -232,8 +235,8 @@ class ReferringTrainStep(nn.Module):
         draw = rng.random() >= self.cfg.referring_only_prob  # drawn in both stages: same stream
         if track is None:
             track = self.cfg.stage == 2 and draw
-        batch = _with_texts(batch)
-        text = self.text(batch.texts).to(dev)
+        batch, texts = _with_texts(batch)
+        text = self.text(texts).to(dev)
         out = forward_referring_clip(self.model, batch, text, self.cfg.ref_frames, track, self.prompts, rng, gen)
         targets = batch.masks[: len(out.frames)]
         terms = sam2_loss(out.steps_per_frame(), targets, mean_num_objects(batch.num_objects, dev), self.loss_cfg)

@@ -42,7 +42,7 @@ def ship(checkpoint: str | Path, out: str | Path, *, command: str, log: str | Pa
     ck = read_checkpoint(checkpoint)
     if ck.config is None:
         raise CheckpointError(f"{checkpoint}: not one of our checkpoints (no config); only trainer outputs ship")
-    meta = {k: ck.meta[k] for k in ("recipe", "step", "train_config") if k in ck.meta}
+    meta: dict[str, Any] = {k: ck.meta[k] for k in ("recipe", "step", "train_config") if k in ck.meta}
     meta["command"] = command
     if log is not None and "step" in meta:
         meta["train_time_s"] = round(training_time(log, int(meta["step"])), 1)

@@ -26,6 +26,7 @@ import time
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -42,6 +43,9 @@ from .model_step import TrainStep
 from .referring_step import ReferringTrainConfig
 from .optim import CosineSchedule, OptimConfig, build_optimizer, clip_gradients, freeze_modules, set_train_mode
 from .prompts import PromptConfig
+
+if TYPE_CHECKING:  # the referring package is imported only by referring runs
+    from ..referring.model import ReferringSAM2
 
 __all__ = ["TrainConfig", "Trainer", "TrainResult", "StepBatches", "step_seed"]
 
@@ -144,7 +148,8 @@ class Trainer:
     ``OUT/checkpoints/latest.json`` when it exists.
     """
 
-    def __init__(self, cfg: TrainConfig, *, model: SAM2Model | None = None, sampler: ClipSampler | None = None,
+    def __init__(self, cfg: TrainConfig, *, model: SAM2Model | ReferringSAM2 | None = None,
+                 sampler: ClipSampler | None = None,
                  resume: bool = False, text_encoder=None) -> None:
         self.rank, self.world, self.local_rank = _init_distributed(cfg.device)
         if cfg.threads:
@@ -153,7 +158,7 @@ class Trainer:
         if self.device.type == "cuda":
             torch.cuda.set_device(self.device)
         torch.manual_seed(cfg.seed)  # identical random init on every rank
-        self.model = (model if model is not None else _build(cfg)).to(self.device)
+        self.model: SAM2Model | ReferringSAM2 = (model if model is not None else _build(cfg)).to(self.device)
         self.referring = cfg.referring
         size = _sam_of(self.model).image_size
         cfg = replace(cfg, image_size=size, clip=replace(cfg.clip, image_size=size))
@@ -185,9 +190,12 @@ class Trainer:
                 raise ValueError(f"referring stage {self.referring.stage} needs clips of at least "
                                  f"{self.referring.frames_needed()} frames, got {cfg.clip.num_frames}")
             text = text_encoder if text_encoder is not None else \
-                build_training_text_encoder(self.referring, self.model, self.device)
-            self.step_module: nn.Module = ReferringTrainStep(self.model, self.referring, text, cfg.prompts, cfg.loss)
+                build_training_text_encoder(self.referring, self._referring_model(), self.device)
+            self.step_module: nn.Module = ReferringTrainStep(self._referring_model(), self.referring, text, cfg.prompts,
+                                                             cfg.loss)
         else:
+            if not isinstance(self.model, SAM2Model):
+                raise TypeError("a ReferringSAM2 model trains with TrainConfig.referring set")
             self.step_module = TrainStep(self.model, cfg.prompts, cfg.loss, self.type_head, cfg.aux_type.weight,
                                          cfg.aux_type.balance)
         if self.world > 1:
@@ -218,8 +226,17 @@ class Trainer:
         k = cfg.image_every
         return max(1, math.ceil(video_steps * k / (k - 1)) if k > 1 else video_steps)
 
+    def _referring_model(self) -> ReferringSAM2:
+        """``model`` in a referring run (``cfg.referring`` set), which trains a ReSurgSAM2 model."""
+        from ..referring.model import ReferringSAM2
+
+        if not isinstance(self.model, ReferringSAM2):
+            raise TypeError(f"referring training needs a ReferringSAM2 model, got {type(self.model).__name__}")
+        return self.model
+
     def _sam_freeze_steps(self) -> int:
         rc = self.referring
+        assert rc is not None  # referring runs only
         by_epochs = self._steps_for_epochs(replace(self.cfg, epochs=rc.freeze_sam_epochs)) if rc.freeze_sam_epochs else 0
         return max(int(rc.freeze_sam_steps), by_epochs)
 
@@ -231,7 +248,7 @@ class Trainer:
         if frozen != self._sam_frozen:
             from .referring_step import set_sam_frozen
 
-            set_sam_frozen(self.model, frozen, self.frozen)
+            set_sam_frozen(self._referring_model(), frozen, self.frozen)
             self._sam_frozen = frozen
 
     @property
@@ -356,9 +373,9 @@ class Trainer:
         if self.referring is not None:  # ReSurgSAM2 layout + both configs (build_referring_model loads it)
             from .referring_step import save_referring_weights
 
-            save_referring_weights(self.model, path, **meta)
+            save_referring_weights(self._referring_model(), path, **meta)
         else:
-            save_checkpoint(self.model, path, config=self.model.cfg.to_dict(), **meta)
+            save_checkpoint(self.model, path, config=_sam_of(self.model).cfg.to_dict(), **meta)
 
     def _prune(self) -> None:
         keep = self.cfg.keep_checkpoints
@@ -379,7 +396,7 @@ class Trainer:
         if self.referring is not None:
             from .referring_step import load_referring_weights
 
-            load_referring_weights(self.model, self.ckpt_dir / info["model"])
+            load_referring_weights(self._referring_model(), self.ckpt_dir / info["model"])
         else:
             ck = read_checkpoint(self.ckpt_dir / info["model"])
             load_state_dict_strict(self.model, ck.state_dict, source=str(ck.path))
@@ -404,13 +421,12 @@ class Trainer:
 
 
 # ---------------------------------------------------------------------- helpers
-def _sam_of(model: nn.Module) -> SAM2Model:
+def _sam_of(model: SAM2Model | ReferringSAM2) -> SAM2Model:
     """The SAM 2 network of a model (itself, or a referring model's ``sam``)."""
-    sam = getattr(model, "sam", None)
-    return sam if isinstance(sam, SAM2Model) else model
+    return model if isinstance(model, SAM2Model) else model.sam
 
 
-def _build(cfg: TrainConfig) -> SAM2Model:
+def _build(cfg: TrainConfig) -> SAM2Model | ReferringSAM2:
     if cfg.referring is not None:
         from .referring_step import build_referring_for_training
 
