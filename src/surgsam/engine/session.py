@@ -136,13 +136,12 @@ class VideoSegmenter:
         """
         t0 = time.perf_counter()
         obj_id = check_prompt(obj_id, points, labels, box)  # id 1..255, click form and count, before any work
-        new_frame = frame is not None and not self._is_current(frame)
-        image = self._check_frame(frame) if new_frame else None
-        if not new_frame and self._frame is None:
+        image = self._check_frame(frame) if frame is not None and not self._is_current(frame) else None
+        if image is None and self._frame is None:
             raise ValueError("add_prompt(frame=None) needs a current frame: pass the frame")
         size = image.shape[:2] if image is not None else self.frame_size
         clicks = self._parse_prompt(size, points, labels, box, mask)
-        if new_frame:
+        if image is not None:
             self._advance(image)
             # the prompted object starts afresh here; the others are tracked as usual
             self._track([o for oid, o in self.objects.items() if oid != obj_id])
@@ -267,6 +266,7 @@ class VideoSegmenter:
 
     def _features(self) -> FrameFeatures:
         if self._feats is None:
+            assert self._frame is not None  # callers have advanced to a frame
             with self._autocast():
                 x = self.model.preprocess(self._frame.permute(2, 0, 1).unsqueeze(0), resize=self.resize)
                 self._feats = self._ops.encode_image(x)
@@ -291,6 +291,7 @@ class VideoSegmenter:
         if box is not None:
             b = prepare_box(box, size, self.model.image_size, self.model.device)
             clicks = b if clicks is None else b.extend(clicks)
+        assert clicks is not None  # points or a box was given
         return clicks
 
     @staticmethod
@@ -344,7 +345,8 @@ class VideoSegmenter:
         return self._ops.attend_memory(frame, mem, pos, len(sels[0].pointers))
 
     def _spatial(self, e: MemoryEntry) -> SpatialMemory:
-        return SpatialMemory(e.features, self._mem_pos)
+        assert self._mem_pos is not None  # set by the first memory encoded, before any is selected
+        return SpatialMemory(e.spatial_features, self._mem_pos)
 
     def _track(self, objs: list[ObjectState]) -> None:
         """Track objects on the current frame, batching those with equal memory layouts."""
@@ -362,7 +364,8 @@ class VideoSegmenter:
         for (_, n_extra), members in groups.items():
             group = [o for o, _ in members]
             n = len(group)
-            extra = torch.cat([o.extra_prompt for o in group]) if n_extra else None
+            # a group with extra tokens is made of objects that all have them
+            extra = torch.cat([o.extra_prompt for o in group if o.extra_prompt is not None]) if n_extra else None
             with self._autocast():
                 pix = self._conditioned(group, feats, [sel for _, sel in members])
                 hr = (feats.high_res[0].expand(n, -1, -1, -1), feats.high_res[1].expand(n, -1, -1, -1))
@@ -376,16 +379,16 @@ class VideoSegmenter:
     def _finalize(self) -> None:
         """Encode the memories of objects prompted on the current frame (Meta does this when
         propagation resumes: binarised masks, upsampled from the low-res prediction)."""
-        pending = [o for o in self.objects.values() if o.output is not None and o.output.from_prompt]
+        pending = [(o, o.output) for o in self.objects.values() if o.output is not None and o.output.from_prompt]
         if not pending:
             return
         feats = self._features()
-        low = torch.cat([o.output.low_res_logits for o in pending])
-        scores = torch.cat([o.output.object_score_logit for o in pending])
+        low = torch.cat([out.low_res_logits for _, out in pending])
+        scores = torch.cat([out.object_score_logit for _, out in pending])
         mem = self._encode_prompted(feats.features.expand(len(pending), -1, -1, -1), low, scores)
-        for i, o in enumerate(pending):
-            self._commit(o, mem.features[i : i + 1], o.output)
-            o.output.from_prompt = False
+        for i, (o, out) in enumerate(pending):
+            self._commit(o, mem.features[i : i + 1], out)
+            out.from_prompt = False
 
     def _encode_prompted(self, features: torch.Tensor, low_res: torch.Tensor, scores: torch.Tensor) -> SpatialMemory:
         """Memories of prompted masks: ``B x C x h x w`` raw features, ``B x 1 x 4h x 4w`` logits
@@ -428,20 +431,21 @@ class VideoSegmenter:
 
     # ------------------------------------------------------------------ results
     def _result(self, t0: float) -> FrameResult:
-        have = [o for o in self.objects.values() if o.output is not None]
+        have = [(o.obj_id, o.output) for o in self.objects.values() if o.output is not None]
+        assert self.frame_size is not None  # results exist only once a frame was seen
         h, w = self.frame_size
         if have:
-            low = torch.cat([o.output.low_res_logits for o in have])
+            low = torch.cat([out.low_res_logits for _, out in have])
             masks = (upsample_logits(low, (h, w))[:, 0] > 0).cpu().numpy()
-            scores = torch.sigmoid(torch.cat([o.output.object_score_logit for o in have])[:, 0]).cpu().numpy()
-            ious = np.array([o.output.iou for o in have], dtype=np.float32)
+            scores = torch.sigmoid(torch.cat([out.object_score_logit for _, out in have])[:, 0]).cpu().numpy()
+            ious = np.array([out.iou for _, out in have], dtype=np.float32)
         else:
             low = torch.zeros(0, 1, 1, 1)
             masks = np.zeros((0, h, w), bool)
             scores = ious = np.zeros(0, np.float32)
         return FrameResult(
             frame_idx=self.frame_idx,
-            obj_ids=[o.obj_id for o in have],
+            obj_ids=[oid for oid, _ in have],
             masks=masks,
             object_scores=scores,
             ious=ious,
