@@ -1,17 +1,20 @@
-"""Offline use: segment a whole video (file, folder or stream) from prompts, as a loop over step()."""
+"""Offline use: segment a whole video (file, folder or stream) from prompts on any frames,
+forward, in reverse or both ways from a start frame, as loops over a :class:`VideoSegmenter`."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 
-from ..memory import MemoryPolicy
+from ..memory import MemoryEntry, MemoryPolicy
 from ..modeling.sam2 import ResizeMode, SAM2Model
 from .prompts import check_prompt
-from .session import VideoSegmenter
+from .session import CLICK_MODES, ClickMode, VideoSegmenter
 from .state import FrameResult
 
 
@@ -31,6 +34,13 @@ class Prompt:
     mask: np.ndarray | None = None
 
 
+#: Which way :func:`segment_video` propagates from its start frame: ``"forward"``, ``"reverse"``
+#: (Meta's ``propagate_in_video(reverse=True)``) or ``"both"`` (forward, then reverse from the
+#: same start frame, as Meta's two calls on one inference state).
+Direction = Literal["forward", "reverse", "both"]
+DIRECTIONS: tuple[str, ...] = ("forward", "reverse", "both")
+
+
 def segment_video(
     source,
     prompts: Sequence[Prompt],
@@ -41,9 +51,21 @@ def segment_video(
     fast: bool | str = False,
     *,
     resize: ResizeMode = "pil",
+    direction: Direction = "forward",
+    start_frame: int | None = None,
+    max_frames: int | None = None,
+    clicks: ClickMode = "accumulate",
 ) -> Iterator[FrameResult]:
-    """Yield a :class:`FrameResult` for every frame of ``source``, from the first prompted
-    frame on (earlier frames yield empty results).
+    """Segment a video from prompts on any of its frames; yields a :class:`FrameResult` per
+    frame in the order frames are processed (``FrameResult.frame_idx`` is the frame's index
+    in the video).
+
+    A pass visits frames one at a time from ``start_frame``, forward or in reverse; a prompt
+    acts when the pass reaches its frame: a new object starts there, a tracked one is
+    corrected there (the streaming engine's rule). With every prompt on one frame this is
+    exactly Meta's ``SAM2VideoPredictor``: ``add_new_*`` then ``propagate_in_video`` (tested
+    against it with ``memory="fifo"``). Meta's predictor also lets every frame attend to
+    prompted frames the pass has not reached yet; this function does not.
 
     Args:
         source: a video file, an image folder, a camera index / stream URL, any iterable of
@@ -51,44 +73,197 @@ def segment_video(
         prompts: :class:`Prompt` objects; several may share a frame; objects may start late.
         model: the network (``surgsam.build_model(...)``).
         memory, precision, fast, resize: as :class:`VideoSegmenter`.
+        direction: ``"forward"`` (default): frames ``start_frame`` (default 0; frames before
+            the first prompt give empty results) onwards; the only direction for a live
+            stream, with memory bounded by the policy however long it runs.
+            ``"reverse"``: frames ``start_frame`` (default: the last prompted frame) down to 0,
+            as Meta's ``propagate_in_video(reverse=True)``. ``"both"``: forward from
+            ``start_frame`` (default: the first prompted frame, Meta's default), then in
+            reverse from the frame before it down to 0; the reverse pass starts with the
+            memory the forward pass built near the start frame (its prompts and the frames
+            after it), as Meta's second call on the same inference state does. It carries the
+            objects prompted on or before the start frame; objects first prompted later are
+            tracked forward from their prompt only. Reverse passes need the frames, so they
+            are offline only: a sequence or an image folder is read by index; a video file or
+            other iterable is read once and the frames the reverse pass needs (those before
+            the start frame, or up to it for ``"reverse"``) are held in memory.
+        start_frame: where the pass starts (see ``direction``).
+        max_frames: track at most this many frames beyond the start frame in each direction
+            (Meta's ``max_frame_num_to_track``: a pass covers ``max_frames + 1`` frames);
+            None: to the end of the video (to frame 0 in reverse).
+        clicks: ``"accumulate"`` (default): several click prompts for one object on one frame
+            add up; ``"replace"``: each replaces the clicks before it (SAM 2's
+            ``clear_old_points=True``); see :class:`VideoSegmenter`.
+
+    Prompts on frames no pass reaches raise ``ValueError`` before any frame is segmented
+    (where the video's length is known; otherwise when the video ends).
     """
     by_frame = _check_prompts(prompts)
-    frames, total, closer = _open(source)
-    known = total if getattr(source, "num_frames_exact", True) else None  # an estimate is not checked
-    late = sorted(f for f in by_frame if known is not None and f >= known)
-    if late:
-        if closer is not None:
-            closer()
-        raise ValueError(f"the video has {known} frames (0..{known - 1}); prompts on frames {late} are beyond its end and never used")
-    seg = VideoSegmenter(model, memory=memory, num_frames=total, precision=precision, fast=fast, resize=resize)
-    bar = None
-    if progress:
-        from tqdm import tqdm
-
-        bar = tqdm(total=total, unit="frame", desc="segment")
-    last = -1
+    _check_options(direction, start_frame, max_frames, clicks)
+    video = _Source(source)
     try:
-        for t, frame in enumerate(frames):
-            todo = by_frame.get(t, [])
-            if todo:
-                res = seg.add_prompt(frame, **_kwargs(todo[0]))
-                for p in todo[1:]:
-                    res = seg.add_prompt(None, **_kwargs(p))
-            else:
-                res = seg.step(frame)
-            last = t
+        plan = _Plan.make(direction, start_frame, max_frames, by_frame, video.known)
+        kw = dict(memory=memory, num_frames=video.total, precision=precision, fast=fast, resize=resize, clicks=clicks)
+        bar = None
+        if progress:
+            from tqdm import tqdm
+
+            bar = tqdm(total=plan.count(video.total), unit="frame", desc="segment")
+        try:
+            for res in _run(plan, video, by_frame, model, kw):
+                if bar is not None:
+                    bar.update(1)
+                    bar.set_postfix(ms=f"{res.latency_ms:.0f}", objects=len(res.obj_ids))
+                yield res
+        finally:
             if bar is not None:
-                bar.update(1)
-                bar.set_postfix(ms=f"{res.latency_ms:.0f}", objects=len(res.obj_ids))
-            yield res
+                bar.close()
     finally:
-        if bar is not None:
-            bar.close()
-        if closer is not None:
-            closer()
-    late = sorted(f for f in by_frame if f > last)
-    if late:
-        raise ValueError(f"the video has {last + 1} frames; prompts on frames {late} were never used")
+        video.close()
+
+
+def _check_options(direction: object, start_frame: object, max_frames: object, clicks: object) -> None:
+    if direction not in DIRECTIONS:
+        raise ValueError(f"direction must be one of {', '.join(DIRECTIONS)}, got {direction!r}")
+    if clicks not in CLICK_MODES:
+        raise ValueError(f"clicks must be 'accumulate' or 'replace', got {clicks!r}")
+    for name, v in (("start_frame", start_frame), ("max_frames", max_frames)):
+        if v is None:
+            continue
+        if not isinstance(v, (int, np.integer)) or isinstance(v, bool):
+            raise TypeError(f"{name} must be an int or None, got {type(v).__name__}")
+        if v < 0:
+            raise ValueError(f"{name} must be >= 0, got {v}")
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """The passes of one call: forward over ``fwd`` = (first, last or None = to the end) and
+    reverse from ``rev[0]`` down to ``rev[1]``; ``seed_from`` is the start frame whose
+    forward memory the reverse pass starts with (``"both"``)."""
+
+    fwd: tuple[int, int | None] | None
+    rev: tuple[int, int] | None
+    seed_from: int | None
+
+    @classmethod
+    def make(cls, direction: str, start: int | None, max_frames: int | None, by_frame: dict[int, list[Prompt]],
+             known: int | None) -> "_Plan":
+        first, last = min(by_frame), max(by_frame)
+        if known is not None:
+            late = sorted(f for f in by_frame if f >= known)
+            if late:
+                raise ValueError(f"the video has {known} frames (0..{known - 1}); prompts on frames {late} are beyond "
+                                 f"its end and never used")
+            if start is not None and start >= known:
+                raise ValueError(f"start_frame {start} is beyond the video's end (frames 0..{known - 1})")
+
+        def end(s: int) -> int | None:
+            e = None if max_frames is None else s + max_frames
+            return e if known is None or e is None else min(e, known - 1)
+
+        if direction == "forward":
+            s = 0 if start is None else int(start)
+            plan = cls((s, end(first if start is None else s)), None, None)
+        elif direction == "reverse":
+            s = last if start is None else int(start)
+            plan = cls(None, (s, 0 if max_frames is None else max(s - max_frames, 0)), None)
+        else:
+            s = first if start is None else int(start)
+            rev = (s - 1, 0 if max_frames is None else max(s - max_frames, 0)) if s > 0 else None
+            plan = cls((s, end(s)), rev, s if rev is not None else None)
+        unused = sorted(f for f in by_frame if not plan.covers(f, known))
+        if unused:
+            raise ValueError(f"prompts on frames {unused} are never used: direction={direction!r} from frame {s} "
+                             f"covers {plan.describe()}")
+        return plan
+
+    def covers(self, t: int, known: int | None) -> bool:
+        """Whether a pass visits frame ``t`` (a forward pass to the end covers what exists)."""
+        if self.fwd is not None and self.fwd[0] <= t and (self.fwd[1] is None or t <= self.fwd[1]):
+            return True
+        return self.rev is not None and self.rev[1] <= t <= self.rev[0]
+
+    def describe(self) -> str:
+        parts = []
+        if self.fwd is not None:
+            parts.append(f"frames {self.fwd[0]}..{'the end' if self.fwd[1] is None else self.fwd[1]}")
+        if self.rev is not None:
+            parts.append(f"frames {self.rev[0]} down to {self.rev[1]}")
+        return " and ".join(parts) or "no frame"
+
+    def count(self, total: int | None) -> int | None:
+        """Frames the passes yield (None when unknown)."""
+        n = 0 if self.rev is None else self.rev[0] - self.rev[1] + 1
+        if self.fwd is not None:
+            stop = self.fwd[1] if self.fwd[1] is not None else (None if total is None else total - 1)
+            if stop is None:
+                return None
+            n += max(stop - self.fwd[0] + 1, 0)
+        return n
+
+
+def _run(plan: _Plan, video: "_Source", by_frame: dict[int, list[Prompt]], model: SAM2Model, kw: dict
+         ) -> Iterator[FrameResult]:
+    """Run the plan's passes: forward first, then reverse (seeded for ``"both"``)."""
+    seeds: dict[int, list[MemoryEntry]] = {}
+    memory_pos = None
+    if plan.fwd is not None:
+        first, stop = plan.fwd
+        keep = None if plan.rev is None else (plan.rev[1], plan.rev[0])
+        seg = VideoSegmenter(model, **kw)
+        reach = model.cfg.max_obj_ptrs_in_encoder  # frames after the start whose memory a reverse pass reads
+        last = first - 1
+        for t, frame in video.forward(first, stop, keep=keep):
+            res = _prompted_step(seg, frame, by_frame.get(t, []))
+            if plan.seed_from is not None and t < plan.seed_from + reach:
+                _capture(seg, t - first, seeds)
+            last = t
+            yield res if first == 0 else dataclasses.replace(res, frame_idx=t)
+        late = sorted(f for f in by_frame if f > last and (plan.rev is None or f > plan.rev[0]))
+        if late:
+            raise ValueError(f"the video has {last + 1} frames; prompts on frames {late} were never used")
+        if plan.seed_from is not None:
+            memory_pos = seg.memory_pos
+            for oid, entries in seeds.items():  # the prompts (and corrections) of carried objects
+                seeds[oid] = entries + [dataclasses.replace(e) for e in seg.objects[oid].bank.cond.values()]
+        del seg
+    if plan.rev is None:
+        return
+    top, bottom = plan.rev
+    seg = VideoSegmenter(model, **kw)
+    if plan.seed_from is not None and memory_pos is not None:
+        for oid, entries in seeds.items():
+            # forward session index k holds frame first + k; the reverse session holds frame t at
+            # top - t, so the start frame and the frames after it come before its frame 0
+            seg.seed_memory(oid, [dataclasses.replace(e, frame_idx=top - (first + e.frame_idx)) for e in entries],
+                            memory_pos)
+    for t, frame in video.backward(top, bottom):
+        res = _prompted_step(seg, frame, by_frame.get(t, []))
+        yield dataclasses.replace(res, frame_idx=t)
+
+
+def _prompted_step(seg: VideoSegmenter, frame, todo: list[Prompt]) -> FrameResult:
+    """Advance ``seg`` to ``frame``, applying the prompts given for it."""
+    if not todo:
+        return seg.step(frame)
+    res = seg.add_prompt(frame, **_kwargs(todo[0]))
+    for p in todo[1:]:
+        res = seg.add_prompt(None, **_kwargs(p))
+    return res
+
+
+def _capture(seg: VideoSegmenter, k: int, seeds: dict[int, list[MemoryEntry]]) -> None:
+    """Keep copies of the memories frame ``k`` of a forward session left for the objects a
+    reverse pass will carry (those tracked at the start frame, ``k = 0``)."""
+    if k == 0:
+        for oid, obj in seg.objects.items():
+            seeds[oid] = []
+        return
+    for oid in seeds:
+        e = seg.objects[oid].bank.recent.get(k) if oid in seg.objects else None
+        if e is not None:
+            seeds[oid].append(dataclasses.replace(e))
 
 
 def _check_prompts(prompts: Sequence[Prompt]) -> dict[int, list[Prompt]]:
@@ -120,14 +295,68 @@ def _kwargs(p: Prompt) -> dict:
     return dict(obj_id=p.obj_id, points=p.points, labels=p.labels, box=p.box, mask=p.mask)
 
 
-def _open(source):
-    """(frame iterator, frame count or None, close callback or None)."""
-    if isinstance(source, (str, Path, int)):
-        from ..io import open_source
+class _Source:
+    """A frame source read forward once, or by index where it allows (sequences, image folders).
 
-        src = open_source(source)
-        return iter(src), src.num_frames, src.close
-    if hasattr(source, "num_frames") and hasattr(source, "close"):
-        return iter(source), source.num_frames, source.close
-    n = len(source) if hasattr(source, "__len__") else None
-    return iter(source), n, None
+    ``total`` is the frame count when known (an estimate for some video files; ``known`` is
+    it when exact). Without random access, :meth:`forward` keeps the frames a later
+    :meth:`backward` will need, and :meth:`backward` alone reads them first.
+    """
+
+    def __init__(self, source) -> None:
+        self._close = None
+        if isinstance(source, (str, Path, int)):
+            from ..io import open_source
+
+            source = open_source(source)
+            self._close = source.close
+        elif hasattr(source, "num_frames") and hasattr(source, "close"):
+            self._close = source.close
+        self.source = source
+        if hasattr(source, "num_frames"):
+            self.total: int | None = source.num_frames
+        else:
+            self.total = len(source) if hasattr(source, "__len__") else None
+        exact = getattr(source, "num_frames_exact", True) and not getattr(source, "is_live", False)
+        self.known = self.total if exact else None
+        self.indexable = self.known is not None and hasattr(source, "__getitem__") and not isinstance(source, Iterator)
+        self._iter: Iterator | None = None
+        self._kept: dict[int, object] = {}
+
+    def forward(self, first: int, stop: int | None, keep: tuple[int, int] | None = None) -> Iterator[tuple[int, object]]:
+        """``(t, frame)`` for ``t = first .. stop`` (to the end when None); without random access
+        frames with ``keep[0] <= t <= keep[1]`` are kept for :meth:`backward`."""
+        if self.indexable:
+            assert self.known is not None
+            for t in range(first, self.known if stop is None else min(stop, self.known - 1) + 1):
+                yield t, self.source[t]
+            return
+        self._iter = iter(self.source)
+        for t, frame in enumerate(self._iter):
+            if keep is not None and keep[0] <= t <= keep[1]:
+                self._kept[t] = frame
+            if t >= first:
+                yield t, frame
+            if stop is not None and t >= stop:
+                break
+
+    def backward(self, top: int, bottom: int) -> Iterator[tuple[int, object]]:
+        """``(t, frame)`` for ``t = top`` down to ``bottom``."""
+        if not self.indexable and not self._kept:
+            for t, frame in enumerate(iter(self.source)):
+                if t >= bottom:
+                    self._kept[t] = frame
+                if t >= top:
+                    break
+        for t in range(top, bottom - 1, -1):
+            if self.indexable:
+                yield t, self.source[t]
+            elif t in self._kept:
+                yield t, self._kept.pop(t)
+            else:
+                raise ValueError(f"frame {t} is beyond the video's end ({len(self._kept)} frames read)")
+
+    def close(self) -> None:
+        self._kept.clear()
+        if self._close is not None:
+            self._close()

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, nullcontext
+from typing import Literal
 
 import numpy as np
 import torch
@@ -16,6 +18,11 @@ from ..modeling.sam2 import FrameFeatures, MaskOutput, ResizeMode, SAM2Model, Sp
 from .fastpath import CompiledOps, resolve_fast_path, tf32_matmuls
 from .prompts import check_obj_id, check_prompt, prepare_box, prepare_mask, prepare_points
 from .state import Clicks, FrameOutput, FrameResult, ObjectState, upsample_logits
+
+#: What a new click set does to the clicks already given to an object on the same frame:
+#: ``"accumulate"`` adds to them; ``"replace"`` drops them (SAM 2's ``clear_old_points=True``).
+ClickMode = Literal["accumulate", "replace"]
+CLICK_MODES: tuple[str, ...] = ("accumulate", "replace")
 
 
 class VideoSegmenter:
@@ -31,7 +38,8 @@ class VideoSegmenter:
 
     ``add_prompt`` with a new frame advances the stream to it (other objects are tracked on
     it); with ``frame=None`` (or the current frame again) it prompts on the current frame:
-    a new object starts there, an object already tracked there is corrected.
+    a new object starts there, an object already tracked there is corrected. Memory stays
+    bounded by the policy whatever the stream's length; the session keeps no frames.
 
     Args:
         model: a :class:`SAM2Model` (eval mode).
@@ -60,6 +68,11 @@ class VideoSegmenter:
             built with its default post-processing does; False encodes ``sigmoid(logits)``,
             as the released evaluation scripts (``vos_inference.py``, ``rvos_inference.py``
             without ``--apply_postprocessing``) do.
+        clicks: what :meth:`add_prompt` does with clicks for an object that already has clicks
+            on the current frame, unless its ``clear`` says otherwise: ``"accumulate"``
+            (default) adds the new ones; ``"replace"`` drops the old ones, as Meta's
+            ``add_new_points_or_box`` (``clear_old_points=True``, its default). Either way the
+            previous mask of that frame guides the new prediction, as in SAM 2.
     """
 
     def __init__(
@@ -75,9 +88,13 @@ class VideoSegmenter:
         *,
         resize: ResizeMode = "pil",
         binarize_prompt_memory: bool = True,
+        clicks: ClickMode = "accumulate",
     ) -> None:
         if resize not in ("pil", "antialias"):
             raise ValueError(f"resize must be 'pil' or 'antialias', got {resize!r}")
+        if clicks not in CLICK_MODES:
+            raise ValueError(f"clicks must be 'accumulate' or 'replace', got {clicks!r}")
+        self.clicks: ClickMode = clicks
         self.model = model.eval()
         self.resize: ResizeMode = resize
         self.binarize_prompt_memory = bool(binarize_prompt_memory)
@@ -122,7 +139,7 @@ class VideoSegmenter:
         labels: Sequence[int] | np.ndarray | None = None,
         box: Sequence[float] | np.ndarray | None = None,
         mask: np.ndarray | torch.Tensor | None = None,
-        clear: bool = False,
+        clear: bool | None = None,
     ) -> FrameResult:
         """Prompt object ``obj_id`` with clicks, a box (+ clicks) or a mask.
 
@@ -131,7 +148,8 @@ class VideoSegmenter:
             points: ``P x 2`` (x, y) in frame pixels; labels: ``P`` (1 positive, 0 negative).
             box: (x0, y0, x1, y1) in frame pixels; replaces earlier clicks on this frame.
             mask: ``H x W`` bool/0-1 mask at the frame's size.
-            clear: drop earlier clicks of this object on this frame (default: accumulate).
+            clear: drop earlier clicks of this object on this frame (True) or add to them
+                (False); None (default) follows the session's ``clicks`` mode.
         Returns the :class:`FrameResult` of the (current) frame for every object.
         """
         t0 = time.perf_counter()
@@ -151,7 +169,9 @@ class VideoSegmenter:
         if isinstance(clicks, torch.Tensor):
             self._apply_mask(obj, clicks)
         else:
-            self._apply_clicks(obj, clicks, replace=clear or box is not None)
+            if clear is None:
+                clear = self.clicks == "replace"
+            self._apply_clicks(obj, clicks, replace=bool(clear) or box is not None)
         return self._result(t0)
 
     @torch.inference_mode()
@@ -208,6 +228,35 @@ class VideoSegmenter:
                           from_prompt=False, is_cond=True)
         self._commit(obj, mem.features, out, frame_idx)
         self.objects[obj_id] = obj
+
+    def seed_memory(self, obj_id: int, entries: Sequence[MemoryEntry], memory_pos: torch.Tensor) -> None:
+        """Give a new object memories made by another session over the same video, e.g. a pass in
+        the other direction from the same prompts (:func:`surgsam.engine.segment_video` with
+        ``direction="both"``). ``entries`` carry frame indices in this session's time, before
+        its next frame (negative before its first); they are copied and committed through the
+        policy in frame order, so the bank stays bounded. At least one must be a conditioning
+        (prompted) entry. ``memory_pos`` is the other session's ``1 x Cm x h x w`` memory
+        position encoding. :meth:`step` tracks the object from the next frame on.
+        """
+        obj_id = check_obj_id(obj_id)
+        if obj_id in self.objects:
+            raise ValueError(f"object {obj_id} already exists; remove_object() it first")
+        entries = sorted(entries, key=lambda e: e.frame_idx)
+        if not any(e.is_cond for e in entries):
+            raise ValueError(f"object {obj_id}: seed_memory needs a conditioning (prompted) entry")
+        late = [e.frame_idx for e in entries if e.frame_idx > self.frame_idx]
+        if late:
+            raise ValueError(f"object {obj_id}: entries on frames {late} lie after the current frame {self.frame_idx}")
+        obj = ObjectState(obj_id, first_frame=min(e.frame_idx for e in entries if e.is_cond))
+        for e in entries:
+            self.policy.commit(obj.bank, dataclasses.replace(e))
+        self._remember_pos(memory_pos)
+        self.objects[obj_id] = obj
+
+    @property
+    def memory_pos(self) -> torch.Tensor | None:
+        """``1 x Cm x h x w`` position encoding of every memory (None before the first memory)."""
+        return self._mem_pos
 
     def remove_object(self, obj_id: int) -> None:
         """Stop tracking ``obj_id`` and free its memory."""
