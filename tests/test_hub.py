@@ -209,3 +209,20 @@ def test_cli_list_and_unknown(capsys):
     assert "Google Drive (by hand)" in out and "unverified" in out
     assert main(["download", "nope"]) == 2
     assert "unknown checkpoint" in capsys.readouterr().err
+
+
+def test_cli_list_names_the_bundled_models_and_download_points_to_them(capsys):
+    """Issue 18: `download --list` showed only the downloadable files, not the embedded models."""
+    from surgsam.modeling.embedded import EMBEDDED_MODELS, embedded_path
+
+    assert main(["download", "--list"]) == 0
+    out = capsys.readouterr().out
+    assert "bundled with surgsam (no download" in out
+    for m in EMBEDDED_MODELS.values():
+        line = next(x for x in out.splitlines() if x.strip().startswith(m.name + " "))
+        assert f"({embedded_path(m.name).stat().st_size / 1e6:.1f} MB, bundled)" in line and m.summary in line
+    # asking to download one fetches nothing: it prints the bundled file and how to use it
+    assert main(["download", "surgsam-nano-synth"]) == 0
+    cap = capsys.readouterr()
+    assert cap.out.strip() == str(embedded_path("surgsam-nano-synth"))
+    assert "bundled" in cap.err and "--checkpoint surgsam-nano-synth" in cap.err

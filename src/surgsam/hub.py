@@ -1,6 +1,7 @@
 """Official checkpoints: where they live, what they are, and a small verified downloader.
 
-``surgsam download --list`` prints the table; ``surgsam download NAME [--dir DIR]`` fetches one
+``surgsam download --list`` prints the table (and the models bundled with the package, which
+need no download); ``surgsam download NAME [--dir DIR]`` fetches one
 file over HTTPS (Meta's files) or explains how to fetch it by hand (the surgical fine-tunes,
 which are published as Google Drive links).
 
@@ -338,9 +339,22 @@ def register(subparsers) -> None:
 def _cmd_download(args: argparse.Namespace) -> int:
     if args.list or not args.name:
         _print_table()
+        _print_embedded()
         if not args.list:
             print("\nusage: surgsam download NAME [--dir DIR]", file=sys.stderr)
             return 2
+        return 0
+    from .modeling.embedded import EMBEDDED_MODELS, embedded_path
+
+    if args.name in EMBEDDED_MODELS:  # nothing to fetch: say where the bundled file is
+        try:
+            path = embedded_path(args.name)
+        except FileNotFoundError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 1
+        print(path)
+        print(f"{args.name} is bundled with surgsam (no download needed): pass --checkpoint {args.name}",
+              file=sys.stderr)
         return 0
     try:
         t0 = time.perf_counter()
@@ -359,6 +373,19 @@ def _cmd_download(args: argparse.Namespace) -> int:
     print(f"load with: surgsam.build_model({info.preset!r}, image_size={info.image_size}, checkpoint={str(path)!r})"
           f"  [{time.perf_counter() - t0:.1f} s]", file=sys.stderr)
     return 0
+
+
+def _print_embedded() -> None:
+    """The models bundled in the package (no download): name, size, what they are."""
+    from .modeling.embedded import EMBEDDED_MODELS, embedded_path
+
+    print("\nbundled with surgsam (no download; pass the name as --checkpoint):")
+    for m in EMBEDDED_MODELS.values():
+        try:
+            size = f"{embedded_path(m.name).stat().st_size / 1e6:.1f} MB"
+        except FileNotFoundError:
+            size = "not in this installation"
+        print(f"  {m.name}  ({size}, bundled)  {m.summary}")
 
 
 def _print_table() -> None:
