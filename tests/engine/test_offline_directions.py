@@ -148,3 +148,30 @@ def test_seed_memory_checks_its_entries(model, video):
     r = other.step(frames[2])
     assert r.obj_ids == [1] and r.masks.any()
     assert np.isfinite(r.low_res_logits.numpy()).all()
+
+
+def test_segment_cli_both_directions_fill_the_frames_before_the_prompt(model, video, tmp_path):
+    from PIL import Image
+
+    from surgsam.cli import main
+    from surgsam.io import read_palette_png, write_palette_png
+
+    frames, gt = video
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    for i, f in enumerate(frames):
+        Image.fromarray(f).save(folder / f"frame{i}.png")
+    write_palette_png(tmp_path / "m.png", gt[1][MID].astype(np.uint8))
+    torch.save({"model": model.state_dict()}, tmp_path / "w.pt")  # the fixture's "present"-biased weights
+    common = ["segment", str(folder), "--model", "nano", "--checkpoint", str(tmp_path / "w.pt"), "--mask",
+              str(tmp_path / "m.png"), "--frame", str(MID), "--memory", "fifo", "--precision", "fp32", "--no-progress"]
+    assert main([*common, "--out", str(tmp_path / "fwd")]) == 0
+    assert main([*common, "--out", str(tmp_path / "both"), "--direction", "both"]) == 0
+    names = [f"frame{i}.png" for i in range(N)]
+    fwd = [read_palette_png(tmp_path / "fwd" / n) for n in names]
+    both = [read_palette_png(tmp_path / "both" / n) for n in names]
+    assert not any(m.any() for m in fwd[:MID]) and all(m.any() for m in both)  # forward: empty before the prompt
+    assert all(np.array_equal(a, b) for a, b in zip(fwd[MID:], both[MID:]))
+    with pytest.raises(ValueError, match="--overlay needs --direction forward"):
+        main([*common, "--out", str(tmp_path / "r"), "--direction", "reverse", "--overlay", str(tmp_path / "o.mp4")])
+    assert not (tmp_path / "r").exists()  # refused before any work

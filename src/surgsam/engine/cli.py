@@ -30,6 +30,15 @@ def register(sub) -> None:
     p.add_argument("--image-size", type=int, default=None, help="model input size (default: the model's)")
     add_prompt_arguments(p, objects=True)
     p.add_argument("--frame", type=int, default=0, help="index of the prompt frame (of --object without @FRAME too)")
+    p.add_argument("--direction", default="forward", choices=["forward", "reverse", "both"],
+                   help="forward (default): every frame from the first, tracked from the prompted frames on (a "
+                   "stream; frames before the first prompt get empty masks), as Meta's vos_inference; reverse: from "
+                   "the last prompted frame down to frame 0; both: forward from the first prompted frame, then in "
+                   "reverse from it to frame 0 (as Meta's propagate_in_video twice), so every frame gets masks. "
+                   "reverse and both are offline: a video file's frames before the start are held in memory")
+    p.add_argument("--clicks", default="accumulate", choices=["accumulate", "replace"],
+                   help="several click prompts for one object on one frame (a --prompts file): add up (default) or "
+                   "each replaces the ones before (SAM 2's clear_old_points)")
     add_memory_argument(p)
     p.add_argument("--precision", default="auto", choices=["fp32", "bf16", "fp16", "auto"],
                    help="auto: bf16 where it is fast (CUDA sm80+, CPUs with AMX), fp16 on older GPUs")
@@ -152,6 +161,9 @@ def run(args) -> int:
         from ..io.coco import require_pycocotools
 
         require_pycocotools()  # a missing extra is refused before any work
+    if args.overlay is not None and args.direction != "forward":
+        raise ValueError(f"--overlay needs --direction forward (an overlay video is written in frame order; "
+                         f"--direction {args.direction} visits frames out of order)")
     videos = find_videos(args.video) if not args.video.isdigit() else None
     if videos is not None:
         return _run_folder(args, videos)
@@ -283,8 +295,10 @@ def _segment(args, prompts, src, model, folder, checkpoint: str, out: Path, over
         notice = resolve_fast_path(fast, args.precision, model.device).notice
         if notice:
             print(notice, file=sys.stderr)
-        for res in segment_video(tee, prompts, model, memory=args.memory, precision=args.precision,
-                                 progress=not args.no_progress, fast=fast):
+        direction = getattr(args, "direction", "forward")  # reverse passes read src by index where it can
+        for res in segment_video(tee if direction == "forward" else src, prompts, model, memory=args.memory,
+                                 precision=args.precision, progress=not args.no_progress, fast=fast,
+                                 direction=direction, clicks=getattr(args, "clicks", "accumulate")):
             folder.will_write()
             # one id per pixel, overlaps resolved by SAM 2's rule (highest logit): the palette PNG and the COCO masks
             palette = isinstance(writer, PaletteMaskWriter)
