@@ -132,7 +132,8 @@ def _cmd_presets(args: argparse.Namespace) -> int:
     print("\nembedded models (pass the name as --checkpoint / build_model(checkpoint=...)):")
     for m in EMBEDDED_MODELS.values():
         state = "" if is_embedded_available(m.name) else " [not in this installation]"
-        print(f"  {m.name}: {m.summary}{state}")
+        card = f"\n    model card: {m.card}" if m.card else ""
+        print(f"  {m.name}: {m.summary}{state}{card}")
     return 0
 
 

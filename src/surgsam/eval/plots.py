@@ -94,10 +94,12 @@ def plot_eval(result: EvalResult, out_dir: str | Path, *, title: str | None = No
     drawn.overall_jf = float(ref.get_ydata()[0])
 
     series = result.over_time("J")
-    fig = figure_mod.Figure(figsize=(7.0, 3.6), dpi=100, layout="constrained")
+    fig = figure_mod.Figure(figsize=(8.0, 3.6), dpi=100, layout="constrained")
     ax = fig.add_subplot()
-    for video, (frames, values) in series.items():
-        ax.plot(frames, values, linewidth=1.2, marker="." if len(frames) < 40 else None, markersize=3, label=video)
+    cmap = importlib.import_module("matplotlib").colormaps["tab10" if len(series) <= 10 else "tab20"]
+    for i, (video, (frames, values)) in enumerate(series.items()):
+        ax.plot(frames, values, linewidth=1.1, marker="." if len(frames) < 40 else None, markersize=3, label=video,
+                color=cmap(i % cmap.N))
     ax.set_ylim(0, 105)
     ax.xaxis.set_major_locator(importlib.import_module("matplotlib.ticker").MaxNLocator(integer=True))
     ax.set_xlabel("frame")
@@ -105,7 +107,7 @@ def plot_eval(result: EvalResult, out_dir: str | Path, *, title: str | None = No
     ax.set_title(f"J over time ({head})", fontsize=10)
     ax.grid(alpha=0.3)
     if len(series) <= _MAX_LEGEND:
-        ax.legend(fontsize=7, ncol=1 if len(series) <= 10 else 2, loc="lower left")
+        ax.legend(fontsize=7, ncol=1 if len(series) <= 10 else 2, loc="center left", bbox_to_anchor=(1.01, 0.5))
     drawn.paths["j_over_time"] = _save(fig, out / J_OVER_TIME)
     drawn.j_over_time = {str(line.get_label()): ([int(x) for x in line.get_xdata()], [float(y) for y in line.get_ydata()])
                          for line in ax.get_lines()}

@@ -16,11 +16,13 @@ from pathlib import Path
 
 @dataclass(frozen=True)
 class EmbeddedModel:
-    """A bundled checkpoint: its file under ``surgsam/assets`` and one line on what it is."""
+    """A bundled checkpoint: its file under ``surgsam/assets``, one line on what it is, and its
+    model card (data, training, held-out numbers, limits) in the repository."""
 
     name: str
     file: str
     summary: str
+    card: str = ""
 
 
 EMBEDDED_MODELS: dict[str, EmbeddedModel] = {
@@ -28,11 +30,13 @@ EMBEDDED_MODELS: dict[str, EmbeddedModel] = {
     for m in (
         EmbeddedModel("surgsam-nano-synth", "nano_synth.pt",
                       "nano preset at 256 px, trained by `surgsam train --recipe nano-synth` on synthetic "
-                      "surgical videos only (the demo's default; not a model for real endoscopy)"),
+                      "surgical videos only (the demo's default; not a model for real endoscopy)",
+                      "docs/models/surgsam-nano-synth.md"),
         EmbeddedModel("surgsam-ref-nano-synth", "ref_nano_synth.pt",
                       "text-referred (ReSurgSAM2): nano + the tiny referring branch at 256 px with the embedded "
                       "MiniLM text encoder, trained by `surgsam train --recipe ref-nano-synth` on synthetic "
-                      "videos only (for `surgsam refer --checkpoint`; finds tissue far better than instruments)"),
+                      "videos only (for `surgsam refer --checkpoint`; finds tissue far better than instruments)",
+                      "docs/models/surgsam-ref-nano-synth.md"),
     )
 }
 

@@ -1,0 +1,77 @@
+"""Model cards of the embedded models: one per model, linked from `surgsam presets` and the
+README, and every held-out number in their tables is the rounded value of the results file the
+card names."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+from surgsam.modeling.embedded import EMBEDDED_MODELS
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _table(card: str, header_start: str) -> list[list[str]]:
+    """The rows (cells) of the markdown table whose header line starts with ``header_start``."""
+    lines = card.splitlines()
+    i = next(i for i, line in enumerate(lines) if line.startswith(header_start))
+    rows = []
+    for line in lines[i + 2:]:
+        if not line.startswith("|"):
+            break
+        rows.append([c.strip() for c in line.strip("|").split("|")])
+    return rows
+
+
+def test_each_embedded_model_has_a_card_linked_from_presets_and_readme(monkeypatch, capsys):
+    import surgsam.modeling
+    from surgsam.cli import main
+
+    monkeypatch.setattr(surgsam.modeling, "list_presets", lambda: ["nano"])  # the preset table is not tested here
+    assert main(["presets"]) == 0
+    listed = capsys.readouterr().out
+    readme = (ROOT / "README.md").read_text()
+    assert len(EMBEDDED_MODELS) == 2
+    for name, model in EMBEDDED_MODELS.items():
+        card = model.card
+        assert card == f"docs/models/{name}.md" and (ROOT / card).is_file()
+        text = (ROOT / card).read_text()
+        assert text.startswith(f"# Model card: `{name}`")
+        for section in ("## Data", "## Training", "## Held-out numbers", "## Limits and known failure modes"):
+            assert section in text
+        assert f"{name}: " in listed and f"model card: {card}" in listed
+        assert f"({card})" in readme
+        for link in re.findall(r"\]\(([^)#]+\.md)", text):  # relative links resolve
+            assert (ROOT / card).parent.joinpath(link).resolve().is_file(), link
+
+
+def test_nano_card_numbers_are_the_results_files():
+    card = (ROOT / "docs/models/surgsam-nano-synth.md").read_text()
+    res = json.loads((ROOT / "benchmarks/results_2026-12-02_embedded_eval.json").read_text())
+    assert "benchmarks/results_2026-12-02_embedded_eval.json" in card
+    runs = {r["run"]: r for r in res["rows"]}
+    order = ["efp, mask prompt", "fifo, mask prompt", "dlm, mask prompt", "efp, one positive click",
+             "box prompt (efp)", "copy first mask (baseline)"]
+    rows = _table(card, "| run | J&F")
+    assert len(rows) == len(order)
+    for cells, run in zip(rows, order):
+        assert [float(c) for c in cells[1:4]] == [round(runs[run][k], 1) for k in ("J&F", "J", "F")], run
+
+
+def test_referring_card_numbers_are_the_results_files():
+    card = (ROOT / "docs/models/surgsam-ref-nano-synth.md").read_text()
+    res = json.loads((ROOT / "benchmarks/results_2026-12-02_referring_ablation_detections.json").read_text())
+    empty = json.loads((ROOT / "benchmarks/results_2026-12-02_referring_ablation.json").read_text())
+    assert res["checkpoint"] == empty["checkpoint"] == "surgsam-ref-nano-synth"
+    rows = _table(card, "| variant | J&F")
+    assert [r["variant"] for r in res["rows"]] == ["cifs+dlm", "cifs+fifo", "nocifs+dlm", "nocifs+fifo"]
+    assert len(rows) == 4
+    for cells, r in zip(rows, res["rows"]):
+        want = [round(r[k], 1) for k in ("J&F", "J", "F", "inst J&F", "tissue J&F")]
+        assert [float(c) for c in cells[1:6]] == want and cells[6] == r["found"], r["variant"]
+    e = {r["variant"]: r for r in empty["rows"]}
+    assert (f"CIFS + dlm {round(e['cifs+dlm']['J&F'], 1)} (instruments {round(e['cifs+dlm']['inst J&F'], 1)},"
+            in " ".join(card.split()))
+    assert f"no CIFS + dlm {round(e['nocifs+dlm']['J&F'], 1)}" in " ".join(card.split())
