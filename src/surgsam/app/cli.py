@@ -202,7 +202,7 @@ def _live(args: argparse.Namespace):
         raise ValueError("--max-frames must be at least 1")
     if not args.read_timeout > 0:
         raise ValueError("--read-timeout must be positive")
-    prompts = build_prompts(args) if given else None
+    prompts: list | ClickPrompter | None = build_prompts(args) if given else None
     if args.text:
         model = None
         seg = _live_referrer(args)

@@ -142,10 +142,10 @@ class ModelCache:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._choice: ModelChoice | None = None
+        self._choice: ModelChoice | ReferringChoice | None = None
         self._model: Any = None
 
-    def get(self, choice: ModelChoice) -> Any:
+    def get(self, choice: ModelChoice | ReferringChoice) -> Any:
         """The model for ``choice``; raises :class:`JobError` for a bad name, path or size."""
         with self._lock:
             if self._model is None or choice != self._choice:
@@ -500,10 +500,11 @@ class SegmentationJob:
                                               self.referrer):
                         masks.write_result(res)  # overlaps: highest logit wins (SAM 2)
                         ms = res.latency_ms
-                        text: str | list[str] = (f"frame {res.frame_idx}  {ms:.0f} ms  "
-                                                 f"{1000 / ms if ms > 0 else 0:.1f} FPS  {self.memory}")
+                        fps = 1000 / ms if ms > 0 else 0
+                        line = f"frame {res.frame_idx}  {ms:.0f} ms  {fps:.1f} FPS  {self.memory}"
+                        text: str | list[str] = line
                         if res.searching:
-                            text = [text, "searching: " + ", ".join(map(str, res.searching))]
+                            text = [line, "searching: " + ", ".join(map(str, res.searching))]
                         overlay.write(src.current, res.obj_ids, res.masks, text=text)
                         ids.update(res.obj_ids)
                         t1 = time.perf_counter()

@@ -11,7 +11,7 @@ import os
 import re
 import sys
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -90,8 +90,12 @@ class ClickPrompter:
 
     def __init__(self, window: Window | None, cv2: Any = None,
                  preview: Callable[[np.ndarray, Sequence[ObjectPrompt]], FrameResult | None] | None = None):
+        if cv2 is None:
+            if window is None:
+                raise ValueError("ClickPrompter needs a window or the cv2 module")
+            cv2 = window.cv2
         self.window = window
-        self.cv2 = cv2 if cv2 is not None else window.cv2
+        self.cv2 = cv2
         self.preview = preview
         self.obj_id = 1
         self.book: PromptBook | None = None
@@ -105,6 +109,11 @@ class ClickPrompter:
         self.book = PromptBook((frame.shape[0], frame.shape[1]), 1)
         self.dirty = True
 
+    def _book(self) -> PromptBook:
+        if self.book is None:
+            raise RuntimeError("no frame to prompt on yet: call start(frame) first")
+        return self.book
+
     def mouse(self, event: int, x: int, y: int, flags: int, _param: Any = None) -> None:
         c = self.cv2
         try:
@@ -117,21 +126,21 @@ class ClickPrompter:
                 (x0, y0), self._press, self._drag = self._press, None, None
                 if abs(x - x0) > _DRAG_PX and abs(y - y0) > _DRAG_PX:
                     box = (min(x0, x), min(y0, y), max(x0, x), max(y0, y))
-                    self.message = self.book.set_box(self.obj_id, 0, box)
+                    self.message = self._book().set_box(self.obj_id, 0, box)
                 else:
                     negative = bool(flags & c.EVENT_FLAG_SHIFTKEY)
-                    self.message = self.book.add_click(self.obj_id, 0, x, y, positive=not negative)
+                    self.message = self._book().add_click(self.obj_id, 0, x, y, positive=not negative)
                 self.dirty = True
             elif event == c.EVENT_RBUTTONUP:
-                self.message = self.book.add_click(self.obj_id, 0, x, y, positive=False)
+                self.message = self._book().add_click(self.obj_id, 0, x, y, positive=False)
                 self.dirty = True
         except PromptError as exc:
             self.message, self.dirty = str(exc), True
 
-    def key(self, k: int) -> list[Prompt] | None | bool:
+    def key(self, k: int) -> list[Prompt] | None | Literal[True]:
         """Handle a key: the prompts (start), None (quit), or True (go on)."""
         if k in (13, 10, 32):
-            prompts = self.book.prompts()
+            prompts = self._book().prompts()
             if prompts:
                 return prompts
             self.message, self.dirty = "click an object first", True
@@ -140,23 +149,23 @@ class ClickPrompter:
         elif ord("1") <= k <= ord("9"):
             self.obj_id, self.message, self.dirty = k - ord("0"), f"now prompting object {k - ord('0')}", True
         elif k == ord("u"):
-            self.message, self.dirty = self.book.undo(), True
+            self.message, self.dirty = self._book().undo(), True
         elif k == ord("c"):
-            self.message, self.dirty = self.book.clear(), True
+            self.message, self.dirty = self._book().clear(), True
         return True
 
     def render(self, frame: np.ndarray) -> np.ndarray:
         from ..io import draw_overlay
 
         img = frame
-        if self.preview is not None and self.book.on_frame(0):
+        if self.preview is not None and self._book().on_frame(0):
             try:
-                res = self.preview(frame, self.book.on_frame(0))
+                res = self.preview(frame, self._book().on_frame(0))
                 if res is not None:
                     img = draw_overlay(frame, res.obj_ids, res.masks)
             except ValueError as exc:
                 self.message = f"preview failed: {exc}"
-        img = self.book.draw(img, 0)
+        img = self._book().draw(img, 0)
         if self._drag is not None:
             from PIL import Image, ImageDraw
 

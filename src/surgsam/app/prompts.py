@@ -201,15 +201,15 @@ class PromptBook:
             return "nothing to undo"
         key, old = self._history.pop()
         if key[1] < 0:  # a text
-            if old is None:
-                self.texts.pop(key[0], None)
-            else:
+            if isinstance(old, str):
                 self.texts[key[0]] = old
+            else:
+                self.texts.pop(key[0], None)
             return f"undid the last change to the text of object {key[0]}"
-        if old is None:
-            self.entries.pop(key, None)
-        else:
+        if isinstance(old, ObjectPrompt):
             self.entries[key] = old
+        else:
+            self.entries.pop(key, None)
         return f"undid the last change to object {key[0]} on frame {key[1]}"
 
     def clear(self, obj_id: int | None = None) -> str:

@@ -209,10 +209,11 @@ class _App:
     # -- opening a video ---------------------------------------------------------------------
     def _opened(self, s: Session, meta: VideoMeta) -> tuple:
         s.open(meta)
+        _, reader, _ = self.need_video(s)
         gr = self.gr
         # a slider needs maximum > minimum: a one-frame video gets 0..1 (frame 1 is refused when asked for)
         slider = gr.update(minimum=0, maximum=max(meta.num_frames - 1, 1), value=0, step=1, interactive=True)
-        return (s.show(s.reader.get(0)), slider, [], None, None, "", None, s, _ok(f"opened {meta.describe()}"))
+        return (s.show(reader.get(0)), slider, [], None, None, "", None, s, _ok(f"opened {meta.describe()}"))
 
     def open_upload(self, file: Any, s: Session | None) -> tuple:
         s = self.session(s)
@@ -349,6 +350,7 @@ class _App:
             yield fail(exc)
             return
         res = job.result
+        assert res is not None  # frames() ran to the end
         import pandas as pd
 
         plot = pd.DataFrame(res.rows())
@@ -389,117 +391,211 @@ def _obj_id(value: float | None) -> int:
     return int(value)
 
 
-def build_app(cfg: AppConfig | None = None) -> Any:
-    """The Gradio Blocks of the app (not launched)."""
-    from ..modeling import list_presets
+@dataclass
+class _VideoPanel:
+    """"1. Video": where a video comes from."""
 
-    gr = require_gradio()
-    cfg = cfg or AppConfig()
-    app = _App(cfg, gr)
+    upload: Any
+    path: Any
+    open_path: Any
+    demo_clip: Any
+
+
+@dataclass
+class _PromptPanel:
+    """"2. Prompts": clicks, boxes and texts of the open video."""
+
+    mode: Any
+    obj_id: Any
+    box_text: Any
+    set_box: Any
+    obj_text: Any
+    set_text: Any
+    undo: Any
+    clear_obj: Any
+    clear_all: Any
+    show: Any
+    table: Any
+
+
+@dataclass
+class _RunPanel:
+    """"3. Model and run": the networks, the memory policy and the run buttons."""
+
+    model: Any
+    ckpt: Any
+    size: Any
+    memory: Any
+    max_frames: Any
+    ref_ckpt: Any
+    ref_preset: Any
+    ref_size: Any
+    run: Any
+    stop: Any
+
+
+@dataclass
+class _ResultsPanel:
+    """The right column: the frame to click on and the run's results."""
+
+    frame: Any
+    slider: Any
+    overlay: Any
+    summary: Any
+    plot: Any
+    files: Any
+
+
+def _model_choices() -> list:
+    """The model dropdown's entries: the demo model (labelled with its weights), then the presets."""
+    from ..modeling import list_presets
     from ..modeling.embedded import demo_checkpoint
 
     demo_ckpt = demo_checkpoint()
     demo_label = f"{DEMO_MODEL} ({demo_ckpt}, as `surgsam demo`)" if demo_ckpt else \
         f"{DEMO_MODEL} (untrained nano, as `surgsam demo`)"
-    choices = [(demo_label, DEMO_MODEL)] + list_presets()
+    return [(demo_label, DEMO_MODEL)] + list_presets()
+
+
+def _video_panel(gr: Any, cfg: AppConfig) -> _VideoPanel:
+    upload = gr.File(label=f"upload a video (at most {cfg.max_upload_mb:g} MB)", file_count="single",
+                     elem_id="upload")
+    path = gr.Textbox(label="or a path on this machine", placeholder="/data/clip.mp4",
+                      visible=cfg.path_input, elem_id="path")
+    with gr.Row():
+        open_path = gr.Button("Open path", size="sm", visible=cfg.path_input, elem_id="open-path")
+        demo_clip = gr.Button("Synthetic demo clip", size="sm", elem_id="demo-clip")
+    return _VideoPanel(upload, path, open_path, demo_clip)
+
+
+def _prompt_panel(gr: Any) -> _PromptPanel:
+    mode = gr.Radio(list(MODES), value=MODES[0], label="a click on the frame adds", elem_id="mode")
+    obj_id = gr.Number(value=1, precision=0, minimum=1, maximum=255, label="object id", elem_id="obj-id")
+    with gr.Row():
+        box_text = gr.Textbox(label="or type a box x0,y0,x1,y1", scale=3, elem_id="box-text")
+        set_box = gr.Button("Set box", size="sm", scale=1, elem_id="set-box")
+    with gr.Row():
+        obj_text = gr.Textbox(label="or type an expression for this object id (whole video)",
+                              placeholder="the grasper on the left", scale=3, elem_id="obj-text")
+        set_text = gr.Button("Set text", size="sm", scale=1, elem_id="set-text")
+    with gr.Row():
+        undo = gr.Button("Undo", size="sm", elem_id="undo")
+        clear_obj = gr.Button("Clear object", size="sm", elem_id="clear-object")
+        clear_all = gr.Button("Clear all", size="sm", elem_id="clear-all")
+    show = gr.Checkbox(value=True, label="preview masks on the frame", elem_id="preview")
+    table = gr.Dataframe(headers=["object", "frame", "clicks x,y,label", "box", "text"], value=[],
+                         interactive=False, label="prompts", elem_id="prompts")
+    return _PromptPanel(mode, obj_id, box_text, set_box, obj_text, set_text, undo, clear_obj, clear_all, show, table)
+
+
+def _run_panel(gr: Any, cfg: AppConfig) -> _RunPanel:
+    from ..modeling import list_presets
+
+    model = gr.Dropdown(_model_choices(), value=cfg.model, label="model preset", elem_id="model")
+    ckpt = gr.Textbox(value=cfg.checkpoint or "", label="checkpoint path (optional)",
+                      interactive=cfg.path_input, elem_id="checkpoint")
+    size = gr.Number(value=cfg.image_size or 0, precision=0, label="image size (0: the preset's)",
+                     elem_id="image-size")
+    memory = gr.Radio(memory_policies(cfg.memory), value=cfg.memory, label="memory policy", elem_id="memory")
+    max_frames = gr.Number(value=0, precision=0, minimum=0, label="stop after N frames (0: all)",
+                           elem_id="max-frames")
+    with gr.Accordion("referring model (for text objects)", open=False, elem_id="referring"):
+        ref_ckpt = gr.Textbox(value=cfg.referring_checkpoint or "",
+                              label="referring checkpoint path or embedded name (empty: an "
+                              "UNTRAINED network, as `surgsam refer --untrained`)",
+                              interactive=cfg.path_input, elem_id="ref-checkpoint")
+        ref_preset = gr.Dropdown([REF_DEFAULT] + list_presets(), value=REF_DEFAULT,
+                                 label="its SAM preset (sam2.1_hiera_s for ReSurgSAM2's .pth)",
+                                 elem_id="ref-model")
+        ref_size = gr.Number(value=0, precision=0, label="its image size (0: default; 512 for "
+                             "ReSurgSAM2)", elem_id="ref-image-size")
+    with gr.Row():
+        run = gr.Button("Run", variant="primary", elem_id="run")
+        stop = gr.Button("Stop", variant="stop", elem_id="stop")
+    return _RunPanel(model, ckpt, size, memory, max_frames, ref_ckpt, ref_preset, ref_size, run, stop)
+
+
+def _results_panel(gr: Any) -> _ResultsPanel:
+    frame = gr.Image(label="frame: click to prompt", interactive=False, format="jpeg", height=420,
+                     elem_id="frame")
+    slider = gr.Slider(0, 1, value=0, step=1, label="frame index", interactive=False, elem_id="slider")
+    overlay = gr.Video(label="overlay (masks, latency, FPS)", autoplay=True, loop=True, height=420,
+                       interactive=False, elem_id="overlay")
+    summary = gr.Markdown(elem_id="summary")
+    plot = gr.LinePlot(x="frame", y="engine ms", title="engine time per frame (ms)", elem_id="plot")
+    files = gr.File(label="downloads: masks (PNG zip, DAVIS palette) and overlay mp4", file_count="multiple",
+                    interactive=False, elem_id="downloads")
+    return _ResultsPanel(frame, slider, overlay, summary, plot, files)
+
+
+def _wire_video(app: _App, video: _VideoPanel, opened: list) -> None:
+    """Opening a video: upload, typed path, demo clip."""
+    # the drop zone comes back after every upload, so another video can follow
+    video.upload.upload(app.guarded(app.open_upload, len(opened)), [video.upload, app.state], opened).then(
+        lambda: None, None, video.upload)
+    if app.cfg.path_input:  # otherwise there is no such endpoint (and the handler refuses anyway)
+        video.open_path.click(app.guarded(app.open_path, len(opened)), [video.path, app.state], opened)
+        video.path.submit(app.guarded(app.open_path, len(opened)), [video.path, app.state], opened)
+    video.demo_clip.click(app.guarded(app.open_demo, len(opened)), [app.state], opened)
+
+
+def _wire_prompts(app: _App, p: _PromptPanel, frame: Any, slider: Any, m_in: list, fout: list) -> None:
+    """Scrubbing, clicking, typed boxes and texts, undo and clear."""
+    gr, state = app.gr, app.state
+    slider.input(app.guarded(app.scrub, 4), [slider, state, *m_in], fout, trigger_mode="always_last")
+
+    def on_click(idx, mode_, oid, s, name, ckpt_, size_, memory_, show_, evt: Any):
+        return app.guarded(app.click, 4)(evt, idx, mode_, oid, s, name, ckpt_, size_, memory_, show_)
+
+    on_click.__annotations__["evt"] = gr.SelectData  # a real class: Gradio reads it to pass the event
+
+    frame.select(on_click, [slider, p.mode, p.obj_id, state, *m_in], fout)
+    p.set_box.click(app.guarded(app.typed_box, 4), [p.box_text, slider, p.obj_id, state, *m_in], fout)
+    p.box_text.submit(app.guarded(app.typed_box, 4), [p.box_text, slider, p.obj_id, state, *m_in], fout)
+    p.set_text.click(app.guarded(app.typed_text, 4), [p.obj_text, slider, p.obj_id, state, *m_in], fout)
+    p.obj_text.submit(app.guarded(app.typed_text, 4), [p.obj_text, slider, p.obj_id, state, *m_in], fout)
+    for button, action in ((p.undo, "undo"), (p.clear_obj, "clear object"), (p.clear_all, "clear all")):
+        button.click(app.guarded(app.edit(action), 4), [slider, p.obj_id, state, *m_in], fout)
+    p.show.change(app.guarded(app.scrub, 4), [slider, state, *m_in], fout)
+
+
+def _wire_run(app: _App, r: _RunPanel, res: _ResultsPanel, status: Any) -> None:
+    """Run and Stop. Runs of different sessions go side by side (up to max_runs); a tab runs one at a time."""
+    running = r.run.click(app.run, [app.state, r.model, r.ckpt, r.size, r.memory, r.max_frames, r.ref_ckpt,
+                                    r.ref_preset, r.ref_size],
+                          [res.overlay, res.files, res.summary, res.plot, app.state, status],
+                          concurrency_limit=max(1, app.cfg.max_runs), concurrency_id="run", trigger_mode="once")
+    r.stop.click(lambda: _ok("stopped"), None, [status], cancels=[running])
+
+
+def build_app(cfg: AppConfig | None = None) -> Any:
+    """The Gradio Blocks of the app (not launched)."""
+    gr = require_gradio()
+    cfg = cfg or AppConfig()
+    app = _App(cfg, gr)
     # anything left in Gradio's cache (files of sessions that never closed) goes after 6 h (checked hourly)
     with gr.Blocks(title="surgsam", analytics_enabled=False, delete_cache=(3600, 6 * 3600)) as demo:
         gr.Markdown("## surgsam: segment surgical video\nOpen a video, scrub to a frame, click the objects "
                     "(one object id each) or describe them in words, run, then watch and download.")
         status = gr.Markdown("Open a video to start.", elem_id="status")
-        state = gr.State(None, delete_callback=_close_session)
-        app.state = state
+        app.state = state = gr.State(None, delete_callback=_close_session)
         with gr.Row():
             with gr.Column(scale=1, min_width=320, elem_id="controls"):
                 with gr.Accordion("1. Video", open=True):
-                    upload = gr.File(label=f"upload a video (at most {cfg.max_upload_mb:g} MB)", file_count="single",
-                                     elem_id="upload")
-                    path = gr.Textbox(label="or a path on this machine", placeholder="/data/clip.mp4",
-                                      visible=cfg.path_input, elem_id="path")
-                    with gr.Row():
-                        open_path = gr.Button("Open path", size="sm", visible=cfg.path_input, elem_id="open-path")
-                        demo_clip = gr.Button("Synthetic demo clip", size="sm", elem_id="demo-clip")
+                    video = _video_panel(gr, cfg)
                 with gr.Accordion("2. Prompts", open=True):
-                    mode = gr.Radio(list(MODES), value=MODES[0], label="a click on the frame adds", elem_id="mode")
-                    obj_id = gr.Number(value=1, precision=0, minimum=1, maximum=255, label="object id", elem_id="obj-id")
-                    with gr.Row():
-                        box_text = gr.Textbox(label="or type a box x0,y0,x1,y1", scale=3, elem_id="box-text")
-                        set_box = gr.Button("Set box", size="sm", scale=1, elem_id="set-box")
-                    with gr.Row():
-                        obj_text = gr.Textbox(label="or type an expression for this object id (whole video)",
-                                              placeholder="the grasper on the left", scale=3, elem_id="obj-text")
-                        set_text = gr.Button("Set text", size="sm", scale=1, elem_id="set-text")
-                    with gr.Row():
-                        undo = gr.Button("Undo", size="sm", elem_id="undo")
-                        clear_obj = gr.Button("Clear object", size="sm", elem_id="clear-object")
-                        clear_all = gr.Button("Clear all", size="sm", elem_id="clear-all")
-                    show = gr.Checkbox(value=True, label="preview masks on the frame", elem_id="preview")
-                    table = gr.Dataframe(headers=["object", "frame", "clicks x,y,label", "box", "text"], value=[],
-                                         interactive=False, label="prompts", elem_id="prompts")
+                    prompts = _prompt_panel(gr)
                 with gr.Accordion("3. Model and run", open=True):
-                    model = gr.Dropdown(choices, value=cfg.model, label="model preset", elem_id="model")
-                    ckpt = gr.Textbox(value=cfg.checkpoint or "", label="checkpoint path (optional)",
-                                      interactive=cfg.path_input, elem_id="checkpoint")
-                    size = gr.Number(value=cfg.image_size or 0, precision=0, label="image size (0: the preset's)",
-                                     elem_id="image-size")
-                    memory = gr.Radio(memory_policies(cfg.memory), value=cfg.memory, label="memory policy", elem_id="memory")
-                    max_frames = gr.Number(value=0, precision=0, minimum=0, label="stop after N frames (0: all)",
-                                           elem_id="max-frames")
-                    with gr.Accordion("referring model (for text objects)", open=False, elem_id="referring"):
-                        ref_ckpt = gr.Textbox(value=cfg.referring_checkpoint or "",
-                                              label="referring checkpoint path or embedded name (empty: an "
-                                              "UNTRAINED network, as `surgsam refer --untrained`)",
-                                              interactive=cfg.path_input, elem_id="ref-checkpoint")
-                        ref_preset = gr.Dropdown([REF_DEFAULT] + list_presets(), value=REF_DEFAULT,
-                                                 label="its SAM preset (sam2.1_hiera_s for ReSurgSAM2's .pth)",
-                                                 elem_id="ref-model")
-                        ref_size = gr.Number(value=0, precision=0, label="its image size (0: default; 512 for "
-                                             "ReSurgSAM2)", elem_id="ref-image-size")
-                    with gr.Row():
-                        run = gr.Button("Run", variant="primary", elem_id="run")
-                        stop = gr.Button("Stop", variant="stop", elem_id="stop")
+                    run = _run_panel(gr, cfg)
             with gr.Column(scale=2, elem_id="results"):
-                frame = gr.Image(label="frame: click to prompt", interactive=False, format="jpeg", height=420,
-                                 elem_id="frame")
-                slider = gr.Slider(0, 1, value=0, step=1, label="frame index", interactive=False, elem_id="slider")
-                overlay = gr.Video(label="overlay (masks, latency, FPS)", autoplay=True, loop=True, height=420,
-                                   interactive=False, elem_id="overlay")
-                summary = gr.Markdown(elem_id="summary")
-                plot = gr.LinePlot(x="frame", y="engine ms", title="engine time per frame (ms)", elem_id="plot")
-                files = gr.File(label="downloads: masks (PNG zip, DAVIS palette) and overlay mp4", file_count="multiple",
-                                interactive=False, elem_id="downloads")
-        m_in = [model, ckpt, size, memory, show]
-        opened = [frame, slider, table, overlay, files, summary, plot, state, status]
-        # the drop zone comes back after every upload, so another video can follow
-        upload.upload(app.guarded(app.open_upload, len(opened)), [upload, state], opened).then(
-            lambda: None, None, upload)
-        if cfg.path_input:  # otherwise there is no such endpoint (and the handler refuses anyway)
-            open_path.click(app.guarded(app.open_path, len(opened)), [path, state], opened)
-            path.submit(app.guarded(app.open_path, len(opened)), [path, state], opened)
-        demo_clip.click(app.guarded(app.open_demo, len(opened)), [state], opened)
-        fout = [frame, table, state, status]
-        slider.input(app.guarded(app.scrub, 4), [slider, state, *m_in], fout, trigger_mode="always_last")
+                res = _results_panel(gr)
+        m_in = [run.model, run.ckpt, run.size, run.memory, prompts.show]
+        opened = [res.frame, res.slider, prompts.table, res.overlay, res.files, res.summary, res.plot, state, status]
+        _wire_video(app, video, opened)
+        _wire_prompts(app, prompts, res.frame, res.slider, m_in, [res.frame, prompts.table, state, status])
+        _wire_run(app, run, res, status)
 
-        def on_click(idx, mode_, oid, s, name, ckpt_, size_, memory_, show_, evt: gr.SelectData):
-            return app.guarded(app.click, 4)(evt, idx, mode_, oid, s, name, ckpt_, size_, memory_, show_)
-
-        on_click.__annotations__["evt"] = gr.SelectData  # a real class: Gradio reads it to pass the event
-
-        frame.select(on_click, [slider, mode, obj_id, state, *m_in], fout)
-        set_box.click(app.guarded(app.typed_box, 4), [box_text, slider, obj_id, state, *m_in], fout)
-        box_text.submit(app.guarded(app.typed_box, 4), [box_text, slider, obj_id, state, *m_in], fout)
-        set_text.click(app.guarded(app.typed_text, 4), [obj_text, slider, obj_id, state, *m_in], fout)
-        obj_text.submit(app.guarded(app.typed_text, 4), [obj_text, slider, obj_id, state, *m_in], fout)
-        for button, action in ((undo, "undo"), (clear_obj, "clear object"), (clear_all, "clear all")):
-            button.click(app.guarded(app.edit(action), 4), [slider, obj_id, state, *m_in], fout)
-        show.change(app.guarded(app.scrub, 4), [slider, state, *m_in], fout)
-        # runs of different sessions go side by side (up to max_runs); a tab runs one at a time
-        running = run.click(app.run, [state, model, ckpt, size, memory, max_frames, ref_ckpt, ref_preset, ref_size],
-                            [overlay, files, summary, plot, state, status], concurrency_limit=max(1, cfg.max_runs),
-                            concurrency_id="run", trigger_mode="once")
-        stop.click(lambda: _ok("stopped"), None, [status], cancels=[running])
-
-        def on_unload(request: gr.Request) -> None:
+        def on_unload(request: Any) -> None:
             app.end_session(getattr(request, "session_hash", None), demo)
 
         on_unload.__annotations__["request"] = gr.Request  # a real class: Gradio reads it to pass the request

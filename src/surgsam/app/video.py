@@ -107,8 +107,9 @@ def check_video(path: str | os.PathLike[str] | None, max_mb: float) -> VideoMeta
         container.close()
     if declared and len(pts) < declared:
         raise UploadError(f"{name} is truncated: {len(pts)} of the {declared} frames it declares decode")
-    usable = all(t is not None for t in pts) and all(a < b for a, b in zip(pts, pts[1:]))
-    return VideoMeta(p, size, fps, len(pts), codec, mb, tuple(pts) if usable else None)
+    known = [t for t in pts if t is not None]
+    usable = len(known) == len(pts) and all(a < b for a, b in zip(known, known[1:]))
+    return VideoMeta(p, size, fps, len(pts), codec, mb, tuple(known) if usable else None)
 
 
 def _open(av: Any, path: Path) -> Any:
@@ -177,9 +178,10 @@ class FrameReader:
             if idx in self._cache:
                 self._cache.move_to_end(idx)
                 return self._cache[idx]
-            if not (self._frames is not None and 0 <= idx - self._next <= _FORWARD_WINDOW):
-                self._open_at(idx)
-            for i, rgb in self._frames:
+            frames = self._frames
+            if frames is None or not 0 <= idx - self._next <= _FORWARD_WINDOW:
+                frames = self._open_at(idx)
+            for i, rgb in frames:
                 self._next = i + 1
                 self._remember(i, rgb)
                 if i == idx:
@@ -187,8 +189,7 @@ class FrameReader:
                 if i > idx:
                     break
             # the stream did not deliver frame idx where expected: decode from the start
-            self._open_at(None)
-            for i, rgb in self._frames:
+            for i, rgb in self._open_at(None):
                 self._next = i + 1
                 if i == idx:
                     self._remember(i, rgb)
@@ -201,23 +202,25 @@ class FrameReader:
         while len(self._cache) > self._cache_size:
             self._cache.popitem(last=False)
 
-    def _open_at(self, idx: int | None) -> None:
-        """Start a decode iterator at the keyframe before frame ``idx`` (None: the start)."""
+    def _open_at(self, idx: int | None) -> Iterator[tuple[int, np.ndarray]]:
+        """Start a decode iterator at the keyframe before frame ``idx`` (None: the start); returns it."""
         self.close()
         av = require_av()
         self._container = _open(av, self.meta.path)
         stream = self._container.streams.video[0]
         stream.thread_type = "AUTO"
-        if idx is not None and self._index is not None and idx > 0:
-            self._container.seek(int(self.meta.pts[idx]), stream=stream, backward=True, any_frame=False)
-            self._frames = self._by_pts(stream)
+        pts, index = self.meta.pts, self._index
+        if idx is not None and pts is not None and index is not None and idx > 0:
+            self._container.seek(int(pts[idx]), stream=stream, backward=True, any_frame=False)
+            self._frames = self._by_pts(stream, index)
         else:
             self._frames = self._in_order(stream)
         self._next = 0
+        return self._frames
 
-    def _by_pts(self, stream: Any) -> Iterator[tuple[int, np.ndarray]]:
+    def _by_pts(self, stream: Any, index: dict[int, int]) -> Iterator[tuple[int, np.ndarray]]:
         for frame in self._container.decode(stream):
-            i = self._index.get(frame.pts) if frame.pts is not None else None
+            i = index.get(frame.pts) if frame.pts is not None else None
             if i is None:  # a timestamp the check did not see: give up on seeking
                 return
             yield i, frame.to_ndarray(format="rgb24")
