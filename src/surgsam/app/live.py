@@ -162,14 +162,12 @@ def apply_prompts(segmenter: Any, frame: np.ndarray, prompts: Sequence[Prompt]) 
         return segmenter.step(frame)
     if not prompts:
         raise LiveError("no prompt: give --mask, --points or --box (or click in the window)")
-    res = None
     try:
-        for i, p in enumerate(prompts):
-            res = segmenter.add_prompt(frame if i == 0 else None, obj_id=p.obj_id, points=p.points,
-                                       labels=p.labels, box=p.box, mask=p.mask)
+        results = [segmenter.add_prompt(frame if i == 0 else None, obj_id=p.obj_id, points=p.points,
+                                        labels=p.labels, box=p.box, mask=p.mask) for i, p in enumerate(prompts)]
     except (ValueError, TypeError) as exc:
         raise LiveError(f"bad prompt for the first frame: {exc}") from None
-    return res
+    return results[-1]
 
 
 class _Recorder:
