@@ -125,7 +125,7 @@ class LiveReport:
     processed: int
     dropped: int
     dropped_while_prompting: int
-    fps: float  # frames processed per second after the prompt frame
+    fps: float  # tracked frames per second, from the prompt frame's end to the last frame (the overlay's computation)
     source_fps: float | None
     latency_median_ms: float
     latency_p95_ms: float
@@ -215,12 +215,40 @@ class _Tally:
     latency: deque[float] = field(default_factory=lambda: deque(maxlen=WINDOW))
     engine: deque[float] = field(default_factory=lambda: deque(maxlen=WINDOW))
     latency_max: float = 0.0
-    t_first: float | None = None
-    t_last: float | None = None
+    t_prompted: float | None = None  # when the prompt frame was done: tracking starts here
+    t_last: float | None = None  # when the last tracked frame was done
+    # when the last FPS_WINDOW tracked frames were done, after t_prompted (for the overlay)
+    recent: deque[float] = field(default_factory=lambda: deque(maxlen=FPS_WINDOW + 1))
+
+    def prompted(self, now: float) -> None:
+        self.t_prompted = now
+        self.recent.clear()
+        self.recent.append(now)
+
+    def tracked_at(self, now: float) -> None:
+        self.tracked += 1
+        self.t_last = now
+        self.recent.append(now)
+
+    def fps(self, recent: bool = False) -> float:
+        """Tracked frames per second since the prompt frame was done: over the whole run (the
+        report), or over the last :data:`FPS_WINDOW` frames (the overlay; the same number
+        while the run is shorter). One computation for both, so they agree."""
+        if recent:
+            return _rate(len(self.recent) - 1, self.recent[-1] - self.recent[0]) if self.recent else 0.0
+        if self.t_prompted is None or self.t_last is None:
+            return 0.0
+        return _rate(self.tracked, self.t_last - self.t_prompted)
+
+
+def _rate(frames: int, seconds: float) -> float:
+    return frames / seconds if frames > 0 and seconds > 0 else 0.0
 
 
 #: Tracked frames whose latency and engine time the report's percentiles are taken over.
 WINDOW = 10_000
+#: Tracked frames the overlay's FPS is taken over (the report's covers the whole run).
+FPS_WINDOW = 15
 
 
 def run_live(
@@ -275,6 +303,7 @@ def run_live(
             dropped_prompting = source.stats.dropped
             res = apply_prompts(segmenter, first, given)
             tally.processed = 1
+            tally.prompted(clock.now())
             img = _draw(first, res, ["prompt frame", f"objects {res.obj_ids}"] + _searching(res))
             if record is not None:
                 recorder = _Recorder(record, source.fps or 30.0)
@@ -293,7 +322,6 @@ def run_live(
     grabbed = source.stats.grabbed
     dropped = grabbed - tally.processed  # a frame left waiting (or cut short) at the end counts as dropped
     recorded = recorder.finish(dropped) if recorder is not None else 0
-    span = (tally.t_last - tally.t_first) if tally.t_first is not None and tally.t_last is not None else 0.0
     lat = np.asarray(tally.latency) if tally.latency else np.zeros(1)
     lat_max = tally.latency_max if tally.tracked else 0.0
     expressions = None
@@ -303,7 +331,7 @@ def run_live(
         expressions = expression_statuses(segmenter)
     return LiveReport(
         source=source.name, end=end, frames_read=grabbed, processed=tally.processed, dropped=dropped,
-        dropped_while_prompting=dropped_prompting, fps=(tally.tracked - 1) / span if span > 0 else 0.0,
+        dropped_while_prompting=dropped_prompting, fps=tally.fps(),
         source_fps=source.fps, latency_median_ms=float(np.median(lat)), latency_p95_ms=float(np.percentile(lat, 95)),
         latency_max_ms=float(lat_max), engine_median_ms=float(np.median(tally.engine)) if tally.engine else 0.0,
         recorded=recorded, record=str(record) if record is not None else None, wall_s=clock.now() - t_start,
@@ -319,7 +347,6 @@ def _loop(source: TimedLiveSource, segmenter: Any, tally: _Tally, sink: FrameSin
           max_frames: int | None, read_timeout_s: float, stop: threading.Event | None,
           on_frame: Callable[[FrameResult, float], None] | None, clock: Clock) -> str:
     """Track frame after frame, counting into ``tally``; returns why it stopped."""
-    times: deque[float] = deque(maxlen=15)  # recent overlay times, for the on-screen FPS
     while True:
         if max_frames is not None and tally.processed >= max_frames:
             return "max frames"
@@ -336,18 +363,15 @@ def _loop(source: TimedLiveSource, segmenter: Any, tally: _Tally, sink: FrameSin
         res = segmenter.step(frame)
         now = clock.now()
         tally.engine.append((now - t0) * 1000.0)
-        times.append(now)
-        fps = (len(times) - 1) / (times[-1] - times[0]) if len(times) > 1 and times[-1] > times[0] else 0.0
+        tally.tracked_at(now)
+        fps = tally.fps(recent=True)
         shown = (now - arrived) * 1000.0 if arrived is not None else tally.engine[-1]
         dropped = source.stats.dropped
         img = _draw(frame, res, [f"{fps:.1f} FPS  latency {shown:.0f} ms", f"dropped {dropped}"] + _searching(res))
         latency = (clock.now() - arrived) * 1000.0 if arrived is not None else shown
         tally.processed += 1
-        tally.tracked += 1
         tally.latency.append(latency)
         tally.latency_max = max(tally.latency_max, latency)
-        tally.t_first = now if tally.t_first is None else tally.t_first
-        tally.t_last = now
         if on_frame is not None:
             on_frame(res, latency)
         if recorder is not None:
