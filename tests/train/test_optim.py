@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from surgsam.train.optim import CosineSchedule, OptimConfig, build_optimizer, freeze_modules, param_groups, set_train_mode
+from surgsam.train.optim import (
+    CosineSchedule,
+    OptimConfig,
+    build_optimizer,
+    freeze_modules,
+    param_groups,
+    set_train_mode,
+    warmup_warning,
+)
 
 
 def _group_of(groups, name):
@@ -47,6 +55,15 @@ def test_warmup_then_cosine_to_a_tenth(nano):
     assert lrs[-1] == pytest.approx(1e-4, rel=1e-2)
     sched.set(110)
     assert opt.param_groups[0]["lr"] == pytest.approx(1e-4)
+
+
+def test_a_run_inside_its_warmup_is_named():
+    """Issue 18: a 50-step fine-tune inside the 300-step warm-up said nothing."""
+    line = warmup_warning(50, 300, 5e-4)
+    assert line is not None and "\n" not in line and line.startswith("warning:")
+    assert "whole 50-step run" in line and "300-step" in line and "17% of lr 0.0005" in line and "--warmup" in line
+    assert "100% of lr" in warmup_warning(300, 300, 5e-4)  # reaches the peak on its last step, never decays
+    assert warmup_warning(301, 300, 5e-4) is None and warmup_warning(50, 0, 5e-4) is None
 
 
 def test_frozen_modules(nano):

@@ -67,7 +67,7 @@ def test_resume_reproduces_an_uninterrupted_run(tmp_path, synth_root, sampler):
     assert torch.equal(m.no_mem_embed, full.model.no_mem_embed.cpu())
 
 
-def test_cli_train(tmp_path, synth_root):
+def test_cli_train(tmp_path, synth_root, capsys):
     from surgsam.cli import main
 
     out = tmp_path / "cli"
@@ -76,6 +76,9 @@ def test_cli_train(tmp_path, synth_root):
                "--freeze", "image_encoder", "--point-prob", "0.25", "--iou-loss", "mse", "--exit-prob", "0.2",
                "--no-progress"])
     assert rc == 0
+    # the 1-step run never leaves the recipe's 300-step warm-up: one line says so (issue 18)
+    warned = [x for x in capsys.readouterr().err.splitlines() if "warm-up" in x]
+    assert len(warned) == 1 and "whole 1-step run falls inside the 300-step" in warned[0]
     assert (out / "model.pt").is_file() and (out / "checkpoints" / "latest.json").is_file()
     rec = json.loads((out / "log.jsonl").read_text().splitlines()[0])
     assert rec["step"] == 1 and rec["objects"] == 1

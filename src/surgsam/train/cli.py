@@ -185,6 +185,8 @@ def run_train(args: argparse.Namespace) -> int:
         print(f"train: recipe {cfg.recipe}, model {sam.cfg.name} at {sam.image_size}px on "
               f"{trainer.device} ({trainer.precision}), {trainer.world} process(es); {n.num_clips} clips, "
               f"{n.num_images} images; steps {trainer.step} -> {trainer.cfg.steps}", file=sys.stderr)
+        if trainer.warmup_warning:
+            print(trainer.warmup_warning, file=sys.stderr)
     result = trainer.train()
     _finish_distributed()
     if trainer.is_main:

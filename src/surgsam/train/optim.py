@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-__all__ = ["OptimConfig", "CosineSchedule", "freeze_modules", "param_groups", "build_optimizer", "set_train_mode", "trunk_layer_scale"]
+__all__ = ["OptimConfig", "CosineSchedule", "warmup_warning", "freeze_modules", "param_groups", "build_optimizer", "set_train_mode", "trunk_layer_scale"]
 
 _NORMS = (nn.LayerNorm, nn.GroupNorm, nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.InstanceNorm2d)
 _WEIGHTED = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose2d)
@@ -137,6 +137,18 @@ def build_optimizer(model: nn.Module, cfg: OptimConfig) -> torch.optim.AdamW:
     dev = next(p for g in groups for p in g["params"]).device
     kw = {"fused": True} if dev.type == "cuda" else {}
     return torch.optim.AdamW(groups, lr=cfg.lr, betas=cfg.betas, eps=cfg.eps, weight_decay=cfg.weight_decay, **kw)
+
+
+def warmup_warning(total_steps: int, warmup_steps: int, lr: float) -> str | None:
+    """One line for a run of ``total_steps`` that never leaves its ``warmup_steps`` linear
+    warm-up (``total_steps <= warmup_steps``: the learning rate never reaches ``lr`` or never
+    decays); None when the run goes past it or has no warm-up."""
+    if warmup_steps <= 0 or total_steps > warmup_steps:
+        return None
+    return (f"warning: the whole {total_steps}-step run falls inside the {warmup_steps}-step linear learning-rate "
+            f"warm-up: the rate climbs to {total_steps / warmup_steps:.0%} of lr {lr:g} and the cosine decay never starts; "
+            f"give a shorter warm-up, e.g. --warmup {max(1, total_steps // 10)} (steps) or --warmup 0.1 (a fraction "
+            "of the run), or --warmup 0 for none")
 
 
 class CosineSchedule:

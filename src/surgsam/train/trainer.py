@@ -41,7 +41,15 @@ from .clips import ClipBatch, ClipConfig, ClipSampler, collate, epoch_index, ope
 from .losses import LossConfig
 from .model_step import TrainStep
 from .referring_step import ReferringTrainConfig
-from .optim import CosineSchedule, OptimConfig, build_optimizer, clip_gradients, freeze_modules, set_train_mode
+from .optim import (
+    CosineSchedule,
+    OptimConfig,
+    build_optimizer,
+    clip_gradients,
+    freeze_modules,
+    set_train_mode,
+    warmup_warning,
+)
 from .prompts import PromptConfig
 
 if TYPE_CHECKING:  # the referring package is imported only by referring runs
@@ -206,6 +214,8 @@ class Trainer:
                 self.optimizer.add_param_group(g)
         warm = cfg.optim.warmup_steps or int(round(cfg.optim.warmup_frac * cfg.steps))
         self.schedule = CosineSchedule(self.optimizer, cfg.steps, warm, cfg.optim.min_lr_ratio)
+        #: one line when the whole run is inside its warm-up (``surgsam train`` prints it), else None
+        self.warmup_warning = warmup_warning(cfg.steps, warm, cfg.optim.lr)
         self.trainable = [p for p in self.model.parameters() if p.requires_grad]
         if self.type_head is not None:
             self.trainable += list(self.type_head.parameters())
