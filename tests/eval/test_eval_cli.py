@@ -88,11 +88,16 @@ def test_torchrun_two_cpu_ranks_match_single_process(data, tmp_path):
     assert sorted(o["video"] for o in dist["objects"]) == sorted(o["video"] for o in single["objects"])
 
 
-def test_e2e_with_the_engine(tmp_path):
-    """The engine adapter on the real engine (random-weight nano preset, 64 px): runs and scores."""
+def test_e2e_with_the_engine(tmp_path, capsys):
+    """The engine adapter on the real engine (random-weight nano preset, 64 px): runs and scores,
+    and says that the weights are random (issue 18: an untrained model ran without a word)."""
     pytest.importorskip("surgsam.engine")
     generate(tmp_path / "d", SynthConfig(width=64, height=64, frames=3), videos=1, seed=2, valid=1, progress=False)
     assert run_cli("eval", "--e2e", "--data", str(tmp_path / "d"), "--split", "valid", "--segmenter", "engine",
                    "--model", "nano", "--image-size", "64", "--no-progress", "--out", str(tmp_path / "o")) == 0
+    warned = [x for x in capsys.readouterr().err.splitlines() if "UNTRAINED" in x]
+    assert warned == ["warning: no --checkpoint: the engine runs an UNTRAINED nano at 64 px (random weights: its "
+                      "scores mean nothing); pass --checkpoint surgsam-nano-synth (bundled, trained on synthetic "
+                      "videos) or an official checkpoint (surgsam download --list)"]
     s = json.loads((tmp_path / "o" / "results.json").read_text())["summary"]["all"]
     assert 0 <= s["J"] <= 100 and s["n_objects"] >= 1

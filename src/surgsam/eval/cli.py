@@ -136,6 +136,8 @@ def _run_e2e(args: argparse.Namespace, videos: list[str] | None) -> int:
     if args.segmenter == "referring":
         return _run_referring(args, videos)
     env = init_distributed(args.device)
+    if args.segmenter == "engine" and args.checkpoint is None and env.is_main:
+        print(untrained_engine_warning(args.model, args.image_size), file=sys.stderr, flush=True)
     try:
         data = open_dataset(args.gt, args.split, layout=args.layout, require_frames=args.segmenter == "engine", videos=videos)
         all_videos = list(data)
@@ -156,6 +158,15 @@ def _run_e2e(args: argparse.Namespace, videos: list[str] | None) -> int:
             print(f"merged {len({o.video for o in result.objects})} videos from {env.world_size} ranks")
         _report(result, args)
     return 0
+
+
+def untrained_engine_warning(model: str | None, image_size: int | None) -> str:
+    """The line ``eval --e2e --segmenter engine`` prints without ``--checkpoint``: what runs
+    (random weights of the preset) and how to evaluate a trained model instead."""
+    name, size = model or "sam2.1_hiera_s", image_size or 512
+    return (f"warning: no --checkpoint: the engine runs an UNTRAINED {name} at {size} px (random weights: its scores "
+            "mean nothing); pass --checkpoint surgsam-nano-synth (bundled, trained on synthetic videos) or an "
+            "official checkpoint (surgsam download --list)")
 
 
 def referring_segmenter_from_args(args: argparse.Namespace, device: str | None = None, **kw):
