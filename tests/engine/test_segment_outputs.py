@@ -87,6 +87,48 @@ def test_coco_rle_decodes_to_the_palette_pngs_with_the_engines_scores(clip, weig
         np.testing.assert_array_equal(label, read_palette_png(out / f"{t:05d}.png"))
 
 
+def test_coco_follows_a_reverse_pass_frame_for_frame(clip, weights, tmp_path, capsys):
+    """--direction both visits frames out of order (and the prompted one twice): the COCO file
+    still has each frame once, in order, decoding to the PNG written last for it."""
+    pytest.importorskip("pycocotools")
+    from pycocotools import mask as mask_api
+
+    d, _, _ = clip
+    out = tmp_path / "out"
+    _run(d / "clip.mp4", *weights, "--object", "1@3:box=10,20,60,75", "--object", "2@3:box=60,40,120,90",
+         "--direction", "both", "--coco", "--out", out, capsys=capsys)
+    doc = json.loads((out / "coco_rle.json").read_text())
+    assert [im["id"] for im in doc["images"]] == list(range(6))
+    assert [a["id"] for a in doc["annotations"]] == list(range(1, len(doc["annotations"]) + 1))
+    for t in range(6):
+        label = np.zeros((H, W), np.int32)
+        anns = [a for a in doc["annotations"] if a["image_id"] == t]
+        assert [a["object_id"] for a in anns] == [1, 2]
+        for a in anns:
+            label[mask_api.decode(a["segmentation"]).astype(bool)] = a["object_id"]
+        np.testing.assert_array_equal(label, read_palette_png(out / f"{t:05d}.png"))
+    assert (read_palette_png(out / "00000.png") > 0).any()  # frames before the prompt got masks
+
+
+def test_coco_writer_keeps_the_last_version_of_a_frame(tmp_path):
+    pytest.importorskip("pycocotools")
+    from surgsam.io.coco import CocoRleWriter, decode_rle
+
+    w = CocoRleWriter(tmp_path / "c.json")
+    first, again = np.zeros((4, 5), np.uint8), np.zeros((4, 5), np.uint8)
+    first[0, :2] = 3
+    again[1:3, 1:4] = 3
+    w.add_label_map(2, first, [3], [0.9], [0.8])
+    w.add_label_map(0, np.zeros((4, 5), np.uint8), [3], [0.1], [0.2])
+    w.add_label_map(2, again, [3], [0.7], [0.6])
+    doc = json.loads(w.write().read_text())
+    assert [im["id"] for im in doc["images"]] == [0, 2] and [a["image_id"] for a in doc["annotations"]] == [0, 2]
+    last = doc["annotations"][1]
+    assert (last["score"], last["predicted_iou"], last["area"], last["bbox"]) == (0.7, 0.6, 6, [1.0, 1.0, 3.0, 2.0])
+    np.testing.assert_array_equal(decode_rle(last["segmentation"]), again == 3)
+    assert doc["annotations"][0]["area"] == 0 and doc["annotations"][0]["bbox"] == [0.0, 0.0, 0.0, 0.0]
+
+
 def test_coco_needs_the_extra_and_says_so_before_any_work(clip, tmp_path, monkeypatch):
     d, _, _ = clip
     monkeypatch.setitem(sys.modules, "pycocotools.mask", None)  # as if not installed

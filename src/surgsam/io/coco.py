@@ -86,9 +86,9 @@ class CocoRleWriter:
         self.names = list(names) if names is not None else None
         self.categories = dict(categories or {})
         self.info = dict(info or {})
-        self.images: list[dict[str, Any]] = []
-        self.annotations: list[dict[str, Any]] = []
-        self._objects: set[int] = set()
+        # frame index -> (image, its annotations); a frame added again replaces the earlier one,
+        # as its PNG is rewritten (a reverse pass may revisit frames, in any order)
+        self._frames: dict[int, tuple[dict[str, Any], list[dict[str, Any]]]] = {}
 
     def add_result(self, result: Any, label_map: Any) -> None:
         """Add one engine ``FrameResult``: each of its objects' pixels in ``label_map`` (the
@@ -105,35 +105,49 @@ class CocoRleWriter:
     def add_label_map(self, frame_idx: int, label_map: Any, obj_ids: Sequence[int], scores: Sequence[float],
                       ious: Sequence[float], *, searching: Sequence[bool] | None = None) -> None:
         """Add one frame: an annotation for each id of ``obj_ids`` (its pixels in the ``H x W``
-        ``label_map``, possibly none), with ``scores`` and ``ious`` in the same order."""
+        ``label_map``, possibly none), with ``scores`` and ``ious`` in the same order. Frames
+        may come in any order; a frame added again replaces its earlier annotations."""
         lab = np.asarray(label_map)
         if lab.ndim != 2:
             raise ValueError(f"label map must be H x W, got shape {lab.shape}")
         t = int(frame_idx)
-        if self.images and t <= self.images[-1]["id"]:
-            raise ValueError(f"frames must come in increasing order: {t} after {self.images[-1]['id']}")
+        if t < 0:
+            raise ValueError(f"frame index must be >= 0, got {t}")
         h, w = lab.shape
         name = self.names[t] if self.names is not None and 0 <= t < len(self.names) else f"{t:05d}"
-        self.images.append({"id": t, "frame_index": t, "frame_name": name, "height": int(h), "width": int(w)})
+        image = {"id": t, "frame_index": t, "frame_name": name, "height": int(h), "width": int(w)}
         flags = list(searching) if searching is not None else [False] * len(obj_ids)
+        anns = []
         for k, score, iou, search in zip(obj_ids, scores, ious, flags, strict=True):
             k = int(k)
             rle = encode_rle(lab == k, self._api)
             coded = {"size": rle["size"], "counts": rle["counts"].encode("ascii")}
             area = int(self._api.area(coded))
             bbox = [float(v) for v in self._api.toBbox(coded)] if area else [0.0, 0.0, 0.0, 0.0]
-            self.annotations.append({
-                "id": len(self.annotations) + 1, "image_id": t, "category_id": k, "object_id": k,
+            anns.append({
+                "image_id": t, "category_id": k, "object_id": k,
                 "segmentation": rle, "area": area, "bbox": bbox, "iscrowd": 0,
                 "score": float(score), "predicted_iou": float(iou), "searching": bool(search),
             })
-            self._objects.add(k)
+        self._frames[t] = (image, anns)
+
+    @property
+    def images(self) -> list[dict[str, Any]]:
+        """One COCO image per frame, in frame order."""
+        return [self._frames[t][0] for t in sorted(self._frames)]
+
+    @property
+    def annotations(self) -> list[dict[str, Any]]:
+        """The annotations in frame order (then in the order given), numbered from 1."""
+        anns = [a for t in sorted(self._frames) for a in self._frames[t][1]]
+        return [{"id": i + 1, **a} for i, a in enumerate(anns)]
 
     def to_dict(self) -> dict[str, Any]:
         """The COCO document (see the module docstring)."""
         from .. import __version__
 
-        cats = [{"id": k, "name": self.categories.get(k, f"object {k}")} for k in sorted(self._objects | set(self.categories))]
+        objects = {a["object_id"] for _, anns in self._frames.values() for a in anns}
+        cats = [{"id": k, "name": self.categories.get(k, f"object {k}")} for k in sorted(objects | set(self.categories))]
         info = {"description": "surgsam masks as COCO RLE: one object per pixel (overlaps resolved by the highest "
                 "logit, as the palette PNGs); score = object visibility probability, predicted_iou = the mask "
                 "decoder's IoU prediction", "surgsam": __version__, **self.info}
