@@ -251,6 +251,9 @@ def test_find_videos(videos, tmp_path):
     Image.fromarray(np.zeros((16, 16, 3), np.uint8)).save(tmp_path / "x" / "0.png")
     with pytest.raises(ValueError, match="two videos are named 'x'"):
         find_videos(tmp_path)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match="holds no frames .* and no videos"):
+        find_videos(tmp_path / "empty")
 
 
 def test_folder_of_videos_with_one_prompts_list(videos, clip, weights, tmp_path, capsys):

@@ -27,7 +27,8 @@ def find_videos(path: str | os.PathLike[str]) -> list[tuple[str, Path]] | None:
 
     A video is a video file in the folder (name: its stem, ``case1.mp4`` -> ``case1``) or a
     sub-folder with images (name: the sub-folder's). Hidden entries and sub-folders without
-    images are ignored. Two videos with one name (``a.mp4`` and ``a/``) are refused.
+    images are ignored. Two videos with one name (``a.mp4`` and ``a/``) are refused, and so is
+    a folder with neither images nor videos.
     """
     folder = Path(path)
     if not folder.is_dir() or _has_images(folder):
@@ -49,4 +50,7 @@ def find_videos(path: str | os.PathLike[str]) -> list[tuple[str, Path]] | None:
             raise ValueError(f"{folder}: two videos are named {name!r} ({found[name].name} and {p.name}); their "
                              f"outputs would share OUT/{name}/: rename one")
         found[name] = p
-    return [(n, found[n]) for n in found] if found else None
+    if not found:
+        raise ValueError(f"{folder} holds no frames ({'/'.join(sorted(IMAGE_EXTENSIONS))}) and no videos (video "
+                         f"files: {'/'.join(sorted(VIDEO_EXTENSIONS))}; or folders of frames)")
+    return [(n, found[n]) for n in found]
