@@ -172,7 +172,7 @@ class EvalResult:
         by: dict[str, list[ObjectScore]] = defaultdict(list)
         for o in self.objects:
             by[o.video].append(o)
-        rows = []
+        rows: list[dict[str, float | str]] = []
         for v in sorted(by, key=natural_key):
             os_ = by[v]
             j, f = _nanmean([o.J for o in os_]), _nanmean([o.F for o in os_])
@@ -283,8 +283,8 @@ class EvalResult:
         with open(paths["videos"], "w", newline="") as fh:
             w = csv.writer(fh)
             w.writerow(["video", "n_objects", "J&F", "J", "F", "Dice"])
-            for r in self.per_video():
-                w.writerow([r["video"], r["n_objects"], *(format_metric(r[k]) for k in ("J&F", "J", "F", "Dice"))])  # type: ignore[arg-type]
+            for row in self.per_video():
+                w.writerow([row["video"], row["n_objects"], *(format_metric(float(row[k])) for k in ("J&F", "J", "F", "Dice"))])
         with open(paths["frames"], "w", newline="") as fh:
             w = csv.writer(fh)
             w.writerow(["video", "frame", "obj_id", "J", "F", "Dice"])
@@ -348,6 +348,19 @@ class ArrayVideo(Video):
         return self._labels[i]
 
 
+@dataclass
+class _Track:
+    """One object's scores while its video is scored: J/F/Dice on the frames of ``jf_frames``
+    (and which frames they were), challenge IoU on those of ``iou_frames``."""
+
+    category: str
+    jf_frames: range
+    iou_frames: range
+    scores: list[tuple[float, float, float]] = field(default_factory=list)
+    frames: list[int] = field(default_factory=list)
+    seen_gt: bool = False  # the object is visible on at least one of its J/F/Dice frames
+
+
 def evaluate_video(
     video: Video,
     preds: Iterable[Pred],
@@ -374,12 +387,8 @@ def evaluate_video(
         raise ValueError(f"level must be 'instance' or 'category', got {level!r}")
     T = len(video)
     first = video.first_appearance()
-    objs = [k for k in first if object_ids is None or k in object_ids]
-    cats = {k: video.categories.get(k, f"object {k}") for k in objs}
-    ranges = {k: proto.ranges(first[k], T) for k in objs}
-    acc: dict[int, list[tuple[float, float, float]]] = {k: [] for k in objs}
-    acc_t: dict[int, list[int]] = {k: [] for k in objs}  # the frame of each entry of acc
-    seen_gt: dict[int, bool] = {k: False for k in objs}
+    tracks = {k: _Track(video.categories.get(k, f"object {k}"), *proto.ranges(first[k], T))
+              for k in first if object_ids is None or k in object_ids}
     ious: list[ClassIoU] = []
     n = 0
     for t, pred in enumerate(preds):
@@ -389,64 +398,84 @@ def evaluate_video(
         gt = video.labels(t)
         if gt is None:
             continue
-        if pred is None:
-            pred = {}
-        if isinstance(pred, np.ndarray):
-            if pred.shape != gt.shape:
-                raise ValueError(f"video {video.name!r} frame {video.frame_names[t]}: prediction {pred.shape[::-1]} "
-                                 f"vs ground truth {gt.shape[::-1]} (W x H)")
-            combined = pred
-            pmask = {k: pred == k for k in objs}
-        else:
-            for k, m in pred.items():
-                if np.shape(m) != gt.shape:
-                    raise ValueError(f"video {video.name!r} frame {video.frame_names[t]}: mask of object {k} is "
-                                     f"{np.shape(m)[::-1]}, ground truth is {gt.shape[::-1]} (W x H)")
-            combined = compose_labels({k: np.asarray(m, dtype=bool) for k, m in pred.items()}, gt.shape)
-            if keep_overlaps:
-                pmask = {k: np.asarray(m, dtype=bool) for k, m in pred.items()}
-            else:  # what is scored is the one-label-per-pixel map a palette PNG holds
-                pmask = {k: combined == k for k in pred}
+        combined, pmask = _scored_masks(video, t, pred, gt, list(tracks), keep_overlaps)
+        gmask = {k: gt == k for k in tracks}
         empty = np.zeros(gt.shape, dtype=bool)
-        gmask = {k: gt == k for k in objs}
-        for k in objs:
-            if t in ranges[k][0]:
-                g = gmask[k]
-                seen_gt[k] |= bool(g.any())
-                acc[k].append(frame_scores(pmask.get(k, empty), g, proto.bound_th))
-                acc_t[k].append(t)
-        live = [k for k in objs if t in ranges[k][1]]
-        if level == "instance":
-            for k in live:
-                p, g = combined == k, gmask[k]
-                u = int(np.count_nonzero(p | g))
-                if u:
-                    ious.append(ClassIoU(video.name, t, k, int(np.count_nonzero(p & g)), u, bool(g.any())))
-        else:
-            by_cat: dict[str, list[int]] = defaultdict(list)
-            for k in live:
-                by_cat[cats[k]].append(k)
-            for c, ks in by_cat.items():
-                p = np.isin(combined, ks)
-                g = np.isin(gt, ks)
-                u = int(np.count_nonzero(p | g))
-                if u:
-                    ious.append(ClassIoU(video.name, t, category_code(c), int(np.count_nonzero(p & g)), u, bool(g.any())))
+        for k, tr in tracks.items():
+            if t in tr.jf_frames:
+                tr.seen_gt |= bool(gmask[k].any())
+                tr.scores.append(frame_scores(pmask.get(k, empty), gmask[k], proto.bound_th))
+                tr.frames.append(t)
+        live = [k for k, tr in tracks.items() if t in tr.iou_frames]
+        ious += _frame_ious(video.name, t, combined, gt, gmask, {k: tracks[k].category for k in live}, level)
     if n != T:
         raise ValueError(f"video {video.name!r}: {n} predictions for {T} frames")
-    res = EvalResult(protocol=proto.name, level=level, ious=ious, categories={video.name: cats},
+    return _video_result(video.name, proto, level, tracks, ious)
+
+
+def _scored_masks(video: Video, t: int, pred: Pred, gt: np.ndarray, objs: list[int], keep_overlaps: bool
+                  ) -> tuple[np.ndarray, dict[int, np.ndarray]]:
+    """Frame ``t``'s prediction checked against its ``H x W`` ground truth: the merged id map
+    (what IoU scores) and each object's mask (what J, F and Dice score)."""
+    if pred is None:
+        pred = {}
+    if isinstance(pred, np.ndarray):
+        if pred.shape != gt.shape:
+            raise ValueError(f"video {video.name!r} frame {video.frame_names[t]}: prediction {pred.shape[::-1]} "
+                             f"vs ground truth {gt.shape[::-1]} (W x H)")
+        return pred, {k: pred == k for k in objs}
+    for k, m in pred.items():
+        if np.shape(m) != gt.shape:
+            raise ValueError(f"video {video.name!r} frame {video.frame_names[t]}: mask of object {k} is "
+                             f"{np.shape(m)[::-1]}, ground truth is {gt.shape[::-1]} (W x H)")
+    combined = compose_labels({k: np.asarray(m, dtype=bool) for k, m in pred.items()}, gt.shape)
+    if keep_overlaps:
+        return combined, {k: np.asarray(m, dtype=bool) for k, m in pred.items()}
+    return combined, {k: combined == k for k in pred}  # the one-label-per-pixel map a palette PNG holds
+
+
+def _frame_ious(video: str, t: int, combined: np.ndarray, gt: np.ndarray, gmask: Mapping[int, np.ndarray],
+                live: Mapping[int, str], level: str) -> list[ClassIoU]:
+    """The IoU records of frame ``t`` for the objects ``live`` there (id -> category): one per
+    object (``level="instance"``) or per category; pairs with an empty union are left out."""
+    out: list[ClassIoU] = []
+    if level == "instance":
+        for k in live:
+            p, g = combined == k, gmask[k]
+            u = int(np.count_nonzero(p | g))
+            if u:
+                out.append(ClassIoU(video, t, k, int(np.count_nonzero(p & g)), u, bool(g.any())))
+        return out
+    by_cat: dict[str, list[int]] = defaultdict(list)
+    for k, c in live.items():
+        by_cat[c].append(k)
+    for c, ks in by_cat.items():
+        p = np.isin(combined, ks)
+        g = np.isin(gt, ks)
+        u = int(np.count_nonzero(p | g))
+        if u:
+            out.append(ClassIoU(video, t, category_code(c), int(np.count_nonzero(p & g)), u, bool(g.any())))
+    return out
+
+
+def _video_result(video: str, proto: Protocol, level: str, tracks: Mapping[int, _Track], ious: list[ClassIoU]
+                  ) -> EvalResult:
+    """The :class:`EvalResult` of one scored video: objects never visible on their J/F/Dice
+    frames are excluded; the others get their mean and per-frame scores (x100)."""
+    cats = {k: tr.category for k, tr in tracks.items()}
+    res = EvalResult(protocol=proto.name, level=level, ious=ious, categories={video: cats},
                      group_defs={g: tuple(ids) for g, ids in proto.groups.items()})
-    for k in objs:
-        if not acc[k] or not seen_gt[k]:
-            res.excluded.append((video.name, k))
+    for k, tr in tracks.items():
+        if not tr.scores or not tr.seen_gt:
+            res.excluded.append((video, k))
             continue
-        a = np.asarray(acc[k], dtype=np.float64) * 100.0
-        res.objects.append(ObjectScore(video.name, k, cats[k], len(a), *map(float, a.mean(axis=0))))
-        res.frames += [FrameScore(video.name, t, k, *map(float, row)) for t, row in zip(acc_t[k], a)]
+        a = np.asarray(tr.scores, dtype=np.float64) * 100.0
+        res.objects.append(ObjectScore(video, k, tr.category, len(a), *map(float, a.mean(axis=0))))
+        res.frames += [FrameScore(video, t, k, *map(float, row)) for t, row in zip(tr.frames, a)]
     if level == "category":
         res.class_names = {category_code(c): c for c in set(cats.values())}
     else:
-        res.class_names = {k: cats[k] for k in objs}
+        res.class_names = dict(cats)
     return res
 
 

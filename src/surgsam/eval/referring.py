@@ -292,6 +292,15 @@ def _group_of(obj_id: int, proto: Protocol) -> str:
     return next((g for g, ids in proto.groups.items() if obj_id in ids), "all")
 
 
+def _expressions_of(video: Video) -> list:
+    """The referring expressions of a Ref-EndoVis video (a clear error for any other video)."""
+    get = getattr(video, "expressions", None)
+    if get is None:
+        raise ValueError(f"video {video.name!r} has no referring expressions: the referring segmenter needs a "
+                         "Ref-EndoVis-layout dataset (Meta/ and meta_expressions.json)")
+    return list(get())
+
+
 def run_referring(
     videos: Sequence[Video],
     segmenter: ReferringEvalSegmenter,
@@ -310,13 +319,10 @@ def run_referring(
     from tqdm import tqdm
 
     proto = get_protocol(protocol)
-    for v in videos:
-        if not hasattr(v, "expressions"):
-            raise ValueError(f"video {v.name!r} has no referring expressions: the referring segmenter needs a "
-                             "Ref-EndoVis-layout dataset (Meta/ and meta_expressions.json)")
+    expressions = [_expressions_of(v) for v in videos]  # every video checked before any work
     plan = []
-    for v in videos:
-        exps, extra = merge_same_text(v.expressions()) if merge_texts else (list(v.expressions()), {})
+    for v, ve in zip(videos, expressions):
+        exps, extra = merge_same_text(ve) if merge_texts else (ve, {})
         gt = _merged_labels(v, extra) if extra else v
         plan += [(v, gt, extra, p) for p in expression_passes(exps)]
     bar = tqdm(total=sum(len(v) for v, *_ in plan), desc=desc, unit="frame", disable=not progress)
