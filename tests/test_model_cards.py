@@ -1,5 +1,5 @@
-"""Model cards of the embedded models: one per model, linked from `surgsam presets` and the
-README, and every held-out number in their tables is the rounded value of the results file the
+"""Model cards of the embedded models: one per model, linked from `surgsam presets`,
+`surgsam download --list` and the README, and every held-out number in their tables is the rounded value of the results file the
 card names."""
 
 from __future__ import annotations
@@ -32,6 +32,8 @@ def test_each_embedded_model_has_a_card_linked_from_presets_and_readme(monkeypat
     monkeypatch.setattr(surgsam.modeling, "list_presets", lambda: ["nano"])  # the preset table is not tested here
     assert main(["presets"]) == 0
     listed = capsys.readouterr().out
+    assert main(["download", "--list"]) == 0
+    downloads = capsys.readouterr().out
     readme = (ROOT / "README.md").read_text()
     assert len(EMBEDDED_MODELS) == 2
     for name, model in EMBEDDED_MODELS.items():
@@ -42,6 +44,7 @@ def test_each_embedded_model_has_a_card_linked_from_presets_and_readme(monkeypat
         for section in ("## Data", "## Training", "## Held-out numbers", "## Limits and known failure modes"):
             assert section in text
         assert f"{name}: " in listed and f"model card: {card}" in listed
+        assert f"model card: {card}" in downloads.split(name, 1)[1]
         assert f"({card})" in readme
         for link in re.findall(r"\]\(([^)#]+\.md)", text):  # relative links resolve
             assert (ROOT / card).parent.joinpath(link).resolve().is_file(), link

@@ -386,6 +386,8 @@ def _print_embedded() -> None:
         except FileNotFoundError:
             size = "not in this installation"
         print(f"  {m.name}  ({size}, bundled)  {m.summary}")
+        if m.card:
+            print(f"    model card: {m.card}")
 
 
 def _print_table() -> None:
