@@ -11,67 +11,16 @@ not import torch)::
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from ._lazy import lazy_exports
 
-# public name -> module that defines it
-_LAZY = {
-    "build_model": "surgsam.modeling",
-    "list_presets": "surgsam.modeling",
-    "get_preset": "surgsam.modeling",
-    "CheckpointError": "surgsam.modeling",
-    "ImagePredictor": "surgsam.predictor",
-    "ImagePrediction": "surgsam.predictor",
-    "VideoSegmenter": "surgsam.engine",
-    "segment_video": "surgsam.engine",
-    "FrameResult": "surgsam.engine",
-    "Prompt": "surgsam.engine",
-    "ReferringSegmenter": "surgsam.referring",
+# public name -> submodule (imported on first use, as in every subpackage)
+_EXPORTS = {
+    "__version__": "._version",
+    "build_model": ".modeling", "list_presets": ".modeling", "get_preset": ".modeling",
+    "CheckpointError": ".modeling",
+    "ImagePredictor": ".predictor", "ImagePrediction": ".predictor",
+    "VideoSegmenter": ".engine", "segment_video": ".engine", "FrameResult": ".engine", "Prompt": ".engine",
+    "ReferringSegmenter": ".referring",
 }
-
-
-def _version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("surgsam")
-    except PackageNotFoundError:  # a source tree that is not installed
-        return "0.0.0+unknown"
-
-
-def __getattr__(name: str) -> Any:
-    if name == "__version__":  # read from the package metadata on first use (it costs ~30 ms)
-        globals()["__version__"] = v = _version()
-        return v
-    if name == "__all__":  # computed for `from surgsam import *`: only names this installation provides
-        globals()["__all__"] = names = ["__version__"] + [n for n in _LAZY if _available(n)]
-        return names
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'surgsam' has no attribute {name!r}")
-    try:
-        mod = importlib.import_module(module)
-    except ModuleNotFoundError as e:
-        if e.name and (module == e.name or module.startswith(e.name + ".")):
-            raise AttributeError(
-                f"surgsam.{name} is not available: {module} is not part of this installation yet"
-            ) from e
-        raise
-    try:
-        value = getattr(mod, name)
-    except AttributeError:
-        raise AttributeError(f"surgsam.{name} is not available: {module} does not define it (yet)") from None
-    globals()[name] = value  # later lookups skip __getattr__
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_LAZY))
-
-
-def _available(name: str) -> bool:
-    try:
-        __getattr__(name)
-    except AttributeError:
-        return False
-    return True
+__all__ = list(_EXPORTS)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -2,8 +2,7 @@
 
 Each subcommand lives in its own module exposing ``register(subparsers)``, which adds a
 subparser with ``set_defaults(func=handler)``; ``handler(args) -> int`` is the exit code.
-The modules in :data:`SUBCOMMAND_MODULES` are imported when the parser is built; one that
-is not part of this installation yet is skipped, any other import error is raised.
+The modules in :data:`SUBCOMMAND_MODULES` are imported when the parser is built.
 """
 
 from __future__ import annotations
@@ -12,8 +11,6 @@ import argparse
 import importlib
 import sys
 from collections.abc import Sequence
-from pathlib import Path
-from types import ModuleType
 
 SUBCOMMAND_MODULES = [
     "surgsam.hub",
@@ -32,32 +29,6 @@ SUBCOMMAND_MODULES = [
 THREADED_COMMANDS = ("demo", "segment", "refer", "live", "app", "eval", "export")
 
 
-def _exists_on_disk(path: str) -> bool | None:
-    """Whether ``surgsam.x.y`` has a source file, decided without importing its parent
-    packages (importing ``surgsam.engine`` just to learn it has no ``cli`` would load torch);
-    None when surgsam is not a plain directory (then the import decides)."""
-    import surgsam
-
-    roots = [Path(p) for p in getattr(surgsam, "__path__", [])]
-    if not roots or not all(r.is_dir() for r in roots):
-        return None
-    rel = Path(*path.split(".")[1:])
-    return any((r / rel).with_suffix(".py").is_file() or (r / rel / "__init__.py").is_file() for r in roots)
-
-
-def _import_optional(path: str) -> ModuleType | None:
-    """Import ``path``; None if that module (or a package on its way) does not exist."""
-    if _exists_on_disk(path) is False:
-        return None
-    try:
-        return importlib.import_module(path)
-    except ModuleNotFoundError as e:
-        missing = e.name or ""
-        if missing.startswith("surgsam.") and (path == missing or path.startswith(missing + ".")):
-            return None
-        raise
-
-
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
 
@@ -69,9 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     _register_presets(sub)
     for path in SUBCOMMAND_MODULES:
-        mod = _import_optional(path)
-        if mod is None:
-            continue
+        mod = importlib.import_module(path)
         register = getattr(mod, "register", None)
         if register is None:
             raise AttributeError(f"{path} is listed as a surgsam subcommand but has no register(subparsers)")
