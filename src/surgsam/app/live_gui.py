@@ -17,7 +17,7 @@ import numpy as np
 
 from ..engine.offline import Prompt
 from ..engine.state import FrameResult
-from ._deps import require_cv2
+from .._optional import require_cv2
 from .prompts import ObjectPrompt, PromptBook, PromptError
 
 __all__ = ["HEADLESS_HINT", "ClickPrompter", "Window", "gui_support"]

@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from ._deps import require_gradio
+from .._optional import require_gradio
 from ._files import PrivateDir, atomic_output, discard
 from .guard import HostGuard, HostPolicy
 from .jobs import (DEMO_MODEL, JobError, ModelCache, ModelChoice, ReferringChoice, SegmentationJob, memory_policies,

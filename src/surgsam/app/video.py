@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from ._deps import require_av
+from .._optional import require_av
 
 __all__ = ["FrameReader", "UploadError", "VideoMeta", "check_video"]
 
@@ -87,7 +87,7 @@ def check_video(path: str | os.PathLike[str] | None, max_mb: float) -> VideoMeta
     mb = st.st_size / 2**20
     if mb > max_mb:
         raise UploadError(f"{name} is {mb:.1f} MB; the limit is {max_mb:g} MB (see --max-upload-mb)")
-    av = require_av()
+    av = require_av("reading and writing video in the app")
     try:
         container = _open(av, p)
     except Exception as exc:  # PyAV raises many types for non-media input
@@ -205,7 +205,7 @@ class FrameReader:
     def _open_at(self, idx: int | None) -> Iterator[tuple[int, np.ndarray]]:
         """Start a decode iterator at the keyframe before frame ``idx`` (None: the start); returns it."""
         self.close()
-        av = require_av()
+        av = require_av("reading and writing video in the app")
         self._container = _open(av, self.meta.path)
         stream = self._container.streams.video[0]
         stream.thread_type = "AUTO"

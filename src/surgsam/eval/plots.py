@@ -14,9 +14,9 @@ import io
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
+from .._optional import require_matplotlib
 from ..io.atomic import atomic_write_bytes
 from .evaluator import EvalResult
 
@@ -25,17 +25,7 @@ __all__ = ["J_OVER_TIME", "JF_PER_VIDEO", "EvalPlots", "plot_eval", "require_mat
 #: File names :func:`plot_eval` writes into its folder.
 JF_PER_VIDEO = "jf_per_video.png"
 J_OVER_TIME = "j_over_time.png"
-_PLOTS_EXTRA = 'pip install "surgsam[plots]"'
 _MAX_LEGEND = 20  # more videos than this: no legend (the lines stay)
-
-
-def require_matplotlib(purpose: str = "evaluation plots (--plots)") -> ModuleType:
-    """``matplotlib.figure``, or an ImportError that names the extra to install."""
-    try:
-        return importlib.import_module("matplotlib.figure")
-    except ImportError as exc:
-        cause = "" if isinstance(exc, ModuleNotFoundError) else f" (it is installed but failed to import: {exc})"
-        raise ImportError(f"matplotlib is needed for {purpose}: {_PLOTS_EXTRA}{cause}") from exc
 
 
 @dataclass

@@ -23,7 +23,6 @@ Encoding uses pycocotools (the ``coco`` extra), imported only when a file is wri
 
 from __future__ import annotations
 
-import importlib
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -32,23 +31,13 @@ from typing import Any
 
 import numpy as np
 
+from .._optional import require_pycocotools
 from .atomic import atomic_write_json
 
 __all__ = ["COCO_FILE", "CocoRleWriter", "decode_rle", "encode_rle", "require_pycocotools"]
 
 #: The file name ``--coco`` writes into the output folder.
 COCO_FILE = "coco_rle.json"
-_COCO_EXTRA = 'pip install "surgsam[coco]"'
-
-
-def require_pycocotools(purpose: str = "COCO RLE masks (--coco)") -> ModuleType:
-    """``pycocotools.mask``, or an ImportError that names the extra to install."""
-    try:
-        return importlib.import_module("pycocotools.mask")
-    except ImportError as exc:
-        missing = isinstance(exc, ModuleNotFoundError)
-        cause = "" if missing else f" (it is installed but failed to import: {exc})"
-        raise ImportError(f"pycocotools is needed for {purpose}: {_COCO_EXTRA}{cause}") from exc
 
 
 def encode_rle(mask: Any, mask_api: ModuleType | None = None) -> dict[str, Any]:

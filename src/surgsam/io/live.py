@@ -22,7 +22,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import numpy as np
 
-from ._optional import require_cv2
+from .._optional import require_cv2
 from .base import FrameReadError, FrameSource, SourceOpenError
 
 __all__ = ["STREAM_SCHEMES", "CaptureLike", "Clock", "LiveSource", "LiveStats", "parse_camera_index"]

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from ._optional import require_av
+from .._optional import require_av
 from .base import FrameSource, SourceOpenError, VideoDecodeError
 
 __all__ = ["VIDEO_EXTENSIONS", "VideoFileSource", "VideoInfo"]

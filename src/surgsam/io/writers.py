@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from ._optional import require_av
+from .._optional import require_av
 from .atomic import OutputError, _remove_quietly, _temporary_path, atomic_path, describe_os_error
 from .base import Closeable
 from .labels import label_map_from_result, resolve_overlaps

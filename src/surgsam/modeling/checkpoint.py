@@ -30,6 +30,8 @@ from typing import Any, Protocol
 import torch
 from torch import nn
 
+from .._optional import require
+
 FORMAT_TAG = "surgsam"
 _PREFIXES = ("_orig_mod.", "module.")
 
@@ -189,10 +191,7 @@ def _refusal_detail(e: Exception) -> str:
 
 
 def _read_safetensors(path: Path) -> LoadedCheckpoint:
-    try:
-        from safetensors import safe_open
-    except ImportError as e:  # pragma: no cover - depends on the environment
-        raise ImportError("reading .safetensors needs `pip install surgsam[train]` (safetensors)") from e
+    safe_open = require("safetensors", "train", "reading .safetensors checkpoints").safe_open
     try:
         with safe_open(str(path), framework="pt", device="cpu") as f:
             sd = {k: f.get_tensor(k) for k in f.keys()}

