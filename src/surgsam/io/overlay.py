@@ -144,7 +144,8 @@ def draw_overlay(
         if box is None:
             continue
         y0, y1, x0, x1 = box
-        color = tuple(int(c) for c in (colors or {}).get(oid, overlay_color(oid)))
+        r, g, b = (colors or {}).get(oid, overlay_color(oid))
+        color = (int(r), int(g), int(b))
         drawn.append((oid, color))
         if a256 > 0:
             # Blend the whole bbox in 1/256 steps, then copy where the mask is: ~3x faster

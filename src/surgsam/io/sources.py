@@ -44,7 +44,7 @@ def open_source(
     if isinstance(spec, FrameSource):
         return spec
     if parse_camera_index(spec) is not None:
-        return LiveSource(spec, **kwargs)  # type: ignore[arg-type]
+        return LiveSource(spec, **kwargs)
     if isinstance(spec, str) and "://" in spec:
         scheme = urlsplit(spec).scheme.lower()
         if scheme in STREAM_SCHEMES:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -178,7 +178,7 @@ class VideoFileSource(FrameSource):
             path=self.path,
         )
 
-    def _decode(self, info: VideoInfo | None) -> Iterator[np.ndarray]:
+    def _decode(self, info: VideoInfo | None) -> Generator[np.ndarray, None, None]:
         """Yield frames; with ``info`` (after probing) also check sizes and the final count."""
         av = require_av()
         errors = (av.error.FFmpegError, OSError, ValueError, RuntimeError)
