@@ -246,5 +246,5 @@ class _NoFrames(Sequence[np.ndarray]):
     def __len__(self) -> int:
         return self.n
 
-    def __getitem__(self, i):  # type: ignore[override]
+    def __getitem__(self, i):
         raise RuntimeError("this dataset has no frames (annotation-only); the engine segmenter needs them")
