@@ -17,7 +17,7 @@ def memory_policy_name(value: str) -> str:
     return value
 
 
-def add_memory_argument(p: argparse.ArgumentParser, default: str | None = "efp", help: str = "") -> None:
+def add_memory_argument(p: argparse.ArgumentParser | argparse._ArgumentGroup, default: str | None = "efp", help: str = "") -> None:
     """``--memory``: fifo (SAM 2), efp (SurgSAM2), dlm (ReSurgSAM2), any registered policy or
     ``module:Class`` (see :mod:`surgsam.memory.registry`)."""
     text = "memory policy: fifo (SAM 2), efp (SurgSAM2 pruning), dlm (ReSurgSAM2 long-term), another registered " \
@@ -27,7 +27,7 @@ def add_memory_argument(p: argparse.ArgumentParser, default: str | None = "efp",
                    help=f"{text}{'; ' + help if help else ''}{tail}")
 
 
-def add_layout_argument(p: argparse.ArgumentParser) -> None:
+def add_layout_argument(p: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
     """``--layout``: how a dataset folder is read (:data:`surgsam.data.LAYOUTS`; auto recognises it)."""
     from .data import LAYOUTS
 

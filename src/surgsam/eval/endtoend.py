@@ -26,7 +26,7 @@ import numpy as np
 from ..data.palette import write_mask
 from ..data.vos import ObjectPrompt, Video
 from ..io.labels import label_map_from_result
-from .evaluator import EvalResult, Protocol, compose_labels, evaluate_video, get_protocol
+from .evaluator import EvalResult, IoULevel, Protocol, ProtocolName, compose_labels, evaluate_video, get_protocol
 
 __all__ = [
     "PROMPT_KINDS",
@@ -193,9 +193,9 @@ def make_segmenter(kind: str, dataset: Sequence[Video] | None = None, **engine_k
 def run_end_to_end(
     videos: Sequence[Video],
     segmenter: Segmenter,
-    protocol: str | Protocol = "surgsam2",
+    protocol: ProtocolName | Protocol = "surgsam2",
     *,
-    level: str = "instance",
+    level: IoULevel = "instance",
     save_dir: str | Path | None = None,
     progress: bool = True,
     desc: str = "e2e",

@@ -29,6 +29,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 
@@ -42,9 +43,11 @@ __all__ = [
     "ArrayVideo",
     "EvalResult",
     "FrameScore",
+    "IoULevel",
     "ObjectScore",
     "PredictionFolder",
     "Protocol",
+    "ProtocolName",
     "compose_labels",
     "evaluate_folders",
     "evaluate_video",
@@ -53,13 +56,19 @@ __all__ = [
 
 ENDOVIS18_GROUPS = {"instruments": tuple(range(1, 11)), "tissue": (11, 12, 17)}
 
+#: The protocols of :data:`PROTOCOLS`, by name.
+ProtocolName = Literal["surgsam2", "resurgsam2", "davis"]
+#: What one IoU record counts: an object id (the papers' CIoU) or a category (ISINet's type level).
+IoULevel = Literal["instance", "category"]
+LEVELS: tuple[IoULevel, ...] = ("instance", "category")
+
 
 @dataclass(frozen=True)
 class Protocol:
     """Which frames count for each object, and how results are grouped."""
 
     name: str
-    start: str = "track"  # "track": from the object's first appearance; "video": from frame 0
+    start: Literal["track", "video"] = "track"  # "track": from the object's first appearance; "video": from frame 0
     skip_first_last: bool = True  # J/F/Dice skip the first and last frame of the range
     ciou_skip_first: bool = True  # challenge IoU skips the first frame of the range
     groups: Mapping[str, tuple[int, ...]] = field(default_factory=dict)
@@ -127,7 +136,7 @@ class EvalResult:
     """Everything an evaluation produced; mergeable across shards (see :meth:`merge`)."""
 
     protocol: str
-    level: str = "instance"
+    level: IoULevel = "instance"
     objects: list[ObjectScore] = field(default_factory=list)
     ious: list[ClassIoU] = field(default_factory=list)
     excluded: list[tuple[str, int]] = field(default_factory=list)
@@ -364,9 +373,9 @@ class _Track:
 def evaluate_video(
     video: Video,
     preds: Iterable[Pred],
-    protocol: str | Protocol = "surgsam2",
+    protocol: ProtocolName | Protocol = "surgsam2",
     *,
-    level: str = "instance",
+    level: IoULevel = "instance",
     object_ids: Sequence[int] | None = None,
     keep_overlaps: bool = False,
 ) -> EvalResult:
@@ -383,7 +392,7 @@ def evaluate_video(
     are scored that way by the SA-V benchmark; IoU still uses the merged map.
     """
     proto = get_protocol(protocol)
-    if level not in ("instance", "category"):
+    if level not in LEVELS:
         raise ValueError(f"level must be 'instance' or 'category', got {level!r}")
     T = len(video)
     first = video.first_appearance()
@@ -435,7 +444,7 @@ def _scored_masks(video: Video, t: int, pred: Pred, gt: np.ndarray, objs: list[i
 
 
 def _frame_ious(video: str, t: int, combined: np.ndarray, gt: np.ndarray, gmask: Mapping[int, np.ndarray],
-                live: Mapping[int, str], level: str) -> list[ClassIoU]:
+                live: Mapping[int, str], level: IoULevel) -> list[ClassIoU]:
     """The IoU records of frame ``t`` for the objects ``live`` there (id -> category): one per
     object (``level="instance"``) or per category; pairs with an empty union are left out."""
     out: list[ClassIoU] = []
@@ -458,7 +467,7 @@ def _frame_ious(video: str, t: int, combined: np.ndarray, gt: np.ndarray, gmask:
     return out
 
 
-def _video_result(video: str, proto: Protocol, level: str, tracks: Mapping[int, _Track], ious: list[ClassIoU]
+def _video_result(video: str, proto: Protocol, level: IoULevel, tracks: Mapping[int, _Track], ious: list[ClassIoU]
                   ) -> EvalResult:
     """The :class:`EvalResult` of one scored video: objects never visible on their J/F/Dice
     frames are excluded; the others get their mean and per-frame scores (x100)."""
@@ -534,9 +543,9 @@ def _read_pred(path: Path) -> np.ndarray:
 def evaluate_folders(
     gt: Sequence[Video],
     pred_root: str | Path,
-    protocol: str | Protocol = "surgsam2",
+    protocol: ProtocolName | Protocol = "surgsam2",
     *,
-    level: str = "instance",
+    level: IoULevel = "instance",
     allow_missing: bool = False,
     strict: bool = True,
     progress: bool = True,

@@ -39,14 +39,18 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ..data.palette import write_mask
 from ..data.vos import Video, natural_key
 from ..io.labels import label_map_from_result
-from .evaluator import EvalResult, Protocol, evaluate_video, format_metric, get_protocol, json_safe
+from .evaluator import (EvalResult, IoULevel, Protocol, ProtocolName, evaluate_video, format_metric, get_protocol,
+                        json_safe)
+
+if TYPE_CHECKING:  # the referring package is imported when a session is made
+    from ..referring.cifs import SearchOutput
 
 __all__ = ["ExpressionRecord", "NEVER_FOUND", "ReferringEvalSegmenter", "ReferringRun", "merge_same_text", "run_referring"]
 
@@ -202,7 +206,7 @@ class ReferringEvalSegmenter:
                  image_size: int | None = None, text_encoder: Any = None, device: str = "cpu", memory: str = "dlm",
                  cifs: Any = None, precision: str = "fp32", seed: int = 0, net: Any = None,
                  session_factory: Callable[[Video], Any] | None = None, untrained: bool | None = None,
-                 search_output: str = "detection"):
+                 search_output: SearchOutput = "detection"):
         from ..referring.cifs import CIFSConfig
 
         self.build_kw = dict(checkpoint=checkpoint, model=model, referring=referring, image_size=image_size,
@@ -284,7 +288,7 @@ def _merged_labels(video: Video, extra: dict[int, tuple[int, ...]]) -> Video:
 
     v = copy.copy(video)
     v._ids = None  # the id scan is redone on the merged labels
-    v.labels = labels  # type: ignore[method-assign]
+    v.labels = labels  # type: ignore[method-assign]  # this copy alone reads the merged labels
     return v
 
 
@@ -304,9 +308,9 @@ def _expressions_of(video: Video) -> list:
 def run_referring(
     videos: Sequence[Video],
     segmenter: ReferringEvalSegmenter,
-    protocol: str | Protocol = "resurgsam2",
+    protocol: ProtocolName | Protocol = "resurgsam2",
     *,
-    level: str = "instance",
+    level: IoULevel = "instance",
     save_dir: str | Path | None = None,
     progress: bool = True,
     desc: str = "refer-eval",

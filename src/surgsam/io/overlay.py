@@ -33,7 +33,7 @@ def _hsv_to_rgb(hue: float, sat: float, val: float) -> tuple[int, int, int]:
     sector = int(hue // 60) % 6
     r, g, b = [(c, x, 0), (x, c, 0), (0, c, x), (0, x, c), (x, 0, c), (c, 0, x)][sector]
     m = val - c
-    return tuple(int(round(255 * (v + m))) for v in (r, g, b))  # type: ignore[return-value]
+    return int(round(255 * (r + m))), int(round(255 * (g + m))), int(round(255 * (b + m)))
 
 
 def _to_numpy(x: Any) -> np.ndarray:

@@ -19,13 +19,15 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Literal, TypeVar
 
 P = TypeVar("P")
 
 #: What an expression emits before CIFS hands it over: its detections, only the credible ones,
 #: or nothing (``ReferringSegmenter(search_output=...)``, ``--search-output``).
-SEARCH_OUTPUTS = ("detection", "credible", "none")
+#: What a referring segmenter shows for an expression still searched for (see ReferringSegmenter).
+SearchOutput = Literal["detection", "credible", "none"]
+SEARCH_OUTPUTS: tuple[SearchOutput, ...] = ("detection", "credible", "none")
 
 
 @dataclass(frozen=True)

@@ -49,9 +49,12 @@ from ..engine.session import VideoSegmenter
 from ..engine.state import FrameResult, upsample_logits
 from ..memory import MemoryPolicy
 from ..modeling.sam2 import NO_OBJ_SCORE, FrameFeatures, ResizeMode
-from .cifs import CIFS, SEARCH_OUTPUTS, CIFSConfig
+from .cifs import CIFS, SEARCH_OUTPUTS, CIFSConfig, SearchOutput
 from .model import ReferringPrompt, ReferringSAM2
 from .text import TextEncoder, build_text_encoder
+
+#: How the memory of the credible frame handed to the tracker is encoded (see ReferringSegmenter).
+HandoverMemory = Literal["sigmoid", "binary"]
 
 SEARCHING = "searching"
 TRACKING = "tracking"
@@ -161,13 +164,13 @@ class ReferringSegmenter:
         self,
         model: ReferringSAM2,
         text_encoder: str | Path | TextEncoder | None = None,
+        *,
         memory: str | MemoryPolicy = "dlm",
         cifs: CIFSConfig | None = None,
         precision: str = "fp32",
         num_frames: int | None = None,
-        search_output: str = "detection",
-        *,
-        handover_memory: Literal["sigmoid", "binary"] = "sigmoid",
+        search_output: SearchOutput = "detection",
+        handover_memory: HandoverMemory = "sigmoid",
         resize: ResizeMode = "pil",
     ) -> None:
         if handover_memory not in ("sigmoid", "binary"):

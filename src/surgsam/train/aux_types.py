@@ -24,6 +24,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 import torch
@@ -43,7 +44,11 @@ INSTRUMENT_CLASSES: tuple[int, ...] = tuple(i + 1 for i, n in enumerate(TYPE_NAM
 IGNORE = 255  # target value of pixels that do not count (unknown category, void)
 _ALIASES = {"suction instrument": "suction", "kidney parenchyma": "kidney-parenchyma",
             "covered kidney": "covered-kidney", "small intestine": "small-intestine"}
-LEVELS = ("s16", "s4", "s16+s4")
+#: Which features the type head reads: the stride-16 map, the stride-4 map, or both (summed).
+TypeLevel = Literal["s16", "s4", "s16+s4"]
+LEVELS: tuple[TypeLevel, ...] = ("s16", "s4", "s16+s4")
+#: How the type loss averages: every class present weighs the same, or every pixel.
+TypeBalance = Literal["class", "pixel"]
 
 
 @dataclass(frozen=True)
@@ -61,8 +66,8 @@ class AuxTypeConfig:
     fitted read-out, not of a random one)."""
 
     weight: float = 0.0
-    level: str = "s16"
-    balance: str = "class"
+    level: TypeLevel = "s16"
+    balance: TypeBalance = "class"
     lr_scale: float = 10.0
 
     def __post_init__(self) -> None:
@@ -121,7 +126,7 @@ class TypeHead(nn.Module):
     stride-16 logits are upsampled bilinearly.
     """
 
-    def __init__(self, channels_s16: int, channels_s4: int, num_classes: int, level: str = "s16") -> None:
+    def __init__(self, channels_s16: int, channels_s4: int, num_classes: int, level: TypeLevel = "s16") -> None:
         super().__init__()
         if level not in LEVELS:
             raise ValueError(f"level must be one of {LEVELS}, got {level!r}")
@@ -148,7 +153,8 @@ class TypeHead(nn.Module):
         return out
 
 
-def type_loss(logits: torch.Tensor, targets: torch.Tensor, balance: str = "class") -> tuple[torch.Tensor, torch.Tensor]:
+def type_loss(logits: torch.Tensor, targets: torch.Tensor, balance: TypeBalance = "class"
+              ) -> tuple[torch.Tensor, torch.Tensor]:
     """Cross-entropy of ``B x K x H x W`` logits against ``B x S x S`` uint8 targets (taken at
     the logits' grid by nearest sampling) over the pixels that are not :data:`IGNORE`: the mean
     over the classes present of each class's mean (``balance="class"``) or over pixels

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..data import DatasetLayout
 from ..modeling.sam2 import IMAGENET_MEAN, IMAGENET_STD, ResizeMode, pil_resize
 from .aux_types import type_map, video_categories
 
@@ -181,13 +182,13 @@ def _permutation(n: int, seed: int, epoch: int) -> np.ndarray:
     return np.random.default_rng([seed, epoch]).permutation(n)
 
 
-def open_datasets(paths: Sequence[str], split: str | None = "train", layout: str = "auto") -> list:
+def open_datasets(paths: Sequence[str], split: str | None = "train", layout: DatasetLayout = "auto") -> list:
     """Open dataset folders with :func:`surgsam.data.open_dataset`: ``split`` selects a split
     subfolder (Ref-EndoVis, synthetic, EndoVis VOS) or filters raw EndoVis sequences; folders
     without splits are used whole. ``layout`` (``surgsam.data.LAYOUTS``) applies to every folder."""
     from ..data import open_dataset
 
-    return [open_dataset(Path(p), split, layout=layout) for p in paths]  # type: ignore[arg-type]
+    return [open_dataset(Path(p), split, layout=layout) for p in paths]
 
 
 class ClipSampler:

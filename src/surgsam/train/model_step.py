@@ -35,7 +35,7 @@ from torch import nn
 
 from ..memory import MemoryBank, MemoryEntry, MemoryPolicy, make_policy
 from ..modeling.sam2 import FrameFeatures, MaskOutput, SAM2Model, SpatialMemory
-from .aux_types import TypeHead, type_loss
+from .aux_types import TypeBalance, TypeHead, type_loss
 from .clips import ClipBatch
 from .losses import DecoderStep, LossConfig, LossTerms, sam2_loss
 from .prompts import PromptConfig, PromptPlan, initial_clicks, plan_prompts, sample_error_clicks
@@ -218,8 +218,8 @@ class TrainStep(nn.Module):
     (:mod:`.aux_types`; the batch must carry ``types``).
     """
 
-    def __init__(self, model: SAM2Model, prompts: PromptConfig = PromptConfig(), loss: LossConfig = LossConfig(),
-                 type_head: TypeHead | None = None, aux_weight: float = 0.0, aux_balance: str = "class") -> None:
+    def __init__(self, model: SAM2Model, prompts: PromptConfig = PromptConfig(), loss: LossConfig = LossConfig(), *,
+                 type_head: TypeHead | None = None, aux_weight: float = 0.0, aux_balance: TypeBalance = "class") -> None:
         super().__init__()
         self.model = model
         self.prompts = prompts

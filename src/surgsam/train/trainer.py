@@ -33,6 +33,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from ..data import DatasetLayout
 from ..modeling import build_model, read_checkpoint, save_checkpoint
 from ..modeling.checkpoint import load_state_dict_strict
 from ..modeling.sam2 import SAM2Model
@@ -68,7 +69,7 @@ class TrainConfig:
     init: str | None = None
     data: tuple[str, ...] = ()
     split: str = "train"
-    layout: str = "auto"  # dataset layout of every data folder (surgsam.data.LAYOUTS)
+    layout: DatasetLayout = "auto"  # dataset layout of every data folder (surgsam.data.LAYOUTS)
     out: str = "runs/train"
     steps: int = 1000
     epochs: float | None = None
@@ -204,8 +205,8 @@ class Trainer:
         else:
             if not isinstance(self.model, SAM2Model):
                 raise TypeError("a ReferringSAM2 model trains with TrainConfig.referring set")
-            self.step_module = TrainStep(self.model, cfg.prompts, cfg.loss, self.type_head, cfg.aux_type.weight,
-                                         cfg.aux_type.balance)
+            self.step_module = TrainStep(self.model, cfg.prompts, cfg.loss, type_head=self.type_head,
+                                         aux_weight=cfg.aux_type.weight, aux_balance=cfg.aux_type.balance)
         if self.world > 1:
             self.step_module = nn.parallel.DistributedDataParallel(self.step_module, find_unused_parameters=True)
         self.optimizer = build_optimizer(self.model, cfg.optim)
