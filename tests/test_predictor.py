@@ -239,17 +239,17 @@ def test_bad_image(image, err, match):
         (dict(points=[[5, -0.5]], labels=[1]), "outside"),
         (dict(points=[[160, 5]], labels=[1]), "outside"),  # x == W
         (dict(points=[[5, 120]], labels=[1]), "outside"),  # y == H
-        (dict(points=[[5, 5], [6, 6]], labels=[1]), "one entry per point"),
-        (dict(points=[[5, 5]], labels=[1, 0]), "one entry per point"),
-        (dict(points=[[5, 5]]), "labels are required"),
+        (dict(points=[[5, 5], [6, 6]], labels=[1]), "2 points but 1 labels"),
+        (dict(points=[[5, 5]], labels=[1, 0]), "1 points but 2 labels"),
+        (dict(points=[[5, 5]]), "need labels"),
         (dict(labels=[1]), "without points"),
-        (dict(points=[[5, 5]], labels=[2]), "0 .background. or 1"),
-        (dict(points=[[5, 5]], labels=[-1]), "0 .background. or 1"),
-        (dict(points=[5, 5], labels=[1]), "N x 2"),
+        (dict(points=[[5, 5]], labels=[2]), "0 .negative. or 1"),
+        (dict(points=[[5, 5]], labels=[-1]), "0 .negative. or 1"),
+        (dict(points=[[5, 5, 1]], labels=[1]), "P x 2"),
         (dict(points=np.zeros((0, 2)), labels=[]), "empty"),
         (dict(points=[[np.nan, 5]], labels=[1]), "NaN"),
-        (dict(box=(50, 10, 40, 90)), "x0 < x1"),
-        (dict(box=(10, 50, 40, 50)), "y0 < y1"),
+        (dict(box=(50, 10, 40, 90)), "x1 > x0"),
+        (dict(box=(10, 50, 40, 50)), "y1 > y0"),
         (dict(box=(-1, 10, 40, 90)), "outside"),
         (dict(box=(10, 10, 161, 90)), "outside"),
         (dict(box=(10, 10, 40, 121)), "outside"),
@@ -262,6 +262,35 @@ def test_bad_image(image, err, match):
 def test_bad_prompts(nano, kw, match):
     with pytest.raises(ValueError, match=match):
         nano.predict(**kw)
+
+
+@pytest.mark.parametrize(
+    "kw",
+    [dict(points=[[5, 5]], labels=[2]), dict(points=[[160, 5]], labels=[1]), dict(points=[[np.nan, 5]], labels=[1]),
+     dict(points=[[5, 5]]), dict(box=(50, 10, 40, 90)), dict(box=(10, 10, 40, 121)), dict(box=(10, 10, 40))],
+)
+def test_image_and_video_prompts_are_checked_in_one_place(nano, kw):
+    """The image predictor and the video engine refuse a bad click or box with the same error."""
+    from surgsam.engine import VideoSegmenter
+
+    with pytest.raises((ValueError, TypeError)) as image_err:
+        nano.predict(**kw)
+    with pytest.raises((ValueError, TypeError)) as video_err:
+        VideoSegmenter(nano.model).add_prompt(_image(120, 160), obj_id=1, **kw)
+    assert (type(image_err.value), str(image_err.value)) == (type(video_err.value), str(video_err.value))
+
+
+@pytest.mark.parametrize("frame", [np.zeros((32, 32), np.uint8), np.zeros((32, 32, 3), np.float32),
+                                   np.zeros((0, 32, 3), np.uint8), [[0, 0, 0]]])
+def test_image_and_video_frames_are_checked_in_one_place(nano, frame):
+    from surgsam.engine import VideoSegmenter
+
+    with pytest.raises((ValueError, TypeError)) as image_err:
+        ImagePredictor(nano.model).set_image(frame)
+    with pytest.raises((ValueError, TypeError)) as video_err:
+        VideoSegmenter(nano.model).step(frame)
+    assert type(image_err.value) is type(video_err.value)
+    assert str(image_err.value).removeprefix("image") == str(video_err.value).removeprefix("a frame")
 
 
 def test_box_on_the_image_border_is_fine(nano):

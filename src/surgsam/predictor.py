@@ -35,6 +35,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .engine.prompts import check_box_in_frame, check_clicks_in_frame, check_frame
 from .modeling.sam2 import SAM2Model
 
 ArrayLike = Union[np.ndarray, torch.Tensor, Sequence[Any]]
@@ -71,7 +72,7 @@ class ImagePredictor:
         mask_threshold: logit threshold for the binary masks (Meta's default 0).
     """
 
-    def __init__(self, model: SAM2Model, mask_threshold: float = 0.0) -> None:
+    def __init__(self, model: SAM2Model, *, mask_threshold: float = 0.0) -> None:
         self.model = model
         self.mask_threshold = float(mask_threshold)
         self.reset()
@@ -97,7 +98,7 @@ class ImagePredictor:
     @property
     def low_res_size(self) -> tuple[int, int]:
         """(4h, 4w): the side of ``low_res_logits`` and of a ``mask_input``."""
-        return tuple(self.model.sam_prompt_encoder.mask_input_size)  # type: ignore[return-value]
+        return self.model.sam_prompt_encoder.mask_input_size
 
     def get_image_embedding(self) -> torch.Tensor:
         """``1 x C x h x w`` top-level features of the current image (``no_mem_embed`` added)."""
@@ -113,7 +114,7 @@ class ImagePredictor:
         Args:
             image: ``H x W x 3`` uint8 RGB, a numpy array or a torch tensor (any device).
         """
-        frame = _as_image_tensor(image)
+        frame = check_frame(image, "image")
         self.reset()
         h, w = frame.shape[:2]
         x = frame.to(self.model.device).permute(2, 0, 1).unsqueeze(0)  # 1 x 3 x H x W uint8
@@ -131,6 +132,7 @@ class ImagePredictor:
         labels: ArrayLike | None = None,
         box: ArrayLike | None = None,
         mask_input: ArrayLike | None = None,
+        *,
         multimask_output: bool = True,
     ) -> ImagePrediction:
         """Predict masks for the current image.
@@ -148,8 +150,8 @@ class ImagePredictor:
         assert self._features is not None and self._high_res is not None and self._orig_hw is not None
         h, w = self._orig_hw
         dev = self.model.device
-        pts = _check_points(points, labels, h, w)
-        bx = _check_box(box, h, w)
+        pts = check_clicks_in_frame(points, labels, (h, w))
+        bx = check_box_in_frame(box, (h, w))
         mask = _check_mask_input(mask_input, self.low_res_size)
         if pts is None and bx is None and mask is None:
             raise ValueError("empty prompt: give points (with labels), a box, or a mask_input")
@@ -190,26 +192,7 @@ class ImagePredictor:
 
 
 # ---------------------------------------------------------------------- validation
-def _as_image_tensor(image: Any) -> torch.Tensor:
-    """``H x W x 3`` uint8 numpy/torch -> torch uint8 tensor (clear errors otherwise)."""
-    if isinstance(image, np.ndarray):
-        t = torch.from_numpy(np.ascontiguousarray(image)) if image.dtype == np.uint8 else None
-        dtype, shape = image.dtype, image.shape
-    elif isinstance(image, torch.Tensor):
-        t = image if image.dtype == torch.uint8 else None
-        dtype, shape = image.dtype, tuple(image.shape)
-    else:
-        hint = " (for a PIL image use np.asarray(img.convert('RGB')))" if type(image).__module__.startswith("PIL") else ""
-        raise TypeError(f"image must be an H x W x 3 uint8 numpy array or torch tensor, got {type(image).__name__}{hint}")
-    if len(shape) != 3 or shape[2] != 3:
-        raise ValueError(f"image must be H x W x 3 (RGB, channels last), got shape {tuple(shape)}")
-    if shape[0] == 0 or shape[1] == 0:
-        raise ValueError(f"image is empty: shape {tuple(shape)}")
-    if t is None:
-        raise TypeError(f"image must have dtype uint8 (0..255), got {dtype}")
-    return t
-
-
+# frames, clicks and boxes are checked by surgsam.engine.prompts, as in the video engine
 def _as_float_array(x: Any, name: str) -> np.ndarray:
     if isinstance(x, torch.Tensor):
         x = x.detach().cpu().numpy()
@@ -220,50 +203,6 @@ def _as_float_array(x: Any, name: str) -> np.ndarray:
     if not np.all(np.isfinite(arr)):
         raise ValueError(f"{name} contains NaN or infinite values")
     return arr
-
-
-def _check_points(points: Any, labels: Any, h: int, w: int) -> tuple[np.ndarray, np.ndarray] | None:
-    if points is None:
-        if labels is not None:
-            raise ValueError("labels given without points")
-        return None
-    coords = _as_float_array(points, "points")
-    if coords.ndim != 2 or coords.shape[1] != 2:
-        raise ValueError(f"points must be N x 2 (x, y) pairs, e.g. [[x, y]], got shape {coords.shape}")
-    if coords.shape[0] == 0:
-        raise ValueError("points is empty; pass points=None when there are no clicks")
-    if labels is None:
-        raise ValueError("labels are required with points (1 = foreground, 0 = background)")
-    labs = _as_float_array(labels, "labels").reshape(-1) if np.ndim(labels) <= 1 else None
-    if labs is None or labs.shape[0] != coords.shape[0]:
-        got = "shape " + str(np.shape(labels)) if labs is None else f"{labs.shape[0]} labels"
-        raise ValueError(f"labels must have one entry per point: {coords.shape[0]} points, {got}")
-    bad = ~np.isin(labs, (0, 1))
-    if bad.any():
-        raise ValueError(f"labels must be 0 (background) or 1 (foreground), got {labs[bad].tolist()}")
-    x, y = coords[:, 0], coords[:, 1]
-    outside = (x < 0) | (y < 0) | (x >= w) | (y >= h)
-    if outside.any():
-        raise ValueError(
-            f"points outside the {w} x {h} (W x H) image (need 0 <= x < {w}, 0 <= y < {h}): "
-            f"{coords[outside].tolist()}"
-        )
-    return coords, labs.astype(np.int64)
-
-
-def _check_box(box: Any, h: int, w: int) -> np.ndarray | None:
-    if box is None:
-        return None
-    b = _as_float_array(box, "box")
-    if b.size != 4:
-        raise ValueError(f"box must be (x0, y0, x1, y1), got shape {b.shape}")
-    b = b.reshape(4)
-    x0, y0, x1, y1 = b.tolist()
-    if x1 <= x0 or y1 <= y0:
-        raise ValueError(f"box must satisfy x0 < x1 and y0 < y1, got {b.tolist()}")
-    if x0 < 0 or y0 < 0 or x1 > w or y1 > h:
-        raise ValueError(f"box {b.tolist()} extends outside the {w} x {h} (W x H) image")
-    return b
 
 
 def _check_mask_input(mask: Any, size: tuple[int, int]) -> np.ndarray | None:

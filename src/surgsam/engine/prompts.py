@@ -1,4 +1,6 @@
-"""Validation and conversion of user prompts (frame pixels -> model-input pixels).
+"""Validation of input frames and user prompts, and conversion of prompts (frame pixels ->
+model-input pixels): the one place that checks them, for the video engine and the image
+predictor alike.
 
 Limits, checked before any work is done (:data:`MAX_OBJ_ID`, :data:`MAX_CLICKS`): object ids
 are 1..255, the pixel values of a palette PNG mask (which also bounds a session to 255
@@ -21,6 +23,31 @@ MIN_OBJ_ID = 1
 MAX_OBJ_ID = 255
 #: The most clicks one ``add_prompt`` call may give (SAM 2 is trained with a handful; each costs decoder work).
 MAX_CLICKS = 64
+
+
+def check_frame(frame: object, what: str = "a frame") -> torch.Tensor:
+    """``H x W x 3`` uint8 RGB (numpy array or torch tensor, any device) -> a torch uint8 tensor
+    sharing its memory where it can (a read-only array is copied: torch needs writable memory).
+    Not an array: TypeError; wrong shape or empty: ValueError; another dtype: TypeError."""
+    if isinstance(frame, np.ndarray):
+        shape, dtype = frame.shape, frame.dtype
+        uint8 = frame.dtype == np.uint8
+    elif isinstance(frame, torch.Tensor):
+        shape, dtype = tuple(frame.shape), frame.dtype
+        uint8 = frame.dtype == torch.uint8
+    else:
+        hint = " (for a PIL image use np.asarray(img.convert('RGB')))" if type(frame).__module__.startswith("PIL") else ""
+        raise TypeError(f"{what} must be an H x W x 3 uint8 array (a numpy array or torch tensor), "
+                        f"got {type(frame).__name__}{hint}")
+    if len(shape) != 3 or shape[2] != 3:
+        raise ValueError(f"{what} must be H x W x 3 (RGB, channels last), got shape {tuple(shape)}")
+    if shape[0] == 0 or shape[1] == 0:
+        raise ValueError(f"{what} is empty: shape {tuple(shape)}")
+    if not uint8:
+        raise TypeError(f"{what} must have dtype uint8 (0..255), got {dtype}")
+    if isinstance(frame, torch.Tensor):
+        return frame.detach()
+    return torch.from_numpy(np.ascontiguousarray(frame) if frame.flags.writeable else frame.copy())
 
 
 def check_obj_id(obj_id: object) -> int:
@@ -111,6 +138,27 @@ def check_box(box: object) -> np.ndarray | None:
     return b
 
 
+def check_clicks_in_frame(points: object, labels: object, size: tuple[int, int]
+                          ) -> tuple[np.ndarray, np.ndarray] | None:
+    """:func:`check_clicks`, and every click inside the ``H x W`` frame (``0 <= x < W``,
+    ``0 <= y < H``, finite)."""
+    checked = check_clicks(points, labels)
+    if checked is not None:
+        _check_inside(torch.from_numpy(checked[0]), size, "point")
+    return checked
+
+
+def check_box_in_frame(box: object, size: tuple[int, int]) -> np.ndarray | None:
+    """:func:`check_box`, and the box inside the ``H x W`` frame (on its border is fine)."""
+    b = check_box(box)
+    if b is None:
+        return None
+    h, w = size
+    if b[0] < 0 or b[1] < 0 or b[2] > w or b[3] > h:
+        raise ValueError(f"box {b.tolist()} lies outside the {w}x{h} frame")
+    return b
+
+
 def check_prompt(obj_id: object, points: object = None, labels: object = None, box: object = None) -> int:
     """The up-front checks of one prompt that need no frame (id, click form and count, box
     form); returns the id as an int. Masks are checked against the frame later."""
@@ -145,24 +193,20 @@ def prepare_points(
     device: torch.device,
 ) -> Clicks | None:
     """Check clicks (``P x 2`` (x, y) inside the ``H x W`` frame, labels 0/1; see
-    :func:`check_clicks`) and convert."""
-    checked = check_clicks(points, labels)
+    :func:`check_clicks_in_frame`) and convert."""
+    checked = check_clicks_in_frame(points, labels, size)
     if checked is None:
         return None
     pts, lab = (torch.from_numpy(a) for a in checked)
-    _check_inside(pts, size, "point")
     return Clicks(_scale(pts, size, image_size)[None].to(device), lab.to(torch.int32)[None].to(device))
 
 
 def prepare_box(box: Sequence[float] | np.ndarray, size: tuple[int, int], image_size: int, device: torch.device) -> Clicks:
     """Check a box (x0, y0, x1, y1) inside the frame and turn it into two corner clicks."""
-    checked = check_box(box)
-    assert checked is not None
-    b = torch.from_numpy(checked)
-    corners = b.reshape(2, 2)
-    h, w = size
-    if (corners < 0).any() or (corners[:, 0] > w).any() or (corners[:, 1] > h).any():
-        raise ValueError(f"box {b.tolist()} lies outside the {w}x{h} frame")
+    checked = check_box_in_frame(box, size)
+    if checked is None:
+        raise ValueError("a box is (x0, y0, x1, y1), got None")
+    corners = torch.from_numpy(checked).reshape(2, 2)
     labels = torch.tensor([[LABEL_BOX_TL, LABEL_BOX_BR]], dtype=torch.int32)
     return Clicks(_scale(corners, size, image_size)[None].to(device), labels.to(device))
 
@@ -200,7 +244,7 @@ def prepare_mask(mask: np.ndarray | torch.Tensor, size: tuple[int, int], image_s
 def _check_inside(pts: torch.Tensor, size: tuple[int, int], what: str) -> None:
     h, w = size
     if not torch.isfinite(pts).all():
-        raise ValueError(f"{what} coordinates must be finite, got {pts.tolist()}")
+        raise ValueError(f"{what} coordinates must be finite (no NaN or inf), got {pts.tolist()}")
     bad = (pts[:, 0] < 0) | (pts[:, 0] >= w) | (pts[:, 1] < 0) | (pts[:, 1] >= h)
     if bad.any():
         raise ValueError(f"{what} {pts[bad][0].tolist()} lies outside the {w}x{h} frame")
