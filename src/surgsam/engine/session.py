@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from ..memory import MemoryEntry, MemoryPolicy, Selection, make_policy
 from ..modeling.sam2 import FrameFeatures, MaskOutput, ResizeMode, SAM2Model, SpatialMemory
 from .fastpath import CompiledOps, resolve_fast_path, tf32_matmuls
-from .prompts import check_obj_id, check_prompt, prepare_box, prepare_mask, prepare_points
+from .prompts import check_frame, check_obj_id, check_prompt, prepare_box, prepare_mask, prepare_points
 from .state import Clicks, FrameOutput, FrameResult, ObjectState, upsample_logits
 
 #: What a new click set does to the clicks already given to an object on the same frame:
@@ -276,20 +276,9 @@ class VideoSegmenter:
 
     # ------------------------------------------------------------------ frames
     def _check_frame(self, frame: np.ndarray | torch.Tensor) -> torch.Tensor:
-        """Validate one input frame; returns it as an ``H x W x 3`` uint8 tensor (CPU)."""
-        if isinstance(frame, np.ndarray):
-            # read-only arrays (e.g. np.asarray of a PIL image) are copied: torch needs writable memory
-            t = torch.from_numpy(np.ascontiguousarray(frame) if frame.flags.writeable else frame.copy())
-        elif isinstance(frame, torch.Tensor):
-            t = frame.detach()
-        else:
-            raise TypeError(f"a frame must be an H x W x 3 uint8 array, got {type(frame).__name__}")
-        if t.dtype != torch.uint8:
-            raise ValueError(f"a frame must be uint8 RGB, got dtype {t.dtype}")
-        if t.ndim != 3 or t.shape[2] != 3:
-            raise ValueError(f"a frame must be H x W x 3 (RGB), got shape {tuple(t.shape)}")
-        if t.shape[0] < 1 or t.shape[1] < 1:
-            raise ValueError(f"empty frame of shape {tuple(t.shape)}")
+        """Validate one input frame (:func:`~.prompts.check_frame`, and the stream's size); returns
+        it as an ``H x W x 3`` uint8 tensor."""
+        t = check_frame(frame)
         if self.frame_size is not None and tuple(t.shape[:2]) != self.frame_size:
             raise ValueError(
                 f"frame of size {tuple(t.shape[:2])} in a stream of {self.frame_size} frames; "
