@@ -1,11 +1,17 @@
-"""The GPU fast path, chosen once per session by feature detection.
+"""The fast path, chosen once per session by feature detection and measurement.
 
 On CUDA GPUs with bf16 (sm80+: A100, H100, RTX 30xx/40xx, ...) the session runs under bf16
 autocast with TF32 matmuls, a static-shape memory (every frame attends to a memory of the
 same size, padded and masked) and ``torch.compile``-d image encoder, memory attention and
-tracking decoder: one graph serves every frame. Older GPUs get fp16 autocast only; the CPU
-runs eager (``torch.compile`` costs minutes of compilation there for little gain). The
-choice and the reason are one line in :attr:`FastPath.notice`.
+tracking decoder: one graph serves every frame. Older GPUs get fp16 autocast only.
+
+On the CPU (:mod:`.cpufast`), where a bf16 matmul measured at least :data:`CPU_BF16_MIN_SPEEDUP`
+times faster than float32 (AVX512-BF16 or AMX), the image encoder's trunk and the memory
+attention compute in bf16 with their own attention kernel while the decoder and the memory
+encoder stay float32; elsewhere the CPU runs eager float32. ``torch.compile`` and the cached
+memory projections are not switched on by ``"auto"`` on the CPU: they did not pay on the
+machine this was measured on (docs/fast_path_and_export.md). The choice and the reason are
+one line in :attr:`FastPath.notice`.
 """
 
 from __future__ import annotations
@@ -17,9 +23,15 @@ from typing import Any
 
 import torch
 
-from .precision import resolve_precision
+from ..modeling.sam2 import SAM2Model
+from .precision import cpu_bf16_speedup, resolve_precision
 
 FAST_CHOICES = (False, True, "auto")
+#: bf16 matmuls must be this many times faster than float32 for the CPU fast path to use them.
+CPU_BF16_MIN_SPEEDUP = 1.5
+#: The CPU fast path leaves models narrower than this in float32: their frames are not
+#: matmul-bound (the nano measured 1.1x, within noise, with bf16).
+CPU_BF16_MIN_WIDTH = 256
 
 
 @dataclass(frozen=True)
@@ -31,6 +43,10 @@ class FastPath:
     static_memory: pad the memory to the policy's capacity and mask the padding.
     tf32: TF32 matmuls for what stays in fp32 (CUDA only).
     cuda_graphs: compile with ``mode="reduce-overhead"`` (CUDA graphs replay the step).
+    matmul: ``"bf16"``: the CPU recipe of :func:`surgsam.engine.cpufast.fast_model` (bf16
+        trunk and memory attention, float32 heads; no autocast); ``"fp32"``: none.
+    cached_memory: keep each memory's projections in the memory attention
+        (:class:`surgsam.engine.cpufast.ProjectedMemory`; exact, dynamic memory layout only).
     notice: one line saying what was chosen and why.
     """
 
@@ -39,18 +55,34 @@ class FastPath:
     static_memory: bool = False
     tf32: bool = False
     cuda_graphs: bool = False
+    matmul: str = "fp32"
+    cached_memory: bool = False
     notice: str = ""
 
 
-def resolve_fast_path(fast: bool | str, precision: str, device: torch.device, cuda_graphs: bool = False) -> FastPath:
+def resolve_fast_path(
+    fast: bool | str,
+    precision: str,
+    device: torch.device,
+    cuda_graphs: bool = False,
+    *,
+    width: int | None = None,
+    bf16_speedup: Callable[[], float] = cpu_bf16_speedup,
+) -> FastPath:
     """Decide the fast path for ``device``.
 
     Args:
         fast: False (eager, the given precision), ``"auto"`` (everything that helps on this
-            device, see the module docstring), True (compile and static memory on any device,
-            e.g. to test the compiled path on a CPU).
-        precision: the requested precision (``"auto"`` picks bf16 / fp16 / fp32 by device).
+            device, see the module docstring), True (on any device: compile and static memory
+            on CUDA; on the CPU the bf16 recipe whenever ``precision`` allows it, plus compile
+            and the static memory, e.g. to test the compiled path on a CPU).
+        precision: the requested precision (``"auto"`` picks bf16 / fp16 / fp32 by device,
+            :func:`surgsam.engine.precision.resolve_precision`). On the CPU, ``"auto"`` or
+            ``"bf16"`` let the fast path use bf16 matmuls; ``"fp32"`` keeps every float32.
         cuda_graphs: also replay the compiled step with CUDA graphs (CUDA only).
+        width: the model's width (``d_model``); on the CPU, narrower models than
+            :data:`CPU_BF16_MIN_WIDTH` stay float32 under ``"auto"``. None: not checked.
+        bf16_speedup: measures how much faster bf16 matmuls are here (injectable for tests).
     """
     if not any(fast is c for c in (False, True)) and fast != "auto":
         raise ValueError(f"fast must be one of {FAST_CHOICES}, got {fast!r}")
@@ -58,6 +90,8 @@ def resolve_fast_path(fast: bool | str, precision: str, device: torch.device, cu
     if fast is False:
         return FastPath(precision=prec)
     cuda = device.type == "cuda"
+    if device.type == "cpu":
+        return _cpu_fast_path(fast, precision, prec, width, bf16_speedup)
     if fast is True:
         return FastPath(prec, compile=True, static_memory=True, tf32=cuda, cuda_graphs=cuda and cuda_graphs,
                         notice=f"fast path forced on {device.type}: {prec}, torch.compile, static memory")
@@ -68,7 +102,27 @@ def resolve_fast_path(fast: bool | str, precision: str, device: torch.device, cu
     if cuda:
         sm = "".join(map(str, torch.cuda.get_device_capability(device)))
         return FastPath(prec, notice=f"fast path partly off: {prec} autocast; torch.compile needs sm80+ (this GPU is sm{sm})")
-    return FastPath(prec, notice=f"fast path off on {device.type}: eager {prec} (torch.compile is GPU-only here)")
+    return FastPath(prec, notice=f"fast path off on {device.type}: eager {prec}")
+
+
+def _cpu_fast_path(fast: bool | str, requested: str, prec: str, width: int | None,
+                   bf16_speedup: Callable[[], float]) -> FastPath:
+    """The CPU's fast path: the bf16 recipe where ``requested`` allows bf16 and it pays."""
+    if fast is True:  # forced: compiled, static memory, and the bf16 recipe if allowed
+        matmul = "bf16" if requested in ("auto", "bf16") else "fp32"
+        return FastPath("fp32" if matmul == "bf16" else prec, compile=True, static_memory=True, matmul=matmul,
+                        notice=f"fast path forced on cpu: {matmul} matmuls, torch.compile, static memory")
+    if requested not in ("auto", "bf16"):
+        return FastPath(prec, notice=f"fast path off on cpu: eager {prec} (precision={requested} keeps every matmul)")
+    if requested == "auto" and width is not None and width < CPU_BF16_MIN_WIDTH:
+        return FastPath(prec, notice=f"fast path off on cpu: eager {prec} (a {width}-wide model is not matmul-bound; "
+                        "bf16 does not pay)")
+    speedup = bf16_speedup()
+    if requested == "auto" and speedup < CPU_BF16_MIN_SPEEDUP:
+        return FastPath(prec, notice=f"fast path off on cpu: eager {prec} (bf16 matmuls measured {speedup:.1f}x "
+                        f"fp32 here, below {CPU_BF16_MIN_SPEEDUP}x)")
+    return FastPath("fp32", matmul="bf16", notice="fast path on cpu: bf16 image encoder and memory attention, "
+                    f"float32 heads (bf16 matmuls measured {speedup:.1f}x fp32 here)")
 
 
 @dataclass
@@ -81,8 +135,8 @@ class CompiledOps:
     encode_memory: Callable[..., Any]
 
     @classmethod
-    def build(cls, model: torch.nn.Module, fast: FastPath) -> "CompiledOps":
-        ops = [model.encode_image, model.attend_memory, model.predict_masks, model.encode_memory]
+    def build(cls, model: SAM2Model, fast: FastPath) -> "CompiledOps":
+        ops: list[Callable[..., Any]] = [model.encode_image, model.attend_memory, model.predict_masks, model.encode_memory]
         if fast.compile:
             mode = "reduce-overhead" if fast.cuda_graphs else None
             ops = [torch.compile(op, dynamic=False, mode=mode) for op in ops]

@@ -6,7 +6,7 @@ import dataclasses
 import time
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
 from typing import Literal
 
 import numpy as np
@@ -15,7 +15,9 @@ import torch.nn.functional as F
 
 from ..memory import MemoryEntry, MemoryPolicy, Selection, make_policy
 from ..modeling.sam2 import FrameFeatures, MaskOutput, ResizeMode, SAM2Model, SpatialMemory
+from .cpufast import ProjectedMemory, fast_model
 from .fastpath import CompiledOps, resolve_fast_path, tf32_matmuls
+from .precision import autocast
 from .prompts import check_frame, check_obj_id, check_prompt, prepare_box, prepare_mask, prepare_points
 from .state import Clicks, FrameOutput, FrameResult, ObjectState, upsample_logits
 
@@ -51,12 +53,17 @@ class VideoSegmenter:
         precision: ``"fp32"``, ``"bf16"`` / ``"fp16"`` (autocast) or ``"auto"`` (bf16 where it
             is fast: CUDA sm80+ and CPUs with AMX; fp16 on older GPUs; fp32 elsewhere).
         memory_dtype: dtype of stored memory features (bf16 like Meta's predictor).
-        fast: the GPU fast path (:mod:`surgsam.engine.fastpath`): False, ``"auto"`` (on for
-            CUDA sm80+: compile, static memory, TF32) or True (forced, any device).
-            :attr:`fast_path` ``.notice`` says what was chosen.
+        fast: the fast path (:mod:`surgsam.engine.fastpath`): False, ``"auto"`` (CUDA sm80+:
+            compile, static memory, TF32; CPUs with fast bf16 matmuls, when ``precision`` is
+            ``"auto"`` or ``"bf16"``: a bf16 image encoder and memory attention, float32 heads)
+            or True (forced, any device). :attr:`fast_path` ``.notice`` says what was chosen.
         static_memory: pad every frame's memory to the policy's capacity (and batch all
             objects together); None follows ``fast``. Same masks as the dynamic layout.
         cuda_graphs: with a compiled fast path, replay the step with CUDA graphs.
+        cached_memory: keep every stored memory's key and value projections in the memory
+            attention instead of recomputing them each frame (exact; more session memory;
+            dynamic layout only). None follows the fast path (off: it did not pay on the CPU
+            measured, see docs/fast_path_and_export.md).
         resize: how a frame becomes the square model input: ``"pil"`` (default) exactly as
             Meta's ``SAM2VideoPredictor`` reads a JPEG folder (PIL bicubic on the uint8
             frame, as do the SurgSAM2 and ReSurgSAM2 releases); ``"antialias"`` a bilinear
@@ -86,6 +93,7 @@ class VideoSegmenter:
         static_memory: bool | None = None,
         cuda_graphs: bool = False,
         *,
+        cached_memory: bool | None = None,
         resize: ResizeMode = "pil",
         binarize_prompt_memory: bool = True,
         clicks: ClickMode = "accumulate",
@@ -100,11 +108,15 @@ class VideoSegmenter:
         self.binarize_prompt_memory = bool(binarize_prompt_memory)
         self.policy = make_policy(memory, model.num_maskmem, model.cfg.max_obj_ptrs_in_encoder)
         self.num_frames = num_frames
-        self.fast_path = resolve_fast_path(fast, precision, model.device, cuda_graphs)
+        self.fast_path = resolve_fast_path(fast, precision, model.device, cuda_graphs, width=model.hidden_dim)
         self.precision = self.fast_path.precision
         self.static_memory = self.fast_path.static_memory if static_memory is None else bool(static_memory)
         self.memory_dtype = memory_dtype
-        self._ops = CompiledOps.build(model, self.fast_path)
+        # the networks the per-frame calls run: the model itself, or its CPU fast-path copy
+        self.net = fast_model(model, self.fast_path.matmul)
+        self._ops = CompiledOps.build(self.net, self.fast_path)
+        cached = self.fast_path.cached_memory if cached_memory is None else bool(cached_memory)
+        self._projected = ProjectedMemory(self.net) if cached and not self.static_memory else None
         self.reset()
 
     # ------------------------------------------------------------------ public verbs
@@ -116,6 +128,8 @@ class VideoSegmenter:
         self._frame: torch.Tensor | None = None  # current frame, H x W x 3 uint8
         self._feats: FrameFeatures | None = None  # its features, computed on demand
         self._mem_pos: torch.Tensor | None = None  # memory position encoding (same for all)
+        if self._projected is not None:
+            self._projected.reset()
 
     @property
     def obj_ids(self) -> list[int]:
@@ -265,14 +279,16 @@ class VideoSegmenter:
         del self.objects[obj_id]
 
     def memory_footprint(self) -> int:
-        """Bytes of tensors held by all banks (features and pointers)."""
+        """Bytes of tensors held by all banks (features and pointers) and by the cached
+        memory projections."""
         seen: dict[int, torch.Tensor] = {}
         for o in self.objects.values():
             for e in o.bank.entries():
                 for t in (e.features, e.obj_ptr):
                     if t is not None:
                         seen[id(t)] = t
-        return sum(t.numel() * t.element_size() for t in seen.values())
+        cache = self._projected.nbytes() if self._projected is not None else 0
+        return cache + sum(t.numel() * t.element_size() for t in seen.values())
 
     # ------------------------------------------------------------------ frames
     def _check_frame(self, frame: np.ndarray | torch.Tensor) -> torch.Tensor:
@@ -301,6 +317,8 @@ class VideoSegmenter:
         self._feats = None
         for o in self.objects.values():
             o.output = None
+        if self._projected is not None:
+            self._projected.advance(self.frame_idx)
 
     def _features(self) -> FrameFeatures:
         if self._feats is None:
@@ -312,9 +330,7 @@ class VideoSegmenter:
 
     @contextmanager
     def _autocast(self) -> Iterator[None]:
-        dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(self.precision)
-        cast = torch.autocast(self.model.device.type, dtype=dtype) if dtype is not None else nullcontext()
-        with cast, tf32_matmuls(self.fast_path.tf32):
+        with autocast(self.precision, self.model.device), tf32_matmuls(self.fast_path.tf32):
             yield
 
     # ------------------------------------------------------------------ prompts
@@ -378,6 +394,12 @@ class VideoSegmenter:
             padded = [self.model.padded_memory_tokens(sp, pt, tmax, 1, slots) for sp, pt in entries]
             mem, pos, mask = (torch.cat(x) for x in zip(*padded))
             return self._ops.attend_memory(frame, mem, pos, slots[1], mask)
+        if self._projected is not None and self._mem_pos is not None and sels[0].spatial:
+            ptr = [self.model.memory_tokens([], pt, tmax, 1) for _, pt in entries] if sels[0].pointers else None
+            return self._projected.attend(
+                frame, [[(slot, e.features) for slot, e in sel.spatial if e.features is not None] for sel in sels],
+                None if ptr is None else torch.cat([t for t, _ in ptr]),
+                None if ptr is None else torch.cat([p for _, p in ptr]), self._mem_pos, self.frame_idx)
         tokens = [self.model.memory_tokens(sp, pt, tmax, 1) for sp, pt in entries]
         mem, pos = (torch.cat(x) for x in zip(*tokens))
         return self._ops.attend_memory(frame, mem, pos, len(sels[0].pointers))

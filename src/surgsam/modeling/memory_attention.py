@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import math
+from typing import cast
 
 import torch
 import torch.nn.functional as F
@@ -122,6 +123,42 @@ class RoPEAttention(Attention):
             k = k_rot if n_rope == k.shape[-2] else torch.cat([k_rot, k[..., n_rope:, :]], dim=-2)
         return self._attend(q, k, v, key_mask)
 
+    # ------------------------------------------------------------ cached memory projections
+    # The keys of a spatial memory are k_proj(mem + pos + tpos[slot]) = W mem + (W (pos +
+    # tpos[slot]) + b), rotated per position; RoPE is linear, so the rotated key splits into
+    # a part of the memory alone and a part of its slot alone. Its value v_proj(mem) never
+    # changes. Both can be computed once per memory instead of once per frame.
+    def project_memory(self, mem: torch.Tensor, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Spatial memory tokens ``B x N x Ckv`` (frames of ``n`` tokens) -> their rotated key
+        part ``R(W_k mem)`` (no bias) and their values, each ``B x heads x N x D`` in the
+        projections' dtype."""
+        w = self.k_proj.weight
+        k = self._heads(F.linear(mem.to(w.dtype), w))
+        v = self._heads(self.v_proj(mem.to(w.dtype)))
+        return self._rotate(k, n), v
+
+    def project_memory_pos(self, pos: torch.Tensor, n: int) -> torch.Tensor:
+        """Position part of spatial keys: ``R(W_k pos + b_k)`` for ``B x N x Ckv`` position
+        tokens (the frame's position encoding plus a slot's temporal encoding), float32."""
+        w, b = self.k_proj.weight.float(), self.k_proj.bias
+        return self._rotate(self._heads(F.linear(pos.float(), w, None if b is None else b.float())), n)
+
+    def forward_projected(
+        self, q: torch.Tensor, k_spatial: torch.Tensor, v_spatial: torch.Tensor,
+        pointers: torch.Tensor | None, pointers_pos: torch.Tensor | None,
+    ) -> torch.Tensor:
+        """:meth:`forward` with the spatial keys and values already projected (and rotated):
+        ``q`` ``B x Nq x C``; ``k_spatial``, ``v_spatial`` ``B x heads x Nsp x D``;
+        ``pointers`` (+ ``pointers_pos``) ``B x P x Ckv`` raw object-pointer tokens (not
+        rotated), or None. Returns ``B x Nq x C``."""
+        qh = self._rotate(self._heads(self.q_proj(q)), q.shape[-2])
+        k, v = k_spatial, v_spatial
+        if pointers is not None and pointers.shape[1] and pointers_pos is not None:
+            kp = self._heads(self.k_proj(pointers + pointers_pos)).to(k.dtype)
+            vp = self._heads(self.v_proj(pointers)).to(v.dtype)
+            k, v = torch.cat([k, kp], dim=-2), torch.cat([v, vp], dim=-2)
+        return self._attend(qh, k, v)
+
 
 class MemoryAttentionLayer(nn.Module):
     """Pre-norm block: RoPE self-attention, RoPE cross-attention to memory, FFN."""
@@ -153,6 +190,18 @@ class MemoryAttentionLayer(nn.Module):
         x = x + self.dropout2(self.cross_attn_image(y, memory + memory_pos, memory, num_k_exclude_rope, memory_mask))
         y = self.linear2(self.dropout(F.relu(self.linear1(self.norm3(x)))))
         return x + self.dropout3(y)
+
+    def forward_projected(
+        self, x: torch.Tensor, k_spatial: torch.Tensor, v_spatial: torch.Tensor,
+        pointers: torch.Tensor | None, pointers_pos: torch.Tensor | None,
+    ) -> torch.Tensor:
+        """:meth:`forward` (inference) on projected spatial memory, see
+        :meth:`RoPEAttention.forward_projected`."""
+        y = self.norm1(x)
+        x = x + self.self_attn(y, y, y)
+        y = self.norm2(x)
+        x = x + self.cross_attn_image.forward_projected(y, k_spatial, v_spatial, pointers, pointers_pos)
+        return x + self.linear2(F.relu(self.linear1(self.norm3(x))))
 
 
 class MemoryAttention(nn.Module):
@@ -189,4 +238,38 @@ class MemoryAttention(nn.Module):
         x = curr + 0.1 * curr_pos
         for layer in self.layers:
             x = layer(x, memory, memory_pos, num_obj_ptr_tokens, memory_mask)
+        return self.norm(x)
+
+    def _layer_list(self) -> list[MemoryAttentionLayer]:
+        return [cast(MemoryAttentionLayer, layer) for layer in self.layers]
+
+    def project_memory(self, mem: torch.Tensor, n: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """Per layer, the position-free key part and the values of spatial memory tokens
+        ``B x N x Ckv`` (see :meth:`RoPEAttention.project_memory`)."""
+        return [layer.cross_attn_image.project_memory(mem, n) for layer in self._layer_list()]
+
+    def project_memory_pos(self, pos: torch.Tensor, n: int) -> list[torch.Tensor]:
+        """Per layer, the key part of position tokens ``B x N x Ckv`` (frame position encoding
+        plus a slot's temporal encoding), see :meth:`RoPEAttention.project_memory_pos`."""
+        return [layer.cross_attn_image.project_memory_pos(pos, n) for layer in self._layer_list()]
+
+    def forward_projected(
+        self,
+        curr: torch.Tensor,
+        curr_pos: torch.Tensor,
+        spatial: list[tuple[torch.Tensor, torch.Tensor]],
+        pointers: torch.Tensor | None = None,
+        pointers_pos: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """:meth:`forward` at inference with the spatial memory already projected: ``spatial``
+        holds per layer (keys, values) ``B x heads x Nsp x D``, keys = memory part + slot
+        part; ``pointers``/``pointers_pos`` ``B x P x Ckv`` or None. Equal to :meth:`forward`
+        on the same memory up to float rounding. Returns ``B x HW x C``."""
+        if self.training:
+            raise RuntimeError("forward_projected is an inference path (no dropout); use forward() to train")
+        if len(spatial) != len(self.layers):
+            raise ValueError(f"spatial holds {len(spatial)} layers' keys and values, the network has {len(self.layers)}")
+        x = curr + 0.1 * curr_pos
+        for layer, (k, v) in zip(self._layer_list(), spatial):
+            x = layer.forward_projected(x, k, v, pointers, pointers_pos)
         return self.norm(x)

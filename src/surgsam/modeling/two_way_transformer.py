@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -18,7 +20,13 @@ class Attention(nn.Module):
         downsample_rate: internal width is ``embedding_dim // downsample_rate``.
         dropout: attention dropout (training only).
         kv_in_dim: width of keys/values if different from ``embedding_dim``.
+
+    ``kernel`` (None: ``F.scaled_dot_product_attention``) replaces the attention product at
+    inference: ``kernel(q, k, v, mask)`` on heads-split ``B x heads x N x D`` tensors with an
+    optional bool mask (True = attend), e.g. the CPU fast path's bf16 kernel.
     """
+
+    kernel: Callable[..., torch.Tensor] | None = None
 
     def __init__(
         self,
@@ -51,7 +59,10 @@ class Attention(nn.Module):
         hides padding keys (static-shape memory)."""
         p = self.dropout_p if self.training else 0.0
         mask = None if key_mask is None else key_mask[:, None, None, :]
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p)
+        if self.kernel is not None and not self.training:
+            out = self.kernel(q, k, v, mask)
+        else:
+            out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p)
         b, h, n, c = out.shape
         return self.out_proj(out.transpose(1, 2).reshape(b, n, h * c))
 

@@ -35,7 +35,7 @@ import math
 import time
 from collections import deque
 from collections.abc import Mapping
-from contextlib import AbstractContextManager, nullcontext
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal
@@ -44,6 +44,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..engine.precision import autocast
 from ..engine.prompts import check_obj_id
 from ..engine.session import VideoSegmenter
 from ..engine.state import FrameResult, upsample_logits
@@ -316,8 +317,7 @@ class ReferringSegmenter:
         return self._batch[1]
 
     def _autocast(self) -> AbstractContextManager:
-        dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(self.tracker.precision)
-        return torch.autocast(self.model.device.type, dtype=dtype) if dtype is not None else nullcontext()
+        return autocast(self.tracker.precision, self.model.device)
 
     def _detect(self, ids: list[int], feats: FrameFeatures, t: int) -> dict[int, _Detection]:
         """One batched detection for the searching objects ``ids`` on frame ``t``; feeds CIFS and

@@ -83,7 +83,7 @@ def register(subparsers) -> None:
     p.add_argument("--freeze-sam-epochs", type=float, default=None,
                    help="referring recipes: ... or epochs (resurgsam2-stage1: 5)")
     p.add_argument("--seed", type=int, default=None)
-    p.add_argument("--precision", choices=("auto", "bf16", "fp32"), default=None, help="auto: bf16 on CUDA, fp32 on CPU")
+    p.add_argument("--precision", choices=("auto", "bf16", "fp32"), default=None, help="auto: bf16 on CUDA sm80+, fp32 elsewhere")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: cuda when available)")
     p.add_argument("--workers", type=int, default=None, help="data-loading processes (default 0 on CPU, 4 on CUDA)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")

@@ -23,7 +23,6 @@ import json
 import math
 import os
 import time
-from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -34,6 +33,7 @@ import torch.distributed as dist
 from torch import nn
 
 from ..data import DatasetLayout
+from ..engine.precision import autocast, resolve_precision
 from ..modeling import build_model, read_checkpoint, save_checkpoint
 from ..modeling.checkpoint import load_state_dict_strict
 from ..modeling.sam2 import SAM2Model
@@ -78,7 +78,7 @@ class TrainConfig:
     image_every: int = 2
     image_size: int | None = None
     seed: int = 0
-    precision: str = "auto"  # "auto" (bf16 on CUDA, fp32 on CPU) | "bf16" | "fp32"
+    precision: str = "auto"  # "auto" (bf16 on CUDA sm80+, else fp32; surgsam.engine.precision) | "bf16" | "fp32"
     device: str | None = None
     workers: int = 0
     threads: int | None = None
@@ -225,7 +225,7 @@ class Trainer:
         self.step = 0
         if resume:
             self.load_latest()
-        self.precision = _precision(cfg.precision, self.device)
+        self.precision = resolve_precision(cfg.precision, self.device, training=True)
 
     # ------------------------------------------------------------------ setup helpers
     def _steps_for_epochs(self, cfg: TrainConfig) -> int:
@@ -267,9 +267,7 @@ class Trainer:
         return self.rank == 0
 
     def autocast(self):
-        if self.precision == "bf16":
-            return torch.autocast(self.device.type, dtype=torch.bfloat16)
-        return nullcontext()
+        return autocast(self.precision, self.device)
 
     # ------------------------------------------------------------------ loop
     def train(self, until: int | None = None) -> TrainResult:
@@ -464,14 +462,6 @@ def _default_device(local_rank: int) -> torch.device:
     if torch.cuda.is_available():
         return torch.device("cuda", local_rank)
     return torch.device("cpu")
-
-
-def _precision(p: str, device: torch.device) -> str:
-    if p == "auto":
-        return "bf16" if device.type == "cuda" else "fp32"
-    if p not in ("bf16", "fp32"):
-        raise ValueError(f"precision must be auto, bf16 or fp32, got {p!r}")
-    return p
 
 
 def _atomic_save(obj, path: Path) -> None:
