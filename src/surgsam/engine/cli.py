@@ -292,7 +292,7 @@ def _segment(args, prompts, src, model, folder, checkpoint: str, out: Path, over
         overlay = OverlayVideoWriter(overlay_path, fps=src.fps or 25.0) if overlay_path else None
         fast_modes: dict[str, bool | str] = {"off": False, "auto": "auto", "on": True}
         fast = fast_modes[args.fast]
-        notice = resolve_fast_path(fast, args.precision, model.device).notice
+        notice = resolve_fast_path(fast, args.precision, model.device, width=model.hidden_dim).notice
         if notice:
             print(notice, file=sys.stderr)
         direction = getattr(args, "direction", "forward")  # reverse passes read src by index where it can
