@@ -41,9 +41,9 @@ def register(sub) -> None:
                    "each replaces the ones before (SAM 2's clear_old_points)")
     add_memory_argument(p)
     p.add_argument("--precision", default="auto", choices=["fp32", "bf16", "fp16", "auto"],
-                   help="auto: bf16 where it is fast (CUDA sm80+, CPUs with AMX), fp16 on older GPUs")
+                   help="auto: bf16 autocast on CUDA sm80+, fp16 on older GPUs; on the CPU fp32, except what --fast runs in bf16")
     p.add_argument("--fast", default="auto", choices=["off", "auto", "on"],
-                   help="GPU fast path (torch.compile, static memory, TF32): auto = on for CUDA sm80+")
+                   help="fast path, auto: CUDA sm80+ = torch.compile, static memory, TF32; a CPU whose bf16 matmuls measure >= 1.5x fp32 = bf16 image encoder and memory attention unless --precision fp32 (docs/fast_path_and_export.md)")
     p.add_argument("--device", default="cpu")
     p.add_argument("--out", type=Path, required=True, help="output folder for the masks (new or empty, unless "
                    "--overwrite); for a folder of videos, one subfolder per video")

@@ -55,7 +55,7 @@ def register(sub) -> None:
                    "only those passing both CIFS thresholds, or none (empty until tracking starts)")
     add_memory_argument(p, default="dlm", help="of the tracking stage")
     p.add_argument("--precision", default="auto", choices=["fp32", "bf16", "fp16", "auto"],
-                   help="auto: bf16 where it is fast (CUDA sm80+, CPUs with AMX), fp16 on older GPUs")
+                   help="auto: bf16 autocast on CUDA sm80+, fp16 on older GPUs, fp32 on the CPU")
     p.add_argument("--device", default="cpu")
     p.add_argument("--seed", type=int, default=0, help="weights seed of the --untrained network")
     p.add_argument("--no-progress", action="store_true")
