@@ -9,6 +9,11 @@ median and p90 per-frame latency, and peak RSS after 100 frames and at the end.
     python benchmarks/bench_engine.py --frames 100 --objects 1 2 --repeats 2
     python benchmarks/bench_engine.py --frames 1000 --variants efp ref  # memory growth
 
+For speed ratios, mask agreement and session memory against Meta's and transformers'
+predictors on an equal footing (one process, frames interleaved) use ``surgsam bench``
+(:mod:`surgsam.bench.paired`, which replaced ``bench_paired.py``); this script measures what
+only separate processes can: each variant's peak resident memory.
+
 Variants: ``encoder`` (image encoder only, the floor), ``fifo``, ``efp``, ``dlm`` (our engine,
 fp32), ``*-bf16`` (our engine under bf16 autocast), ``ref`` (Meta's predictor, fp32; needs
 the test-only ``sam2==1.1.0``).

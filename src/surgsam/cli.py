@@ -22,6 +22,7 @@ SUBCOMMAND_MODULES = [
     "surgsam.referring.cli",
     "surgsam.app.cli",
     "surgsam.export.cli",
+    "surgsam.bench.cli",
 ]
 
 
