@@ -9,7 +9,7 @@ from pathlib import Path
 
 
 def register(sub) -> None:
-    from .paired import DEFAULT_VARIANTS
+    from . import DEFAULT_VARIANTS
 
     p = sub.add_parser(
         "bench",

@@ -44,9 +44,8 @@ import torch.nn.functional as F
 from PIL import Image
 
 from ..modeling import SAM2Model, build_model
+from . import DEFAULT_VARIANTS, OURS
 
-OURS = ("fifo", "efp", "dlm")
-DEFAULT_VARIANTS = ("fifo", "fifo-fast", "efp", "efp-fast", "dlm", "dlm-fast", "meta", "hf")
 #: Meta's config file for each preset it ships.
 META_CONFIGS = {
     f"sam2{v}_hiera_{size}": f"configs/sam2{v}/sam2{v}_hiera_{short}.yaml"
