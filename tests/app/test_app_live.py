@@ -333,11 +333,10 @@ def test_soak_memory_is_bounded():
     """300 frames of live mode: the live tensors (found by walking the garbage collector, not by
     asking the session) and Python's allocations (tracemalloc) stop growing after warm-up.
     benchmarks/soak_memory.py runs the long version and reports resident memory."""
-    import gc
     import tracemalloc
-    import warnings
 
     import torch
+    from memory_census import live_tensors
 
     from surgsam.data.synth import SynthConfig, render_video
     from surgsam.modeling import build_model
@@ -362,21 +361,13 @@ def test_soak_memory_is_bounded():
         def release(self):
             pass
 
-    def census() -> tuple[int, int]:
-        gc.collect()
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            tensors = [o for o in gc.get_objects() if isinstance(o, torch.Tensor)]
-        storages = {t.untyped_storage().data_ptr(): t.untyped_storage().nbytes() for t in tensors}
-        return len(tensors), sum(storages.values())
-
     samples: list[tuple[int, int, int]] = []
     processed = [1]
 
     def on_frame(res, ms):
         processed[0] += 1
         if processed[0] % 100 == 0:
-            samples.append((*census(), tracemalloc.get_traced_memory()[0]))
+            samples.append((*live_tensors(), tracemalloc.get_traced_memory()[0]))
 
     src = open_live("soak", capture=Loop(), drop_frames=False, realtime=False)
     prompts = [Prompt(obj_id=i, frame_idx=0, mask=clip.labels[0] == i) for i in ids]

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 
+from memory_census import live_tensors
 from surgsam.engine import VideoSegmenter
 from synthetic import moving_objects_video
 
@@ -47,17 +48,44 @@ def test_batched_objects_equal_separate_sessions(model, video):
         torch.testing.assert_close(rb.low_res_logits[1], r2.low_res_logits[0], atol=1e-4, rtol=0)
 
 
+def _census_at(seg, frames, at: tuple[int, ...]) -> dict[int, tuple[int, int]]:
+    """Step ``seg`` through ``max(at)`` frames; the live tensors after each frame of ``at``."""
+    out = {}
+    for t in range(1, max(at) + 1):
+        seg.step(frames[t % len(frames)])
+        if t in at:
+            out[t] = live_tensors()
+    return out
+
+
 @pytest.mark.parametrize("memory", ["fifo", "efp", "dlm"])
 def test_memory_is_flat_in_video_length(model, video, memory):
+    """Measured from outside the session (every live tensor of the process, frame-count driven):
+    once the bank is full, frames 40, 60 and 80 hold exactly the same tensors."""
     frames, gt = video
     seg = VideoSegmenter(model, memory=memory)
     seg.add_prompt(frames[0], obj_id=1, mask=gt[1][0])
-    sizes = []
-    for t in range(1, 80):
-        seg.step(frames[t % len(frames)])
-        sizes.append(seg.memory_footprint())
-    assert max(sizes[30:]) == sizes[30], f"{memory}: memory grew after 30 frames: {sizes[30]} -> {max(sizes[30:])}"
+    census = _census_at(seg, frames, (40, 60, 80))
+    assert census[40] == census[60] == census[80], f"{memory}: live tensors (count, bytes) grew: {census}"
     assert len(seg.objects[1].bank.recent) <= 16
+
+
+def test_the_census_sees_a_leak_the_session_does_not_report(model, video, monkeypatch):
+    """A session that keeps every frame elsewhere: its own footprint stays flat, the census grows."""
+    frames, gt = video
+    kept = []
+    advance = VideoSegmenter._advance
+    monkeypatch.setattr(VideoSegmenter, "_advance", lambda self, image: (kept.append(image.clone()), advance(self, image)))
+    seg = VideoSegmenter(model, memory="fifo")
+    seg.add_prompt(frames[0], obj_id=1, mask=gt[1][0])
+    footprint = {}
+    census = {}
+    for t in range(1, 41):
+        seg.step(frames[t % len(frames)])
+        if t in (30, 40):
+            footprint[t], census[t] = seg.memory_footprint(), live_tensors()
+    assert footprint[30] == footprint[40]
+    assert census[40][1] - census[30][1] >= 10 * frames[0].nbytes
 
 
 def test_efp_attends_at_most_five_memories(model, video):

@@ -91,7 +91,6 @@ def test_torchrun_two_cpu_ranks_match_single_process(data, tmp_path):
 def test_e2e_with_the_engine(tmp_path, capsys):
     """The engine adapter on the real engine (random-weight nano preset, 64 px): runs and scores,
     and says that the weights are random (issue 18: an untrained model ran without a word)."""
-    pytest.importorskip("surgsam.engine")
     generate(tmp_path / "d", SynthConfig(width=64, height=64, frames=3), videos=1, seed=2, valid=1, progress=False)
     assert run_cli("eval", "--e2e", "--data", str(tmp_path / "d"), "--split", "valid", "--segmenter", "engine",
                    "--model", "nano", "--image-size", "64", "--no-progress", "--out", str(tmp_path / "o")) == 0

@@ -16,6 +16,7 @@ import torch.nn.functional as F
 
 pytest.importorskip("transformers")
 
+from memory_census import live_tensors  # noqa: E402
 from surgsam.memory import DLMPolicy  # noqa: E402
 from surgsam.modeling import SAM2Model, get_preset  # noqa: E402
 from surgsam.modeling.sam2 import NO_OBJ_SCORE, SpatialMemory  # noqa: E402
@@ -280,13 +281,17 @@ def test_memory_footprint_stays_flat_over_a_long_stream(model, encoder, monkeypa
                     lambda k, t: (PASS, 0.9) if k == 1 or (k == 2 and t % 5 != 4) else None)
     seg = script.attach(ReferringSegmenter(model, encoder))
     seg.add_texts({1: TEXTS[1], 2: TEXTS[2]})
-    fp = []
-    for f in clip(60, seed=2):
+    fp, census = [], {}
+    for t, f in enumerate(clip(60, seed=2)):
         seg.step(f)
+        script.ptrs.clear()  # the script's own record of every pointer: the test's memory, not the segmenter's
         fp.append(seg.memory_footprint())
+        if t in (25, 30, 55):  # the same CIFS phase
+            census[t] = live_tensors()  # counted outside the segmenter: every live tensor of the process
     assert seg.status(1).stage == "tracking" and seg.status(2).stage == "searching"
-    assert max(fp[40:]) == max(fp[20:40])  # no per-frame growth once the windows are full
-    assert fp[25] == fp[30] == fp[55]  # same CIFS phase, same footprint
+    assert census[25] == census[30] == census[55], census  # no growth, whoever holds the tensors
+    assert max(fp[40:]) == max(fp[20:40])  # its own account agrees: no per-frame growth once the windows are full
+    assert fp[25] == fp[30] == fp[55]
     assert max(fp[20:]) > min(fp[20:])  # (the footprint does see the candidates come and go)
 
 
