@@ -9,9 +9,9 @@ Parameter names follow Meta's checkpoints exactly, so official files load strict
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, TypeVar
 
 import numpy as np
 import torch
@@ -24,7 +24,7 @@ from .mask_decoder import MaskDecoder
 from .memory_attention import MemoryAttention
 from .memory_encoder import MemoryEncoder
 from .neck import build_image_encoder
-from .presets import SAM2Config
+from .presets import SAM2Config, get_preset
 from .prompt_encoder import PromptEncoder
 from .two_way_transformer import TwoWayTransformer
 
@@ -95,13 +95,50 @@ class SpatialMemory:
     pos: torch.Tensor
 
 
+_M = TypeVar("_M", bound=nn.Module)
+
+
+def _component(cfg: SAM2Config, name: str, given: _M | None, build: Callable[[], _M]) -> _M:
+    """``given``, checked to have the parameter names and shapes ``build()`` would give for
+    ``cfg`` (compared on the meta device: nothing allocated, no random numbers drawn); else
+    ``build()``."""
+    if given is None:
+        return build()
+    if not isinstance(given, nn.Module):
+        raise TypeError(f"{name} must be an nn.Module, got {type(given).__name__}")
+    with torch.device("meta"):
+        want = {k: tuple(v.shape) for k, v in build().state_dict().items()}
+    got = {k: tuple(v.shape) for k, v in given.state_dict().items()}
+    if got != want:
+        diff = sorted(set(want) ^ set(got)) or sorted(k for k in want if want[k] != got[k])
+        raise ValueError(f"the given {name} does not match config {cfg.name!r} (d_model {cfg.d_model}): "
+                         f"{len(diff)} parameters differ in name or shape, e.g. {diff[:3]}")
+    return given
+
+
 class SAM2Model(nn.Module):
-    """SAM 2 / SAM 2.1 built from a :class:`SAM2Config`."""
+    """SAM 2 / SAM 2.1 built from a :class:`SAM2Config`.
+
+    The networks it is made of (``image_encoder``, ``memory_attention``, ``memory_encoder``,
+    ``prompt_encoder``, ``mask_decoder``) are built from ``cfg`` unless given: a given one (e.g.
+    shared between models, or a subclass with other kernels) must have exactly the parameter
+    names and shapes the config's own would have, so checkpoints load the same. Built from a
+    preset name: :meth:`from_preset` (or :func:`surgsam.build_model`, which also loads weights).
+    """
 
     pixel_mean: torch.Tensor  # 1 x 3 x 1 x 1 buffer
     pixel_std: torch.Tensor  # 1 x 3 x 1 x 1 buffer
 
-    def __init__(self, cfg: SAM2Config) -> None:
+    def __init__(
+        self,
+        cfg: SAM2Config,
+        *,
+        image_encoder: nn.Module | None = None,
+        memory_attention: MemoryAttention | None = None,
+        memory_encoder: MemoryEncoder | None = None,
+        prompt_encoder: PromptEncoder | None = None,
+        mask_decoder: MaskDecoder | None = None,
+    ) -> None:
         super().__init__()
         self.cfg = cfg
         c, cm = cfg.d_model, cfg.mem_dim
@@ -111,12 +148,13 @@ class SAM2Model(nn.Module):
         self.register_buffer("pixel_mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("pixel_std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
 
-        self.image_encoder = build_image_encoder(cfg)
+        # Built in this order when not given (the order fixes the random initialisation).
+        self.image_encoder = _component(cfg, "image_encoder", image_encoder, lambda: build_image_encoder(cfg))
         self.mask_downsample = nn.Conv2d(1, 1, kernel_size=4, stride=4)
-        self.memory_attention = MemoryAttention(
-            c, cm, cfg.mem_attn_layers, cfg.mem_attn_ffn, cfg.mem_attn_dropout, cfg.rope_theta
-        )
-        self.memory_encoder = MemoryEncoder(c, cm, cfg.mem_fuser_layers)
+        self.memory_attention = _component(cfg, "memory_attention", memory_attention, lambda: MemoryAttention(
+            c, cm, cfg.mem_attn_layers, cfg.mem_attn_ffn, cfg.mem_attn_dropout, cfg.rope_theta))
+        self.memory_encoder = _component(cfg, "memory_encoder", memory_encoder,
+                                         lambda: MemoryEncoder(c, cm, cfg.mem_fuser_layers))
         self.maskmem_tpos_enc = nn.Parameter(torch.zeros(cfg.num_maskmem, 1, 1, cm))
         self.no_mem_embed = nn.Parameter(torch.zeros(1, 1, c))
         self.no_mem_pos_enc = nn.Parameter(torch.zeros(1, 1, c))
@@ -128,8 +166,9 @@ class SAM2Model(nn.Module):
             nn.init.trunc_normal_(self.no_obj_embed_spatial, std=0.02)
 
         side = cfg.feat_size
-        self.sam_prompt_encoder = PromptEncoder(c, (side, side), (cfg.image_size, cfg.image_size), mask_in_chans=16)
-        self.sam_mask_decoder = MaskDecoder(
+        self.sam_prompt_encoder = _component(cfg, "prompt_encoder", prompt_encoder, lambda: PromptEncoder(
+            c, (side, side), (cfg.image_size, cfg.image_size), mask_in_chans=16))
+        self.sam_mask_decoder = _component(cfg, "mask_decoder", mask_decoder, lambda: MaskDecoder(
             c,
             TwoWayTransformer(cfg.decoder_depth, c, cfg.decoder_heads, cfg.decoder_mlp_dim),
             num_multimask_outputs=cfg.num_multimask_outputs,
@@ -138,9 +177,15 @@ class SAM2Model(nn.Module):
             dynamic_multimask_via_stability=cfg.dynamic_multimask_via_stability,
             dynamic_multimask_stability_delta=cfg.dynamic_multimask_stability_delta,
             dynamic_multimask_stability_thresh=cfg.dynamic_multimask_stability_thresh,
-        )
+        ))
         self.obj_ptr_proj = MLP(c, c, c, 3)
         self.obj_ptr_tpos_proj: nn.Module = nn.Linear(c, cm) if cfg.proj_tpos_enc_in_obj_ptrs else nn.Identity()
+
+    @classmethod
+    def from_preset(cls, name: str, image_size: int | None = None) -> SAM2Model:
+        """A randomly initialised model of preset ``name`` (``list_presets()``; aliases work) at
+        ``image_size`` (default: the preset's)."""
+        return cls(get_preset(name, image_size))
 
     @property
     def device(self) -> torch.device:
