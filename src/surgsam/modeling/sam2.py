@@ -23,7 +23,7 @@ from .common import MLP, get_1d_sine_pe
 from .mask_decoder import MaskDecoder
 from .memory_attention import MemoryAttention
 from .memory_encoder import MemoryEncoder
-from .neck import build_image_encoder
+from .neck import ImageEncoder, build_image_encoder
 from .presets import SAM2Config, get_preset
 from .prompt_encoder import PromptEncoder
 from .two_way_transformer import TwoWayTransformer
@@ -133,7 +133,7 @@ class SAM2Model(nn.Module):
         self,
         cfg: SAM2Config,
         *,
-        image_encoder: nn.Module | None = None,
+        image_encoder: ImageEncoder | None = None,
         memory_attention: MemoryAttention | None = None,
         memory_encoder: MemoryEncoder | None = None,
         prompt_encoder: PromptEncoder | None = None,
