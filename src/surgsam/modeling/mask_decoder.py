@@ -15,7 +15,8 @@ from .two_way_transformer import TwoWayTransformer
 class DecoderOutput:
     """Raw decoder outputs for a batch of B prompts.
 
-    masks: ``B x M x 4h x 4w`` low-res mask logits (M = 3 multimask, else 1).
+    masks: ``B x M x 4h x 4w`` low-res mask logits (M = 3 multimask, else 1; all
+        ``1 + 3`` from :meth:`MaskDecoder.predict_all`, the single-mask output first).
     iou_pred: ``B x M`` predicted IoU (sigmoid, in [0, 1]).
     sam_tokens: ``B x M x C`` mask output tokens (used for object pointers).
     object_score_logits: ``B x 1`` logit that the object is present.
@@ -95,10 +96,28 @@ class MaskDecoder(nn.Module):
             high_res_features: already projected (conv_s0, conv_s1) stride-4 and stride-8 maps,
                 ``B' x C/8 x 4h x 4w`` and ``B' x C/4 x 2h x 2w``.
         """
-        masks, iou_pred, mask_tokens, obj_logits = self._predict(
-            image_embeddings, image_pe, sparse_prompt_embeddings, dense_prompt_embeddings,
-            repeat_image, high_res_features,
-        )
+        return self.select(self.predict_all(image_embeddings, image_pe, sparse_prompt_embeddings,
+                                            dense_prompt_embeddings, repeat_image, high_res_features),
+                           multimask_output)
+
+    def predict_all(
+        self,
+        image_embeddings: torch.Tensor,
+        image_pe: torch.Tensor,
+        sparse_prompt_embeddings: torch.Tensor,
+        dense_prompt_embeddings: torch.Tensor,
+        repeat_image: bool,
+        high_res_features: tuple[torch.Tensor, torch.Tensor],
+    ) -> DecoderOutput:
+        """:meth:`forward` before :meth:`select`: all ``1 + num_multimask_outputs`` candidates
+        (the single-mask output first), so both selections can share one decoder pass."""
+        return DecoderOutput(*self._predict(image_embeddings, image_pe, sparse_prompt_embeddings,
+                                            dense_prompt_embeddings, repeat_image, high_res_features))
+
+    def select(self, out: DecoderOutput, multimask_output: bool) -> DecoderOutput:
+        """The multimask candidates, or the single mask (stability fallback at inference), of
+        :meth:`predict_all`'s output."""
+        masks, iou_pred, mask_tokens, obj_logits = out.masks, out.iou_pred, out.sam_tokens, out.object_score_logits
         if multimask_output:
             masks, iou_pred = masks[:, 1:], iou_pred[:, 1:]
             sam_tokens = mask_tokens[:, 1:]

@@ -20,7 +20,7 @@ from PIL import Image
 from torch import nn
 
 from .common import MLP, get_1d_sine_pe
-from .mask_decoder import MaskDecoder
+from .mask_decoder import DecoderOutput, MaskDecoder
 from .memory_attention import MemoryAttention
 from .memory_encoder import MemoryEncoder
 from .neck import ImageEncoder, build_image_encoder
@@ -242,6 +242,21 @@ class SAM2Model(nn.Module):
             mask_input: ``B x 1 x H' x W'`` mask logits (resized to ``4h x 4w``).
             extra_sparse: ``B x K x C`` extra prompt tokens (e.g. a text token).
         """
+        return self.select_masks(self.decode_prompts(features, high_res, points, labels, mask_input, extra_sparse),
+                                 multimask_output)
+
+    def decode_prompts(
+        self,
+        features: torch.Tensor,
+        high_res: tuple[torch.Tensor, torch.Tensor],
+        points: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        mask_input: torch.Tensor | None = None,
+        extra_sparse: torch.Tensor | None = None,
+    ) -> DecoderOutput:
+        """:meth:`predict_masks` up to the decoder: every candidate (single mask first), before
+        :meth:`select_masks` picks the single or the multimask output (one decoder pass can
+        serve both)."""
         b = features.shape[0]
         if points is None:
             points = features.new_zeros(b, 1, 2)
@@ -252,7 +267,13 @@ class SAM2Model(nn.Module):
         sparse, dense = pe(points=(points, labels), boxes=None, masks=mask_input)
         if extra_sparse is not None:
             sparse = torch.cat([sparse, extra_sparse], dim=1)
-        dec = self.sam_mask_decoder(features, pe.get_dense_pe(), sparse, dense, multimask_output, False, high_res)
+        return self.sam_mask_decoder.predict_all(features, pe.get_dense_pe(), sparse, dense, False, high_res)
+
+    def select_masks(self, decoded: DecoderOutput, multimask_output: bool) -> MaskOutput:
+        """:class:`MaskOutput` of :meth:`decode_prompts`' candidates: the best of the multimask
+        ones (by predicted IoU) or the single mask; object pointers gated by presence."""
+        dec = self.sam_mask_decoder.select(decoded, multimask_output)
+        b = dec.masks.shape[0]
         obj_logits = dec.object_score_logits
         present = obj_logits > 0
         low_multi = torch.where(present[:, None, None], dec.masks, NO_OBJ_SCORE).float()
@@ -260,7 +281,7 @@ class SAM2Model(nn.Module):
         token = dec.sam_tokens[:, 0]
         if multimask_output:
             best = dec.iou_pred.argmax(dim=-1)
-            rows = torch.arange(b, device=features.device)
+            rows = torch.arange(b, device=dec.masks.device)
             low, high = low_multi[rows, best].unsqueeze(1), high_multi[rows, best].unsqueeze(1)
             token = dec.sam_tokens[rows, best]
         else:
