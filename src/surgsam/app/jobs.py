@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from ..engine.offline import Prompt, segment_video
+from ..engine.precision import Precision
 from ..engine.state import FrameResult
 from ..referring.cifs import CIFSConfig
 from ._files import atomic_output
@@ -208,7 +209,7 @@ def _build_referring(choice: ReferringChoice) -> ReferringModel:
 
 
 # ------------------------------------------------------------------------------------ engine
-def make_referrer(referring: ReferringModel, texts: dict[int, str], memory: str = "dlm", precision: str = "fp32",
+def make_referrer(referring: ReferringModel, texts: dict[int, str], memory: str = "dlm", precision: Precision = "fp32",
                   cifs: CIFSConfig | None = None, num_frames: int | None = None) -> Any:
     """A fresh :class:`~surgsam.referring.ReferringSegmenter` holding ``texts`` ({obj_id: text},
     searched for from its first frame); a bad expression (empty, over-long for the text
@@ -229,7 +230,7 @@ def make_referrer(referring: ReferringModel, texts: dict[int, str], memory: str 
 
 
 def segment_stream(frames: Any, prompts: Sequence[Prompt], model: Any, memory: str = "efp",
-                   precision: str = "fp32", referrer: Any = None) -> Iterator[FrameResult]:
+                   precision: Precision = "fp32", referrer: Any = None) -> Iterator[FrameResult]:
     """The one place the app's prompts meet the engine: a result for every frame of ``frames``.
 
     Clicked objects (``prompts``) are tracked by the engine with ``model``; text objects by
@@ -270,7 +271,7 @@ class _Tap:
             close()
 
 
-def _with_texts(frames: Any, prompts: list[Prompt], model: Any, memory: str, precision: str,
+def _with_texts(frames: Any, prompts: list[Prompt], model: Any, memory: str, precision: Precision,
                 referrer: Any) -> Iterator[FrameResult]:
     closer = None
     if isinstance(frames, (str, Path, int)):
@@ -440,7 +441,7 @@ class SegmentationJob:
     """
 
     def __init__(self, meta: VideoMeta, book: PromptBook, model: Any, out_dir: str | Path,
-                 memory: str = "efp", max_frames: int | None = None, precision: str = "fp32",
+                 memory: str = "efp", max_frames: int | None = None, precision: Precision = "fp32",
                  model_label: str = "", referring: ReferringModel | None = None, cifs: CIFSConfig | None = None):
         _check_memory(memory)
         self.prompts = book.prompts()

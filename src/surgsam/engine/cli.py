@@ -277,7 +277,8 @@ def _segment(args, prompts, src, model, folder, checkpoint: str, out: Path, over
     from ..io import OverlayVideoWriter, PaletteMaskWriter, PerObjectMaskWriter
     from ..io.coco import COCO_FILE, CocoRleWriter
     from ..io.labels import label_map_from_result
-    from .fastpath import resolve_fast_path
+    from .fastpath import FastMode, resolve_fast_path
+    from .offline import Direction
     from .offline import segment_video
 
     names = _frame_names(src)
@@ -290,12 +291,13 @@ def _segment(args, prompts, src, model, folder, checkpoint: str, out: Path, over
     n, t0, lat, ids = 0, time.perf_counter(), [], set()
     try:
         overlay = OverlayVideoWriter(overlay_path, fps=src.fps or 25.0) if overlay_path else None
-        fast_modes: dict[str, bool | str] = {"off": False, "auto": "auto", "on": True}
+        fast_modes: dict[str, FastMode] = {"off": False, "auto": "auto", "on": True}
         fast = fast_modes[args.fast]
         notice = resolve_fast_path(fast, args.precision, model.device, width=model.hidden_dim).notice
         if notice:
             print(notice, file=sys.stderr)
-        direction = getattr(args, "direction", "forward")  # reverse passes read src by index where it can
+        # reverse passes read src by index where it can
+        direction: Direction = getattr(args, "direction", "forward")
         for res in segment_video(tee if direction == "forward" else src, prompts, model, memory=args.memory,
                                  precision=args.precision, progress=not args.no_progress, fast=fast,
                                  direction=direction, clicks=getattr(args, "clicks", "accumulate")):

@@ -19,13 +19,15 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import torch
 
 from ..modeling.sam2 import SAM2Model
-from .precision import cpu_bf16_speedup, resolve_precision
+from .precision import Precision, ResolvedPrecision, cpu_bf16_speedup, resolve_precision
 
+#: ``fast=``: off, forced on, or ``"auto"`` (on where it helps).
+FastMode = bool | Literal["auto"]
 FAST_CHOICES = (False, True, "auto")
 #: bf16 matmuls must be this many times faster than float32 for the CPU fast path to use them.
 CPU_BF16_MIN_SPEEDUP = 1.5
@@ -50,7 +52,7 @@ class FastPath:
     notice: one line saying what was chosen and why.
     """
 
-    precision: str = "fp32"
+    precision: ResolvedPrecision = "fp32"
     compile: bool = False
     static_memory: bool = False
     tf32: bool = False
@@ -61,8 +63,8 @@ class FastPath:
 
 
 def resolve_fast_path(
-    fast: bool | str,
-    precision: str,
+    fast: FastMode,
+    precision: Precision,
     device: torch.device,
     cuda_graphs: bool = False,
     *,
@@ -105,7 +107,7 @@ def resolve_fast_path(
     return FastPath(prec, notice=f"fast path off on {device.type}: eager {prec}")
 
 
-def _cpu_fast_path(fast: bool | str, requested: str, prec: str, width: int | None,
+def _cpu_fast_path(fast: FastMode, requested: Precision, prec: ResolvedPrecision, width: int | None,
                    bf16_speedup: Callable[[], float]) -> FastPath:
     """The CPU's fast path: the bf16 recipe where ``requested`` allows bf16 and it pays."""
     if fast is True:  # forced: compiled, static memory, and the bf16 recipe if allowed

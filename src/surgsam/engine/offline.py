@@ -13,6 +13,8 @@ import numpy as np
 
 from ..memory import MemoryEntry, MemoryPolicy
 from ..modeling.sam2 import ResizeMode, SAM2Model
+from .fastpath import FastMode
+from .precision import Precision
 from .prompts import check_prompt
 from .session import CLICK_MODES, ClickMode, VideoSegmenter
 from .state import FrameResult
@@ -45,11 +47,11 @@ def segment_video(
     source,
     prompts: Sequence[Prompt],
     model: SAM2Model,
-    memory: str | MemoryPolicy = "efp",
-    precision: str = "fp32",
-    progress: bool = False,
-    fast: bool | str = False,
     *,
+    memory: str | MemoryPolicy = "efp",
+    precision: Precision = "fp32",
+    progress: bool = False,
+    fast: FastMode = False,
     resize: ResizeMode = "pil",
     direction: Direction = "forward",
     start_frame: int | None = None,

@@ -27,15 +27,22 @@ import statistics
 import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
+from typing import Literal
 
 import torch
 
-PRECISIONS = ("fp32", "bf16", "fp16", "auto")
-TRAIN_PRECISIONS = ("fp32", "bf16", "auto")
+#: A requested compute precision; ``"auto"`` picks by device (the module's table).
+Precision = Literal["fp32", "bf16", "fp16", "auto"]
+#: What training accepts (fp16 training would need loss scaling).
+TrainPrecision = Literal["fp32", "bf16", "auto"]
+#: What runs once ``"auto"`` is resolved.
+ResolvedPrecision = Literal["fp32", "bf16", "fp16"]
+PRECISIONS: tuple[Precision, ...] = ("fp32", "bf16", "fp16", "auto")
+TRAIN_PRECISIONS: tuple[TrainPrecision, ...] = ("fp32", "bf16", "auto")
 DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 
-def resolve_precision(precision: str, device: torch.device | str, *, training: bool = False) -> str:
+def resolve_precision(precision: str, device: torch.device | str, *, training: bool = False) -> ResolvedPrecision:
     """The precision that runs for ``precision`` (one of :data:`PRECISIONS`; training accepts
     :data:`TRAIN_PRECISIONS`) on ``device``; ``"auto"`` as in the module's table."""
     device = torch.device(device)

@@ -16,8 +16,8 @@ import torch.nn.functional as F
 from ..memory import MemoryEntry, MemoryPolicy, Selection, make_policy
 from ..modeling.sam2 import FrameFeatures, MaskOutput, ResizeMode, SAM2Model, SpatialMemory
 from .cpufast import ProjectedMemory, fast_model
-from .fastpath import CompiledOps, resolve_fast_path, tf32_matmuls
-from .precision import autocast
+from .fastpath import CompiledOps, FastMode, resolve_fast_path, tf32_matmuls
+from .precision import Precision, autocast
 from .prompts import check_frame, check_obj_id, check_prompt, prepare_box, prepare_mask, prepare_points
 from .state import Clicks, FrameOutput, FrameResult, ObjectState, upsample_logits
 
@@ -85,14 +85,14 @@ class VideoSegmenter:
     def __init__(
         self,
         model: SAM2Model,
+        *,
         memory: str | MemoryPolicy = "fifo",
         num_frames: int | None = None,
-        precision: str = "fp32",
+        precision: Precision = "fp32",
         memory_dtype: torch.dtype = torch.bfloat16,
-        fast: bool | str = False,
+        fast: FastMode = False,
         static_memory: bool | None = None,
         cuda_graphs: bool = False,
-        *,
         cached_memory: bool | None = None,
         resize: ResizeMode = "pil",
         binarize_prompt_memory: bool = True,

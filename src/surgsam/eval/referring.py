@@ -50,6 +50,7 @@ from .evaluator import (EvalResult, IoULevel, Protocol, ProtocolName, evaluate_v
                         json_safe)
 
 if TYPE_CHECKING:  # the referring package is imported when a session is made
+    from ..engine.precision import Precision
     from ..referring.cifs import SearchOutput
 
 __all__ = ["ExpressionRecord", "NEVER_FOUND", "ReferringEvalSegmenter", "ReferringRun", "merge_same_text", "run_referring"]
@@ -204,7 +205,7 @@ class ReferringEvalSegmenter:
 
     def __init__(self, *, checkpoint: str | None = None, model: str | None = None, referring: str | None = None,
                  image_size: int | None = None, text_encoder: Any = None, device: str = "cpu", memory: str = "dlm",
-                 cifs: Any = None, precision: str = "fp32", seed: int = 0, net: Any = None,
+                 cifs: Any = None, precision: Precision = "fp32", seed: int = 0, net: Any = None,
                  session_factory: Callable[[Video], Any] | None = None, untrained: bool | None = None,
                  search_output: SearchOutput = "detection"):
         from ..referring.cifs import CIFSConfig

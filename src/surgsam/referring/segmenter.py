@@ -45,6 +45,7 @@ import torch
 import torch.nn.functional as F
 
 from ..engine.precision import autocast
+from ..engine.precision import Precision
 from ..engine.prompts import check_obj_id
 from ..engine.session import VideoSegmenter
 from ..engine.state import FrameResult, upsample_logits
@@ -168,7 +169,7 @@ class ReferringSegmenter:
         *,
         memory: str | MemoryPolicy = "dlm",
         cifs: CIFSConfig | None = None,
-        precision: str = "fp32",
+        precision: Precision = "fp32",
         num_frames: int | None = None,
         search_output: SearchOutput = "detection",
         handover_memory: HandoverMemory = "sigmoid",

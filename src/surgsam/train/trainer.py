@@ -33,7 +33,7 @@ import torch.distributed as dist
 from torch import nn
 
 from ..data import DatasetLayout
-from ..engine.precision import autocast, resolve_precision
+from ..engine.precision import TrainPrecision, autocast, resolve_precision
 from ..modeling import build_model, read_checkpoint, save_checkpoint
 from ..modeling.checkpoint import load_state_dict_strict
 from ..modeling.sam2 import SAM2Model
@@ -78,7 +78,7 @@ class TrainConfig:
     image_every: int = 2
     image_size: int | None = None
     seed: int = 0
-    precision: str = "auto"  # "auto" (bf16 on CUDA sm80+, else fp32; surgsam.engine.precision) | "bf16" | "fp32"
+    precision: TrainPrecision = "auto"  # bf16 on CUDA sm80+, else fp32 (surgsam.engine.precision)
     device: str | None = None
     workers: int = 0
     threads: int | None = None
