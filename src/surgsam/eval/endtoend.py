@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Literal
 from typing import Protocol as TypingProtocol
 
 import numpy as np
@@ -28,8 +29,12 @@ from ..data.vos import ObjectPrompt, Video
 from ..io.labels import label_map_from_result
 from .evaluator import EvalResult, IoULevel, Protocol, ProtocolName, compose_labels, evaluate_video, get_protocol
 
+if TYPE_CHECKING:  # torch is imported only when the engine runs
+    from ..modeling.sam2 import ResizeMode
+
 __all__ = [
     "PROMPT_KINDS",
+    "PromptKind",
     "CopyFirstMaskSegmenter",
     "EngineSegmenter",
     "OracleSegmenter",
@@ -40,7 +45,9 @@ __all__ = [
 ]
 
 Masks = dict[int, np.ndarray]
-PROMPT_KINDS = ("mask", "click", "box")
+#: How the engine is prompted at an object's first appearance: its mask, one click, or its box.
+PromptKind = Literal["mask", "click", "box"]
+PROMPT_KINDS: tuple[PromptKind, ...] = ("mask", "click", "box")
 
 
 def interior_point(mask: np.ndarray) -> tuple[float, float]:
@@ -122,7 +129,7 @@ class EngineSegmenter:
     """
 
     def __init__(self, model: str | None = None, *, image_size: int | None = None, checkpoint: str | None = None,
-                 device: str = "cpu", memory: str = "efp", prompt: str = "mask", resize: str = "pil"):
+                 device: str = "cpu", memory: str = "efp", prompt: PromptKind = "mask", resize: ResizeMode = "pil"):
         if prompt not in PROMPT_KINDS:
             raise ValueError(f"unknown prompt kind {prompt!r}; choose one of {', '.join(PROMPT_KINDS)}")
         self.prompt = prompt

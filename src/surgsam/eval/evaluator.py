@@ -189,7 +189,7 @@ class EvalResult:
                          "Dice": _nanmean([o.Dice for o in os_])})
         return rows
 
-    def over_time(self, metric: str = "J") -> dict[str, tuple[list[int], list[float]]]:
+    def over_time(self, metric: Literal["J", "F", "Dice"] = "J") -> dict[str, tuple[list[int], list[float]]]:
         """Per video: ``(frames, values)``, the mean ``metric`` (J, F or Dice, x100) over the
         video's scored objects on each frame where at least one of them is evaluated."""
         if metric not in ("J", "F", "Dice"):
