@@ -160,7 +160,9 @@ class Renderer:
                     sx, sy = int(round(-f * dx)), int(round(-f * dy))
                     acc_rgb += _shift(full_rgb, sx, sy, edge=False)
                     acc_a += _shift(full_a, sx, sy, edge=False)
-                full_rgb, full_a = acc_rgb / n, acc_a / n
+                acc_rgb /= n
+                acc_a /= n
+                full_rgb, full_a = acc_rgb, acc_a
         return full_rgb, full_a, sharp, tip
 
     # ---- smoke --------------------------------------------------------------------------

@@ -37,7 +37,7 @@ class World:
 
 
 def _resize_f(a: np.ndarray, h: int, w: int) -> np.ndarray:
-    return np.asarray(Image.fromarray(np.ascontiguousarray(a, dtype=np.float32)).resize((w, h), Image.BICUBIC))
+    return np.asarray(Image.fromarray(np.ascontiguousarray(a, dtype=np.float32)).resize((w, h), Image.Resampling.BICUBIC))
 
 
 def value_noise(rng: np.random.Generator, h: int, w: int, cell: float, octaves: int = 4,

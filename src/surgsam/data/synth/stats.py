@@ -83,7 +83,7 @@ def _tracks_from_annotations(root: Path) -> tuple[list[dict], list[float], tuple
                         vis.setdefault(str(k), np.zeros(T, np.int64))[t] = c
             cats = {k: v.categories.get(int(k), f"object {k}") for k in vis}
             vids.append({"name": v.name, "T": T, "categories": cats, "visible": vis, "amodal": None})
-    return vids, [], hw  # type: ignore[return-value]
+    return vids, [], hw
 
 
 def dataset_stats(root: str | Path) -> DatasetStats:
@@ -220,9 +220,9 @@ def contact_sheet(root: str | Path, out_png: str | Path, *, videos: int = 3, fra
             lab = v.labels(int(t))
             lab = np.zeros(rgb.shape[:2], np.int32) if lab is None else lab
             x = pad + c * (tw + pad)
-            sheet.paste(Image.fromarray(rgb).resize((tw, th), Image.BILINEAR), (x, y))
+            sheet.paste(Image.fromarray(rgb).resize((tw, th), Image.Resampling.BILINEAR), (x, y))
             ov = overlay(rgb, lab)
-            sheet.paste(Image.fromarray(ov).resize((tw, th), Image.BILINEAR), (x, y + th + pad))
+            sheet.paste(Image.fromarray(ov).resize((tw, th), Image.Resampling.BILINEAR), (x, y + th + pad))
         y += 2 * th + 2 * pad
     out_png = Path(out_png)
     out_png.parent.mkdir(parents=True, exist_ok=True)

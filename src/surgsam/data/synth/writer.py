@@ -19,6 +19,7 @@ import json
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -198,7 +199,7 @@ def generate(
             results.append(_job(j))
             bar.update(1)
     bar.close()
-    info = {
+    info: dict[str, Any] = {
         "generator": "surgsam.data.synth",
         "version": cfg.version,
         "seed": seed,
