@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .._optional import require
 from ..io.atomic import atomic_path, atomic_write_json
 from ..memory import make_policy
 from ..modeling.sam2 import SAM2Model
@@ -49,11 +50,8 @@ class OnnxManifest:
 
 
 def _require_onnx() -> None:
-    try:
-        import onnx  # noqa: F401
-        import onnxscript  # noqa: F401
-    except ModuleNotFoundError as e:
-        raise ModuleNotFoundError(f"ONNX export needs {e.name}: pip install 'surgsam[export]'") from None
+    for module in ("onnx", "onnxscript"):
+        require(module, "export", "ONNX export")
 
 
 def export_onnx(
