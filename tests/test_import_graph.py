@@ -10,7 +10,7 @@ from pathlib import Path
 SRC = Path(__file__).resolve().parents[1] / "src" / "surgsam"
 # modules that parse arguments and call the library (and the entry points that load them)
 CLI_MODULES = {"surgsam.cli", "surgsam.__main__", "surgsam.eval.__main__", "surgsam.demo", "surgsam.hub",
-               "surgsam.options"}
+               "surgsam.options", "surgsam.export.run"}
 
 
 def _module_name(path: Path) -> str:

@@ -1,13 +1,17 @@
-"""Export to ONNX and run the exported graphs with onnxruntime (``surgsam export``)."""
+"""Export to ONNX (``surgsam export``) and run the exported graphs with onnxruntime alone:
+:class:`OnnxModel` (the graphs) and :class:`OnnxVideoSegmenter` (a whole video, no PyTorch;
+``python -m surgsam.export.run``)."""
 
 from __future__ import annotations
 
 from .._lazy import lazy_exports
 
 # public name -> submodule (imported on first use, so importing the package does not load torch)
+# (.runtime and .runner import no torch; .onnx and .graphs do)
 _EXPORTS = {
-    "OnnxManifest": ".onnx", "OnnxManifestError": ".onnx", "OnnxModel": ".onnx", "export_onnx": ".onnx",
-    "read_manifest": ".onnx",
+    "OnnxManifest": ".runtime", "OnnxManifestError": ".runtime", "OnnxModel": ".runtime", "read_manifest": ".runtime",
+    "HostConstants": ".runtime", "OnnxVideoSegmenter": ".runner", "OnnxFrameResult": ".runner",
+    "export_onnx": ".onnx",
 }
 __all__ = list(_EXPORTS)
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
