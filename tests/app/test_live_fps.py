@@ -15,10 +15,9 @@ pytest.importorskip("cv2")
 FPS = 50.0
 
 
-@pytest.mark.parametrize("total", [6, 40])  # shorter and longer than the overlay's 15-frame window
-def test_overlay_and_report_fps_agree(clip_frames, model, monkeypatch, total):
+def test_overlay_and_report_fps_agree(clip_frames, model, monkeypatch):
     clock = ManualClock()
-    cam = ScriptedCamera(clip_frames, total, FPS, clock)
+    cam = ScriptedCamera(clip_frames, 12, FPS, clock)
     src = open_live("scripted-camera", capture=cam, clock=clock)
     cam.source = src
     src.start()
@@ -30,7 +29,7 @@ def test_overlay_and_report_fps_agree(clip_frames, model, monkeypatch, total):
     monkeypatch.setattr(live, "_draw", lambda frame, res, lines: shown.append(lines[0]) or draw(frame, res, lines))
     report = run_live(src, seg, [Prompt(1, 0, points=[[100, 120]], labels=[1])])
     tracked = [line for line in shown if "FPS" in line]
-    assert shown[0] == "prompt frame" and len(tracked) == report.processed - 1 >= 1
+    assert shown[0] == "prompt frame" and len(tracked) == report.processed - 1 >= 2
     assert report.fps == pytest.approx(FPS / k)
     # every overlay, the first tracked frame's included, shows the rate the report gives
     assert [line.split(" FPS")[0] for line in tracked] == [f"{FPS / k:.1f}"] * len(tracked)
