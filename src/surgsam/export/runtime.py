@@ -17,6 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .._optional import require
+
 MANIFEST = "surgsam_onnx.json"
 
 ENCODER_INPUTS = ("image",)
@@ -174,10 +176,7 @@ class OnnxModel:
 
     def __init__(self, folder: str | Path, providers: tuple[str, ...] = ("CPUExecutionProvider",),
                  threads: int | None = None) -> None:
-        try:
-            import onnxruntime as ort
-        except ModuleNotFoundError:
-            raise ModuleNotFoundError("running exported models needs onnxruntime: pip install 'surgsam[export]'") from None
+        ort = require("onnxruntime", "export", "running exported models")
         folder = Path(folder)
         self.folder = folder
         self.manifest = read_manifest(folder)
