@@ -277,15 +277,16 @@ class SAM2Model(nn.Module):
         obj_logits = dec.object_score_logits
         present = obj_logits > 0
         low_multi = torch.where(present[:, None, None], dec.masks, NO_OBJ_SCORE).float()
-        high_multi = F.interpolate(low_multi, (self.image_size, self.image_size), mode="bilinear", align_corners=False)
         token = dec.sam_tokens[:, 0]
         if multimask_output:
             best = dec.iou_pred.argmax(dim=-1)
             rows = torch.arange(b, device=dec.masks.device)
-            low, high = low_multi[rows, best].unsqueeze(1), high_multi[rows, best].unsqueeze(1)
+            low = low_multi[rows, best].unsqueeze(1)
             token = dec.sam_tokens[rows, best]
         else:
-            low, high = low_multi, high_multi
+            low = low_multi
+        # only the chosen mask is upsampled (per-channel op: the same values as upsampling all)
+        high = F.interpolate(low, (self.image_size, self.image_size), mode="bilinear", align_corners=False)
         obj_ptr = self._gate_obj_ptr(self.obj_ptr_proj(token), present.float())
         return MaskOutput(low_multi, dec.iou_pred, low, high, obj_ptr, obj_logits)
 
