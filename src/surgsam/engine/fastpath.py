@@ -8,9 +8,10 @@ tracking decoder: one graph serves every frame. Older GPUs get fp16 autocast onl
 On the CPU (:mod:`.cpufast`), where a bf16 matmul measured at least :data:`CPU_BF16_MIN_SPEEDUP`
 times faster than float32 (AVX512-BF16 or AMX), the image encoder's trunk and the memory
 attention compute in bf16 with their own attention kernel while the decoder and the memory
-encoder stay float32; elsewhere the CPU runs eager float32. ``torch.compile`` and the cached
-memory projections are not switched on by ``"auto"`` on the CPU: they did not pay on the
-machine this was measured on (docs/fast_path_and_export.md). The choice and the reason are
+encoder stay float32; elsewhere the CPU runs eager float32. Models narrower than
+:data:`CPU_BF16_MIN_WIDTH` (the nano) keep float32 and cache their memory projections
+instead. ``torch.compile`` is not switched on by ``"auto"`` on the CPU (minutes of compilation
+for the gain measured in docs/fast_path_and_export.md). The choice and the reason are
 one line in :attr:`FastPath.notice`.
 """
 
@@ -31,8 +32,9 @@ FastMode = bool | Literal["auto"]
 FAST_CHOICES = (False, True, "auto")
 #: bf16 matmuls must be this many times faster than float32 for the CPU fast path to use them.
 CPU_BF16_MIN_SPEEDUP = 1.5
-#: The CPU fast path leaves models narrower than this in float32: their frames are not
-#: matmul-bound (the nano measured 1.1x, within noise, with bf16).
+#: The CPU fast path leaves models narrower than this in float32 (their frames are not
+#: matmul-bound: the nano measured 1.1x, within noise, with bf16) and caches their memory
+#: projections instead (the nano: 1.35x at 4 objects; SAM 2 presets: <= 4 %, 56 MiB per object).
 CPU_BF16_MIN_WIDTH = 256
 
 
@@ -114,17 +116,22 @@ def _cpu_fast_path(fast: FastMode, requested: Precision, prec: ResolvedPrecision
         matmul = "bf16" if requested in ("auto", "bf16") else "fp32"
         return FastPath("fp32" if matmul == "bf16" else prec, compile=True, static_memory=True, matmul=matmul,
                         notice=f"fast path forced on cpu: {matmul} matmuls, torch.compile, static memory")
+    # narrow models spend a large share of memory attention projecting the memories again
+    cached = width is not None and width < CPU_BF16_MIN_WIDTH
+    memo = ", cached memory projections" if cached else ""
+    state = "on" if cached else "off"
     if requested not in ("auto", "bf16"):
-        return FastPath(prec, notice=f"fast path off on cpu: eager {prec} (precision={requested} keeps every matmul)")
-    if requested == "auto" and width is not None and width < CPU_BF16_MIN_WIDTH:
-        return FastPath(prec, notice=f"fast path off on cpu: eager {prec} (a {width}-wide model is not matmul-bound; "
-                        "bf16 does not pay)")
+        return FastPath(prec, cached_memory=cached,
+                        notice=f"fast path {state} on cpu: eager {prec}{memo} (precision={requested} keeps every matmul)")
+    if requested == "auto" and cached:
+        return FastPath(prec, cached_memory=True, notice=f"fast path on cpu: eager {prec}{memo} (a {width}-wide model "
+                        "is not matmul-bound: bf16 does not pay)")
     speedup = bf16_speedup()
     if requested == "auto" and speedup < CPU_BF16_MIN_SPEEDUP:
         return FastPath(prec, notice=f"fast path off on cpu: eager {prec} (bf16 matmuls measured {speedup:.1f}x "
                         f"fp32 here, below {CPU_BF16_MIN_SPEEDUP}x)")
-    return FastPath("fp32", matmul="bf16", notice="fast path on cpu: bf16 image encoder and memory attention, "
-                    f"float32 heads (bf16 matmuls measured {speedup:.1f}x fp32 here)")
+    return FastPath("fp32", matmul="bf16", cached_memory=cached, notice="fast path on cpu: bf16 image encoder and "
+                    f"memory attention, float32 heads{memo} (bf16 matmuls measured {speedup:.1f}x fp32 here)")
 
 
 @dataclass
