@@ -48,15 +48,24 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--resize", default="pil", choices=["pil", "antialias"],
                    help="the engine's frame resize (pil: Meta's video predictor, the default; antialias: as training clips)")
+    p.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "auto"],
+                   help="the engine's precision (bf16 with --fast auto: the CPU fast path's bf16 recipe)")
+    p.add_argument("--fast", default="off", choices=["off", "auto"], help="the engine's fast path")
+    p.add_argument("--runs", nargs="+", default=None, help="only the runs whose label starts with one of these "
+                   "(e.g. 'efp, mask')")
     p.add_argument("--out", default=None, help="write the results as JSON here")
     a = p.parse_args()
+    fast = "auto" if a.fast == "auto" else False
     torch.set_num_threads(a.threads)
     videos = list(open_dataset(a.data, a.split, require_frames=True))
     frames = sum(len(v) for v in videos)
     rows = []
     for label, memory, prompt in [*RUNS, ("copy first mask (baseline)", None, "mask")]:
+        if a.runs and not any(label.startswith(r) for r in a.runs):
+            continue
         seg = CopyFirstMaskSegmenter() if memory is None else \
-            EngineSegmenter(checkpoint=a.checkpoint, memory=memory, prompt=prompt, resize=a.resize)
+            EngineSegmenter(checkpoint=a.checkpoint, memory=memory, prompt=prompt, resize=a.resize,
+                            precision=a.precision, fast=fast)
         with tempfile.TemporaryDirectory() as pred:
             t0 = time.perf_counter()
             s = run_end_to_end(videos, seg, "surgsam2", progress=False, save_dir=pred).summary()["all"]
@@ -74,7 +83,7 @@ def main() -> None:
     if a.out:
         Path(a.out).write_text(json.dumps({
             "checkpoint": a.checkpoint, "data": a.data, "split": a.split, "videos": len(videos), "frames": frames,
-            "threads": a.threads, "resize": a.resize, "torch": torch.__version__, "machine": platform.processor() or platform.machine(),
+            "threads": a.threads, "resize": a.resize, "precision": a.precision, "fast": a.fast, "torch": torch.__version__, "machine": platform.processor() or platform.machine(),
             "date": time.strftime("%Y-%m-%d"), "rows": rows}, indent=1) + "\n")
 
 

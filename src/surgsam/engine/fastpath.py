@@ -32,9 +32,11 @@ FastMode = bool | Literal["auto"]
 FAST_CHOICES = (False, True, "auto")
 #: bf16 matmuls must be this many times faster than float32 for the CPU fast path to use them.
 CPU_BF16_MIN_SPEEDUP = 1.5
-#: The CPU fast path leaves models narrower than this in float32 (their frames are not
-#: matmul-bound: the nano measured 1.1x, within noise, with bf16) and caches their memory
-#: projections instead (the nano: 1.35x at 4 objects; SAM 2 presets: <= 4 %, 56 MiB per object).
+#: Under ``"auto"`` the CPU fast path keeps models narrower than this (the embedded nano) in
+#: float32, so that the shipped model's default masks stay the float32 reference (its bf16
+#: recipe measured 1.27x in CPU time at 4 objects with the same held-out J&F; ask for it with
+#: ``precision="bf16"``), and caches their memory projections (1.05x there; the SAM 2 presets
+#: gain nothing measurable from the cache, which costs them 56 MiB per object in float32).
 CPU_BF16_MIN_WIDTH = 256
 
 
@@ -125,7 +127,7 @@ def _cpu_fast_path(fast: FastMode, requested: Precision, prec: ResolvedPrecision
                         notice=f"fast path {state} on cpu: eager {prec}{memo} (precision={requested} keeps every matmul)")
     if requested == "auto" and cached:
         return FastPath(prec, cached_memory=True, notice=f"fast path on cpu: eager {prec}{memo} (a {width}-wide model "
-                        "is not matmul-bound: bf16 does not pay)")
+                        "keeps float32 under auto; precision=bf16 runs its bf16 recipe)")
     speedup = bf16_speedup()
     if requested == "auto" and speedup < CPU_BF16_MIN_SPEEDUP:
         return FastPath(prec, notice=f"fast path off on cpu: eager {prec} (bf16 matmuls measured {speedup:.1f}x "

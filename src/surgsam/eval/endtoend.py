@@ -129,7 +129,8 @@ class EngineSegmenter:
     """
 
     def __init__(self, model: str | None = None, *, image_size: int | None = None, checkpoint: str | None = None,
-                 device: str = "cpu", memory: str = "efp", prompt: PromptKind = "mask", resize: ResizeMode = "pil"):
+                 device: str = "cpu", memory: str = "efp", prompt: PromptKind = "mask", resize: ResizeMode = "pil",
+                 precision: str = "fp32", fast: bool | str = False):
         if prompt not in PROMPT_KINDS:
             raise ValueError(f"unknown prompt kind {prompt!r}; choose one of {', '.join(PROMPT_KINDS)}")
         self.prompt = prompt
@@ -139,6 +140,7 @@ class EngineSegmenter:
         self.device = device
         self.memory = memory
         self.resize = resize  # the engine's frame resize ("pil": Meta's video path; "antialias")
+        self.precision, self.fast = precision, fast  # as VideoSegmenter's (default: float32, eager)
         self._model = None
 
     def _get_model(self):
@@ -161,7 +163,8 @@ class EngineSegmenter:
         from ..engine import Prompt, segment_video
 
         engine_prompts = [self._engine_prompt(Prompt, int(k), p) for k, p in sorted(prompts.items())]
-        for res in segment_video(frames, engine_prompts, model, memory=self.memory, resize=self.resize):
+        for res in segment_video(frames, engine_prompts, model, memory=self.memory, resize=self.resize,
+                                 precision=self.precision, fast=self.fast):
             label = label_map_from_result(res)  # SAM 2's rule, with the logits
             yield {int(k): label == int(k) for k in res.obj_ids}
 
