@@ -27,7 +27,7 @@ def test_bench_command_on_the_nano(tmp_path, capsys):
     assert set(rows) == {(v, k) for v in ("fifo", "fifo-fast", "efp") for k in (1, 2)}
     for r in rows.values():
         assert len(r["latencies_ms"]) == 2 and r["session_mib"] > 0
-    # the nano keeps float32 under auto (cached memory projections only): the same masks here
+    # the nano keeps float32 under auto: the fast variant is the float32 engine
     assert rows[("fifo-fast", 2)]["iou_mean"] == rows[("fifo-fast", 2)]["iou_min"] == 1.0
     assert "64-wide" in rows[("fifo-fast", 1)]["notice"]
     assert rows[("efp", 1)]["agreement_ref"] == "efp" and rows[("efp", 1)]["iou_mean"] is None

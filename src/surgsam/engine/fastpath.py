@@ -8,10 +8,10 @@ tracking decoder: one graph serves every frame. Older GPUs get fp16 autocast onl
 On the CPU (:mod:`.cpufast`), where a bf16 matmul measured at least :data:`CPU_BF16_MIN_SPEEDUP`
 times faster than float32 (AVX512-BF16 or AMX), the image encoder's trunk and the memory
 attention compute in bf16 with their own attention kernel while the decoder and the memory
-encoder stay float32; elsewhere the CPU runs eager float32. Models narrower than
-:data:`CPU_BF16_MIN_WIDTH` (the nano) keep float32 and cache their memory projections
-instead. ``torch.compile`` is not switched on by ``"auto"`` on the CPU (minutes of compilation
-for the gain measured in docs/fast_path_and_export.md). The choice and the reason are
+encoder stay float32; elsewhere, and for models narrower than :data:`CPU_BF16_MIN_WIDTH` (the
+nano), the CPU runs eager float32. ``torch.compile`` and the cached memory projections are not
+switched on by ``"auto"`` on the CPU: they did not pay enough on the machine this was measured
+on (docs/fast_path_and_export.md). The choice and the reason are
 one line in :attr:`FastPath.notice`.
 """
 
@@ -34,9 +34,8 @@ FAST_CHOICES = (False, True, "auto")
 CPU_BF16_MIN_SPEEDUP = 1.5
 #: Under ``"auto"`` the CPU fast path keeps models narrower than this (the embedded nano) in
 #: float32, so that the shipped model's default masks stay the float32 reference (its bf16
-#: recipe measured 1.27x in CPU time at 4 objects with the same held-out J&F; ask for it with
-#: ``precision="bf16"``), and caches their memory projections (1.05x there; the SAM 2 presets
-#: gain nothing measurable from the cache, which costs them 56 MiB per object in float32).
+#: recipe measured 1.13x at 4 objects on 2 threads, with the same held-out J&F; ask for it with
+#: ``precision="bf16"``).
 CPU_BF16_MIN_WIDTH = 256
 
 
@@ -118,22 +117,17 @@ def _cpu_fast_path(fast: FastMode, requested: Precision, prec: ResolvedPrecision
         matmul = "bf16" if requested in ("auto", "bf16") else "fp32"
         return FastPath("fp32" if matmul == "bf16" else prec, compile=True, static_memory=True, matmul=matmul,
                         notice=f"fast path forced on cpu: {matmul} matmuls, torch.compile, static memory")
-    # narrow models spend a large share of memory attention projecting the memories again
-    cached = width is not None and width < CPU_BF16_MIN_WIDTH
-    memo = ", cached memory projections" if cached else ""
-    state = "on" if cached else "off"
     if requested not in ("auto", "bf16"):
-        return FastPath(prec, cached_memory=cached,
-                        notice=f"fast path {state} on cpu: eager {prec}{memo} (precision={requested} keeps every matmul)")
-    if requested == "auto" and cached:
-        return FastPath(prec, cached_memory=True, notice=f"fast path on cpu: eager {prec}{memo} (a {width}-wide model "
-                        "keeps float32 under auto; precision=bf16 runs its bf16 recipe)")
+        return FastPath(prec, notice=f"fast path off on cpu: eager {prec} (precision={requested} keeps every matmul)")
+    if requested == "auto" and width is not None and width < CPU_BF16_MIN_WIDTH:
+        return FastPath(prec, notice=f"fast path off on cpu: eager {prec} (a {width}-wide model keeps float32 under "
+                        "auto; precision=bf16 runs its bf16 recipe)")
     speedup = bf16_speedup()
     if requested == "auto" and speedup < CPU_BF16_MIN_SPEEDUP:
         return FastPath(prec, notice=f"fast path off on cpu: eager {prec} (bf16 matmuls measured {speedup:.1f}x "
                         f"fp32 here, below {CPU_BF16_MIN_SPEEDUP}x)")
-    return FastPath("fp32", matmul="bf16", cached_memory=cached, notice="fast path on cpu: bf16 image encoder and "
-                    f"memory attention, float32 heads{memo} (bf16 matmuls measured {speedup:.1f}x fp32 here)")
+    return FastPath("fp32", matmul="bf16", notice="fast path on cpu: bf16 image encoder and memory attention, "
+                    f"float32 heads (bf16 matmuls measured {speedup:.1f}x fp32 here)")
 
 
 @dataclass
