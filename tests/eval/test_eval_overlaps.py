@@ -91,7 +91,7 @@ def test_engine_segmenter_resolves_overlaps_with_the_logits(tmp_path, monkeypatc
     lab = two_objects()
     data = write_dataset(tmp_path / "gt", lab)
 
-    def fake_segment_video(frames, prompts, model, memory="efp", resize="pil"):
+    def fake_segment_video(frames, prompts, model, *, memory="efp", resize="pil", precision="fp32", fast=False):
         for t in range(len(frames)):
             low = torch.full((2, 1, H // 4, W // 4), -8.0)
             low[0, 0, 1:5, 0:5] = 2.0  # object 1
