@@ -54,6 +54,7 @@ app: $(VENV)/.stamp-extras
 
 lint: $(VENV)/.stamp-install
 	$(VPY) -m ruff check src tests benchmarks
+	$(VPY) -m ruff format --check src tests benchmarks
 	$(VPY) -m mypy
 
 test: lint $(VENV)/.stamp-oracle $(VENV)/.stamp-extras $(CHROMIUM)

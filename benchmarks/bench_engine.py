@@ -96,8 +96,13 @@ def run_worker(args) -> dict:
     if variant == "ref":
         from sam2.build_sam import build_sam2_video_predictor
 
-        cfg = {"sam2.1_hiera_small": "configs/sam2.1/sam2.1_hiera_s.yaml", "sam2.1_hiera_tiny": "configs/sam2.1/sam2.1_hiera_t.yaml"}[args.preset]
-        pred = build_sam2_video_predictor(cfg, None, device="cpu", hydra_overrides_extra=[f"++model.image_size={args.image_size}"])
+        cfg = {
+            "sam2.1_hiera_small": "configs/sam2.1/sam2.1_hiera_s.yaml",
+            "sam2.1_hiera_tiny": "configs/sam2.1/sam2.1_hiera_t.yaml",
+        }[args.preset]
+        pred = build_sam2_video_predictor(
+            cfg, None, device="cpu", hydra_overrides_extra=[f"++model.image_size={args.image_size}"]
+        )
         pred.load_state_dict(torch.load(args.weights, weights_only=True)["model"])
         with torch.inference_mode():
             t_setup = time.perf_counter()
@@ -156,10 +161,14 @@ def pool(runs: list[dict]) -> dict:
     """One result from repeated runs of a variant: all steady-state frames together."""
     lat = [x for r in runs for x in r["latencies_s"]]
     out = {k: v for k, v in runs[0].items() if k != "latencies_s"}
-    out.update(fps=len(lat) / sum(lat), median_ms=1000 * statistics.median(lat),
-               p90_ms=1000 * float(np.percentile(lat, 90)), runs=len(runs),
-               peak_rss_mb={k: max(r["peak_rss_mb"].get(k, 0.0) for r in runs) for k in runs[0]["peak_rss_mb"]},
-               fps_per_run=[round(r["fps"], 3) for r in runs])
+    out.update(
+        fps=len(lat) / sum(lat),
+        median_ms=1000 * statistics.median(lat),
+        p90_ms=1000 * float(np.percentile(lat, 90)),
+        runs=len(runs),
+        peak_rss_mb={k: max(r["peak_rss_mb"].get(k, 0.0) for r in runs) for k in runs[0]["peak_rss_mb"]},
+        fps_per_run=[round(r["fps"], 3) for r in runs],
+    )
     return out
 
 
@@ -170,8 +179,12 @@ def main() -> int:
     ap.add_argument("--frames", type=int, default=100)
     ap.add_argument("--objects", type=int, nargs="+", default=[1])
     ap.add_argument("--variants", nargs="+", default=["encoder", "fifo", "efp", "dlm", "efp-bf16", "fifo-bf16", "ref"])
-    ap.add_argument("--repeats", type=int, default=1,
-                    help="run the variants this many times, round-robin, and pool the frames (evens out machine noise)")
+    ap.add_argument(
+        "--repeats",
+        type=int,
+        default=1,
+        help="run the variants this many times, round-robin, and pool the frames (evens out machine noise)",
+    )
     ap.add_argument("--out", type=Path, default=None, help="append the results (JSON lines) here")
     ap.add_argument("--worker", help=argparse.SUPPRESS)
     ap.add_argument("--video", help=argparse.SUPPRESS)
@@ -201,9 +214,24 @@ def main() -> int:
                 for v in args.variants:
                     if v == "encoder" and n_obj != args.objects[0]:
                         continue
-                    cmd = [sys.executable, __file__, "--worker", v, "--video", str(video), "--weights", str(weights),
-                           "--preset", args.preset, "--image-size", str(args.image_size), "--frames", str(args.frames),
-                           "--objects", str(n_obj)]
+                    cmd = [
+                        sys.executable,
+                        __file__,
+                        "--worker",
+                        v,
+                        "--video",
+                        str(video),
+                        "--weights",
+                        str(weights),
+                        "--preset",
+                        args.preset,
+                        "--image-size",
+                        str(args.image_size),
+                        "--frames",
+                        str(args.frames),
+                        "--objects",
+                        str(n_obj),
+                    ]
                     proc = subprocess.run(cmd, capture_output=True, text=True)
                     line = [x for x in proc.stdout.splitlines() if x.startswith("RESULT ")]
                     if proc.returncode or not line:
@@ -211,16 +239,24 @@ def main() -> int:
                         continue
                     r = json.loads(line[0][7:])
                     runs.setdefault(v, []).append(r)
-                    print(f"  run {rep + 1}: {v:10s} obj={n_obj} fps={r['fps']:.2f} median={r['median_ms']:.0f}ms",
-                          flush=True)
+                    print(
+                        f"  run {rep + 1}: {v:10s} obj={n_obj} fps={r['fps']:.2f} median={r['median_ms']:.0f}ms",
+                        flush=True,
+                    )
             for v, rs in runs.items():
                 r = pool(rs)
                 results.append(r)
-                print(f"{v:10s} obj={n_obj} fps={r['fps']:.2f} median={r['median_ms']:.0f}ms p90={r['p90_ms']:.0f}ms "
-                      f"peak_rss={r['peak_rss_mb']} (runs: {len(rs)})", flush=True)
+                print(
+                    f"{v:10s} obj={n_obj} fps={r['fps']:.2f} median={r['median_ms']:.0f}ms p90={r['p90_ms']:.0f}ms "
+                    f"peak_rss={r['peak_rss_mb']} (runs: {len(rs)})",
+                    flush=True,
+                )
     header = {
         "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
-        "torch": torch.__version__, "preset": args.preset, "image_size": args.image_size, "frames": args.frames,
+        "torch": torch.__version__,
+        "preset": args.preset,
+        "image_size": args.image_size,
+        "frames": args.frames,
     }
     print(json.dumps(header))
     for n_obj in args.objects:

@@ -58,7 +58,9 @@ def type_head_accuracy(ckpt: Path, videos, every: int = 4) -> tuple[float, float
                 x = normalize_frames(torch.from_numpy(np.asarray(v.frames[t])).permute(2, 0, 1)[None], s)
                 tgt = _resize_types(torch.from_numpy(type_map(lab, cats, void))[None], s)
                 logits = head(model.encode_image(x))
-                tgt = torch.nn.functional.interpolate(tgt[:, None].float(), logits.shape[-2:], mode="nearest-exact")[:, 0]
+                tgt = torch.nn.functional.interpolate(tgt[:, None].float(), logits.shape[-2:], mode="nearest-exact")[
+                    :, 0
+                ]
                 fg = (tgt > 0) & (tgt != IGNORE)
                 right = logits.argmax(1) == tgt.long()
                 fi = fg & torch.isin(tgt.long(), inst)
@@ -82,7 +84,11 @@ def main() -> None:
     torch.set_num_threads(a.threads)
     run = Path(a.run)
     out = run / "valid_sweep.jsonl"
-    done = {(r["checkpoint"], r["prompt"]) for r in map(json.loads, out.read_text().splitlines())} if out.is_file() else set()
+    done = (
+        {(r["checkpoint"], r["prompt"]) for r in map(json.loads, out.read_text().splitlines())}
+        if out.is_file()
+        else set()
+    )
     videos = list(open_dataset(a.data, a.split, require_frames=True))
     ckpts = sorted((run / "checkpoints").glob("step_*[0-9].pt"))[:: max(1, a.every)]
     prompts = ["mask", "box"] if a.box else ["mask"]
@@ -91,23 +97,37 @@ def main() -> None:
             if (ck, prompt) in done:
                 continue
             t0 = time.perf_counter()
-            s = run_end_to_end(videos, EngineSegmenter(checkpoint=ck, memory="efp", prompt=prompt), "surgsam2",
-                               progress=False).summary()["all"]
+            s = run_end_to_end(
+                videos, EngineSegmenter(checkpoint=ck, memory="efp", prompt=prompt), "surgsam2", progress=False
+            ).summary()["all"]
             acc = type_head_accuracy(Path(ck), videos) if prompt == "mask" and Path(ck).is_file() else None
-            rec = {"checkpoint": ck, "prompt": prompt, "memory": "efp", "data": a.data, "split": a.split,
-                   "J&F": round(s["J&F"], 2), "J": round(s["J"], 2), "F": round(s["F"], 2),
-                   "type_acc": None if acc is None else round(acc[0], 4),
-                   "instrument_type_acc": None if acc is None else round(acc[1], 4),
-                   "seconds": round(time.perf_counter() - t0, 1), "date": time.strftime("%Y-%m-%d %H:%M")}
+            rec = {
+                "checkpoint": ck,
+                "prompt": prompt,
+                "memory": "efp",
+                "data": a.data,
+                "split": a.split,
+                "J&F": round(s["J&F"], 2),
+                "J": round(s["J"], 2),
+                "F": round(s["F"], 2),
+                "type_acc": None if acc is None else round(acc[0], 4),
+                "instrument_type_acc": None if acc is None else round(acc[1], 4),
+                "seconds": round(time.perf_counter() - t0, 1),
+                "date": time.strftime("%Y-%m-%d %H:%M"),
+            }
             with out.open("a") as f:
                 f.write(json.dumps(rec) + "\n")
             print(json.dumps(rec), flush=True)
-    print("\n| checkpoint | prompt | J&F | J | F | type head acc: objects / instruments |\n"
-          "| --- | --- | ---: | ---: | ---: | ---: |")
+    print(
+        "\n| checkpoint | prompt | J&F | J | F | type head acc: objects / instruments |\n"
+        "| --- | --- | ---: | ---: | ---: | ---: |"
+    )
     for r in map(json.loads, out.read_text().splitlines()):
         pct = lambda x: "" if x is None else f"{100 * x:.1f}"  # noqa: E731
         acc = f"{pct(r.get('type_acc'))} / {pct(r.get('instrument_type_acc'))}" if r.get("type_acc") is not None else ""
-        print(f"| {Path(r['checkpoint']).name} | {r['prompt']} | {r['J&F']:.1f} | {r['J']:.1f} | {r['F']:.1f} | {acc} |")
+        print(
+            f"| {Path(r['checkpoint']).name} | {r['prompt']} | {r['J&F']:.1f} | {r['J']:.1f} | {r['F']:.1f} | {acc} |"
+        )
 
 
 if __name__ == "__main__":

@@ -94,8 +94,11 @@ def main() -> int:
     ap.add_argument("--frames", type=int, default=15, help="timed frames")
     ap.add_argument("--warmup", type=int, default=3, help="untimed frames after the prompt")
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--variants", nargs="+", default=["fp32", "fp32+cached", "autocast-bf16", "recipe", "recipe+cached",
-                                                      "int8-trunk"])
+    ap.add_argument(
+        "--variants",
+        nargs="+",
+        default=["fp32", "fp32+cached", "autocast-bf16", "recipe", "recipe+cached", "int8-trunk"],
+    )
     ap.add_argument("--json", default=None, help="also write the numbers here")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
@@ -110,7 +113,7 @@ def main() -> int:
     names = list(segs)
     for t, f in enumerate(frames):
         out = {}
-        for v in names[t % len(names):] + names[: t % len(names)]:
+        for v in names[t % len(names) :] + names[: t % len(names)]:
             s = segs[v]
             w0, c0 = time.perf_counter(), time.process_time()
             if t == 0:
@@ -127,10 +130,14 @@ def main() -> int:
                 for x, y in zip(out["fp32"], out[v]):
                     u = (x | y).sum()
                     ious[v].append(1.0 if u == 0 else float((x & y).sum() / u))
-        print(f"frame {t}: " + ", ".join(f"{v} {wall[v][-1]:.0f}" for v in names if wall[v]), file=sys.stderr, flush=True)
+        print(
+            f"frame {t}: " + ", ".join(f"{v} {wall[v][-1]:.0f}" for v in names if wall[v]), file=sys.stderr, flush=True
+        )
     med = {v: (statistics.median(wall[v]), statistics.median(cpu[v])) for v in names}
-    print(f"{a.model} at {model.image_size} px, {a.objects} object(s), {a.frames} timed frames, {a.threads} threads, "
-          f"torch {torch.__version__}")
+    print(
+        f"{a.model} at {model.image_size} px, {a.objects} object(s), {a.frames} timed frames, {a.threads} threads, "
+        f"torch {torch.__version__}"
+    )
     print("| variant | wall ms/frame | CPU ms/frame | speed-up vs fp32 (wall / CPU) | mask IoU vs fp32 (mean / min) |")
     print("|---|---|---|---|---|")
     rows = []
@@ -139,8 +146,17 @@ def main() -> int:
         up = f"{med['fp32'][0] / w:.2f}x / {med['fp32'][1] / c:.2f}x" if "fp32" in med else ""
         iou = f"{np.mean(ious[v]):.4f} / {np.min(ious[v]):.4f}" if ious[v] else ""
         print(f"| {v} | {w:.1f} | {c:.1f} | {up} | {iou} |")
-        rows.append({"variant": v, "wall_ms": w, "cpu_ms": c, "iou_mean": float(np.mean(ious[v])) if ious[v] else None,
-                     "iou_min": float(np.min(ious[v])) if ious[v] else None, "wall_all": wall[v], "cpu_all": cpu[v]})
+        rows.append(
+            {
+                "variant": v,
+                "wall_ms": w,
+                "cpu_ms": c,
+                "iou_mean": float(np.mean(ious[v])) if ious[v] else None,
+                "iou_min": float(np.min(ious[v])) if ious[v] else None,
+                "wall_all": wall[v],
+                "cpu_all": cpu[v],
+            }
+        )
     if a.json:
         with open(a.json, "w") as fh:
             json.dump({"args": vars(a), "torch": torch.__version__, "rows": rows}, fh, indent=1)

@@ -66,8 +66,11 @@ def main() -> None:
     a = p.parse_args()
     torch.set_num_threads(a.threads)
     videos = list(open_dataset(a.data, a.split, require_frames=True))
-    runs = {"fifo": FifoPolicy(), "dlm (released, IoU > 0.95)": Counting(),
-            "dlm, IoU > 0.8": Counting(iou_threshold=0.8)}
+    runs = {
+        "fifo": FifoPolicy(),
+        "dlm (released, IoU > 0.95)": Counting(),
+        "dlm, IoU > 0.8": Counting(iou_threshold=0.8),
+    }
     rows, recorded = [], {}
     for label, policy in runs.items():
         seg = Recording(checkpoint=a.checkpoint, memory=policy, prompt="mask")
@@ -78,7 +81,9 @@ def main() -> None:
             base = recorded["fifo"]
             row["long-term memories stored"] = policy.stored
             row["tracked frames attending one"] = policy.attended_frames
-            row["object-frames differing from fifo"] = sum(not np.array_equal(m, base[key]) for key, m in seg.masks.items())
+            row["object-frames differing from fifo"] = sum(
+                not np.array_equal(m, base[key]) for key, m in seg.masks.items()
+            )
         rows.append(row)
         print(json.dumps(row))
     print(f"\n{len(videos)} videos, {sum(len(v) for v in videos)} frames, {a.checkpoint}\n")
@@ -87,8 +92,14 @@ def main() -> None:
     for r in rows:
         print("| " + " | ".join(str(r.get(k, "")) for k in keys) + " |")
     if a.out:
-        meta = {"checkpoint": a.checkpoint, "data": a.data, "split": a.split, "threads": a.threads,
-                "torch": torch.__version__, "machine": platform.processor() or platform.machine()}
+        meta = {
+            "checkpoint": a.checkpoint,
+            "data": a.data,
+            "split": a.split,
+            "threads": a.threads,
+            "torch": torch.__version__,
+            "machine": platform.processor() or platform.machine(),
+        }
         with open(a.out, "w") as f:
             json.dump({"meta": meta, "rows": rows}, f, indent=1)
 

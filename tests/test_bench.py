@@ -15,8 +15,32 @@ from surgsam.cli import main
 
 def test_bench_command_on_the_nano(tmp_path, capsys):
     out = tmp_path / "bench.json"
-    rc = main(["bench", "--model", "nano", "--image-size", "64", "--frames", "2", "--warmup", "0", "--objects", "1", "2",
-               "--variants", "fifo", "fifo-fast", "efp", "meta", "hf", "--threads", "1", "--json", str(out)])
+    rc = main(
+        [
+            "bench",
+            "--model",
+            "nano",
+            "--image-size",
+            "64",
+            "--frames",
+            "2",
+            "--warmup",
+            "0",
+            "--objects",
+            "1",
+            "2",
+            "--variants",
+            "fifo",
+            "fifo-fast",
+            "efp",
+            "meta",
+            "hf",
+            "--threads",
+            "1",
+            "--json",
+            str(out),
+        ]
+    )
     assert rc == 0
     text = capsys.readouterr().out
     assert "| variant | objects | ms/frame (median)" in text and "| fifo-fast | 2 |" in text
@@ -37,8 +61,9 @@ def test_ratios_come_from_the_clock_and_meta_hf_give_our_masks():
     pytest.importorskip("sam2")
     pytest.importorskip("transformers")
     ticks = itertools.count()
-    cfg = BenchConfig(model="sam2.1_hiera_tiny", image_size=128, frames=2, warmup=0, objects=(2,),
-                      variants=("fifo", "meta", "hf"))
+    cfg = BenchConfig(
+        model="sam2.1_hiera_tiny", image_size=128, frames=2, warmup=0, objects=(2,), variants=("fifo", "meta", "hf")
+    )
     res = run_bench(cfg, clock=lambda: float(next(ticks)))
     assert res.baseline == "meta" and not res.skipped
     by = {r.variant: r for r in res.results}

@@ -30,8 +30,10 @@ def test_import_is_light():
 def test_help_and_subpackages_do_not_load_torch():
     """The CLI parser imports every subcommand module; none of them (nor the packages holding
     them) loads torch until a command runs."""
-    code = ("import sys, surgsam.cli, surgsam.engine, surgsam.train, surgsam.referring, surgsam.export; "
-            "surgsam.cli.build_parser(); print('torch' in sys.modules)")
+    code = (
+        "import sys, surgsam.cli, surgsam.engine, surgsam.train, surgsam.referring, surgsam.export; "
+        "surgsam.cli.build_parser(); print('torch' in sys.modules)"
+    )
     r = _run("-c", code)
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == "False"
@@ -118,6 +120,7 @@ def test_missing_subcommand_module_is_an_error(monkeypatch):
 
 def test_broken_subcommand_module_propagates(monkeypatch):
     """A module that exists but fails to import (here: a missing dependency) is an error."""
+
     def fake_import(path):
         if path == "surgsam._broken_cli":
             raise ModuleNotFoundError("No module named 'some_dependency'", name="some_dependency")
@@ -167,8 +170,20 @@ def test_demo_rejects_a_one_frame_clip(tmp_path):
 
 
 def test_console_entry_prints_user_errors_without_traceback(tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr("sys.argv", ["surgsam", "segment", str(tmp_path / "missing.mp4"), "--model", "nano",
-                                     "--points", "1,1", "--out", str(tmp_path / "o")])
+    monkeypatch.setattr(
+        "sys.argv",
+        [
+            "surgsam",
+            "segment",
+            str(tmp_path / "missing.mp4"),
+            "--model",
+            "nano",
+            "--points",
+            "1,1",
+            "--out",
+            str(tmp_path / "o"),
+        ],
+    )
     assert cli.run() == 2
     err = capsys.readouterr().err
     assert err.startswith("surgsam: error:") and "missing.mp4" in err and "Traceback" not in err

@@ -59,8 +59,15 @@ def tissue_frame(tmp_path_factory):
     from surgsam.data.synth import SynthConfig, generate
 
     root = tmp_path_factory.mktemp("ref_embedded")
-    generate(root, SynthConfig(width=320, height=256, frames=2, tissue_objects=(3, 3)), videos=1, seed=7, valid=1,
-             overwrite=True, progress=False)
+    generate(
+        root,
+        SynthConfig(width=320, height=256, frames=2, tissue_objects=(3, 3)),
+        videos=1,
+        seed=7,
+        valid=1,
+        overwrite=True,
+        progress=False,
+    )
     video = open_dataset(root, "valid")[0]
     return video, video.frames[0], video.labels(0)
 

@@ -152,8 +152,14 @@ def test_silent_server_times_out(tmp_path):
 @pytest.fixture
 def local_entry(server, monkeypatch):
     """A table entry that points at the local server."""
-    e = dataclasses.replace(hub.CHECKPOINTS["sam2.1_hiera_tiny"], name="local_test", filename="local_test.pt",
-                            url=f"{server}/file.pt", sha256=SHA, size=len(PAYLOAD))
+    e = dataclasses.replace(
+        hub.CHECKPOINTS["sam2.1_hiera_tiny"],
+        name="local_test",
+        filename="local_test.pt",
+        url=f"{server}/file.pt",
+        sha256=SHA,
+        size=len(PAYLOAD),
+    )
     monkeypatch.setitem(hub.CHECKPOINTS, "local_test", e)
     return e
 

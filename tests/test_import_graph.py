@@ -9,8 +9,15 @@ from pathlib import Path
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "surgsam"
 # modules that parse arguments and call the library (and the entry points that load them)
-CLI_MODULES = {"surgsam.cli", "surgsam.__main__", "surgsam.eval.__main__", "surgsam.demo", "surgsam.hub",
-               "surgsam.options", "surgsam.export.run"}
+CLI_MODULES = {
+    "surgsam.cli",
+    "surgsam.__main__",
+    "surgsam.eval.__main__",
+    "surgsam.demo",
+    "surgsam.hub",
+    "surgsam.options",
+    "surgsam.export.run",
+}
 
 
 def _module_name(path: Path) -> str:
@@ -50,8 +57,12 @@ def test_library_modules_import_no_cli_module_demo_or_package_root():
         if _is_cli(mod) or mod == "surgsam":
             continue
         for target in _imports(path):
-            if target == "surgsam" or any(target == c or target.startswith(c + ".") for c in CLI_MODULES) \
-                    or target.endswith(".cli") or ".cli." in target:
+            if (
+                target == "surgsam"
+                or any(target == c or target.startswith(c + ".") for c in CLI_MODULES)
+                or target.endswith(".cli")
+                or ".cli." in target
+            ):
                 bad.append(f"{mod} imports {target}")
     assert not bad, "library modules must not import command-line modules:\n" + "\n".join(bad)
 

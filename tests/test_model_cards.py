@@ -18,7 +18,7 @@ def _table(card: str, header_start: str) -> list[list[str]]:
     lines = card.splitlines()
     i = next(i for i, line in enumerate(lines) if line.startswith(header_start))
     rows = []
-    for line in lines[i + 2:]:
+    for line in lines[i + 2 :]:
         if not line.startswith("|"):
             break
         rows.append([c.strip() for c in line.strip("|").split("|")])
@@ -55,8 +55,14 @@ def test_nano_card_numbers_are_the_results_files():
     res = json.loads((ROOT / "benchmarks/results_2026-12-02_embedded_eval.json").read_text())
     assert "benchmarks/results_2026-12-02_embedded_eval.json" in card
     runs = {r["run"]: r for r in res["rows"]}
-    order = ["efp, mask prompt", "fifo, mask prompt", "dlm, mask prompt", "efp, one positive click",
-             "box prompt (efp)", "copy first mask (baseline)"]
+    order = [
+        "efp, mask prompt",
+        "fifo, mask prompt",
+        "dlm, mask prompt",
+        "efp, one positive click",
+        "box prompt (efp)",
+        "copy first mask (baseline)",
+    ]
     rows = _table(card, "| run | J&F")
     assert len(rows) == len(order)
     for cells, run in zip(rows, order):
@@ -75,6 +81,8 @@ def test_referring_card_numbers_are_the_results_files():
         want = [round(r[k], 1) for k in ("J&F", "J", "F", "inst J&F", "tissue J&F")]
         assert [float(c) for c in cells[1:6]] == want and cells[6] == r["found"], r["variant"]
     e = {r["variant"]: r for r in empty["rows"]}
-    assert (f"CIFS + dlm {round(e['cifs+dlm']['J&F'], 1)} (instruments {round(e['cifs+dlm']['inst J&F'], 1)},"
-            in " ".join(card.split()))
+    assert (
+        f"CIFS + dlm {round(e['cifs+dlm']['J&F'], 1)} (instruments {round(e['cifs+dlm']['inst J&F'], 1)},"
+        in " ".join(card.split())
+    )
     assert f"no CIFS + dlm {round(e['nocifs+dlm']['J&F'], 1)}" in " ".join(card.split())

@@ -9,7 +9,9 @@ from surgsam._optional import install_hint, require, require_av, require_gradio
 
 def test_missing_package_names_the_extra(monkeypatch):
     monkeypatch.setitem(sys.modules, "av", None)  # as if not installed
-    with pytest.raises(ImportError, match=r'^PyAV \(`av`\) is needed for writing video: pip install "surgsam\[video\]"$'):
+    with pytest.raises(
+        ImportError, match=r'^PyAV \(`av`\) is needed for writing video: pip install "surgsam\[video\]"$'
+    ):
         require_av("writing video")
 
 

@@ -124,7 +124,9 @@ def _compare(ours: ImagePrediction, meta_out, tag: str) -> None:
     d_score = np.abs(ours.scores - m_scores).max()
     assert d_low <= TOL, f"{tag}: low-res logits differ by {d_low:.3g}"
     assert d_score <= TOL, f"{tag}: scores differ by {d_score:.3g}"
-    assert np.array_equal(ours.masks, m_masks.astype(bool)), f"{tag}: {np.sum(ours.masks != m_masks)} mask pixels differ"
+    assert np.array_equal(ours.masks, m_masks.astype(bool)), (
+        f"{tag}: {np.sum(ours.masks != m_masks)} mask pixels differ"
+    )
 
 
 CLICK = np.array([[200.0, 125.0]])
@@ -151,7 +153,9 @@ def test_parity(pair, prompt):
     kw = PROMPTS[prompt]
     out = ours.predict(**kw)
     ref = meta.predict(
-        point_coords=kw.get("points"), point_labels=kw.get("labels"), box=kw.get("box"),
+        point_coords=kw.get("points"),
+        point_labels=kw.get("labels"),
+        box=kw.get("box"),
         multimask_output=kw.get("multimask_output", True),
     )
     _compare(out, ref, prompt)
@@ -194,7 +198,9 @@ def test_output_shapes(nano):
     refined = nano.predict(mask_input=out.low_res_logits[out.best][None])
     assert refined.masks.shape == (3, 120, 160)
     # 2-D mask and torch inputs are accepted too
-    nano.predict(points=torch.tensor([[5.0, 5.0]]), labels=torch.tensor([0]), mask_input=torch.from_numpy(out.low_res_logits[0]))
+    nano.predict(
+        points=torch.tensor([[5.0, 5.0]]), labels=torch.tensor([0]), mask_input=torch.from_numpy(out.low_res_logits[0])
+    )
 
 
 def test_torch_image_matches_numpy(nano):
@@ -266,8 +272,15 @@ def test_bad_prompts(nano, kw, match):
 
 @pytest.mark.parametrize(
     "kw",
-    [dict(points=[[5, 5]], labels=[2]), dict(points=[[160, 5]], labels=[1]), dict(points=[[np.nan, 5]], labels=[1]),
-     dict(points=[[5, 5]]), dict(box=(50, 10, 40, 90)), dict(box=(10, 10, 40, 121)), dict(box=(10, 10, 40))],
+    [
+        dict(points=[[5, 5]], labels=[2]),
+        dict(points=[[160, 5]], labels=[1]),
+        dict(points=[[np.nan, 5]], labels=[1]),
+        dict(points=[[5, 5]]),
+        dict(box=(50, 10, 40, 90)),
+        dict(box=(10, 10, 40, 121)),
+        dict(box=(10, 10, 40)),
+    ],
 )
 def test_image_and_video_prompts_are_checked_in_one_place(nano, kw):
     """The image predictor and the video engine refuse a bad click or box with the same error."""
@@ -280,8 +293,10 @@ def test_image_and_video_prompts_are_checked_in_one_place(nano, kw):
     assert (type(image_err.value), str(image_err.value)) == (type(video_err.value), str(video_err.value))
 
 
-@pytest.mark.parametrize("frame", [np.zeros((32, 32), np.uint8), np.zeros((32, 32, 3), np.float32),
-                                   np.zeros((0, 32, 3), np.uint8), [[0, 0, 0]]])
+@pytest.mark.parametrize(
+    "frame",
+    [np.zeros((32, 32), np.uint8), np.zeros((32, 32, 3), np.float32), np.zeros((0, 32, 3), np.uint8), [[0, 0, 0]]],
+)
 def test_image_and_video_frames_are_checked_in_one_place(nano, frame):
     from surgsam.engine import VideoSegmenter
 

@@ -16,10 +16,16 @@ from ._lazy import lazy_exports
 # public name -> submodule (imported on first use, as in every subpackage)
 _EXPORTS = {
     "__version__": "._version",
-    "build_model": ".modeling", "list_presets": ".modeling", "get_preset": ".modeling",
+    "build_model": ".modeling",
+    "list_presets": ".modeling",
+    "get_preset": ".modeling",
     "CheckpointError": ".modeling",
-    "ImagePredictor": ".predictor", "ImagePrediction": ".predictor",
-    "VideoSegmenter": ".engine", "segment_video": ".engine", "FrameResult": ".engine", "Prompt": ".engine",
+    "ImagePredictor": ".predictor",
+    "ImagePrediction": ".predictor",
+    "VideoSegmenter": ".engine",
+    "segment_video": ".engine",
+    "FrameResult": ".engine",
+    "Prompt": ".engine",
     "ReferringSegmenter": ".referring",
 }
 __all__ = list(_EXPORTS)

@@ -18,8 +18,9 @@ def install_hint(extra: str) -> str:
     return f'pip install "surgsam[{extra}]"'
 
 
-def require(module: str, extra: str, purpose: str, label: str | None = None,
-            error: type[ImportError] = ImportError) -> ModuleType:
+def require(
+    module: str, extra: str, purpose: str, label: str | None = None, error: type[ImportError] = ImportError
+) -> ModuleType:
     """Import ``module`` (e.g. ``"pycocotools.mask"``), or raise ``error`` saying that ``label``
     (default: the module's name) is needed for ``purpose`` and which extra installs it. A package
     that is installed but fails to import (e.g. a wheel built for another numpy) says so."""
@@ -56,5 +57,12 @@ def require_pycocotools(purpose: str = "COCO RLE masks (--coco)") -> ModuleType:
     return require("pycocotools.mask", "coco", purpose, "pycocotools")
 
 
-__all__ = ["install_hint", "require", "require_av", "require_cv2", "require_gradio", "require_matplotlib",
-           "require_pycocotools"]
+__all__ = [
+    "install_hint",
+    "require",
+    "require_av",
+    "require_cv2",
+    "require_gradio",
+    "require_matplotlib",
+    "require_pycocotools",
+]

@@ -49,9 +49,12 @@ def build_parser() -> argparse.ArgumentParser:
     for name in THREADED_COMMANDS:
         p = sub.choices.get(name)
         if p is not None:
-            p.add_argument("--threads", default="auto",
-                           help="torch CPU threads: a number, or auto (default) = the cores the 1-minute load "
-                           "average leaves free, at least 1 (torch's one-per-core default collapses on a busy machine)")
+            p.add_argument(
+                "--threads",
+                default="auto",
+                help="torch CPU threads: a number, or auto (default) = the cores the 1-minute load "
+                "average leaves free, at least 1 (torch's one-per-core default collapses on a busy machine)",
+            )
     return parser
 
 
@@ -92,13 +95,22 @@ def _cmd_presets(args: argparse.Namespace) -> int:
         cfg = get_preset(name)
         with torch.device("meta"):  # shapes only: counting needs no memory or init time
             n = sum(p.numel() for p in SAM2Model(cfg).parameters())
-        rows.append((name, f"{n / 1e6:.1f}M", str(cfg.image_size), f"{cfg.hiera.embed_dim}, {list(cfg.hiera.stages)}",
-                     cfg.version))
+        rows.append(
+            (
+                name,
+                f"{n / 1e6:.1f}M",
+                str(cfg.image_size),
+                f"{cfg.hiera.embed_dim}, {list(cfg.hiera.stages)}",
+                cfg.version,
+            )
+        )
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     for r in rows:
         print("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
-    print("\naliases: sam2_hiera_{t,s,b+,l}, sam2.1_hiera_{t,s,b+,l}; any image size that is a multiple of 32 "
-          "(512 for the surgical models)")
+    print(
+        "\naliases: sam2_hiera_{t,s,b+,l}, sam2.1_hiera_{t,s,b+,l}; any image size that is a multiple of 32 "
+        "(512 for the surgical models)"
+    )
     print("\nembedded models (pass the name as --checkpoint / build_model(checkpoint=...)):")
     for m in EMBEDDED_MODELS.values():
         state = "" if is_embedded_available(m.name) else " [not in this installation]"

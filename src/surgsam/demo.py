@@ -80,8 +80,12 @@ def run_demo(
             t = res.frame_idx
             label = label_map_from_result(res)  # overlaps: the highest logit wins (SAM 2's rule)
             masks_out.write_label_map(t, label)
-            overlay.write(clip.frames[t], res.obj_ids, np.stack([label == k for k in res.obj_ids]) if res.obj_ids
-                          else res.masks, text=f"frame {t}  {res.latency_ms:.0f} ms  {memory}")
+            overlay.write(
+                clip.frames[t],
+                res.obj_ids,
+                np.stack([label == k for k in res.obj_ids]) if res.obj_ids else res.masks,
+                text=f"frame {t}  {res.latency_ms:.0f} ms  {memory}",
+            )
             lat.append(res.latency_ms)
             written.append(label)
     wall = time.perf_counter() - t0
@@ -98,19 +102,29 @@ def run_demo(
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
     }
     n_params = sum(p.numel() for p in model.parameters())
-    print(f"clip: {frames} synthetic frames {clip.frames[0].shape[1]}x{clip.frames[0].shape[0]}, "
-          f"{len(prompts)} objects (rendered in {render_s:.1f} s)")
-    print(f"model: {ckpt or 'untrained'} ({model.cfg.name}, {n_params / 1e6:.2f}M parameters), {model.image_size} px, memory={memory}, "
-          f"device {model.device}, torch {torch.__version__}, {torch.get_num_threads()} threads")
+    print(
+        f"clip: {frames} synthetic frames {clip.frames[0].shape[1]}x{clip.frames[0].shape[0]}, "
+        f"{len(prompts)} objects (rendered in {render_s:.1f} s)"
+    )
+    print(
+        f"model: {ckpt or 'untrained'} ({model.cfg.name}, {n_params / 1e6:.2f}M parameters), {model.image_size} px, memory={memory}, "
+        f"device {model.device}, torch {torch.__version__}, {torch.get_num_threads()} threads"
+    )
     if scored.objects:
-        print(f"J&F {summary['J&F']:.1f} (J {summary['J']:.1f}, F {summary['F']:.1f}) over {len(scored.objects)} objects "
-              f"(mask prompt at each object's first appearance; the written masks scored as `surgsam eval` does, "
-              f"SurgSAM2 protocol: each object's first and last frame skipped)")
+        print(
+            f"J&F {summary['J&F']:.1f} (J {summary['J']:.1f}, F {summary['F']:.1f}) over {len(scored.objects)} objects "
+            f"(mask prompt at each object's first appearance; the written masks scored as `surgsam eval` does, "
+            f"SurgSAM2 protocol: each object's first and last frame skipped)"
+        )
     else:
-        print("J&F: no object has frames left to score (the SurgSAM2 protocol skips each object's first and last "
-              "frame); use more --frames")
-    print(f"speed: {summary['fps']:.1f} FPS, median {summary['median_latency_ms']:.1f} ms per frame (all objects); "
-          f"peak memory {summary['peak_rss_mb']:.0f} MB RSS")
+        print(
+            "J&F: no object has frames left to score (the SurgSAM2 protocol skips each object's first and last "
+            "frame); use more --frames"
+        )
+    print(
+        f"speed: {summary['fps']:.1f} FPS, median {summary['median_latency_ms']:.1f} ms per frame (all objects); "
+        f"peak memory {summary['peak_rss_mb']:.0f} MB RSS"
+    )
     print(f"wrote {out_dir / 'clip.mp4'}, {out_dir / 'overlay.mp4'} and {out_dir / 'masks'}/NNNNN.png")
     if ckpt is None:
         print(f"NOTE: {UNTRAINED_NOTE}")
@@ -119,16 +133,27 @@ def run_demo(
 
 def register(subparsers) -> None:
     """Add ``surgsam demo``."""
-    p = subparsers.add_parser("demo", help="segment a synthetic surgical clip end to end (overlay mp4, masks, J&F, FPS)",
-                              description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = subparsers.add_parser(
+        "demo",
+        help="segment a synthetic surgical clip end to end (overlay mp4, masks, J&F, FPS)",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("--out", default="out/demo", help="output folder (default out/demo)")
     p.add_argument("--frames", type=int, default=30, help="length of the synthetic clip")
     add_memory_argument(p)
-    p.add_argument("--checkpoint", default=None,
-                   help=f"our checkpoint (carries its config); default: the embedded {DEMO_MODEL_NAME}")
+    p.add_argument(
+        "--checkpoint",
+        default=None,
+        help=f"our checkpoint (carries its config); default: the embedded {DEMO_MODEL_NAME}",
+    )
     p.add_argument("--untrained", action="store_true", help="random weights instead of the embedded model")
-    p.add_argument("--seed", type=int, default=DEMO_CLIP_SEED,
-                   help=f"seed of the clip (and of the random weights with --untrained); default {DEMO_CLIP_SEED}")
+    p.add_argument(
+        "--seed",
+        type=int,
+        default=DEMO_CLIP_SEED,
+        help=f"seed of the clip (and of the random weights with --untrained); default {DEMO_CLIP_SEED}",
+    )
     p.add_argument("--device", default="cpu", help="cpu, cuda, mps ...")
     p.set_defaults(func=_cmd_demo)
 
@@ -138,6 +163,13 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         raise ValueError("--frames must be at least 2")
     if args.untrained and args.checkpoint is not None:
         raise ValueError("--untrained and --checkpoint exclude each other")
-    run_demo(args.out, frames=args.frames, memory=args.memory, checkpoint=args.checkpoint, seed=args.seed,
-             device=args.device, untrained=args.untrained)
+    run_demo(
+        args.out,
+        frames=args.frames,
+        memory=args.memory,
+        checkpoint=args.checkpoint,
+        seed=args.seed,
+        device=args.device,
+        untrained=args.untrained,
+    )
     return 0

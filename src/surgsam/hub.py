@@ -67,46 +67,121 @@ class CheckpointInfo:
 # such, and `--no-verify` skips the check.
 _ENTRIES = [
     # huggingface.co/facebook/sam2-hiera-tiny, commit a8e4b46 "Upload sam2_hiera_tiny.pt" (LFS oid + size)
-    CheckpointInfo("sam2_hiera_tiny", "sam2_hiera_tiny.pt", _META_V2 + "sam2_hiera_tiny.pt", "sam2_hiera_tiny", 1024,
-                   "65b50056e05bcb13694174f51bb6da89c894b57b75ccdf0ba6352c597c5d1125", 155906050),
+    CheckpointInfo(
+        "sam2_hiera_tiny",
+        "sam2_hiera_tiny.pt",
+        _META_V2 + "sam2_hiera_tiny.pt",
+        "sam2_hiera_tiny",
+        1024,
+        "65b50056e05bcb13694174f51bb6da89c894b57b75ccdf0ba6352c597c5d1125",
+        155906050,
+    ),
     # huggingface.co/facebook/sam2-hiera-small/blob/refs%2Fpr%2F1/sam2_hiera_small.pt (LFS details; also
     # the fffiloni/SAM2-Image-Predictor space copy); exact byte size not listed there
-    CheckpointInfo("sam2_hiera_small", "sam2_hiera_small.pt", _META_V2 + "sam2_hiera_small.pt", "sam2_hiera_small", 1024,
-                   "95949964d4e548409021d47b22712d5f1abf2564cc0c3c765ba599a24ac7dce3", None),
+    CheckpointInfo(
+        "sam2_hiera_small",
+        "sam2_hiera_small.pt",
+        _META_V2 + "sam2_hiera_small.pt",
+        "sam2_hiera_small",
+        1024,
+        "95949964d4e548409021d47b22712d5f1abf2564cc0c3c765ba599a24ac7dce3",
+        None,
+    ),
     # huggingface.co/facebook/sam2-hiera-base-plus (blob 2869890, LFS details) and merve/sam2-hiera-base-plus
     # commit 838f027 (LFS oid + size)
-    CheckpointInfo("sam2_hiera_base_plus", "sam2_hiera_base_plus.pt", _META_V2 + "sam2_hiera_base_plus.pt",
-                   "sam2_hiera_base_plus", 1024,
-                   "d0bb7f236400a49669ffdd1be617959a8b1d1065081789d7bbff88eded3a8071", 323493298),
+    CheckpointInfo(
+        "sam2_hiera_base_plus",
+        "sam2_hiera_base_plus.pt",
+        _META_V2 + "sam2_hiera_base_plus.pt",
+        "sam2_hiera_base_plus",
+        1024,
+        "d0bb7f236400a49669ffdd1be617959a8b1d1065081789d7bbff88eded3a8071",
+        323493298,
+    ),
     # huggingface.co/merve/sam2-hiera-large (HF staff upload; LFS details) and the identical LFS oid + size
     # in the sahirp/text_2_segment_any_vid and supersolar/florence-sam-tencent space commits
-    CheckpointInfo("sam2_hiera_large", "sam2_hiera_large.pt", _META_V2 + "sam2_hiera_large.pt", "sam2_hiera_large", 1024,
-                   "7442e4e9b732a508f80e141e7c2913437a3610ee0c77381a66658c3a445df87b", 897952466),
+    CheckpointInfo(
+        "sam2_hiera_large",
+        "sam2_hiera_large.pt",
+        _META_V2 + "sam2_hiera_large.pt",
+        "sam2_hiera_large",
+        1024,
+        "7442e4e9b732a508f80e141e7c2913437a3610ee0c77381a66658c3a445df87b",
+        897952466,
+    ),
     # huggingface.co/camenduru/sam2-1-hiera commit cdd35a4 (LFS oid + size of all four 2.1 files) and
     # Promethe-us/sam2 commit d105770 (same oid + size)
-    CheckpointInfo("sam2.1_hiera_tiny", "sam2.1_hiera_tiny.pt", _META_V21 + "sam2.1_hiera_tiny.pt", "sam2.1_hiera_tiny", 1024,
-                   "7402e0d864fa82708a20fbd15bc84245c2f26dff0eb43a4b5b93452deb34be69", 156008466),
+    CheckpointInfo(
+        "sam2.1_hiera_tiny",
+        "sam2.1_hiera_tiny.pt",
+        _META_V21 + "sam2.1_hiera_tiny.pt",
+        "sam2.1_hiera_tiny",
+        1024,
+        "7402e0d864fa82708a20fbd15bc84245c2f26dff0eb43a4b5b93452deb34be69",
+        156008466,
+    ),
     # huggingface.co/facebook/sam2.1-hiera-small/blob/main/sam2.1_hiera_small.pt (LFS details);
     # size from camenduru/sam2-1-hiera commit cdd35a4
-    CheckpointInfo("sam2.1_hiera_small", "sam2.1_hiera_small.pt", _META_V21 + "sam2.1_hiera_small.pt", "sam2.1_hiera_small", 1024,
-                   "6d1aa6f30de5c92224f8172114de081d104bbd23dd9dc5c58996f0cad5dc4d38", 184416285),
+    CheckpointInfo(
+        "sam2.1_hiera_small",
+        "sam2.1_hiera_small.pt",
+        _META_V21 + "sam2.1_hiera_small.pt",
+        "sam2.1_hiera_small",
+        1024,
+        "6d1aa6f30de5c92224f8172114de081d104bbd23dd9dc5c58996f0cad5dc4d38",
+        184416285,
+    ),
     # camenduru/sam2-1-hiera commit cdd35a4 and Promethe-us/sam2 commit d105770 (LFS oid + size)
-    CheckpointInfo("sam2.1_hiera_base_plus", "sam2.1_hiera_base_plus.pt", _META_V21 + "sam2.1_hiera_base_plus.pt",
-                   "sam2.1_hiera_base_plus", 1024,
-                   "a2345aede8715ab1d5d31b4a509fb160c5a4af1970f199d9054ccfb746c004c5", 323606802),
+    CheckpointInfo(
+        "sam2.1_hiera_base_plus",
+        "sam2.1_hiera_base_plus.pt",
+        _META_V21 + "sam2.1_hiera_base_plus.pt",
+        "sam2.1_hiera_base_plus",
+        1024,
+        "a2345aede8715ab1d5d31b4a509fb160c5a4af1970f199d9054ccfb746c004c5",
+        323606802,
+    ),
     # camenduru/sam2-1-hiera commit cdd35a4; same oid + size in tictag-io-demo/sam2.1-hiera-large and the
     # wondervictor/Mask-Adapter space
-    CheckpointInfo("sam2.1_hiera_large", "sam2.1_hiera_large.pt", _META_V21 + "sam2.1_hiera_large.pt", "sam2.1_hiera_large", 1024,
-                   "2647878d5dfa5098f2f8649825738a9345572bae2d4350a2468587ece47dd318", 898083611),
+    CheckpointInfo(
+        "sam2.1_hiera_large",
+        "sam2.1_hiera_large.pt",
+        _META_V21 + "sam2.1_hiera_large.pt",
+        "sam2.1_hiera_large",
+        1024,
+        "2647878d5dfa5098f2f8649825738a9345572bae2d4350a2468587ece47dd318",
+        898083611,
+    ),
     # Surgical fine-tunes: Google Drive links from the authors' READMEs; no published checksums.
-    CheckpointInfo("sam2_hiera_s_endo18", "sam2_hiera_s_endo18.pth", _SURGSAM2_DRIVE, "sam2_hiera_small", 512,
-                   manual=True, note="Surgical SAM 2 (EndoVis18 fine-tune of SAM 2 Hiera-S at 512 px)"),
-    CheckpointInfo("sam2.1_hiera_s_ref17", "sam2.1_hiera_s_ref17.pth", _RESURGSAM2_DRIVE, "sam2.1_hiera_small", 512,
-                   manual=True, note="ReSurgSAM2 Ref-EndoVis17, inside the authors' checkpoint archive; "
-                   "needs the referring modules (extra keys) to load"),
-    CheckpointInfo("sam2.1_hiera_s_ref18", "sam2.1_hiera_s_ref18.pth", _RESURGSAM2_DRIVE, "sam2.1_hiera_small", 512,
-                   manual=True, note="ReSurgSAM2 Ref-EndoVis18, inside the authors' checkpoint archive; "
-                   "needs the referring modules (extra keys) to load"),
+    CheckpointInfo(
+        "sam2_hiera_s_endo18",
+        "sam2_hiera_s_endo18.pth",
+        _SURGSAM2_DRIVE,
+        "sam2_hiera_small",
+        512,
+        manual=True,
+        note="Surgical SAM 2 (EndoVis18 fine-tune of SAM 2 Hiera-S at 512 px)",
+    ),
+    CheckpointInfo(
+        "sam2.1_hiera_s_ref17",
+        "sam2.1_hiera_s_ref17.pth",
+        _RESURGSAM2_DRIVE,
+        "sam2.1_hiera_small",
+        512,
+        manual=True,
+        note="ReSurgSAM2 Ref-EndoVis17, inside the authors' checkpoint archive; "
+        "needs the referring modules (extra keys) to load",
+    ),
+    CheckpointInfo(
+        "sam2.1_hiera_s_ref18",
+        "sam2.1_hiera_s_ref18.pth",
+        _RESURGSAM2_DRIVE,
+        "sam2.1_hiera_small",
+        512,
+        manual=True,
+        note="ReSurgSAM2 Ref-EndoVis18, inside the authors' checkpoint archive; "
+        "needs the referring modules (extra keys) to load",
+    ),
 ]
 CHECKPOINTS: dict[str, CheckpointInfo] = {e.name: e for e in _ENTRIES}
 
@@ -186,15 +261,18 @@ def download(
     sha = info.sha256 if verify else None
     if dest.exists() and not force:
         if sha is None:
-            _say(f"{dest} already exists; not verified ({'--no-verify' if info.sha256 else 'no published checksum'}). "
-                 f"Use --force to download again.")
+            _say(
+                f"{dest} already exists; not verified ({'--no-verify' if info.sha256 else 'no published checksum'}). "
+                f"Use --force to download again."
+            )
             return dest
         if sha256_file(dest) == sha:
             _say(f"{dest} already exists and its sha256 matches.")
             return dest
         raise ChecksumError(f"{dest} exists but its sha256 does not match {sha}; delete it or use --force")
-    return download_url(info.url, dest, sha256=sha, expected_size=info.size if verify else None,
-                        timeout=timeout, progress=progress)
+    return download_url(
+        info.url, dest, sha256=sha, expected_size=info.size if verify else None, timeout=timeout, progress=progress
+    )
 
 
 def download_url(
@@ -353,8 +431,9 @@ def _cmd_download(args: argparse.Namespace) -> int:
             print(f"error: {e}", file=sys.stderr)
             return 1
         print(path)
-        print(f"{args.name} is bundled with surgsam (no download needed): pass --checkpoint {args.name}",
-              file=sys.stderr)
+        print(
+            f"{args.name} is bundled with surgsam (no download needed): pass --checkpoint {args.name}", file=sys.stderr
+        )
         return 0
     try:
         t0 = time.perf_counter()
@@ -370,8 +449,11 @@ def _cmd_download(args: argparse.Namespace) -> int:
         return 1
     info = get_checkpoint_info(args.name)
     print(path)
-    print(f"load with: surgsam.build_model({info.preset!r}, image_size={info.image_size}, checkpoint={str(path)!r})"
-          f"  [{time.perf_counter() - t0:.1f} s]", file=sys.stderr)
+    print(
+        f"load with: surgsam.build_model({info.preset!r}, image_size={info.image_size}, checkpoint={str(path)!r})"
+        f"  [{time.perf_counter() - t0:.1f} s]",
+        file=sys.stderr,
+    )
     return 0
 
 

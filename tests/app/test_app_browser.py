@@ -28,8 +28,16 @@ from app_helpers import find_click
 CHROMIUM = os.environ.get("SURGSAM_CHROMIUM", "/usr/bin/chromium")
 pytestmark = pytest.mark.slow  # a server, a browser and a run: about 25 s
 
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 DOCS = Path(__file__).resolve().parents[2] / "docs"
 PROMPT_FRAME = 2
 BOX = "170,60,300,200"  # object 1; the click is object 2, which wins where the two overlap
@@ -61,11 +69,21 @@ def server(tmp_path_factory):
             _require(False, f"python package {mod} is not installed")
     port = _free_port()
     tmp = tmp_path_factory.mktemp("server")
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "GRADIO_ANALYTICS_ENABLED": "False",
-           "GRADIO_TEMP_DIR": str(tmp / "gradio"), "TMPDIR": str(tmp)}
+    env = {
+        **os.environ,
+        "OMP_NUM_THREADS": "1",
+        "GRADIO_ANALYTICS_ENABLED": "False",
+        "GRADIO_TEMP_DIR": str(tmp / "gradio"),
+        "TMPDIR": str(tmp),
+    }
     log = open(tmp / "server.log", "w+")
-    proc = subprocess.Popen([sys.executable, "-m", "surgsam", "app", "--port", str(port), "--max-upload-mb", "5"],
-                            cwd=tmp, env=env, stdout=log, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "surgsam", "app", "--port", str(port), "--max-upload-mb", "5"],
+        cwd=tmp,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
     url = f"http://127.0.0.1:{port}/"
     try:
         deadline = time.monotonic() + 90
@@ -99,8 +117,13 @@ def page(server, tmp_path_factory):
 
     with sync_playwright() as pw:
         ctx = pw.chromium.launch_persistent_context(
-            str(tmp_path_factory.mktemp("profile")), executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS,
-            viewport={"width": 1280, "height": 1000}, accept_downloads=True)
+            str(tmp_path_factory.mktemp("profile")),
+            executable_path=CHROMIUM,
+            headless=True,
+            args=CHROMIUM_ARGS,
+            viewport={"width": 1280, "height": 1000},
+            accept_downloads=True,
+        )
         pg = ctx.new_page()
         pg.set_default_timeout(30_000)
         pg.goto(server)
@@ -109,23 +132,27 @@ def page(server, tmp_path_factory):
 
 
 def _wait_status(page, text: str, timeout_ms: int = 30_000) -> str:
-    page.wait_for_function("t => document.querySelector('#status').innerText.includes(t)", arg=text,
-                           timeout=timeout_ms)
+    page.wait_for_function("t => document.querySelector('#status').innerText.includes(t)", arg=text, timeout=timeout_ms)
     return page.inner_text("#status")
 
 
 def _click_pixel(page, x: int, y: int) -> None:
     """Click frame pixel (x, y) of the displayed image, however the page scales it."""
     img = page.locator("#frame img")
-    page.wait_for_function("() => { const i = document.querySelector('#frame img');"
-                           " return i && i.complete && i.naturalWidth > 0 && i.getBoundingClientRect().width > 0 }")
-    pos = img.evaluate("""(e, [x, y]) => {
+    page.wait_for_function(
+        "() => { const i = document.querySelector('#frame img');"
+        " return i && i.complete && i.naturalWidth > 0 && i.getBoundingClientRect().width > 0 }"
+    )
+    pos = img.evaluate(
+        """(e, [x, y]) => {
         const r = e.getBoundingClientRect(), fit = getComputedStyle(e).objectFit;
         let s = Math.min(r.width / e.naturalWidth, r.height / e.naturalHeight);
         if (fit === 'scale-down') s = Math.min(s, 1);
         if (fit !== 'contain' && fit !== 'scale-down') throw new Error('unexpected object-fit ' + fit);
         return [(r.width - e.naturalWidth * s) / 2 + (x + 0.5) * s, (r.height - e.naturalHeight * s) / 2 + (y + 0.5) * s];
-    }""", [x, y])
+    }""",
+        [x, y],
+    )
     img.click(position={"x": pos[0], "y": pos[1]})
 
 
@@ -172,8 +199,10 @@ def test_click_run_and_download_in_the_browser(page, clip_mp4, decoded, model, t
     text_box.fill(TEXT)
     page.click("#set-text")
     _wait_status(page, "object 3: text")
-    rows = page.evaluate("() => Array.from(document.querySelectorAll('#prompts [role=row][data-index]'))"
-                         ".map(r => Array.from(r.querySelectorAll('[role=gridcell]')).map(c => c.innerText.trim()))")
+    rows = page.evaluate(
+        "() => Array.from(document.querySelectorAll('#prompts [role=row][data-index]'))"
+        ".map(r => Array.from(r.querySelectorAll('[role=gridcell]')).map(c => c.innerText.trim()))"
+    )
     assert [r[:2] for r in rows] == [["1", str(PROMPT_FRAME)], ["2", str(PROMPT_FRAME)], ["3", "all"]], rows
     assert rows[2][4] == TEXT
     cx, cy, label = (int(v) for v in rows[1][2].split(","))
@@ -204,8 +233,10 @@ def test_click_run_and_download_in_the_browser(page, clip_mp4, decoded, model, t
     book.add_click(2, PROMPT_FRAME, cx, cy)
     book.set_box_text(1, PROMPT_FRAME, BOX)
     referrer = make_referrer(ModelCache().get(ReferringChoice("surgsam-ref-nano-synth")), {3: TEXT}, memory="dlm")
-    ref = [label_map_from_result(r)  # overlaps: the highest logit wins, as the app writes them
-           for r in segment_stream(decoded, book.prompts(), model, memory="dlm", referrer=referrer)]
+    ref = [
+        label_map_from_result(r)  # overlaps: the highest logit wins, as the app writes them
+        for r in segment_stream(decoded, book.prompts(), model, memory="dlm", referrer=referrer)
+    ]
     with zipfile.ZipFile(io.BytesIO(zip_bytes)) as z:
         assert z.namelist() == [f"masks/{i:05d}.png" for i in range(10)]
         got = [np.asarray(Image.open(io.BytesIO(z.read(n)))) for n in z.namelist()]
@@ -223,8 +254,11 @@ def test_click_run_and_download_in_the_browser(page, clip_mp4, decoded, model, t
     assert np.abs(frames[PROMPT_FRAME][around].astype(int) - decoded[PROMPT_FRAME][around]).mean() > 20
 
     # the overlay plays in the page
-    page.wait_for_function("() => { const v = document.querySelector('#overlay video');"
-                           " return v && v.readyState >= 2 && v.videoWidth === 320 }", timeout=30_000)
+    page.wait_for_function(
+        "() => { const v = document.querySelector('#overlay video');"
+        " return v && v.readyState >= 2 && v.videoWidth === 320 }",
+        timeout=30_000,
+    )
     page.locator("#overlay").evaluate("e => e.scrollIntoView({block: 'start'})")
     top, bottom = page.locator("#overlay").bounding_box(), page.locator("#downloads").bounding_box()
     height = min(bottom["y"] + bottom["height"], 1000) - top["y"]

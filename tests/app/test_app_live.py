@@ -186,8 +186,20 @@ def test_a_truncated_file_is_damage_not_the_end(live_clip, model, tmp_path, caps
     report = run_live(open_live(cut, drop_frames=False, realtime=False), VideoSegmenter(model), PROMPTS[:1])
     assert report.end == "damaged input" and 0 < report.processed < N
     assert f"but the container declares {N} frames" in report.error and "truncated" in report.error
-    rc = main(["live", "--source", str(cut), "--headless", "--points", "100,120", "--no-drop", "--no-realtime",
-               "--record", str(tmp_path / "ov.mp4")])
+    rc = main(
+        [
+            "live",
+            "--source",
+            str(cut),
+            "--headless",
+            "--points",
+            "100,120",
+            "--no-drop",
+            "--no-realtime",
+            "--record",
+            str(tmp_path / "ov.mp4"),
+        ]
+    )
     out = capsys.readouterr()
     assert rc == 1 and json.loads(out.out.strip().splitlines()[-1])["end"] == "damaged input"
     assert "truncated" in out.err
@@ -208,8 +220,24 @@ def test_live_cli_headless_writes_the_overlay(live_clip, tmp_path, capsys):
     from surgsam.cli import main
 
     out = tmp_path / "ov.mp4"
-    rc = main(["live", "--source", str(live_clip[0]), "--headless", "--points", "100,120;200,60", "--labels", "1,0",
-               "--record", str(out), "--max-frames", "6", "--no-drop", "--no-realtime"])  # counts independent of speed
+    rc = main(
+        [
+            "live",
+            "--source",
+            str(live_clip[0]),
+            "--headless",
+            "--points",
+            "100,120;200,60",
+            "--labels",
+            "1,0",
+            "--record",
+            str(out),
+            "--max-frames",
+            "6",
+            "--no-drop",
+            "--no-realtime",
+        ]
+    )  # counts independent of speed
     assert rc == 0
     captured = capsys.readouterr()
     report = json.loads(captured.out.strip().splitlines()[-1])
@@ -229,11 +257,33 @@ def test_live_cli_without_a_window_says_what_to_do(live_clip, monkeypatch):
     with pytest.raises(ValueError, match="--headless needs the prompts"):
         main(["live", "--source", str(live_clip[0]), "--headless"])
     with pytest.raises(ValueError, match="exclude each other"):
-        main(["live", "--source", str(live_clip[0]), "--headless", "--points", "10,10", "--untrained",
-              "--checkpoint", "surgsam-nano-synth"])
+        main(
+            [
+                "live",
+                "--source",
+                str(live_clip[0]),
+                "--headless",
+                "--points",
+                "10,10",
+                "--untrained",
+                "--checkpoint",
+                "surgsam-nano-synth",
+            ]
+        )
     with pytest.raises(ValueError, match="exclude each other"):  # the referring network too
-        main(["live", "--source", str(live_clip[0]), "--headless", "--text", "a", "--untrained",
-              "--checkpoint", "surgsam-ref-nano-synth"])
+        main(
+            [
+                "live",
+                "--source",
+                str(live_clip[0]),
+                "--headless",
+                "--text",
+                "a",
+                "--untrained",
+                "--checkpoint",
+                "surgsam-ref-nano-synth",
+            ]
+        )
 
 
 def test_gui_support_detection(monkeypatch):
@@ -280,7 +330,8 @@ def test_click_prompter_turns_mouse_and_keys_into_prompts(decoded):
     p.key(ord("u"))  # box and the shift-click taken back
     prompts = p.key(13)
     assert [(q.obj_id, q.points.tolist(), q.labels.tolist()) for q in prompts] == [
-        (1, [[101.0, 121.0], [30.0, 40.0]], [1, 0])]
+        (1, [[101.0, 121.0], [30.0, 40.0]], [1, 0])
+    ]
     assert p.key(ord("c")) is True and p.key(32) is True and p.message == "click an object first"
     assert p.key(ord("q")) is None
 
@@ -296,7 +347,9 @@ def _catches_sigterm(pid: int) -> bool:
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not (hasattr(os, "mkfifo") and os.path.exists("/proc/self/status")), reason="POSIX pipes, Linux /proc")
+@pytest.mark.skipif(
+    not (hasattr(os, "mkfifo") and os.path.exists("/proc/self/status")), reason="POSIX pipes, Linux /proc"
+)
 @pytest.mark.parametrize("signame,code", [("SIGINT", 130), ("SIGTERM", 143)])
 def test_live_cli_on_a_silent_pipe_ends_on_a_signal_with_its_report(tmp_path, signame, code):
     """`surgsam live` waiting on a pipe nobody writes to: the signal ends it with the JSON report."""
@@ -308,9 +361,27 @@ def test_live_cli_on_a_silent_pipe_ends_on_a_signal_with_its_report(tmp_path, si
     pipe = tmp_path / "silent"
     os.mkfifo(pipe)
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.Popen([sys.executable, "-m", "surgsam", "live", "--source", str(pipe), "--headless",
-                             "--points", "10,10", "--read-timeout", "300", "--record", str(tmp_path / "o.mp4")],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "surgsam",
+            "live",
+            "--source",
+            str(pipe),
+            "--headless",
+            "--points",
+            "10,10",
+            "--read-timeout",
+            "300",
+            "--record",
+            str(tmp_path / "o.mp4"),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
     try:
         deadline = time.monotonic() + 120  # a bound on start-up, not a timing assertion
         while not _catches_sigterm(proc.pid):

@@ -21,8 +21,11 @@ def test_clicks_and_boxes_become_engine_prompts():
     assert prompts[0].box == (120.0, 30.0, 150.0, 80.0) and prompts[0].points is None
     assert prompts[1].points.tolist() == [[10, 20], [30, 40]] and prompts[1].labels.tolist() == [1, 0]
     assert prompts[2].box == (1.0, 2.0, 50.0, 60.0)
-    assert book.rows() == [[1, 2, "10,20,1; 30,40,0", "", ""], [2, 0, "", "120,30,150,80", ""],
-                           [3, 4, "", "1,2,50,60", ""]]
+    assert book.rows() == [
+        [1, 2, "10,20,1; 30,40,0", "", ""],
+        [2, 0, "", "120,30,150,80", ""],
+        [3, 4, "", "1,2,50,60", ""],
+    ]
     assert book.obj_ids == [1, 2, 3] and [p.obj_id for p in book.on_frame(2)] == [1]
 
 

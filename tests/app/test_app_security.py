@@ -38,8 +38,9 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _request(port: int, path: str, host: str, origin: str | None = None, method: str = "GET",
-             body: bytes | None = None) -> tuple[int, bytes]:
+def _request(
+    port: int, path: str, host: str, origin: str | None = None, method: str = "GET", body: bytes | None = None
+) -> tuple[int, bytes]:
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=20)
     headers = {"Host": host}
     if origin is not None:
@@ -69,11 +70,24 @@ def _modes(root: Path) -> set[tuple[str, str]]:
 
 
 # ------------------------------------------------------------------------------- host policy
-@pytest.mark.parametrize("value,expected", [
-    ("127.0.0.1:7893", ("127.0.0.1", 7893)), ("LocalHost:80", ("localhost", 80)), ("[::1]:7893", ("::1", 7893)),
-    ("example.org", ("example.org", None)), ("::1", ("::1", None)), ("a:b", None), ("a:0", None), ("a:99999", None),
-    ("", None), ("[::1", None), ("[zz]:1", None), ("evil.example@127.0.0.1:80", None), ("a b", None),
-])
+@pytest.mark.parametrize(
+    "value,expected",
+    [
+        ("127.0.0.1:7893", ("127.0.0.1", 7893)),
+        ("LocalHost:80", ("localhost", 80)),
+        ("[::1]:7893", ("::1", 7893)),
+        ("example.org", ("example.org", None)),
+        ("::1", ("::1", None)),
+        ("a:b", None),
+        ("a:0", None),
+        ("a:99999", None),
+        ("", None),
+        ("[::1", None),
+        ("[zz]:1", None),
+        ("evil.example@127.0.0.1:80", None),
+        ("a b", None),
+    ],
+)
 def test_split_host(value, expected):
     assert split_host(value) == expected
 
@@ -82,8 +96,17 @@ def test_host_policy():
     p = HostPolicy.for_server("127.0.0.1", 7893, ["lab-pc", "proxy.example:443"])
     for ok in ("127.0.0.1:7893", "localhost:7893", "[::1]:7893", "lab-pc", "lab-pc:7893", "proxy.example:443"):
         assert p.allows(ok), ok
-    for bad in ("evil.example:7893", "127.0.0.1:7894", "127.0.0.1", "localhost.:7893", "lab-pc:22", "proxy.example",
-                "127.0.0.2:7893", None, ""):
+    for bad in (
+        "evil.example:7893",
+        "127.0.0.1:7894",
+        "127.0.0.1",
+        "localhost.:7893",
+        "lab-pc:22",
+        "proxy.example",
+        "127.0.0.2:7893",
+        None,
+        "",
+    ):
         assert not p.allows(bad), bad
     assert p.allows_origin("http://127.0.0.1:7893") and p.allows_origin("https://proxy.example:443")
     for bad in ("http://evil.example:7893", "null", "file://", "http://127.0.0.1:7893/x", "ftp://127.0.0.1:7893"):
@@ -141,9 +164,13 @@ def test_forged_host_and_origin_are_refused(app_server):
     assert _request(port, "/", good)[0] == 200
     assert _request(port, "/config", f"localhost:{port}", origin=f"http://localhost:{port}")[0] == 200
     body = b'{"data": ["/etc/hostname", null], "fn_index": 0, "session_hash": "x"}'
-    for path, method, data in (("/", "GET", None), ("/config", "GET", None), ("/gradio_api/info", "GET", None),
-                               ("/gradio_api/queue/join", "POST", body),
-                               ("/gradio_api/file=/etc/hostname", "GET", None)):
+    for path, method, data in (
+        ("/", "GET", None),
+        ("/config", "GET", None),
+        ("/gradio_api/info", "GET", None),
+        ("/gradio_api/queue/join", "POST", body),
+        ("/gradio_api/file=/etc/hostname", "GET", None),
+    ):
         status, text = _request(port, path, evil, origin=f"http://{evil}", method=method, body=data)
         assert status == 403 and b"not this server" in text, (path, status, text[:200])
     # the right Host with a foreign Origin (a cross-site request), or no usable Host at all
@@ -267,9 +294,15 @@ def test_sigterm_removes_the_private_folder(tmp_path):
     env.pop("GRADIO_TEMP_DIR", None)
     log = tmp_path / "server.log"
     with open(log, "w") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "surgsam", "app", "--port", str(port)], cwd=tmp_path, env=env,
-                                stdout=out, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "surgsam", "app", "--port", str(port)],
+            cwd=tmp_path,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
     try:
+
         def up() -> bool:
             assert proc.poll() is None, log.read_text()
             try:

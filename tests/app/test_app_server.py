@@ -14,10 +14,16 @@ gr = pytest.importorskip("gradio")
 from surgsam.app.server import AppConfig, Session, _App, build_app  # noqa: E402
 
 
-@pytest.mark.parametrize("host,allow,expected", [
-    ("127.0.0.1", False, False), ("localhost", False, False), ("0.0.0.0", False, False),
-    ("0.0.0.0", True, True), ("127.0.0.1", True, True),
-])
+@pytest.mark.parametrize(
+    "host,allow,expected",
+    [
+        ("127.0.0.1", False, False),
+        ("localhost", False, False),
+        ("0.0.0.0", False, False),
+        ("0.0.0.0", True, True),
+        ("127.0.0.1", True, True),
+    ],
+)
 def test_typed_paths_only_when_asked_for(host, allow, expected):
     assert AppConfig(host=host).path_input is False  # off by default, also on loopback
     assert AppConfig(host=host, allow_path_input=allow).path_input is expected
@@ -109,5 +115,22 @@ def test_handlers_need_a_video_first(tmp_path):
 def test_build_app_has_the_controls():
     demo = build_app(AppConfig())
     ids = {getattr(b, "elem_id", None) for b in demo.blocks.values()}
-    assert {"upload", "path", "slider", "frame", "mode", "obj-id", "box-text", "obj-text", "set-text", "model",
-            "memory", "ref-checkpoint", "ref-model", "run", "overlay", "downloads", "status"} <= ids
+    assert {
+        "upload",
+        "path",
+        "slider",
+        "frame",
+        "mode",
+        "obj-id",
+        "box-text",
+        "obj-text",
+        "set-text",
+        "model",
+        "memory",
+        "ref-checkpoint",
+        "ref-model",
+        "run",
+        "overlay",
+        "downloads",
+        "status",
+    } <= ids

@@ -11,8 +11,7 @@ import pytest
 from PIL import Image
 
 from app_helpers import find_click
-from surgsam.app.jobs import (JobError, ModelCache, ReferringChoice, SegmentationJob, make_referrer,
-                              segment_stream)
+from surgsam.app.jobs import JobError, ModelCache, ReferringChoice, SegmentationJob, make_referrer, segment_stream
 from surgsam.app.prompts import MAX_TEXT_CHARS, PromptBook, PromptError
 from surgsam.app.video import check_video
 from surgsam.engine import segment_video
@@ -108,9 +107,16 @@ def test_found_text_masks_equal_the_direct_run(meta, decoded, referring, tmp_pat
     for t in range(10):
         assert np.array_equal(got[t], np.where(ref[t].masks[0], 2, 0).astype(np.uint8)), f"frame {t}"
         assert bool(got[t].any()) or t < 4  # non-empty once found (detections, if any, before)
-    assert res.expressions == [{"obj_id": 2, "text": "the grasper", "tracking_from": 5, "credible_frame":
-                                seg.status(2).credible_frame, "found_frame": 4,
-                                "detections_shown": seg.status(2).frames_shown}]
+    assert res.expressions == [
+        {
+            "obj_id": 2,
+            "text": "the grasper",
+            "tracking_from": 5,
+            "credible_frame": seg.status(2).credible_frame,
+            "found_frame": 4,
+            "detections_shown": seg.status(2).frames_shown,
+        }
+    ]
     assert 'object 2 "the grasper": found on frame 4' in res.summary()
 
 
@@ -150,8 +156,16 @@ def test_live_text_finds_and_reports(clip_mp4, referring):
     seg = make_referrer(referring, {1: "the grasper"}, "efp", cifs=no_cifs)
     report = run_live(open_live(clip_mp4, drop_frames=False, realtime=False), seg, [])
     assert (report.frames_read, report.processed, report.dropped) == (10, 10, 0)
-    assert report.expressions == [{"obj_id": 1, "text": "the grasper", "tracking_from": 1, "credible_frame": 0,
-                                   "found_frame": 0, "detections_shown": 0}]
+    assert report.expressions == [
+        {
+            "obj_id": 1,
+            "text": "the grasper",
+            "tracking_from": 1,
+            "credible_frame": 0,
+            "found_frame": 0,
+            "detections_shown": 0,
+        }
+    ]
 
 
 def test_live_headless_text_cli(clip_mp4, tmp_path, capsys):
@@ -159,15 +173,30 @@ def test_live_headless_text_cli(clip_mp4, tmp_path, capsys):
     from surgsam.cli import main
 
     rec = tmp_path / "live.mp4"
-    rc = main(["live", "--source", str(clip_mp4), "--headless", "--text", "the grasper", "--text", "the hook",
-               "--record", str(rec), "--untrained"])
+    rc = main(
+        [
+            "live",
+            "--source",
+            str(clip_mp4),
+            "--headless",
+            "--text",
+            "the grasper",
+            "--text",
+            "the hook",
+            "--record",
+            str(rec),
+            "--untrained",
+        ]
+    )
     assert rc == 0
     out = capsys.readouterr()
     report = json.loads(out.out.strip().splitlines()[-1])
     assert "WARNING: untrained referring network" in out.err
     assert report["frames_read"] == report["processed"] + report["dropped"] and report["processed"] >= 2
     assert [(e["obj_id"], e["text"], e["tracking_from"]) for e in report["expressions"]] == [
-        (1, "the grasper", "never found"), (2, "the hook", "never found")]
+        (1, "the grasper", "never found"),
+        (2, "the hook", "never found"),
+    ]
     assert rec.is_file()
     with pytest.raises(ValueError, match="not both"):
         main(["live", "--source", str(clip_mp4), "--headless", "--text", "a", "--points", "10,10"])

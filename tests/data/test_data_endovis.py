@@ -74,9 +74,11 @@ def _raw18(root):
     d = root / "release_1" / "seq_5"
     (d / "left_frames").mkdir(parents=True)
     (d / "labels").mkdir()
-    table = [{"name": "background-tissue", "color": [0, 255, 0], "classid": 0},
-             {"name": "instrument-shaft", "color": [0, 255, 255], "classid": 1},
-             {"name": "kidney-parenchyma", "color": [255, 55, 0], "classid": 4}]
+    table = [
+        {"name": "background-tissue", "color": [0, 255, 0], "classid": 0},
+        {"name": "instrument-shaft", "color": [0, 255, 255], "classid": 1},
+        {"name": "kidney-parenchyma", "color": [255, 55, 0], "classid": 4},
+    ]
     (d / "labels.json").write_text(json.dumps(table))
     for t in range(2):
         Image.fromarray(np.zeros((48, 64, 3), np.uint8)).save(d / "left_frames" / f"frame{t:03d}.png")
@@ -121,8 +123,10 @@ def test_endovis_vos_split_filter(tmp_path):
 def test_expression_grammar():
     assert build_expression("prograsp forceps", 6, 4, True, 17) == "prograsp forceps are grasping tissue"
     assert build_expression("prograsp forceps", 6, 4, False, 17) == "prograsp forceps are grasping tissue on the left"
-    assert build_expression("large needle driver", 4, 9, False, 17) == \
-        "large needle driver is suturing tissue on the top right"
+    assert (
+        build_expression("large needle driver", 4, 9, False, 17)
+        == "large needle driver is suturing tissue on the top right"
+    )
     assert build_expression("large needle driver", 4, 9, False, 18) == "large needle driver is suturing tissue"
     assert build_expression("kidney-parenchyma", 0, 5, True, 18) == "kidney-parenchyma"
     assert ACTIONS[13] == "cauterizing tissue"
@@ -140,14 +144,27 @@ def _ref(root, split="valid", meta_ids=(1, 11), ann_ids=(1, 11), exp_obj=1):
             lab[5:8, 5:8] = ann_ids[1]
         write_mask(base / "Annotations" / "seq_2" / f"{t:05d}.png", lab)
     cats = {1: "bipolar forceps", 11: "kidney-parenchyma"}
-    meta = {"info": {"category": {str(k): cats.get(k, "x") for k in meta_ids}},
-            "frames": {f"{t:05d}": {"1": {"action": 6, "location": 7, "unique": True},
-                                    **({"11": {"action": 0, "location": 3, "unique": True}} if t >= 1 else {})}
-                       for t in range(3)}}
+    meta = {
+        "info": {"category": {str(k): cats.get(k, "x") for k in meta_ids}},
+        "frames": {
+            f"{t:05d}": {
+                "1": {"action": 6, "location": 7, "unique": True},
+                **({"11": {"action": 0, "location": 3, "unique": True}} if t >= 1 else {}),
+            }
+            for t in range(3)
+        },
+    }
     (base / "Meta").mkdir()
     (base / "Meta" / "seq_2.json").write_text(json.dumps(meta))
-    exps = {"videos": {"seq_2": {"expressions": {"0": {"exp": "bipolar forceps is grasping tissue", "obj_id": str(exp_obj)}},
-                                 "frames": ["00000", "00001", "00002"], "first_frame": {"0": 0}}}}
+    exps = {
+        "videos": {
+            "seq_2": {
+                "expressions": {"0": {"exp": "bipolar forceps is grasping tissue", "obj_id": str(exp_obj)}},
+                "frames": ["00000", "00001", "00002"],
+                "first_frame": {"0": 0},
+            }
+        }
+    }
     (base / "meta_expressions.json").write_text(json.dumps(exps))
     return root
 
@@ -169,7 +186,9 @@ def test_ref_endovis_builds_expressions_without_meta_expressions(tmp_path):
     (root / "train" / "meta_expressions.json").unlink()
     v = RefEndoVis(root, "train")["seq_2"]
     assert [(e.obj_id, e.first_frame, e.text) for e in v.expressions()] == [
-        (1, 0, "bipolar forceps are grasping tissue"), (11, 1, "kidney-parenchyma")]  # plural "forceps"
+        (1, 0, "bipolar forceps are grasping tissue"),
+        (11, 1, "kidney-parenchyma"),
+    ]  # plural "forceps"
 
 
 def test_ref_unknown_annotation_id(tmp_path):

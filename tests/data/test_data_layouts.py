@@ -36,8 +36,10 @@ def _ref(root, meta: dict, split="valid", name="seq_2"):
 
 
 CATS = {"1": "bipolar forceps", "2": "bipolar forceps"}
-FRAMES = {f"{t:05d}": {"1": {"action": 6, "location": 7, "unique": False},
-                       "2": {"action": 1, "location": 3, "unique": False}} for t in range(3)}
+FRAMES = {
+    f"{t:05d}": {"1": {"action": 6, "location": 7, "unique": False}, "2": {"action": 1, "location": 3, "unique": False}}
+    for t in range(3)
+}
 
 
 # ---- layouts ---------------------------------------------------------------------------------
@@ -73,8 +75,19 @@ def test_layout_option_reaches_eval_and_train(tmp_path):
     parser = build_parser()
     args = parser.parse_args(["eval", "--gt", str(tmp_path), "--pred", str(tmp_path), "--layout", "vos"])
     assert args.layout == "vos"
-    args = parser.parse_args(["train", "--recipe", "nano-synth", "--data", str(tmp_path), "--out", str(tmp_path / "o"),
-                              "--layout", "ref-endovis"])
+    args = parser.parse_args(
+        [
+            "train",
+            "--recipe",
+            "nano-synth",
+            "--data",
+            str(tmp_path),
+            "--out",
+            str(tmp_path / "o"),
+            "--layout",
+            "ref-endovis",
+        ]
+    )
     assert config_from_args(args).layout == "ref-endovis"
     with pytest.raises(SystemExit):
         parser.parse_args(["data-check", str(tmp_path), "--layout", "davis"])
@@ -89,8 +102,10 @@ def test_eval_scores_a_davis_folder_with_meta_when_told_it_is_vos(tmp_path, caps
         write_mask(pred / "bear" / f"{t:05d}.png", np.asarray(Image.open(gt / "Annotations" / "bear" / f"{t:05d}.png")))
     assert main(["eval", "--gt", str(gt), "--pred", str(pred), "--protocol", "davis", "--no-progress"]) == 2
     assert "layout='vos'" in capsys.readouterr().err
-    assert main(["eval", "--gt", str(gt), "--pred", str(pred), "--protocol", "davis", "--layout", "vos",
-                 "--no-progress"]) == 0
+    assert (
+        main(["eval", "--gt", str(gt), "--pred", str(pred), "--protocol", "davis", "--layout", "vos", "--no-progress"])
+        == 0
+    )
     assert "100.0" in capsys.readouterr().out
 
 
@@ -99,8 +114,10 @@ def test_meta_with_the_category_map_at_top_level(tmp_path):
     _ref(tmp_path, {"category": CATS, "frames": FRAMES})
     v = RefEndoVis(tmp_path, "valid", version=17)["seq_2"]
     assert v.categories == {1: "bipolar forceps", 2: "bipolar forceps"}
-    assert [e.text for e in v.expressions()] == ["bipolar forceps are grasping tissue on the top left",
-                                                "bipolar forceps are idle on the bottom right"]
+    assert [e.text for e in v.expressions()] == [
+        "bipolar forceps are grasping tissue on the top left",
+        "bipolar forceps are idle on the bottom right",
+    ]
     assert type(open_dataset(tmp_path, "valid")).__name__ == "RefEndoVis"
 
 
@@ -115,14 +132,21 @@ def test_meta_category_key_variants(tmp_path, key):
 
 
 def test_meta_with_action_and_location_words(tmp_path):
-    frames = {f"{t:05d}": {"1": {"action": "Grasping tissue", "location": "top-left", "unique": "false"},
-                           "2": {"action": "idle", "location": "bottom_right", "unique": 0}} for t in range(3)}
+    frames = {
+        f"{t:05d}": {
+            "1": {"action": "Grasping tissue", "location": "top-left", "unique": "false"},
+            "2": {"action": "idle", "location": "bottom_right", "unique": 0},
+        }
+        for t in range(3)
+    }
     _ref(tmp_path, {"info": {"category": CATS}, "frames": frames})
     v = RefEndoVis(tmp_path, "valid", version=17)["seq_2"]
     assert v.meta.frames["00001"][1].action == 6 and v.meta.frames["00001"][1].location == 7
     assert v.meta.frames["00001"][2].unique is False
-    assert [e.text for e in v.expressions()] == ["bipolar forceps are grasping tissue on the top left",
-                                                "bipolar forceps are idle on the bottom right"]
+    assert [e.text for e in v.expressions()] == [
+        "bipolar forceps are grasping tissue on the top left",
+        "bipolar forceps are idle on the bottom right",
+    ]
     # same meta as the id form
     ids = RefMeta.from_json({"info": {"category": CATS}, "frames": FRAMES})
     assert RefMeta.from_json({"info": {"category": CATS}, "frames": frames}) == ids
@@ -132,21 +156,34 @@ def test_meta_with_action_and_location_words(tmp_path):
 BAD_META = [
     ({"frames": FRAMES}, r"no category map: expected info\.category \{obj_id: name\}.*top-level keys are \['frames'\]"),
     ({"info": {"name": "x"}, "frames": FRAMES}, r"no category map.*info keys are \['name'\]"),
-    ({"info": {"category": CATS}, "category": {"1": "suction"}}, "info.category and category are both given and differ"),
+    (
+        {"info": {"category": CATS}, "category": {"1": "suction"}},
+        "info.category and category are both given and differ",
+    ),
     ({"info": {"category": ["bipolar forceps"]}}, r"info\.category: expected \{obj_id: category name\}"),
     ({"category": {"one": "bipolar forceps"}}, r"category\['one'\]: expected an object id"),
     ({"category": {"1": 5}}, r"category\['1'\]: expected a category name"),
-    ({"category": CATS, "frames": {"00001": {"1": {"action": "juggling"}}}},
-     r"frames\['00001'\]\['1'\]\.action: unknown action 'juggling'; expected an id 1\.\.13 or one of \["),
-    ({"category": CATS, "frames": {"00001": {"1": {"action": 99}}}},
-     r"frames\['00001'\]\['1'\]\.action: unknown action id 99"),
-    ({"category": CATS, "frames": {"00001": {"1": {"location": "upstairs"}}}},
-     r"frames\['00001'\]\['1'\]\.location: unknown location 'upstairs'"),
-    ({"category": CATS, "frames": {"00001": {"1": {"unique": "maybe"}}}},
-     r"frames\['00001'\]\['1'\]\.unique: expected true/false \(or 1/0\), got 'maybe'"),
+    (
+        {"category": CATS, "frames": {"00001": {"1": {"action": "juggling"}}}},
+        r"frames\['00001'\]\['1'\]\.action: unknown action 'juggling'; expected an id 1\.\.13 or one of \[",
+    ),
+    (
+        {"category": CATS, "frames": {"00001": {"1": {"action": 99}}}},
+        r"frames\['00001'\]\['1'\]\.action: unknown action id 99",
+    ),
+    (
+        {"category": CATS, "frames": {"00001": {"1": {"location": "upstairs"}}}},
+        r"frames\['00001'\]\['1'\]\.location: unknown location 'upstairs'",
+    ),
+    (
+        {"category": CATS, "frames": {"00001": {"1": {"unique": "maybe"}}}},
+        r"frames\['00001'\]\['1'\]\.unique: expected true/false \(or 1/0\), got 'maybe'",
+    ),
     ({"category": CATS, "frames": {"00001": {"1": 6}}}, r"frames\['00001'\]\['1'\]: expected \{'action'"),
-    ({"category": CATS, "frames": {"00001": {"7": {"action": 1}}}},
-     r"frames\['00001'\]\['7'\] refers to object id 7, which category does not declare \(declared: \[1, 2\]\)"),
+    (
+        {"category": CATS, "frames": {"00001": {"7": {"action": 1}}}},
+        r"frames\['00001'\]\['7'\] refers to object id 7, which category does not declare \(declared: \[1, 2\]\)",
+    ),
     ({"category": CATS, "frames": ["00001"]}, r"frames: expected \{frame name"),
 ]
 
@@ -169,12 +206,18 @@ def test_meta_that_is_not_json(tmp_path):
 
 BAD_EXPRESSIONS = [
     ({"seq_2": {}}, r"videos: expected \{'videos'.*got top-level keys \['seq_2'\]"),
-    ({"videos": {"seq_2": {"expressions": {"0": {"exp": "a forceps"}}}}},
-     r"videos\['seq_2'\]\.expressions\['0'\]: expected \{'exp': text, 'obj_id': id\}"),
-    ({"videos": {"seq_2": {"expressions": {"0": {"exp": "a forceps", "obj_id": "one"}}}}},
-     r"videos\['seq_2'\]\.expressions\['0'\]\.obj_id: expected an object id, got 'one'"),
-    ({"videos": {"seq_2": {"expressions": {}, "first_frame": {"0": "first"}}}},
-     r"videos\['seq_2'\]\.first_frame\['0'\]: expected a frame index"),
+    (
+        {"videos": {"seq_2": {"expressions": {"0": {"exp": "a forceps"}}}}},
+        r"videos\['seq_2'\]\.expressions\['0'\]: expected \{'exp': text, 'obj_id': id\}",
+    ),
+    (
+        {"videos": {"seq_2": {"expressions": {"0": {"exp": "a forceps", "obj_id": "one"}}}}},
+        r"videos\['seq_2'\]\.expressions\['0'\]\.obj_id: expected an object id, got 'one'",
+    ),
+    (
+        {"videos": {"seq_2": {"expressions": {}, "first_frame": {"0": "first"}}}},
+        r"videos\['seq_2'\]\.first_frame\['0'\]: expected a frame index",
+    ),
 ]
 
 

@@ -89,8 +89,9 @@ def test_meta_and_expressions_are_consistent(dataset):
 
 
 def test_version_17_and_vos_layout(tmp_path):
-    generate(tmp_path, SynthConfig(width=96, height=80, frames=6, version=17), videos=2, seed=1, layout="vos",
-             progress=False)
+    generate(
+        tmp_path, SynthConfig(width=96, height=80, frames=6, version=17), videos=2, seed=1, layout="vos", progress=False
+    )
     ds = VOSDataset(tmp_path)
     assert ds.names == ["seq_1", "seq_2"] and not (tmp_path / "Meta").exists()
     assert all(k <= 10 for v in ds for k in v.object_ids)
@@ -134,8 +135,25 @@ def test_speed_default_size():
 
 def test_cli_synth_and_stats(tmp_path, capsys):
     out = tmp_path / "d"
-    assert run_cli("synth", str(out), "--videos", "2", "--frames", "5", "--size", "96x80", "--no-progress",
-                   "--stats", "--contact-sheet", str(tmp_path / "s.png"), "--static-camera", "--no-smoke") == 0
+    assert (
+        run_cli(
+            "synth",
+            str(out),
+            "--videos",
+            "2",
+            "--frames",
+            "5",
+            "--size",
+            "96x80",
+            "--no-progress",
+            "--stats",
+            "--contact-sheet",
+            str(tmp_path / "s.png"),
+            "--static-camera",
+            "--no-smoke",
+        )
+        == 0
+    )
     text = capsys.readouterr().out
     assert "objects per frame" in text and (tmp_path / "s.png").is_file()
     assert run_cli("synth-stats", str(out), "--json") == 0

@@ -6,7 +6,15 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from surgsam.data import DAVIS_PALETTE, AnnotationFormatError, DatasetError, VOSDataset, open_dataset, read_mask, write_mask
+from surgsam.data import (
+    DAVIS_PALETTE,
+    AnnotationFormatError,
+    DatasetError,
+    VOSDataset,
+    open_dataset,
+    read_mask,
+    write_mask,
+)
 
 
 def make_vos(root, videos=None, size=(40, 32), ext="jpg"):

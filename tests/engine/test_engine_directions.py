@@ -122,8 +122,9 @@ def test_click_modes_match_meta_clear_old_points(pair):
         with torch.inference_mode():
             state = _state(ref, folder, images)
             ref.add_new_points_or_box(state, 0, 1, points=first, labels=np.array([1], np.int32))
-            ref.add_new_points_or_box(state, 0, 1, points=second, labels=np.array([1, 0], np.int32),
-                                      clear_old_points=clear)
+            ref.add_new_points_or_box(
+                state, 0, 1, points=second, labels=np.array([1, 0], np.int32), clear_old_points=clear
+            )
             meta: dict = {}
             _collect(meta, ref.propagate_in_video(state, max_frame_num_to_track=2))
         seg = VideoSegmenter(model, memory="fifo", num_frames=N, clicks=mode)

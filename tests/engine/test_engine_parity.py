@@ -79,7 +79,9 @@ def test_fifo_matches_reference_predictor(name, tmp_path):
             nontrivial += int((rl > 0).any().item() and (rl <= 0).any().item())
             assert j >= 0.999, f"frame {t} obj {ids[k]}: IoU {j:.5f}"
             assert d <= 1e-3, f"frame {t} obj {ids[k]}: logits differ by {d:.3g}"
-    print(f"\n{name}: worst IoU {worst_iou:.6f}, worst |logit diff| {worst_logit:.2e}, non-trivial masks {nontrivial}/30")
+    print(
+        f"\n{name}: worst IoU {worst_iou:.6f}, worst |logit diff| {worst_logit:.2e}, non-trivial masks {nontrivial}/30"
+    )
     assert nontrivial >= 15, "random-weight masks were mostly empty/full: the comparison would be vacuous"
 
 
@@ -109,9 +111,12 @@ def _compare(ours: dict, ref_out: dict, n_frames: int, label: str) -> tuple[floa
 
 
 PARITY_CASES = [
-    ("sam2.1_hiera_tiny", 512), ("sam2.1_hiera_tiny", 1024),
-    ("sam2.1_hiera_small", 512), ("sam2.1_hiera_small", 1024),
-    ("sam2.1_hiera_base_plus", 512), pytest.param("sam2.1_hiera_base_plus", 1024, marks=pytest.mark.slow),
+    ("sam2.1_hiera_tiny", 512),
+    ("sam2.1_hiera_tiny", 1024),
+    ("sam2.1_hiera_small", 512),
+    ("sam2.1_hiera_small", 1024),
+    ("sam2.1_hiera_base_plus", 512),
+    pytest.param("sam2.1_hiera_base_plus", 1024, marks=pytest.mark.slow),
     ("sam2_hiera_small", 512),
 ]
 
@@ -203,14 +208,16 @@ def _release_efp(ref, hw: int, num_maskmem: int = 7, to_prune: int = 2) -> list[
         n = (memory.shape[0] - num_obj_ptr_tokens) // hw
         k = n + to_prune - num_maskmem
         if k > 0:
-            chunks = [memory[i * hw:(i + 1) * hw].to(torch.bfloat16) for i in range(n)]
+            chunks = [memory[i * hw : (i + 1) * hw].to(torch.bfloat16) for i in range(n)]
             cands = torch.stack(chunks[1:-1])
             last = chunks[-1].unsqueeze(0).repeat(n - 2, 1, 1, 1)
             sims = torch.cosine_similarity(cands, last, dim=-1).sum(dim=1).mean(dim=1)
             drop = sorted((int(i) + 1 for i in torch.sort(sims, descending=True, stable=True).indices[:k]))
             dropped.append(drop)
             keep = [i for i in range(n) if i not in drop]
-            rows = torch.cat([torch.arange(i * hw, (i + 1) * hw) for i in keep] + [torch.arange(n * hw, memory.shape[0])])
+            rows = torch.cat(
+                [torch.arange(i * hw, (i + 1) * hw) for i in keep] + [torch.arange(n * hw, memory.shape[0])]
+            )
             memory, memory_pos = memory[rows], memory_pos[rows]
         return inner(curr, memory, curr_pos=curr_pos, memory_pos=memory_pos, num_obj_ptr_tokens=num_obj_ptr_tokens)
 

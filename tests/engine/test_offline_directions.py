@@ -38,7 +38,8 @@ class OnlyIterable:
 
 def _same(a, b) -> bool:
     return [r.frame_idx for r in a] == [r.frame_idx for r in b] and all(
-        x.obj_ids == y.obj_ids and torch.equal(x.low_res_logits, y.low_res_logits) for x, y in zip(a, b))
+        x.obj_ids == y.obj_ids and torch.equal(x.low_res_logits, y.low_res_logits) for x, y in zip(a, b)
+    )
 
 
 def test_reverse_is_forward_over_the_reversed_video(model, video):
@@ -46,8 +47,11 @@ def test_reverse_is_forward_over_the_reversed_video(model, video):
     rev = list(segment_video(frames, [Prompt(1, MID, mask=gt[1][MID])], model, memory="fifo", direction="reverse"))
     assert [r.frame_idx for r in rev] == [4, 3, 2, 1, 0]  # from the last prompted frame down to 0
     mirrored = frames[::-1].copy()
-    fwd = list(segment_video(mirrored, [Prompt(1, N - 1 - MID, mask=gt[1][MID])], model, memory="fifo",
-                             start_frame=N - 1 - MID))
+    fwd = list(
+        segment_video(
+            mirrored, [Prompt(1, N - 1 - MID, mask=gt[1][MID])], model, memory="fifo", start_frame=N - 1 - MID
+        )
+    )
     assert [r.frame_idx for r in fwd] == [3, 4, 5, 6, 7]
     for a, b in zip(rev, fwd):
         torch.testing.assert_close(a.low_res_logits, b.low_res_logits, atol=1e-5, rtol=0)
@@ -90,18 +94,33 @@ def test_forward_stays_a_stream(model, video):
     assert _same(late, full[2:])
 
 
-@pytest.mark.parametrize("kw,prompt_frames,message", [
-    ({"start_frame": 3}, [1], r"prompts on frames \[1\] are never used: direction='forward' from frame 3 covers "
-                              r"frames 3\.\.the end"),
-    ({"direction": "reverse", "start_frame": 3}, [1, 5], r"prompts on frames \[5\] are never used: "
-                                                         r"direction='reverse' from frame 3 covers frames 3 down to 0"),
-    ({"direction": "both", "max_frames": 1}, [2, 6], r"prompts on frames \[6\] are never used: direction='both' "
-                                                     r"from frame 2 covers frames 2\.\.3 and frames 1 down to 1"),
-    ({"direction": "reverse", "start_frame": N}, [1], r"start_frame 8 is beyond the video's end \(frames 0\.\.7\)"),
-    ({"direction": "sideways"}, [0], "direction must be one of forward, reverse, both, got 'sideways'"),
-    ({"clicks": "merge"}, [0], "clicks must be 'accumulate' or 'replace', got 'merge'"),
-    ({"max_frames": -1}, [0], "max_frames must be >= 0, got -1"),
-])
+@pytest.mark.parametrize(
+    "kw,prompt_frames,message",
+    [
+        (
+            {"start_frame": 3},
+            [1],
+            r"prompts on frames \[1\] are never used: direction='forward' from frame 3 covers "
+            r"frames 3\.\.the end",
+        ),
+        (
+            {"direction": "reverse", "start_frame": 3},
+            [1, 5],
+            r"prompts on frames \[5\] are never used: "
+            r"direction='reverse' from frame 3 covers frames 3 down to 0",
+        ),
+        (
+            {"direction": "both", "max_frames": 1},
+            [2, 6],
+            r"prompts on frames \[6\] are never used: direction='both' "
+            r"from frame 2 covers frames 2\.\.3 and frames 1 down to 1",
+        ),
+        ({"direction": "reverse", "start_frame": N}, [1], r"start_frame 8 is beyond the video's end \(frames 0\.\.7\)"),
+        ({"direction": "sideways"}, [0], "direction must be one of forward, reverse, both, got 'sideways'"),
+        ({"clicks": "merge"}, [0], "clicks must be 'accumulate' or 'replace', got 'merge'"),
+        ({"max_frames": -1}, [0], "max_frames must be >= 0, got -1"),
+    ],
+)
 def test_prompts_a_pass_never_reaches_are_refused_up_front(model, video, kw, prompt_frames, message):
     frames, gt = video
     src = OnlyIterable(frames)
@@ -163,8 +182,23 @@ def test_segment_cli_both_directions_fill_the_frames_before_the_prompt(model, vi
         Image.fromarray(f).save(folder / f"frame{i}.png")
     write_palette_png(tmp_path / "m.png", gt[1][MID].astype(np.uint8))
     torch.save({"model": model.state_dict()}, tmp_path / "w.pt")  # the fixture's "present"-biased weights
-    common = ["segment", str(folder), "--model", "nano", "--checkpoint", str(tmp_path / "w.pt"), "--mask",
-              str(tmp_path / "m.png"), "--frame", str(MID), "--memory", "fifo", "--precision", "fp32", "--no-progress"]
+    common = [
+        "segment",
+        str(folder),
+        "--model",
+        "nano",
+        "--checkpoint",
+        str(tmp_path / "w.pt"),
+        "--mask",
+        str(tmp_path / "m.png"),
+        "--frame",
+        str(MID),
+        "--memory",
+        "fifo",
+        "--precision",
+        "fp32",
+        "--no-progress",
+    ]
     assert main([*common, "--out", str(tmp_path / "fwd")]) == 0
     assert main([*common, "--out", str(tmp_path / "both"), "--direction", "both"]) == 0
     names = [f"frame{i}.png" for i in range(N)]

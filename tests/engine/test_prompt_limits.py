@@ -89,8 +89,15 @@ def test_clicks_accepted_forms():
     assert check_clicks([[1, 2]], [1.0])[1].tolist() == [1]
 
 
-@pytest.mark.parametrize("box,match", [((float("nan"), 0, 10, 10), "non-finite"), ((0, 0, float("inf"), 5), "non-finite"),
-                                       ("0,0,5,5", "numbers"), ((1, 2, 3), "got 3 numbers")])
+@pytest.mark.parametrize(
+    "box,match",
+    [
+        ((float("nan"), 0, 10, 10), "non-finite"),
+        ((0, 0, float("inf"), 5), "non-finite"),
+        ("0,0,5,5", "numbers"),
+        ((1, 2, 3), "got 3 numbers"),
+    ],
+)
 def test_bad_boxes(model, clip, box, match):
     frames, _ = clip
     seg = VideoSegmenter(model)
@@ -133,6 +140,11 @@ def test_prompt_frame_beyond_a_known_length_refused_before_processing(model, cli
             pass
 
     with pytest.raises(ValueError, match=r"has 4 frames \(0\.\.3\); prompts on frames \[999\]"):
-        next(iter(segment_video(Source(), [Prompt(1, 0, mask=gt[1][0]), Prompt(2, 999, points=[[5, 5]], labels=[1])],
-                                model)))
+        next(
+            iter(
+                segment_video(
+                    Source(), [Prompt(1, 0, mask=gt[1][0]), Prompt(2, 999, points=[[5, 5]], labels=[1])], model
+                )
+            )
+        )
     assert seen == []  # refused before the first frame was read

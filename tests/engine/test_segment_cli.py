@@ -31,8 +31,23 @@ def clip(tmp_path_factory):
 def test_segment_cli_writes_masks_and_overlay(clip, capsys):
     d, frames, gt = clip
     out = d / "out"
-    rc = main(["segment", str(d / "clip.mp4"), "--model", "nano", "--mask", str(d / "first.png"),
-               "--memory", "efp", "--out", str(out), "--overlay", str(d / "ov.mp4"), "--no-progress"])
+    rc = main(
+        [
+            "segment",
+            str(d / "clip.mp4"),
+            "--model",
+            "nano",
+            "--mask",
+            str(d / "first.png"),
+            "--memory",
+            "efp",
+            "--out",
+            str(out),
+            "--overlay",
+            str(d / "ov.mp4"),
+            "--no-progress",
+        ]
+    )
     assert rc == 0
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert summary["frames"] == 8 and summary["memory"] == "efp"
@@ -48,16 +63,39 @@ def test_segment_cli_writes_masks_and_overlay(clip, capsys):
 
 def test_segment_cli_points_per_object_layout(clip, tmp_path):
     d, _, _ = clip
-    rc = main(["segment", str(d / "clip.mp4"), "--model", "nano", "--points", "60,70;10,10", "--labels", "1,0",
-               "--obj-id", "4", "--frame", "2", "--format", "per-object", "--out", str(tmp_path), "--no-progress"])
+    rc = main(
+        [
+            "segment",
+            str(d / "clip.mp4"),
+            "--model",
+            "nano",
+            "--points",
+            "60,70;10,10",
+            "--labels",
+            "1,0",
+            "--obj-id",
+            "4",
+            "--frame",
+            "2",
+            "--format",
+            "per-object",
+            "--out",
+            str(tmp_path),
+            "--no-progress",
+        ]
+    )
     assert rc == 0
     assert sorted(p.name for p in (tmp_path / "004").glob("*.png"))[0] == "00002.png"
 
 
 @pytest.mark.parametrize(
     "extra,err",
-    [(["--points", "500,10"], "outside"), (["--points", "1,2,3"], "groups of 2"),
-     (["--box", "10,10,5,5"], "x1 > x0"), (["--points", "5,5", "--labels", "1,1"], "--labels")],
+    [
+        (["--points", "500,10"], "outside"),
+        (["--points", "1,2,3"], "groups of 2"),
+        (["--box", "10,10,5,5"], "x1 > x0"),
+        (["--points", "5,5", "--labels", "1,1"], "--labels"),
+    ],
 )
 def test_segment_cli_bad_prompts(clip, tmp_path, extra, err):
     d, _, _ = clip
@@ -79,7 +117,18 @@ def test_segment_video_late_objects_and_unused_prompts(clip):
 
 # -- reliability (issue 17): output folder rules, atomic outputs, refusals before any work ------
 def _segment_args(clip_path, out, *extra):
-    return ["segment", str(clip_path), "--model", "nano", "--points", "60,70", "--out", str(out), "--no-progress", *extra]
+    return [
+        "segment",
+        str(clip_path),
+        "--model",
+        "nano",
+        "--points",
+        "60,70",
+        "--out",
+        str(out),
+        "--no-progress",
+        *extra,
+    ]
 
 
 def _cli(monkeypatch, capsys, argv) -> tuple[int, str]:
@@ -185,8 +234,12 @@ def test_segment_file_size_limit_keeps_earlier_masks(clip, tmp_path):
     out = tmp_path / "out"
     assert main(_segment_args(d / "clip.mp4", out)) == 0
     before = {p.name: p.read_bytes() for p in out.glob("*.png")}
-    proc = subprocess.run([sys.executable, "-c", _LIMITED_RUN, *_segment_args(d / "clip.mp4", out, "--overwrite")],
-                          capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-c", _LIMITED_RUN, *_segment_args(d / "clip.mp4", out, "--overwrite")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 2, proc.stderr
     assert "Traceback" not in proc.stderr and "00000.png (frame 0): file too large" in proc.stderr
     assert {p.name: p.read_bytes() for p in out.glob("*.png")} == before
@@ -215,21 +268,53 @@ def test_segment_defaults_to_the_embedded_model_and_takes_threads(clip, tmp_path
 
     d, _, _ = clip
     before = torch.get_num_threads()
-    rc = main(["segment", str(d / "clip.mp4"), "--mask", str(d / "first.png"), "--out", str(tmp_path / "a"),
-               "--threads", "1", "--no-progress"])
+    rc = main(
+        [
+            "segment",
+            str(d / "clip.mp4"),
+            "--mask",
+            str(d / "first.png"),
+            "--out",
+            str(tmp_path / "a"),
+            "--threads",
+            "1",
+            "--no-progress",
+        ]
+    )
     assert rc == 0
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert summary["torch_threads"] == 1 and torch.get_num_threads() == before
     if is_embedded_available("surgsam-nano-synth"):
         assert summary["checkpoint"] == "surgsam-nano-synth" and summary["model"] == "nano"
-    rc = main(["segment", str(d / "clip.mp4"), "--mask", str(d / "first.png"), "--out", str(tmp_path / "b"),
-               "--untrained", "--no-progress"])
+    rc = main(
+        [
+            "segment",
+            str(d / "clip.mp4"),
+            "--mask",
+            str(d / "first.png"),
+            "--out",
+            str(tmp_path / "b"),
+            "--untrained",
+            "--no-progress",
+        ]
+    )
     captured = capsys.readouterr()
     assert rc == 0 and json.loads(captured.out.strip().splitlines()[-1])["checkpoint"] == "untrained"
     assert "random weights" in captured.err
     with pytest.raises(ValueError, match="--threads"):
-        main(["segment", str(d / "clip.mp4"), "--mask", str(d / "first.png"), "--out", str(tmp_path / "c"),
-              "--threads", "0", "--no-progress"])
+        main(
+            [
+                "segment",
+                str(d / "clip.mp4"),
+                "--mask",
+                str(d / "first.png"),
+                "--out",
+                str(tmp_path / "c"),
+                "--threads",
+                "0",
+                "--no-progress",
+            ]
+        )
 
 
 def test_auto_threads_leaves_busy_cores_out():
@@ -250,23 +335,38 @@ def test_segment_prompts_file_several_objects_on_several_frames(clip, tmp_path, 
     ]
     (tmp_path / "p.json").write_text(json.dumps(prompts))
     out = tmp_path / "out"
-    rc = main(["segment", str(d / "clip.mp4"), "--prompts", str(tmp_path / "p.json"), "--untrained",
-               "--format", "per-object", "--out", str(out), "--no-progress"])
+    rc = main(
+        [
+            "segment",
+            str(d / "clip.mp4"),
+            "--prompts",
+            str(tmp_path / "p.json"),
+            "--untrained",
+            "--format",
+            "per-object",
+            "--out",
+            str(out),
+            "--no-progress",
+        ]
+    )
     assert rc == 0
     assert sorted(p.name for p in out.iterdir() if p.is_dir()) == ["001", "007", "009"]
     assert sorted(p.name for p in (out / "009").glob("*.png"))[0] == "00003.png"
     capsys.readouterr()
 
 
-@pytest.mark.parametrize("entry,err", [
-    ({"frame": 0, "box": [1, 1, 5, 5]}, "obj_id is missing"),
-    ({"obj_id": 300, "box": [1, 1, 5, 5]}, "1..255"),
-    ({"obj_id": 1, "points": [[1, 2, 3]]}, "P x 2"),
-    ({"obj_id": 1, "mask": "nope.png"}, "mask file not found"),
-    ({"obj_id": 1, "frame": -1, "box": [1, 1, 5, 5]}, "non-negative"),
-    ({"obj_id": 1, "colour": "red", "box": [1, 1, 5, 5]}, "unknown keys"),
-    ({"obj_id": 1}, "needs a mask"),
-])
+@pytest.mark.parametrize(
+    "entry,err",
+    [
+        ({"frame": 0, "box": [1, 1, 5, 5]}, "obj_id is missing"),
+        ({"obj_id": 300, "box": [1, 1, 5, 5]}, "1..255"),
+        ({"obj_id": 1, "points": [[1, 2, 3]]}, "P x 2"),
+        ({"obj_id": 1, "mask": "nope.png"}, "mask file not found"),
+        ({"obj_id": 1, "frame": -1, "box": [1, 1, 5, 5]}, "non-negative"),
+        ({"obj_id": 1, "colour": "red", "box": [1, 1, 5, 5]}, "unknown keys"),
+        ({"obj_id": 1}, "needs a mask"),
+    ],
+)
 def test_prompts_file_errors_name_the_entry(tmp_path, entry, err):
     from surgsam.engine import read_prompts
 
@@ -289,7 +389,9 @@ def test_segment_keeps_the_input_frame_names(clip, tmp_path, capsys):
     for i, f in enumerate(frames[:4]):
         Image.fromarray(f).save(src / f"frame{100 + 10 * i}.jpg")
     out = tmp_path / "out"
-    assert main(["segment", str(src), "--mask", str(d / "first.png"), "--untrained", "--out", str(out),
-                 "--no-progress"]) == 0
+    assert (
+        main(["segment", str(src), "--mask", str(d / "first.png"), "--untrained", "--out", str(out), "--no-progress"])
+        == 0
+    )
     assert sorted(p.name for p in out.glob("*.png")) == ["frame100.png", "frame110.png", "frame120.png", "frame130.png"]
     capsys.readouterr()

@@ -61,15 +61,24 @@ def test_coco_rle_decodes_to_the_palette_pngs_with_the_engines_scores(clip, weig
     d, frames, _ = clip
     objects = ["1:box=10,20,60,75", "2:box=10,20,120,90", "3@2:points=95,63"]
     out = tmp_path / "out"
-    summary = _run(d / "clip.mp4", *weights, *[a for o in objects for a in ("--object", o)], "--coco", "--out", out, capsys=capsys)
+    summary = _run(
+        d / "clip.mp4", *weights, *[a for o in objects for a in ("--object", o)], "--coco", "--out", out, capsys=capsys
+    )
     assert summary["coco"] == str(out / "coco_rle.json")
     doc = json.loads((out / "coco_rle.json").read_text())
     assert [im["frame_name"] for im in doc["images"]] == [f"{t:05d}" for t in range(6)]
     assert [c["id"] for c in doc["categories"]] == [1, 2, 3]
     assert json.loads((out / "surgsam_manifest.json").read_text())["coco"] == "coco_rle.json"
 
-    expected = list(segment_video(d / "clip.mp4", [parse_object_spec(o) for o in objects],
-                                  build_model("nano", checkpoint=weights[-1]), memory="efp", precision="auto"))
+    expected = list(
+        segment_video(
+            d / "clip.mp4",
+            [parse_object_spec(o) for o in objects],
+            build_model("nano", checkpoint=weights[-1]),
+            memory="efp",
+            precision="auto",
+        )
+    )
     assert any((r.masks.sum(0) > 1).any() for r in expected)  # the overlap rule is exercised
     coco = COCO(str(out / "coco_rle.json"))
     for t, res in enumerate(expected):
@@ -95,8 +104,20 @@ def test_coco_follows_a_reverse_pass_frame_for_frame(clip, weights, tmp_path, ca
 
     d, _, _ = clip
     out = tmp_path / "out"
-    _run(d / "clip.mp4", *weights, "--object", "1@3:box=10,20,60,75", "--object", "2@3:box=60,40,120,90",
-         "--direction", "both", "--coco", "--out", out, capsys=capsys)
+    _run(
+        d / "clip.mp4",
+        *weights,
+        "--object",
+        "1@3:box=10,20,60,75",
+        "--object",
+        "2@3:box=60,40,120,90",
+        "--direction",
+        "both",
+        "--coco",
+        "--out",
+        out,
+        capsys=capsys,
+    )
     doc = json.loads((out / "coco_rle.json").read_text())
     assert [im["id"] for im in doc["images"]] == list(range(6))
     assert [a["id"] for a in doc["annotations"]] == list(range(1, len(doc["annotations"]) + 1))
@@ -133,8 +154,19 @@ def test_coco_needs_the_extra_and_says_so_before_any_work(clip, tmp_path, monkey
     d, _, _ = clip
     monkeypatch.setitem(sys.modules, "pycocotools.mask", None)  # as if not installed
     with pytest.raises(ImportError, match=r'pip install "surgsam\[coco\]"'):
-        main(["segment", str(d / "clip.mp4"), "--untrained", "--box", "10,20,60,75", "--coco",
-              "--out", str(tmp_path / "out"), "--no-progress"])
+        main(
+            [
+                "segment",
+                str(d / "clip.mp4"),
+                "--untrained",
+                "--box",
+                "10,20,60,75",
+                "--coco",
+                "--out",
+                str(tmp_path / "out"),
+                "--no-progress",
+            ]
+        )
     assert not (tmp_path / "out").exists()
 
 
@@ -152,24 +184,36 @@ def test_overwrite_without_coco_removes_the_earlier_coco_file(clip, tmp_path, ca
 # -- --object --------------------------------------------------------------------------------
 def _same(a: Prompt, b: Prompt) -> bool:
     def eq(x, y):
-        return (x is None and y is None) or (x is not None and y is not None and np.array_equal(np.asarray(x), np.asarray(y)))
+        return (x is None and y is None) or (
+            x is not None and y is not None and np.array_equal(np.asarray(x), np.asarray(y))
+        )
 
     return (a.obj_id, a.frame_idx) == (b.obj_id, b.frame_idx) and all(
-        eq(getattr(a, k), getattr(b, k)) for k in ("points", "labels", "box", "mask"))
+        eq(getattr(a, k), getattr(b, k)) for k in ("points", "labels", "box", "mask")
+    )
 
 
 def test_object_specs_give_the_prompts_file_prompts(clip, tmp_path, monkeypatch):
     d, _, _ = clip
     monkeypatch.chdir(d)
-    specs = ["1:mask=first.png:mask_id=1", "2@3:box=10,20,60,75", "3@1:points=95,63;10,10:labels=1,0",
-             "4:points=60,40", "5:points=60,40:box=10,20,60,75"]
-    (tmp_path / "p.json").write_text(json.dumps([
-        {"obj_id": 1, "mask": str(d / "first.png"), "mask_id": 1},
-        {"obj_id": 2, "frame": 3, "box": [10, 20, 60, 75]},
-        {"obj_id": 3, "frame": 1, "points": [[95, 63], [10, 10]], "labels": [1, 0]},
-        {"obj_id": 4, "frame": 2, "points": [[60, 40]]},
-        {"obj_id": 5, "frame": 2, "points": [[60, 40]], "box": [10, 20, 60, 75]},
-    ]))
+    specs = [
+        "1:mask=first.png:mask_id=1",
+        "2@3:box=10,20,60,75",
+        "3@1:points=95,63;10,10:labels=1,0",
+        "4:points=60,40",
+        "5:points=60,40:box=10,20,60,75",
+    ]
+    (tmp_path / "p.json").write_text(
+        json.dumps(
+            [
+                {"obj_id": 1, "mask": str(d / "first.png"), "mask_id": 1},
+                {"obj_id": 2, "frame": 3, "box": [10, 20, 60, 75]},
+                {"obj_id": 3, "frame": 1, "points": [[95, 63], [10, 10]], "labels": [1, 0]},
+                {"obj_id": 4, "frame": 2, "points": [[60, 40]]},
+                {"obj_id": 5, "frame": 2, "points": [[60, 40]], "box": [10, 20, 60, 75]},
+            ]
+        )
+    )
     from surgsam.engine.prompt_file import parse_object_specs
 
     got = parse_object_specs(specs, frame=2)  # --frame 2 for the specs without @FRAME ...
@@ -181,28 +225,41 @@ def test_object_specs_give_the_prompts_file_prompts(clip, tmp_path, monkeypatch)
 def test_object_flag_segments_each_object_from_its_frame(clip, tmp_path, capsys):
     d, _, _ = clip
     out = tmp_path / "out"
-    _run(d / "clip.mp4", "--untrained", "--object", "4:box=10,20,60,75", "--object", "9@3:points=95,63",
-         "--format", "per-object", "--out", out)
+    _run(
+        d / "clip.mp4",
+        "--untrained",
+        "--object",
+        "4:box=10,20,60,75",
+        "--object",
+        "9@3:points=95,63",
+        "--format",
+        "per-object",
+        "--out",
+        out,
+    )
     assert sorted(p.name for p in out.iterdir() if p.is_dir()) == ["004", "009"]
     assert sorted(p.name for p in (out / "009").glob("*.png"))[0] == "00003.png"
     assert json.loads((out / "surgsam_manifest.json").read_text())["objects"] == [4, 9]
     capsys.readouterr()
 
 
-@pytest.mark.parametrize("spec,err", [
-    ("2box=1,2,3,4", "expected ID"),
-    ("x:box=1,2,3,4", "expected ID"),
-    ("2@:box=1,2,3,4", "expected ID"),
-    ("2:box=1,2,3", "groups of 4"),
-    ("2:box=5,5,1,1", "x1 > x0"),
-    ("2:colour=red", "not KEY=VALUE"),
-    ("2:box=1,2,3,4:box=1,2,3,4", "given twice"),
-    ("300:box=1,2,3,4", "1..255"),
-    ("2:labels=1", "labels given without points"),
-    ("2:points=1,2;3,4:labels=1", "2 points but 1 labels"),
-    ("2:mask=nope.png", "mask file not found"),
-    ("2:mask_id=x:mask=a.png", "cannot parse mask_id"),
-])
+@pytest.mark.parametrize(
+    "spec,err",
+    [
+        ("2box=1,2,3,4", "expected ID"),
+        ("x:box=1,2,3,4", "expected ID"),
+        ("2@:box=1,2,3,4", "expected ID"),
+        ("2:box=1,2,3", "groups of 4"),
+        ("2:box=5,5,1,1", "x1 > x0"),
+        ("2:colour=red", "not KEY=VALUE"),
+        ("2:box=1,2,3,4:box=1,2,3,4", "given twice"),
+        ("300:box=1,2,3,4", "1..255"),
+        ("2:labels=1", "labels given without points"),
+        ("2:points=1,2;3,4:labels=1", "2 points but 1 labels"),
+        ("2:mask=nope.png", "mask file not found"),
+        ("2:mask_id=x:mask=a.png", "cannot parse mask_id"),
+    ],
+)
 def test_object_spec_errors_name_the_spec(spec, err):
     with pytest.raises(ValueError, match=err) as e:
         parse_object_spec(spec)
@@ -259,20 +316,29 @@ def test_find_videos(videos, tmp_path):
 def test_folder_of_videos_with_one_prompts_list(videos, clip, weights, tmp_path, capsys):
     """The same prompts for every video; each video's masks are those of segmenting it alone."""
     d, _, _ = clip
-    (tmp_path / "p.json").write_text(json.dumps([{"obj_id": 1, "mask": str(d / "first.png"), "mask_id": 1},
-                                                 {"obj_id": 2, "frame": 1, "box": [60, 40, 120, 90]}]))
+    (tmp_path / "p.json").write_text(
+        json.dumps(
+            [
+                {"obj_id": 1, "mask": str(d / "first.png"), "mask_id": 1},
+                {"obj_id": 2, "frame": 1, "box": [60, 40, 120, 90]},
+            ]
+        )
+    )
     out = tmp_path / "out"
-    summary = _run(videos, *weights, "--prompts", tmp_path / "p.json", "--out", out, "--overlay",
-                   tmp_path / "ov", capsys=capsys)
+    summary = _run(
+        videos, *weights, "--prompts", tmp_path / "p.json", "--out", out, "--overlay", tmp_path / "ov", capsys=capsys
+    )
     assert [(v["video"], v["frames"]) for v in summary["videos"]] == [("a", 6), ("b", 4)]
     assert sorted(p.name for p in (out / "b").iterdir()) == [f"frame{i:03d}.png" for i in range(4)] + [
-        "surgsam_manifest.json"]
+        "surgsam_manifest.json"
+    ]
     assert json.loads((out / "a" / "surgsam_manifest.json").read_text())["video"] == str(videos / "a.mp4")
     assert sorted(p.name for p in (tmp_path / "ov").iterdir()) == ["a.mp4", "b.mp4"]
     _run(videos / "a.mp4", *weights, "--prompts", tmp_path / "p.json", "--out", tmp_path / "alone")
     for t in range(6):
-        np.testing.assert_array_equal(read_palette_png(out / "a" / f"{t:05d}.png"),
-                                      read_palette_png(tmp_path / "alone" / f"{t:05d}.png"))
+        np.testing.assert_array_equal(
+            read_palette_png(out / "a" / f"{t:05d}.png"), read_palette_png(tmp_path / "alone" / f"{t:05d}.png")
+        )
     capsys.readouterr()
 
 
@@ -292,7 +358,9 @@ def test_folder_of_videos_with_prompts_per_video(videos, clip, tmp_path, capsys)
     with pytest.raises(ValueError, match="no prompts for video 'a'"):
         main(["segment", str(videos / "a.mp4"), "--untrained", "--prompts", str(pf), "--out", str(tmp_path / "x")])
     # a name the folder does not have, and a non-empty output subfolder: refused before any video
-    pf.write_text(json.dumps({"videos": {"b": [{"obj_id": 1, "box": [1, 1, 9, 9]}], "c": [{"obj_id": 1, "box": [1, 1, 9, 9]}]}}))
+    pf.write_text(
+        json.dumps({"videos": {"b": [{"obj_id": 1, "box": [1, 1, 9, 9]}], "c": [{"obj_id": 1, "box": [1, 1, 9, 9]}]}})
+    )
     with pytest.raises(ValueError, match="not in .*: c"):
         main(["segment", str(videos), "--untrained", "--prompts", str(pf), "--out", str(tmp_path / "y")])
     pf.write_text(json.dumps([{"obj_id": 1, "box": [1, 1, 9, 9]}]))

@@ -75,7 +75,9 @@ def test_the_census_sees_a_leak_the_session_does_not_report(model, video, monkey
     frames, gt = video
     kept = []
     advance = VideoSegmenter._advance
-    monkeypatch.setattr(VideoSegmenter, "_advance", lambda self, image: (kept.append(image.clone()), advance(self, image)))
+    monkeypatch.setattr(
+        VideoSegmenter, "_advance", lambda self, image: (kept.append(image.clone()), advance(self, image))
+    )
     seg = VideoSegmenter(model, memory="fifo")
     seg.add_prompt(frames[0], obj_id=1, mask=gt[1][0])
     footprint = {}
@@ -257,5 +259,8 @@ def test_dlm_long_term_bank_fills_and_changes_the_masks(video):
     assert first_attended is not None and first_attended <= 15
     for t in range(first_attended):
         torch.testing.assert_close(outs["dlm"][t].low_res_logits, outs["fifo"][t].low_res_logits, atol=0, rtol=0)
-    diff = max((outs["dlm"][t].low_res_logits - outs["fifo"][t].low_res_logits).abs().max().item() for t in range(first_attended, 40))
+    diff = max(
+        (outs["dlm"][t].low_res_logits - outs["fifo"][t].low_res_logits).abs().max().item()
+        for t in range(first_attended, 40)
+    )
     assert diff > 1e-4, f"dlm's long-term memories did not change the output (max |diff| {diff:.2e})"

@@ -46,7 +46,12 @@ def _hand_result() -> EvalResult:
 def test_per_frame_scores_are_kept_round_trip_and_average_to_the_object_scores():
     r = _hand_result()
     assert [(f.video, f.frame, f.obj_id, f.J) for f in r.frames] == [
-        ("v", 1, 1, 100.0), ("v", 2, 1, 0.0), ("w", 1, 2, 50.0), ("w", 2, 2, 50.0), ("w", 3, 2, 50.0)]
+        ("v", 1, 1, 100.0),
+        ("v", 2, 1, 0.0),
+        ("w", 1, 2, 50.0),
+        ("w", 2, 2, 50.0),
+        ("w", 3, 2, 50.0),
+    ]
     assert r.over_time("J") == {"v": ([1, 2], [100.0, 0.0]), "w": ([1, 2, 3], [50.0, 50.0, 50.0])}
     for o in r.objects:
         mine = [f for f in r.frames if (f.video, f.obj_id) == (o.video, o.obj_id)]
@@ -76,8 +81,9 @@ def test_plot_eval_draws_the_evaluations_numbers(tmp_path):
 @pytest.fixture(scope="module")
 def data(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("synth_plots")
-    generate(root, SynthConfig(width=96, height=80, frames=8), videos=3, seed=5, valid=3, overwrite=True,
-             progress=False)
+    generate(
+        root, SynthConfig(width=96, height=80, frames=8), videos=3, seed=5, valid=3, overwrite=True, progress=False
+    )
     return root
 
 
@@ -87,8 +93,25 @@ def test_eval_cli_plots_match_the_written_results(data, tmp_path, capsys):
     from surgsam.eval.plots import plot_eval
 
     out, plots = tmp_path / "out", tmp_path / "plots"
-    assert run_cli("eval", "--e2e", "--data", str(data), "--split", "valid", "--segmenter", "copy",
-                   "--no-progress", "--summary-only", "--out", str(out), "--plots", str(plots)) == 0
+    assert (
+        run_cli(
+            "eval",
+            "--e2e",
+            "--data",
+            str(data),
+            "--split",
+            "valid",
+            "--segmenter",
+            "copy",
+            "--no-progress",
+            "--summary-only",
+            "--out",
+            str(out),
+            "--plots",
+            str(plots),
+        )
+        == 0
+    )
     assert "jf_per_video.png" in capsys.readouterr().out
     for name in ("jf_per_video.png", "j_over_time.png"):
         with Image.open(plots / name) as im:
@@ -118,6 +141,19 @@ def test_eval_cli_plots_match_the_written_results(data, tmp_path, capsys):
 def test_plots_need_the_extra_and_say_so_before_any_work(data, tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "matplotlib.figure", None)  # as if not installed
     with pytest.raises(ImportError, match=r'pip install "surgsam\[plots\]"'):
-        run_cli("eval", "--e2e", "--data", str(data), "--split", "valid", "--segmenter", "copy", "--no-progress",
-                "--out", str(tmp_path / "out"), "--plots", str(tmp_path / "plots"))
+        run_cli(
+            "eval",
+            "--e2e",
+            "--data",
+            str(data),
+            "--split",
+            "valid",
+            "--segmenter",
+            "copy",
+            "--no-progress",
+            "--out",
+            str(tmp_path / "out"),
+            "--plots",
+            str(tmp_path / "plots"),
+        )
     assert not (tmp_path / "out").exists() and not (tmp_path / "plots").exists()

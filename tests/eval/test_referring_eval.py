@@ -43,9 +43,17 @@ def run_cli(*argv: str) -> int:
 def data(tmp_path_factory) -> Path:
     """Two EndoVis18-style valid videos with exactly one tissue object each."""
     root = tmp_path_factory.mktemp("ref_eval")
-    generate(root, SynthConfig(width=96, height=80, frames=8, version=18, tissue_objects=(1, 1), min_instruments=2,
-                               max_instruments=3),
-             videos=2, seed=5, valid=2, overwrite=True, progress=False)
+    generate(
+        root,
+        SynthConfig(
+            width=96, height=80, frames=8, version=18, tissue_objects=(1, 1), min_instruments=2, max_instruments=3
+        ),
+        videos=2,
+        seed=5,
+        valid=2,
+        overwrite=True,
+        progress=False,
+    )
     return root
 
 
@@ -92,8 +100,16 @@ class OracleSession:
             else:
                 masks.append(gt)
         n = len(masks)
-        return FrameResult(self.t, list(self._status), np.stack(masks), np.ones(n, np.float32),
-                           np.ones(n, np.float32), None, latency_ms=1.0, searching=searching)
+        return FrameResult(
+            self.t,
+            list(self._status),
+            np.stack(masks),
+            np.ones(n, np.float32),
+            np.ones(n, np.float32),
+            None,
+            latency_ms=1.0,
+            searching=searching,
+        )
 
 
 def oracle_factory(cifs: CIFSConfig, never: set[str] = frozenset(), merge: bool = True):
@@ -185,8 +201,9 @@ def test_repeated_object_expressions_get_their_own_pass(data, tmp_path):
     v._expressions = list(v.expressions()) + [extra]
     try:
         cfg = CIFSConfig(object_score_threshold=0.0, iou_threshold=0.0, window=1)
-        run = run_referring([v], ReferringEvalSegmenter(session_factory=oracle_factory(cfg)), progress=False,
-                            save_dir=tmp_path / "pred")
+        run = run_referring(
+            [v], ReferringEvalSegmenter(session_factory=oracle_factory(cfg)), progress=False, save_dir=tmp_path / "pred"
+        )
     finally:
         v._expressions = v._expressions[:-1]
     rec = [e for e in run.expressions if e.exp_id == "99"]
@@ -211,8 +228,9 @@ def test_a_text_naming_several_objects_is_one_target(data, tmp_path):
     run.write(tmp_path)
     assert f",{rec.objects}," in (tmp_path / "expressions.csv").read_text()
     # without merging, every object of the text is its own expression against its own mask
-    apart = run_referring([v], ReferringEvalSegmenter(session_factory=oracle_factory(cfg, merge=False)),
-                          progress=False, merge_texts=False)
+    apart = run_referring(
+        [v], ReferringEvalSegmenter(session_factory=oracle_factory(cfg, merge=False)), progress=False, merge_texts=False
+    )
     assert len(apart.expressions) == len(v.expressions())
     mine = next(r for r in apart.expressions if r.obj_id == e.obj_id)
     assert mine.merged_ids == [] and mine.JF == pytest.approx(100.0)  # the per-object oracle is exact
@@ -221,9 +239,13 @@ def test_a_text_naming_several_objects_is_one_target(data, tmp_path):
 def test_merge_same_text_keeps_objects_with_texts_of_their_own():
     from surgsam.data.refendovis import Expression
 
-    exps = [Expression("0", "suction is idle", 1, 0), Expression("1", "suction is idle", 2, 0),
-            Expression("2", "clip applier is idle", 3, 0), Expression("3", "clip applier is idle", 4, 0),
-            Expression("4", "the clip applier on the left", 4, 0)]
+    exps = [
+        Expression("0", "suction is idle", 1, 0),
+        Expression("1", "suction is idle", 2, 0),
+        Expression("2", "clip applier is idle", 3, 0),
+        Expression("3", "clip applier is idle", 4, 0),
+        Expression("4", "the clip applier on the left", 4, 0),
+    ]
     kept, extra = merge_same_text(exps)
     assert [e.exp_id for e in kept] == ["0", "2", "3", "4"] and extra == {1: (2,)}
 
@@ -231,8 +253,9 @@ def test_merge_same_text_keeps_objects_with_texts_of_their_own():
 def test_run_roundtrip_merge_and_gather(data):
     ds = list(open_dataset(data, "valid"))
     cfg = CIFSConfig(object_score_threshold=0.0, iou_threshold=0.0, window=1)
-    parts = [run_referring([v], ReferringEvalSegmenter(session_factory=oracle_factory(cfg)), progress=False)
-             for v in ds]
+    parts = [
+        run_referring([v], ReferringEvalSegmenter(session_factory=oracle_factory(cfg)), progress=False) for v in ds
+    ]
     merged = ReferringRun.merge([ReferringRun.from_dict(json.loads(json.dumps(p.to_dict()))) for p in parts])
     whole = run_referring(ds, ReferringEvalSegmenter(session_factory=oracle_factory(cfg)), progress=False)
     assert merged.result.summary()["all"]["J&F"] == pytest.approx(whole.result.summary()["all"]["J&F"])
@@ -242,8 +265,27 @@ def test_run_roundtrip_merge_and_gather(data):
 
 def test_cli_referring_untrained_writes_tables(data, tmp_path, capsys):
     out = tmp_path / "out"
-    assert run_cli("eval", "--e2e", "--segmenter", "referring", "--data", str(data), "--split", "valid",
-                   "--image-size", "64", "--memory", "fifo", "--no-cifs", "--no-progress", "--out", str(out)) == 0
+    assert (
+        run_cli(
+            "eval",
+            "--e2e",
+            "--segmenter",
+            "referring",
+            "--data",
+            str(data),
+            "--split",
+            "valid",
+            "--image-size",
+            "64",
+            "--memory",
+            "fifo",
+            "--no-cifs",
+            "--no-progress",
+            "--out",
+            str(out),
+        )
+        == 0
+    )
     cap = capsys.readouterr()
     assert "UNTRAINED" in cap.out and "untrained" in cap.err
     assert "protocol resurgsam2" in cap.out and "instruments" in cap.out and "tissue" in cap.out
@@ -262,10 +304,13 @@ def test_cli_referring_untrained_writes_tables(data, tmp_path, capsys):
 
 def test_cli_referring_needs_ref_layout(tmp_path, capsys):
     root = tmp_path / "vos"
-    generate(root, SynthConfig(width=64, height=64, frames=3), videos=1, seed=1, layout="vos", overwrite=True,
-             progress=False)
-    assert run_cli("eval", "--e2e", "--segmenter", "referring", "--data", str(root), "--image-size", "64",
-                   "--no-progress") == 2
+    generate(
+        root, SynthConfig(width=64, height=64, frames=3), videos=1, seed=1, layout="vos", overwrite=True, progress=False
+    )
+    assert (
+        run_cli("eval", "--e2e", "--segmenter", "referring", "--data", str(root), "--image-size", "64", "--no-progress")
+        == 2
+    )
     assert "Ref-EndoVis" in capsys.readouterr().err
 
 
@@ -273,8 +318,24 @@ def test_ablation_script_prints_four_rows(data, tmp_path, capsys):
     spec = importlib.util.spec_from_file_location("referring_ablation", ROOT / "benchmarks" / "referring_ablation.py")
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
-    assert mod.main(["--data", str(data), "--split", "valid", "--image-size", "64", "--videos", "seq_1",
-                     "--no-progress", "--out", str(tmp_path)]) == 0
+    assert (
+        mod.main(
+            [
+                "--data",
+                str(data),
+                "--split",
+                "valid",
+                "--image-size",
+                "64",
+                "--videos",
+                "seq_1",
+                "--no-progress",
+                "--out",
+                str(tmp_path),
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     rows = [ln for ln in out.splitlines() if ln.startswith("| ") and "variant" not in ln]
     assert [r.split("|")[1].strip() for r in rows] == ["cifs+dlm", "cifs+fifo", "nocifs+dlm", "nocifs+fifo"]
@@ -322,8 +383,15 @@ class OverlappingSession:
             logits.append(np.where(own, 5.0, np.where(m, 1.0, -10.0)).astype(np.float32))
         n = len(masks)
         low = torch.from_numpy(np.stack(logits))[:, None]  # at the frame's size: upsampling is the identity
-        return FrameResult(self.t, list(self._status), np.stack(masks), np.ones(n, np.float32),
-                           np.ones(n, np.float32), low, latency_ms=1.0)
+        return FrameResult(
+            self.t,
+            list(self._status),
+            np.stack(masks),
+            np.ones(n, np.float32),
+            np.ones(n, np.float32),
+            low,
+            latency_ms=1.0,
+        )
 
 
 def test_overlapping_expressions_are_resolved_by_logit_and_scored_as_written(data, tmp_path):

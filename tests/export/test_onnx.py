@@ -122,8 +122,13 @@ def test_engine_step_reproduced_by_onnxruntime(model, exported, clip):
     mem, pos, mask = (torch.cat(v).numpy() for v in zip(*toks))
     rep = lambda a: np.repeat(a, 2, axis=0)  # noqa: E731
     step = ort_model.track_step(
-        features=rep(enc["features"]), pos=rep(enc["pos"]), high_res_0=rep(enc["high_res_0"]),
-        high_res_1=rep(enc["high_res_1"]), memory=mem, memory_pos=pos, memory_mask=mask,
+        features=rep(enc["features"]),
+        pos=rep(enc["pos"]),
+        high_res_0=rep(enc["high_res_0"]),
+        high_res_1=rep(enc["high_res_1"]),
+        memory=mem,
+        memory_pos=pos,
+        memory_mask=mask,
     )
     res = seg.step(frames[t])
     np.testing.assert_allclose(step["low_res_masks"], res.low_res_logits.numpy(), atol=2e-3)
@@ -132,9 +137,20 @@ def test_engine_step_reproduced_by_onnxruntime(model, exported, clip):
         committed = seg.objects[oid].bank.recent[t].features.float().numpy()
         np.testing.assert_allclose(step["memory_features"][i : i + 1], committed, atol=2e-2)  # stored in bf16
     # one object through the dynamic object axis
-    one = ort_model.track_step(**{k: v[:1] for k, v in dict(
-        features=enc["features"], pos=enc["pos"], high_res_0=enc["high_res_0"], high_res_1=enc["high_res_1"],
-        memory=mem, memory_pos=pos, memory_mask=mask).items()})
+    one = ort_model.track_step(
+        **{
+            k: v[:1]
+            for k, v in dict(
+                features=enc["features"],
+                pos=enc["pos"],
+                high_res_0=enc["high_res_0"],
+                high_res_1=enc["high_res_1"],
+                memory=mem,
+                memory_pos=pos,
+                memory_mask=mask,
+            ).items()
+        }
+    )
     np.testing.assert_allclose(one["low_res_masks"], step["low_res_masks"][:1], atol=1e-4)
 
 
@@ -208,14 +224,21 @@ def test_runner_segments_a_clip_without_torch(exported, model, clip, tmp_path):
         Image.fromarray(f).save(tmp_path / "frames" / f"{t:05d}.png")
     write_palette_png(tmp_path / "first.png", labels[0])
     env = {**os.environ, "PYTHONPATH": str(SRC), "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run([sys.executable, "-c", NO_TORCH, str(out), str(tmp_path), json.dumps(RUNS)],
-                          capture_output=True, text=True, env=env, timeout=600)
+    proc = subprocess.run(
+        [sys.executable, "-c", NO_TORCH, str(out), str(tmp_path), json.dumps(RUNS)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
     assert proc.returncode == 0 and "no torch" in proc.stdout, proc.stderr[-3000:]
     got = np.load(tmp_path / "onnx.npz")
     ids = [int(i) for i in np.unique(labels[0]) if i]
     cli_ref = []
     for key, (memory, dtype) in RUNS.items():
-        seg = VideoSegmenter(model, memory=memory, memory_dtype=torch.bfloat16 if dtype == "bfloat16" else torch.float32)
+        seg = VideoSegmenter(
+            model, memory=memory, memory_dtype=torch.bfloat16 if dtype == "bfloat16" else torch.float32
+        )
         for i, k in enumerate(ids):
             seg.add_prompt(frames[0] if i == 0 else None, obj_id=k, mask=labels[0] == k)
         seg.add_prompt(None, obj_id=101, box=BOX)
@@ -225,8 +248,9 @@ def test_runner_segments_a_clip_without_torch(exported, model, clip, tmp_path):
             if t:
                 res = seg.step(frames[t])
             assert got[f"{key}_{t}_ids"].tolist() == res.obj_ids == ids + [101, 102]
-            np.testing.assert_allclose(got[f"{key}_{t}_logits"], res.low_res_logits.numpy(), atol=tol,
-                                       err_msg=f"{key} frame {t}")
+            np.testing.assert_allclose(
+                got[f"{key}_{t}_logits"], res.low_res_logits.numpy(), atol=tol, err_msg=f"{key} frame {t}"
+            )
             for i, k in enumerate(res.obj_ids):
                 assert _iou(got[f"{key}_{t}_masks"][i], res.masks[i]) >= 0.99, (key, t, k)
             if key == "fifo":  # the command line's run (mask prompts only, fifo, bf16)

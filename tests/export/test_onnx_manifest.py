@@ -11,9 +11,19 @@ import pytest
 
 from surgsam.export.onnx import MANIFEST, OnnxManifest, OnnxManifestError, read_manifest
 
-GOOD = {"model": "nano", "image_size": 64, "feat_size": 4, "hidden_dim": 32, "mem_dim": 16, "memory": "efp",
-        "slots": [5, 16], "memory_tokens": 112, "opset": 18,
-        "encoder": "image_encoder.onnx", "track_step": "track_step.onnx"}
+GOOD = {
+    "model": "nano",
+    "image_size": 64,
+    "feat_size": 4,
+    "hidden_dim": 32,
+    "mem_dim": 16,
+    "memory": "efp",
+    "slots": [5, 16],
+    "memory_tokens": 112,
+    "opset": 18,
+    "encoder": "image_encoder.onnx",
+    "track_step": "track_step.onnx",
+}
 
 
 def _folder(tmp_path: Path, manifest) -> Path:

@@ -25,8 +25,9 @@ def test_bf16_rounding_is_torchs():
     assert round_bf16(np.float32(1.0)).shape == ()
 
 
-@pytest.mark.parametrize("size,out", [((32, 32), (120, 160)), ((256, 320), (128, 128)), ((37, 53), (16, 24)),
-                                      ((64, 64), (64, 64))])
+@pytest.mark.parametrize(
+    "size,out", [((32, 32), (120, 160)), ((256, 320), (128, 128)), ((37, 53), (16, 24)), ((64, 64), (64, 64))]
+)
 def test_bilinear_resizes_are_torchs(size, out):
     x = torch.randn(3, *size)
     for aa in (False, True):
@@ -58,8 +59,12 @@ def test_efp_pruning_ranks_as_the_engine(dtype):
     for trial in range(60):
         base = torch.randn(1, 16, 8, 8, generator=g)
         feats = [(base + 0.5 * torch.randn(1, 16, 8, 8, generator=g)).to(dtype) for _ in range(7)]
-        sel = Selection(spatial=[(0 if i == 0 else i, MemoryEntry(i, f, torch.zeros(1, 32), i == 0, 1.0, 1.0))
-                                 for i, f in enumerate(feats)])
+        sel = Selection(
+            spatial=[
+                (0 if i == 0 else i, MemoryEntry(i, f, torch.zeros(1, 32), i == 0, 1.0, 1.0))
+                for i, f in enumerate(feats)
+            ]
+        )
         for k in (1, 2):
             ref = EFPPolicy._release_drop(sel, k)
             ours = efp_drop([f[0].float().numpy() for f in feats], k, bf16=dtype == torch.bfloat16)

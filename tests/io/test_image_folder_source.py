@@ -60,7 +60,12 @@ def test_recursive_sequences_and_hidden_files(tmp_path):
 def test_natural_sort_key():
     names = ["frame10.png", "frame9.png", "Frame1.png", "a/2.png", "a/10.png", "b/1.png"]
     assert sorted(names, key=natural_sort_key) == [
-        "a/2.png", "a/10.png", "b/1.png", "Frame1.png", "frame9.png", "frame10.png"
+        "a/2.png",
+        "a/10.png",
+        "b/1.png",
+        "Frame1.png",
+        "frame9.png",
+        "frame10.png",
     ]
 
 

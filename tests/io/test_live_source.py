@@ -204,8 +204,11 @@ def test_truncated_file_is_reported_as_damage(make_clip, tmp_path):
     cut.write_bytes(data[: len(data) * 85 // 100])
     got = []
     with LiveSource(cut, drop_frames=False, realtime=False) as src:
-        with pytest.raises(FrameReadError, match=rf"cut.mp4 is truncated or damaged: it ended at frame \d+, but the "
-                           rf"container declares {NUM_FRAMES} frames"):
+        with pytest.raises(
+            FrameReadError,
+            match=rf"cut.mp4 is truncated or damaged: it ended at frame \d+, but the "
+            rf"container declares {NUM_FRAMES} frames",
+        ):
             for frame in src:
                 got.append(frame)
     assert 0 < len(got) < NUM_FRAMES

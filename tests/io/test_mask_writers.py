@@ -19,8 +19,17 @@ from surgsam.io import (
 def test_davis_palette_known_colours():
     pal = davis_palette()
     assert pal.shape == (256, 3) and pal.dtype == np.uint8
-    expected = {0: (0, 0, 0), 1: (128, 0, 0), 2: (0, 128, 0), 3: (128, 128, 0), 4: (0, 0, 128),
-                5: (128, 0, 128), 7: (128, 128, 128), 8: (64, 0, 0), 255: (224, 224, 192)}
+    expected = {
+        0: (0, 0, 0),
+        1: (128, 0, 0),
+        2: (0, 128, 0),
+        3: (128, 128, 0),
+        4: (0, 0, 128),
+        5: (128, 0, 128),
+        7: (128, 128, 128),
+        8: (64, 0, 0),
+        255: (224, 224, 192),
+    }
     for i, rgb in expected.items():
         assert tuple(pal[i]) == rgb
     assert len({tuple(c) for c in pal}) == 256  # injective, so colours map back to ids

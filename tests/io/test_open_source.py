@@ -21,8 +21,12 @@ from surgsam.io import (
 
 
 def test_dispatch_live_specs(fake_capture, tmp_path):
-    for spec, name in [(0, "camera:0"), ("3", "camera:3"), ("rtsp://host/s", "rtsp://host/s"),
-                       ("http://host:8080/video.mjpg", "http://host:8080/video.mjpg")]:
+    for spec, name in [
+        (0, "camera:0"),
+        ("3", "camera:3"),
+        ("rtsp://host/s", "rtsp://host/s"),
+        ("http://host:8080/video.mjpg", "http://host:8080/video.mjpg"),
+    ]:
         src = open_source(spec, capture=fake_capture(1))
         assert isinstance(src, LiveSource) and src.name == name
     if hasattr(os, "mkfifo"):

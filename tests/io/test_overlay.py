@@ -122,6 +122,7 @@ def test_video_writer_errors(tmp_path):
 
 def test_overlay_colours_differ_for_neighbouring_and_decade_ids():
     """EndoVis instruments are 1-10 and tissue 11, 12, 17: 1/11, 2/12 and 7/17 shared a colour."""
+
     def dist(a, b):
         return float(np.linalg.norm(np.subtract(overlay_color(a), overlay_color(b))))
 

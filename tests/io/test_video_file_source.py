@@ -53,9 +53,7 @@ def test_iterating_twice_and_breaking_early(mp4_clip):
     np.testing.assert_array_equal(next(iter(src)), first)
 
 
-@pytest.mark.parametrize(
-    ("name", "exact"), [("square.mkv", False), ("square.avi", True), ("square.webm", False)]
-)
+@pytest.mark.parametrize(("name", "exact"), [("square.mkv", False), ("square.avi", True), ("square.webm", False)])
 def test_other_containers(make_clip, frames, name, exact):
     src = VideoFileSource(make_clip(name))
     assert src.size == (HEIGHT, WIDTH)
@@ -106,9 +104,7 @@ def test_audio_only_file(tmp_path):
     path = tmp_path / "audio.mkv"
     with av.open(str(path), "w") as container:
         stream = container.add_stream("pcm_s16le", rate=8000)
-        frame = av.AudioFrame.from_ndarray(
-            np.zeros((1, 800), dtype=np.int16), format="s16", layout="mono"
-        )
+        frame = av.AudioFrame.from_ndarray(np.zeros((1, 800), dtype=np.int16), format="s16", layout="mono")
         frame.sample_rate = 8000
         for packet in stream.encode(frame):
             container.mux(packet)

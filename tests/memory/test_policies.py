@@ -18,7 +18,9 @@ def feat(*angles_deg: float) -> torch.Tensor:
 
 
 def entry(f: int, features=None, cond=False, iou=0.5) -> MemoryEntry:
-    return MemoryEntry(f, feat(0.0, 0.0) if features is None else features, torch.full((1, 4), float(f)), cond, 1.0, iou)
+    return MemoryEntry(
+        f, feat(0.0, 0.0) if features is None else features, torch.full((1, 4), float(f)), cond, 1.0, iou
+    )
 
 
 def slots(sel):

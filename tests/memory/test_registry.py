@@ -11,8 +11,7 @@ import numpy as np
 import pytest
 
 from surgsam.cli import main
-from surgsam.memory import (FifoPolicy, MemoryBank, make_policy, policy_names, register_policy,
-                            unregister_policy)
+from surgsam.memory import FifoPolicy, MemoryBank, make_policy, policy_names, register_policy, unregister_policy
 
 PLUGIN = '''
 from dataclasses import dataclass
@@ -63,24 +62,58 @@ def test_registered_policy_runs_through_the_cli(plugin, clip, tmp_path, capsys):
     register_policy("cond-only", plugin.CondOnly)
     assert policy_names()[:3] == ("fifo", "efp", "dlm") and "cond-only" in policy_names()
     assert isinstance(make_policy("cond-only"), plugin.CondOnly)
-    rc = main(["segment", str(clip / "clip.mp4"), "--mask", str(clip / "first.png"), "--memory", "cond-only",
-               "--untrained", "--out", str(tmp_path / "out"), "--no-progress"])
+    rc = main(
+        [
+            "segment",
+            str(clip / "clip.mp4"),
+            "--mask",
+            str(clip / "first.png"),
+            "--memory",
+            "cond-only",
+            "--untrained",
+            "--out",
+            str(tmp_path / "out"),
+            "--no-progress",
+        ]
+    )
     assert rc == 0 and plugin.CondOnly.calls == 5  # frames 1..5 selected through the plug-in
     assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["memory"] == "cond-only"
 
 
 def test_module_colon_class_needs_no_registration(plugin, clip, tmp_path, capsys):
     plugin.CondOnly.calls = 0
-    rc = main(["segment", str(clip / "clip.mp4"), "--mask", str(clip / "first.png"), "--memory",
-               "my_policies:CondOnly", "--untrained", "--out", str(tmp_path / "out"), "--no-progress"])
+    rc = main(
+        [
+            "segment",
+            str(clip / "clip.mp4"),
+            "--mask",
+            str(clip / "first.png"),
+            "--memory",
+            "my_policies:CondOnly",
+            "--untrained",
+            "--out",
+            str(tmp_path / "out"),
+            "--no-progress",
+        ]
+    )
     assert rc == 0 and plugin.CondOnly.calls == 5
     capsys.readouterr()
 
 
 def test_unknown_policy_is_a_parse_error_naming_the_choices(clip, tmp_path, capsys):
     with pytest.raises(SystemExit):
-        main(["segment", str(clip / "clip.mp4"), "--mask", str(clip / "first.png"), "--memory", "lru",
-              "--out", str(tmp_path / "out")])
+        main(
+            [
+                "segment",
+                str(clip / "clip.mp4"),
+                "--mask",
+                str(clip / "first.png"),
+                "--memory",
+                "lru",
+                "--out",
+                str(tmp_path / "out"),
+            ]
+        )
     assert "unknown memory policy 'lru'; choose one of fifo, efp, dlm" in capsys.readouterr().err
 
 

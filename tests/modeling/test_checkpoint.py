@@ -11,7 +11,13 @@ import torch
 
 from oracle import CONFIGS, needs_oracle
 from surgsam.modeling import (
-    CheckpointError, SAM2Model, build_model, get_preset, list_presets, read_checkpoint, save_checkpoint,
+    CheckpointError,
+    SAM2Model,
+    build_model,
+    get_preset,
+    list_presets,
+    read_checkpoint,
+    save_checkpoint,
 )
 from surgsam.modeling.checkpoint import guess_preset, strip_prefixes
 
@@ -156,7 +162,9 @@ def test_unexpected_keys(tmp_path, nano_sd):
     sd["token_projection.layers.0.weight"] = torch.zeros(2, 2)
     sd["language_model.final_layer_norm.bias"] = torch.zeros(2)
     path = _save({"model": sd}, tmp_path / "extra.pt")
-    with pytest.raises(CheckpointError, match=r"2 unexpected keys: language_model.final_layer_norm.bias, token_projection"):
+    with pytest.raises(
+        CheckpointError, match=r"2 unexpected keys: language_model.final_layer_norm.bias, token_projection"
+    ):
         build_model("nano", checkpoint=path)
 
 

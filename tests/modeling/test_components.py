@@ -50,10 +50,15 @@ def test_an_injected_decoder_subclass_runs_the_predictions():
     plain = SAM2Model.from_preset("nano", image_size=128).eval()
     cfg, dec = plain.cfg, plain.sam_mask_decoder
     counting = CountingDecoder(
-        cfg.d_model, dec.transformer, num_multimask_outputs=cfg.num_multimask_outputs, iou_head_depth=cfg.iou_head_depth,
-        iou_head_hidden_dim=cfg.iou_head_hidden_dim, dynamic_multimask_via_stability=cfg.dynamic_multimask_via_stability,
+        cfg.d_model,
+        dec.transformer,
+        num_multimask_outputs=cfg.num_multimask_outputs,
+        iou_head_depth=cfg.iou_head_depth,
+        iou_head_hidden_dim=cfg.iou_head_hidden_dim,
+        dynamic_multimask_via_stability=cfg.dynamic_multimask_via_stability,
         dynamic_multimask_stability_delta=cfg.dynamic_multimask_stability_delta,
-        dynamic_multimask_stability_thresh=cfg.dynamic_multimask_stability_thresh)
+        dynamic_multimask_stability_thresh=cfg.dynamic_multimask_stability_thresh,
+    )
     counting.load_state_dict(dec.state_dict())
     model = SAM2Model(plain.cfg, mask_decoder=counting).eval()
     model.load_state_dict(plain.state_dict())

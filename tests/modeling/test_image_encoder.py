@@ -15,7 +15,7 @@ TOL = 1e-4
 
 def _encoder_state(ref: torch.nn.Module) -> dict[str, torch.Tensor]:
     prefix = "image_encoder."
-    return {k[len(prefix):]: v for k, v in ref.state_dict().items() if k.startswith(prefix)}
+    return {k[len(prefix) :]: v for k, v in ref.state_dict().items() if k.startswith(prefix)}
 
 
 def _maxdiff(a: torch.Tensor, b: torch.Tensor) -> float:

@@ -6,7 +6,13 @@ import pytest
 import torch
 
 from oracle import HAVE_ORACLE
-from surgsam.modeling.memory_attention import RoPEAttention, apply_rope, apply_rope_complex, axial_rope_angles, rope_tables
+from surgsam.modeling.memory_attention import (
+    RoPEAttention,
+    apply_rope,
+    apply_rope_complex,
+    axial_rope_angles,
+    rope_tables,
+)
 
 
 def test_real_and_complex_rope_agree():
@@ -25,8 +31,15 @@ def test_rope_attention_matches_meta_with_repeated_keys_and_pointers():
     from sam2.modeling.sam.transformer import RoPEAttention as MetaRoPE
 
     torch.manual_seed(0)
-    meta = MetaRoPE(embedding_dim=64, num_heads=1, downsample_rate=1, kv_in_dim=32, rope_theta=10000.0,
-                    rope_k_repeat=True, feat_sizes=(8, 8))
+    meta = MetaRoPE(
+        embedding_dim=64,
+        num_heads=1,
+        downsample_rate=1,
+        kv_in_dim=32,
+        rope_theta=10000.0,
+        rope_k_repeat=True,
+        feat_sizes=(8, 8),
+    )
     ours = RoPEAttention(64, 1, kv_in_dim=32, rope_k_repeat=True)
     ours.load_state_dict(meta.state_dict())
     q, k = torch.randn(2, 64, 64), torch.randn(2, 3 * 64 + 8, 32)

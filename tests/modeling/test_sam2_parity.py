@@ -135,9 +135,15 @@ def test_tracking_with_memory(pair):
             fr = ours.encode_image(img)
             cond = t == 0
             r_out = ref.track_step(
-                frame_idx=t, is_init_cond_frame=cond, current_vision_feats=feats,
-                current_vision_pos_embeds=pos, feat_sizes=sizes, point_inputs=None,
-                mask_inputs=mask0 if cond else None, output_dict=output_dict, num_frames=num_frames,
+                frame_idx=t,
+                is_init_cond_frame=cond,
+                current_vision_feats=feats,
+                current_vision_pos_embeds=pos,
+                feat_sizes=sizes,
+                point_inputs=None,
+                mask_inputs=mask0 if cond else None,
+                output_dict=output_dict,
+                num_frames=num_frames,
             )
             if cond:
                 o = ours.mask_as_output(fr.features, fr.high_res, mask0)
@@ -147,8 +153,14 @@ def test_tracking_with_memory(pair):
                 )
                 # our bank: conditioning frame in slot 0, the last frames in slots 6, 5, ...
                 spatial = [(0, our_mems[0][0])]
-                spatial += [(ours.num_maskmem - (t - k), our_mems[k][0]) for k in sorted(our_mems) if k > 0 and t - k < ours.num_maskmem]
-                pointers = [(t - 0, our_mems[0][1])] + [(t - k, our_mems[k][1]) for k in sorted(our_mems, reverse=True) if k > 0]
+                spatial += [
+                    (ours.num_maskmem - (t - k), our_mems[k][0])
+                    for k in sorted(our_mems)
+                    if k > 0 and t - k < ours.num_maskmem
+                ]
+                pointers = [(t - 0, our_mems[0][1])] + [
+                    (t - k, our_mems[k][1]) for k in sorted(our_mems, reverse=True) if k > 0
+                ]
                 pix = ours.condition_on_memory(fr, spatial, pointers, ptr_tpos_max=min(num_frames, 16) - 1)
                 close("memory attention output", pix, r_pix, tol=2e-4)
                 o = ours.predict_masks(pix, fr.high_res, multimask_output=True)
@@ -178,8 +190,9 @@ def test_every_preset_state_dict_matches_reference(name):
 
     from oracle import CONFIGS
 
-    ref = build_sam2(CONFIGS[name], None, device="cpu", apply_postprocessing=False,
-                     hydra_overrides_extra=["++model.image_size=512"])
+    ref = build_sam2(
+        CONFIGS[name], None, device="cpu", apply_postprocessing=False, hydra_overrides_extra=["++model.image_size=512"]
+    )
     with torch.device("meta"):  # shapes only
         ours = build_model(name, image_size=512, device="meta")
     a = {k: tuple(v.shape) for k, v in ref.state_dict().items()}

@@ -8,7 +8,14 @@ import pytest
 import torch
 
 from surgsam.referring.mamba import (
-    BRANCHES, GRN, CSTMambaMixer, DWMLP, MambaLayer, causal_depthwise_conv, from_branch_order, to_branch_order,
+    BRANCHES,
+    GRN,
+    CSTMambaMixer,
+    DWMLP,
+    MambaLayer,
+    causal_depthwise_conv,
+    from_branch_order,
+    to_branch_order,
 )
 
 T, P = 3, 4  # frames, tokens per frame

@@ -8,8 +8,15 @@ import torch
 from surgsam.modeling import CheckpointError, SAM2Model, get_preset, save_checkpoint
 from surgsam.modeling.sam2 import FrameFeatures
 from surgsam.referring import (
-    ReferringSAM2, TextFeatures, build_referring_model, from_resurgsam2_state_dict, get_referring_preset,
-    load_referring_state_dict, read_referring_checkpoint, save_referring_checkpoint, to_resurgsam2_state_dict,
+    ReferringSAM2,
+    TextFeatures,
+    build_referring_model,
+    from_resurgsam2_state_dict,
+    get_referring_preset,
+    load_referring_state_dict,
+    read_referring_checkpoint,
+    save_referring_checkpoint,
+    to_resurgsam2_state_dict,
 )
 from surgsam.referring.fusion import temporal_slots
 
@@ -161,7 +168,9 @@ def test_fusion_padding_previous_frames_and_batching(tiny):
     with pytest.raises(ValueError, match="at most 2 previous"):
         tiny.fuse(frame, previous * 2, tiny.project_text(text))
     with pytest.raises(ValueError, match="32"):
-        tiny.project_text(TextFeatures(torch.zeros(1, 3, 384), torch.zeros(1, 3, dtype=torch.bool), torch.zeros(1, 384)))
+        tiny.project_text(
+            TextFeatures(torch.zeros(1, 3, 384), torch.zeros(1, 3, dtype=torch.bool), torch.zeros(1, 384))
+        )
 
 
 def test_temporal_slots():

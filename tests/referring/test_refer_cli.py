@@ -50,9 +50,25 @@ def scripted_detect(monkeypatch):
 def test_refer_cli_masks_overlay_and_summary(video, tmp_path, monkeypatch, capsys):
     scripted_detect(monkeypatch)
     out, ov = tmp_path / "masks", tmp_path / "overlay.mp4"
-    rc = main(["refer", str(video / "clip.mp4"), "--text", "the grasper", "--text", "the clip applier",
-               "--out", str(out), "--overlay", str(ov), "--no-cifs", "--image-size", "128", "--no-progress",
-               "--untrained"])
+    rc = main(
+        [
+            "refer",
+            str(video / "clip.mp4"),
+            "--text",
+            "the grasper",
+            "--text",
+            "the clip applier",
+            "--out",
+            str(out),
+            "--overlay",
+            str(ov),
+            "--no-cifs",
+            "--image-size",
+            "128",
+            "--no-progress",
+            "--untrained",
+        ]
+    )
     assert rc == 0
     captured = capsys.readouterr()
     summary = json.loads(captured.out.strip().splitlines()[-1])
@@ -66,7 +82,10 @@ def test_refer_cli_masks_overlay_and_summary(video, tmp_path, monkeypatch, capsy
     assert (e2["obj_id"], e2["tracking_from"], e2["credible_frame"]) == (2, "never found", None)
     assert e1["detections_shown"] == 0 and e2["detections_shown"] == 0  # found at once; never present
     assert "WARNING: untrained" in captured.err
-    assert "notice: expression 2 ('the clip applier') was never credibly found in 6 frames: its masks are empty" in captured.err
+    assert (
+        "notice: expression 2 ('the clip applier') was never credibly found in 6 frames: its masks are empty"
+        in captured.err
+    )
     assert "expression 1 " not in captured.err
     pngs = sorted(out.glob("*.png"))
     assert [p.name for p in pngs] == [f"{i:05d}.png" for i in range(N)]
@@ -83,8 +102,16 @@ def test_refer_cli_masks_overlay_and_summary(video, tmp_path, monkeypatch, capsy
 
 
 def test_refer_cli_rejects_bad_expressions_and_encoders(video, tmp_path):
-    args = ["refer", str(video / "clip.mp4"), "--out", str(tmp_path), "--no-progress", "--untrained",
-            "--text-encoder", "clip-tiny"]
+    args = [
+        "refer",
+        str(video / "clip.mp4"),
+        "--out",
+        str(tmp_path),
+        "--no-progress",
+        "--untrained",
+        "--text-encoder",
+        "clip-tiny",
+    ]
     with pytest.raises(ValueError, match="empty"):
         main([*args, "--text", "the grasper", "--text", " "])
     with pytest.raises(ValueError, match="unknown text encoder"):
@@ -101,8 +128,23 @@ def test_refer_cli_with_our_checkpoint(video, tmp_path, capsys):
     torch.manual_seed(1)
     model = ReferringSAM2(SAM2Model(get_preset("nano", 128)), get_referring_preset("tiny"))
     ck = save_referring_checkpoint(model, tmp_path / "ref.pt")
-    rc = main(["refer", str(video / "clip.mp4"), "--text", "the grasper", "--checkpoint", str(ck),
-               "--memory", "efp", "--precision", "fp32", "--out", str(tmp_path / "m"), "--no-progress"])
+    rc = main(
+        [
+            "refer",
+            str(video / "clip.mp4"),
+            "--text",
+            "the grasper",
+            "--checkpoint",
+            str(ck),
+            "--memory",
+            "efp",
+            "--precision",
+            "fp32",
+            "--out",
+            str(tmp_path / "m"),
+            "--no-progress",
+        ]
+    )
     assert rc == 0
     captured = capsys.readouterr()
     summary = json.loads(captured.out.strip().splitlines()[-1])
@@ -115,8 +157,9 @@ def test_refer_cli_with_our_checkpoint(video, tmp_path, capsys):
 def test_refer_cli_default_is_the_embedded_model(video, tmp_path, capsys):
     from surgsam.referring.checkpoint import read_referring_checkpoint
 
-    rc = main(["refer", str(video / "clip.mp4"), "--text", "small-intestine", "--out", str(tmp_path / "m"),
-               "--no-progress"])
+    rc = main(
+        ["refer", str(video / "clip.mp4"), "--text", "small-intestine", "--out", str(tmp_path / "m"), "--no-progress"]
+    )
     assert rc == 0
     captured = capsys.readouterr()
     summary = json.loads(captured.out.strip().splitlines()[-1])
@@ -146,8 +189,27 @@ def test_refer_cli_coco_rle_matches_the_pngs_and_names_the_texts(video, tmp_path
 
     scripted_detect(monkeypatch)
     out = tmp_path / "masks"
-    assert main(["refer", str(video / "clip.mp4"), "--text", "the grasper", "--text", "the clip applier",
-                 "--out", str(out), "--coco", "--no-cifs", "--image-size", "128", "--no-progress", "--untrained"]) == 0
+    assert (
+        main(
+            [
+                "refer",
+                str(video / "clip.mp4"),
+                "--text",
+                "the grasper",
+                "--text",
+                "the clip applier",
+                "--out",
+                str(out),
+                "--coco",
+                "--no-cifs",
+                "--image-size",
+                "128",
+                "--no-progress",
+                "--untrained",
+            ]
+        )
+        == 0
+    )
     assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["coco"] == str(out / "coco_rle.json")
     doc = json.loads((out / "coco_rle.json").read_text())
     assert doc["categories"] == [{"id": 1, "name": "the grasper"}, {"id": 2, "name": "the clip applier"}]

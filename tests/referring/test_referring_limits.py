@@ -53,8 +53,21 @@ def video(tmp_path_factory):
 def _refer(video, out, *extra):
     from surgsam.cli import main
 
-    return main(["refer", str(video), "--text", "the grasper", "--out", str(out), "--image-size", "128",
-                 "--no-progress", "--untrained", *extra])
+    return main(
+        [
+            "refer",
+            str(video),
+            "--text",
+            "the grasper",
+            "--out",
+            str(out),
+            "--image-size",
+            "128",
+            "--no-progress",
+            "--untrained",
+            *extra,
+        ]
+    )
 
 
 def test_refer_writes_a_manifest_and_refuses_a_non_empty_out(video, tmp_path):

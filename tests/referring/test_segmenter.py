@@ -21,7 +21,11 @@ from surgsam.memory import DLMPolicy  # noqa: E402
 from surgsam.modeling import SAM2Model, get_preset  # noqa: E402
 from surgsam.modeling.sam2 import NO_OBJ_SCORE, SpatialMemory  # noqa: E402
 from surgsam.referring import (  # noqa: E402
-    CIFSConfig, CLIPTextEncoder, ReferringSAM2, ReferringSegmenter, get_referring_preset,
+    CIFSConfig,
+    CLIPTextEncoder,
+    ReferringSAM2,
+    ReferringSegmenter,
+    get_referring_preset,
 )
 
 PASS, FAIL = 4.0, -4.0  # object-score logits: sigmoid 0.982 > 0.9, 0.018
@@ -94,7 +98,9 @@ class Script:
 
 def features(model, frame):
     with torch.no_grad():
-        return model.sam.encode_image(model.sam.preprocess(torch.from_numpy(frame).permute(2, 0, 1)[None], resize="pil"))
+        return model.sam.encode_image(
+            model.sam.preprocess(torch.from_numpy(frame).permute(2, 0, 1)[None], resize="pil")
+        )
 
 
 # ------------------------------------------------------------------ one encoder pass, batching
@@ -158,8 +164,9 @@ def test_cifs_hand_over_to_memory_tracking_with_the_sentence_token(model, encode
         sentence = model.tracking_prompt(model.project_text(encoder.encode([TEXTS[1]])))
         torch.testing.assert_close(seg.tracker.objects[1].extra_prompt, sentence, atol=1e-5, rtol=0)
         f6 = features(model, frames[6])
-        pix = model.sam.condition_on_memory(f6, [(0, SpatialMemory(bank.cond[2].features, mem.pos))],
-                                            [(4, script.ptrs[1, 2])], ptr_tpos_max=15)
+        pix = model.sam.condition_on_memory(
+            f6, [(0, SpatialMemory(bank.cond[2].features, mem.pos))], [(4, script.ptrs[1, 2])], ptr_tpos_max=15
+        )
         want = model.sam.predict_masks(pix, f6.high_res, multimask_output=True, extra_sparse=sentence)
         plain = model.sam.predict_masks(pix, f6.high_res, multimask_output=True)
     torch.testing.assert_close(out[6].low_res_logits[:1], want.low_res_masks, atol=1e-4, rtol=0)
@@ -277,8 +284,9 @@ def test_add_and_remove_expressions_mid_stream(model, encoder, monkeypatch):
 
 def test_memory_footprint_stays_flat_over_a_long_stream(model, encoder, monkeypatch):
     # 1: found on frame 4 then tracked; 2: credible 4 frames out of 5, so CIFS keeps cycling candidates
-    script = Script(monkeypatch, model, encoder,
-                    lambda k, t: (PASS, 0.9) if k == 1 or (k == 2 and t % 5 != 4) else None)
+    script = Script(
+        monkeypatch, model, encoder, lambda k, t: (PASS, 0.9) if k == 1 or (k == 2 and t % 5 != 4) else None
+    )
     seg = script.attach(ReferringSegmenter(model, encoder))
     seg.add_texts({1: TEXTS[1], 2: TEXTS[2]})
     fp, census = [], {}
@@ -343,8 +351,13 @@ def test_engine_seed_object_checks_its_input(model, encoder):
     seg.add_text(1, TEXTS[1])
     seg.step(clip(1)[0])
     tr, c = seg.tracker, model.sam.hidden_dim
-    ok = dict(features=torch.zeros(1, c, 8, 8), mask_logits=torch.zeros(1, 1, SIDE, SIDE),
-              object_score_logit=torch.zeros(1, 1), obj_ptr=torch.zeros(1, c), iou=0.9)
+    ok = dict(
+        features=torch.zeros(1, c, 8, 8),
+        mask_logits=torch.zeros(1, 1, SIDE, SIDE),
+        object_score_logit=torch.zeros(1, 1),
+        obj_ptr=torch.zeros(1, c),
+        iou=0.9,
+    )
     with pytest.raises(ValueError, match="not a frame seen so far"):
         tr.seed_object(5, 1, **ok)
     with pytest.raises(ValueError, match="mask_logits must have shape"):
@@ -367,7 +380,9 @@ def test_handover_memory_binary_encodes_the_thresholded_detection(model, encoder
         seg.step(f)
     with torch.no_grad():
         high = F.interpolate(rect(1, 2).view(1, 1, SIDE, SIDE), (128, 128), mode="bilinear", align_corners=False)
-        binary = model.sam.encode_memory(features(model, frames[2]).features, high, torch.tensor([[PASS]]), binarize=True)
+        binary = model.sam.encode_memory(
+            features(model, frames[2]).features, high, torch.tensor([[PASS]]), binarize=True
+        )
     got = seg.tracker.objects[1].bank.cond[2].features.float()
     torch.testing.assert_close(got, binary.features.to(torch.bfloat16).float())
     with pytest.raises(ValueError, match="handover_memory"):

@@ -41,8 +41,14 @@ def _inputs(b=2, d=6, n=4, length=29, groups=None, seed=0, dtype=torch.float64):
     r = lambda *s: torch.randn(*s, generator=g, dtype=dtype)  # noqa: E731
     bc = (b, groups, n, length) if groups else (b, n, length)
     return dict(
-        u=r(b, d, length), delta=r(b, d, length), A=-torch.rand(d, n, generator=g, dtype=dtype) * 4,
-        B=r(*bc), C=r(*bc), D=r(d), z=r(b, d, length), delta_bias=r(d),
+        u=r(b, d, length),
+        delta=r(b, d, length),
+        A=-torch.rand(d, n, generator=g, dtype=dtype) * 4,
+        B=r(*bc),
+        C=r(*bc),
+        D=r(d),
+        z=r(b, d, length),
+        delta_bias=r(d),
     )
 
 
@@ -103,7 +109,9 @@ def test_bad_shapes_are_refused():
     with pytest.raises(ValueError, match="A must be"):
         selective_scan_ref(**dict(x, A=x["A"][:4]))
     with pytest.raises(ValueError, match="groups"):
-        selective_scan_ref(**dict(x, B=x["B"].unsqueeze(1).repeat(1, 4, 1, 1), C=x["C"].unsqueeze(1).repeat(1, 4, 1, 1)))
+        selective_scan_ref(
+            **dict(x, B=x["B"].unsqueeze(1).repeat(1, 4, 1, 1), C=x["C"].unsqueeze(1).repeat(1, 4, 1, 1))
+        )
     with pytest.raises(ValueError, match="scan method"):
         selective_scan_ref(**x, method="parallel")  # type: ignore[arg-type]
 
@@ -126,7 +134,9 @@ def test_choose_backend():
 def test_kernel_absent_here_and_auto_falls_back():
     assert ss.kernel_available() is False  # mamba_ssm is not installed in this environment
     x = _inputs(seed=4)
-    torch.testing.assert_close(selective_scan_fn(**x, delta_softplus=True), selective_scan_ref(**x, delta_softplus=True))
+    torch.testing.assert_close(
+        selective_scan_fn(**x, delta_softplus=True), selective_scan_ref(**x, delta_softplus=True)
+    )
     with pytest.raises(RuntimeError, match="mamba_ssm"):
         selective_scan_fn(**x, backend="kernel")
 
@@ -156,4 +166,3 @@ def test_signature_matches_mamba_ssm():
     assert ref[: len(names)] == names
     defaults = {p.name: p.default for p in fn if p.default is not inspect.Parameter.empty}
     assert defaults == {"D": None, "z": None, "delta_bias": None, "delta_softplus": False, "return_last_state": False}
-

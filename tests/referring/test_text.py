@@ -10,7 +10,12 @@ import torch
 pytest.importorskip("transformers")
 
 from surgsam.referring.text import (  # noqa: E402
-    CLIPTextEncoder, MissingTextDependency, TextEncoder, TextFeatures, build_text_encoder, list_text_encoders,
+    CLIPTextEncoder,
+    MissingTextDependency,
+    TextEncoder,
+    TextFeatures,
+    build_text_encoder,
+    list_text_encoders,
 )
 
 SENTENCES = ["the grasper is retracting tissue", "bipolar forceps on the left"]
@@ -33,7 +38,7 @@ def test_minilm_shapes_padding_and_reference_values(minilm):
     assert f.tokens.shape[0] == 2 and f.tokens.shape[2] == 384 and f.pooled.shape == (2, 384)
     lengths = (~f.padding_mask).sum(1).tolist()
     assert lengths[0] == f.tokens.shape[1] and lengths[1] < lengths[0]
-    assert torch.all(f.tokens[1, lengths[1]:] == 0)
+    assert torch.all(f.tokens[1, lengths[1] :] == 0)
     torch.testing.assert_close(f.pooled.norm(dim=-1), torch.ones(2))
     # sentence-transformers' all-MiniLM-L6-v2 embedding of the same sentences (first 4 values)
     want = torch.tensor([[-0.024928, -0.024414, 0.049919, -0.000744], [-0.078160, -0.003986, -0.023465, 0.115949]])
@@ -58,9 +63,15 @@ def test_minilm_from_a_local_directory():
     assert enc.name == "minilm" and enc.dim == 384
 
 
-@pytest.mark.parametrize("bad,err,match", [
-    ([""], ValueError, "empty"), (["   \n"], ValueError, "empty"), ([], ValueError, "no texts"), ([3], TypeError, "int"),
-])
+@pytest.mark.parametrize(
+    "bad,err,match",
+    [
+        ([""], ValueError, "empty"),
+        (["   \n"], ValueError, "empty"),
+        ([], ValueError, "no texts"),
+        ([3], TypeError, "int"),
+    ],
+)
 def test_empty_texts_are_refused(minilm, bad, err, match):
     with pytest.raises(err, match=match):
         minilm.encode(bad)
@@ -76,7 +87,12 @@ def test_over_long_text_names_the_limit(minilm, clip_b32):
 
 def test_clip_random_init_offline(clip_b32):
     cfg = clip_b32.model.config
-    assert (cfg.hidden_size, cfg.num_hidden_layers, cfg.num_attention_heads, cfg.intermediate_size) == (512, 12, 8, 2048)
+    assert (cfg.hidden_size, cfg.num_hidden_layers, cfg.num_attention_heads, cfg.intermediate_size) == (
+        512,
+        12,
+        8,
+        2048,
+    )
     assert (cfg.vocab_size, cfg.max_position_embeddings) == (49408, 77)
     assert clip_b32.dim == 512 and isinstance(clip_b32, CLIPTextEncoder)
     f = clip_b32.encode(SENTENCES)
@@ -129,6 +145,6 @@ def test_text_features_concat_and_select():
 
 
 def test_clip_tower_has_resurgsam2_language_model_keys(clip_b32, resurgsam2_keys):
-    want = [(k[len("language_model."):], s) for k, s, text in resurgsam2_keys if text]
+    want = [(k[len("language_model.") :], s) for k, s, text in resurgsam2_keys if text]
     got = [(k, tuple(v.shape)) for k, v in clip_b32.language_model().state_dict().items()]
     assert len(want) == 196 and sorted(got) == sorted(want)

@@ -15,7 +15,16 @@ from surgsam.modeling import build_model, get_preset
 from surgsam.modeling.sam2 import SAM2Model
 from surgsam.train import AuxTypeConfig, ClipConfig, ClipSampler, PromptConfig, Trainer, TrainStep, collate, make_config
 from surgsam.train import open_datasets
-from surgsam.train.aux_types import IGNORE, INSTRUMENT_CLASSES, TYPE_NAMES, TypeHead, type_index, type_loss, type_map, video_categories
+from surgsam.train.aux_types import (
+    IGNORE,
+    INSTRUMENT_CLASSES,
+    TYPE_NAMES,
+    TypeHead,
+    type_index,
+    type_loss,
+    type_map,
+    video_categories,
+)
 
 
 @pytest.fixture(scope="module")
@@ -30,10 +39,21 @@ def _model():
 
 
 def _cfg(out, data, steps=4, **kw):
-    cfg = make_config("nano-synth", data=(str(data),), out=str(out), steps=steps, image_size=SIZE, image_every=2,
-                      image_batch_size=2, ckpt_every=2, progress=False, **kw)
-    return replace(cfg, clip=replace(cfg.clip, num_frames=FRAMES, max_objects=2),
-                   prompts=PromptConfig(num_correction_clicks=2))
+    cfg = make_config(
+        "nano-synth",
+        data=(str(data),),
+        out=str(out),
+        steps=steps,
+        image_size=SIZE,
+        image_every=2,
+        image_batch_size=2,
+        ckpt_every=2,
+        progress=False,
+        **kw,
+    )
+    return replace(
+        cfg, clip=replace(cfg.clip, num_frames=FRAMES, max_objects=2), prompts=PromptConfig(num_correction_clicks=2)
+    )
 
 
 def test_type_map_and_vocabulary():
@@ -42,7 +62,9 @@ def test_type_map_and_vocabulary():
     assert type_index("Suction Instrument") == type_index("suction") == 5
     assert type_index("small intestine") == 12 and type_index("harmonic scalpel") == IGNORE
     lab = np.array([[0, 1, 2], [3, 17, 250]], dtype=np.uint8)
-    out = type_map(lab, {1: "prograsp forceps", 2: "something new", 17: "small-intestine", 3: "clip applier"}, void_id=3)
+    out = type_map(
+        lab, {1: "prograsp forceps", 2: "something new", 17: "small-intestine", 3: "clip applier"}, void_id=3
+    )
     assert out.dtype == np.uint8
     assert out.tolist() == [[0, 2, IGNORE], [IGNORE, 12, IGNORE]]
     assert type_map(np.array([[0, 300]]), None).tolist() == [[0, IGNORE]]  # ids above 255, no categories
@@ -160,7 +182,9 @@ def test_checkpoints_hold_no_head_and_resume_is_exact(tmp_path, synth_root, type
     # resume from step 2 reproduces the uninterrupted run, head included
     first = Trainer(_cfg(tmp_path / "b", synth_root, aux_type=aux), model=_model(), sampler=typed_sampler)
     first.train(until=2)
-    resumed = Trainer(_cfg(tmp_path / "b", synth_root, aux_type=aux), model=_model(), sampler=typed_sampler, resume=True)
+    resumed = Trainer(
+        _cfg(tmp_path / "b", synth_root, aux_type=aux), model=_model(), sampler=typed_sampler, resume=True
+    )
     assert resumed.step == 2
     resumed.train()
     for (n, p), q in zip(full.model.named_parameters(), resumed.model.parameters()):
@@ -180,18 +204,77 @@ def test_cli_aux_type_options(tmp_path, synth_root):
     from surgsam.cli import main
 
     out = tmp_path / "cli"
-    rc = main(["train", "--recipe", "nano-synth", "--data", str(synth_root), "--out", str(out), "--steps", "2",
-               "--image-size", str(SIZE), "--frames", str(FRAMES), "--max-objects", "1", "--ckpt-every", "1",
-               "--aux-type-loss", "0.5", "--aux-type-level", "s16+s4",
-               "--aux-type-lr-scale", "3", "--aux-type-balance", "pixel", "--keep-checkpoints", "0", "--no-progress"])
+    rc = main(
+        [
+            "train",
+            "--recipe",
+            "nano-synth",
+            "--data",
+            str(synth_root),
+            "--out",
+            str(out),
+            "--steps",
+            "2",
+            "--image-size",
+            str(SIZE),
+            "--frames",
+            str(FRAMES),
+            "--max-objects",
+            "1",
+            "--ckpt-every",
+            "1",
+            "--aux-type-loss",
+            "0.5",
+            "--aux-type-level",
+            "s16+s4",
+            "--aux-type-lr-scale",
+            "3",
+            "--aux-type-balance",
+            "pixel",
+            "--keep-checkpoints",
+            "0",
+            "--no-progress",
+        ]
+    )
     assert rc == 0
     saved = json.loads((out / "train_config.json").read_text())
-    assert saved["aux_type"] == {"weight": 0.5, "level": "s16+s4", "balance": "pixel", "lr_scale": 3.0} and saved["clip"]["type_maps"] is True
+    assert (
+        saved["aux_type"] == {"weight": 0.5, "level": "s16+s4", "balance": "pixel", "lr_scale": 3.0}
+        and saved["clip"]["type_maps"] is True
+    )
     assert saved["keep_checkpoints"] == 0
     assert len(list((out / "checkpoints").glob("step_*.state.pt"))) == 2  # nothing pruned
     rec = json.loads((out / "log.jsonl").read_text().splitlines()[0])
     assert rec["loss_aux_type"] > 0
-    assert main(["train", "--recipe", "nano-synth", "--data", str(synth_root), "--out", str(out / "x"),
-                 "--aux-type-loss", "-1"]) == 2
-    assert main(["train", "--recipe", "ref-nano-synth", "--data", str(synth_root), "--out", str(out / "y"),
-                 "--aux-type-loss", "1"]) == 2
+    assert (
+        main(
+            [
+                "train",
+                "--recipe",
+                "nano-synth",
+                "--data",
+                str(synth_root),
+                "--out",
+                str(out / "x"),
+                "--aux-type-loss",
+                "-1",
+            ]
+        )
+        == 2
+    )
+    assert (
+        main(
+            [
+                "train",
+                "--recipe",
+                "ref-nano-synth",
+                "--data",
+                str(synth_root),
+                "--out",
+                str(out / "y"),
+                "--aux-type-loss",
+                "1",
+            ]
+        )
+        == 2
+    )

@@ -30,7 +30,9 @@ def test_clip_shapes_objects_and_normalisation(sampler, nano):
         raw = raw.flip(-1)
     assert sampler.cfg.frame_resize == "pil"
     torch.testing.assert_close(c.frames, nano.preprocess(raw, resize="pil"), rtol=0, atol=1e-6)
-    old = ClipSampler([sampler.videos], replace(sampler.cfg, frame_resize="antialias")).clip(0, np.random.default_rng(0))
+    old = ClipSampler([sampler.videos], replace(sampler.cfg, frame_resize="antialias")).clip(
+        0, np.random.default_rng(0)
+    )
     torch.testing.assert_close(old.frames, nano.preprocess(raw, resize="antialias"), rtol=0, atol=1e-6)
     assert (old.frames - c.frames).abs().max() > 1e-2, "the two resizes must differ on these frames"
 
@@ -81,9 +83,24 @@ def test_a_shared_text_is_one_target_when_merging(tmp_path):
     from surgsam.data.synth import SynthConfig, generate
 
     root = tmp_path / "dup"
-    generate(root, SynthConfig(width=96, height=64, frames=4, smoke=0.0, motion_blur=False, duplicate_type_prob=1.0,
-                               min_instruments=2, max_instruments=2, late_entry_prob=0.0, exit_prob=0.0),
-             videos=2, seed=0, progress=False)
+    generate(
+        root,
+        SynthConfig(
+            width=96,
+            height=64,
+            frames=4,
+            smoke=0.0,
+            motion_blur=False,
+            duplicate_type_prob=1.0,
+            min_instruments=2,
+            max_instruments=2,
+            late_entry_prob=0.0,
+            exit_prob=0.0,
+        ),
+        videos=2,
+        seed=0,
+        progress=False,
+    )
     ds = open_datasets([str(root)])
     cfg = ClipConfig(num_frames=2, max_objects=5, image_size=96, hflip_prob=0.0, reverse_prob=0.0, min_pixels=1)
     plain = ClipSampler(ds, cfg)
@@ -111,8 +128,13 @@ def _event_sampler(root, option: str, **synth) -> tuple[list, ClipConfig, ClipSa
     with ``option`` (``entry_prob`` or ``exit_prob``) at 1: (datasets, base config, sampler)."""
     from surgsam.data.synth import SynthConfig, generate
 
-    generate(root, SynthConfig(width=96, height=64, frames=14, smoke=0.0, motion_blur=False, **synth),
-             videos=3, seed=0, progress=False)
+    generate(
+        root,
+        SynthConfig(width=96, height=64, frames=14, smoke=0.0, motion_blur=False, **synth),
+        videos=3,
+        seed=0,
+        progress=False,
+    )
     ds = open_datasets([str(root)])
     base = ClipConfig(num_frames=FRAMES, image_size=SIZE, max_objects=1, min_pixels=1)
     return ds, base, ClipSampler(ds, replace(base, **{option: 1.0}))

@@ -7,7 +7,15 @@ import math
 import pytest
 import torch
 
-from surgsam.train.losses import DecoderStep, LossConfig, dice_loss, frame_loss, iou_targets, sam2_loss, sigmoid_focal_loss
+from surgsam.train.losses import (
+    DecoderStep,
+    LossConfig,
+    dice_loss,
+    frame_loss,
+    iou_targets,
+    sam2_loss,
+    sigmoid_focal_loss,
+)
 
 
 def _sig(x):
@@ -71,7 +79,9 @@ def test_multimask_backprops_only_the_lowest_loss_mask_and_supervises_all_ious()
     expected_iou = (step.ious.detach()[0] - actual).abs().mean().item()
     assert terms.iou.item() == pytest.approx(expected_iou, rel=1e-6)
     assert terms.cls.item() == pytest.approx(-math.log(_sig(3.0)), rel=1e-6)
-    assert terms.total.item() == pytest.approx(20 * terms.mask.item() + terms.dice.item() + terms.iou.item() + terms.cls.item(), rel=1e-6)
+    assert terms.total.item() == pytest.approx(
+        20 * terms.mask.item() + terms.dice.item() + terms.iou.item() + terms.cls.item(), rel=1e-6
+    )
     (20 * terms.mask + terms.dice).backward()
     g = step.multimask_logits.grad[0]
     assert g[1].abs().sum() > 0
@@ -89,7 +99,9 @@ def test_absent_object_only_pays_the_object_score():
 def test_normalised_by_number_of_objects_and_summed_over_steps():
     step, target = _multimask_case()
     one = frame_loss(step, target, 1.0)
-    two = DecoderStep(step.multimask_logits.repeat(2, 1, 1, 1), step.ious.repeat(2, 1), step.object_score_logits.repeat(2, 1))
+    two = DecoderStep(
+        step.multimask_logits.repeat(2, 1, 1, 1), step.ious.repeat(2, 1), step.object_score_logits.repeat(2, 1)
+    )
     both = frame_loss(two, target.repeat(2, 1, 1), 2.0)
     assert both.total.item() == pytest.approx(one.total.item(), rel=1e-6)
     # two frames, the second with two decoder calls: three times the single loss

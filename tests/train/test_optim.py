@@ -20,17 +20,24 @@ def _group_of(groups, name):
 
 
 def test_weight_decay_and_layer_decay(nano):
-    cfg = OptimConfig(lr=1e-3, lr_image_encoder=5e-4, weight_decay=0.1, layer_decay=0.9,
-                      lr_overrides=(("memory_attention", 2e-4),))
+    cfg = OptimConfig(
+        lr=1e-3, lr_image_encoder=5e-4, weight_decay=0.1, layer_decay=0.9, lr_overrides=(("memory_attention", 2e-4),)
+    )
     groups = param_groups(nano, cfg)
     wd = {n: g["weight_decay"] for g in groups for n in g["param_names"]}
     lr = {n: g["lr"] for g in groups for n in g["param_names"]}
     assert wd["sam_mask_decoder.transformer.layers.0.self_attn.q_proj.weight"] == 0.1
     assert wd["memory_encoder.pix_feat_proj.weight"] == 0.1
-    for name in ("sam_mask_decoder.transformer.layers.0.self_attn.q_proj.bias",
-                 "image_encoder.trunk.blocks.0.norm1.weight", "memory_encoder.fuser.layers.0.norm.weight",
-                 "sam_prompt_encoder.point_embeddings.0.weight", "sam_mask_decoder.iou_token.weight",
-                 "maskmem_tpos_enc", "no_mem_embed", "image_encoder.trunk.pos_embed"):
+    for name in (
+        "sam_mask_decoder.transformer.layers.0.self_attn.q_proj.bias",
+        "image_encoder.trunk.blocks.0.norm1.weight",
+        "memory_encoder.fuser.layers.0.norm.weight",
+        "sam_prompt_encoder.point_embeddings.0.weight",
+        "sam_mask_decoder.iou_token.weight",
+        "maskmem_tpos_enc",
+        "no_mem_embed",
+        "image_encoder.trunk.pos_embed",
+    ):
         assert wd[name] == 0.0, name
     blocks = 5  # nano trunk depth
     assert lr["image_encoder.trunk.blocks.4.attn.qkv.weight"] == pytest.approx(5e-4 * 0.9)

@@ -23,8 +23,10 @@ def _write(path, rows) -> str:
 def _synthetic_log(path, steps: int = 300) -> str:
     rng = np.random.default_rng(0)
     kinds = [("video", "mask"), ("video", "point"), ("video", "box"), ("image", "image")]
-    rows = [_row(s, float(20 * np.exp(-s / 150) + rng.uniform(1, 2)), *kinds[s % 4], objects=1 + s % 3)
-            for s in range(1, steps + 1)]
+    rows = [
+        _row(s, float(20 * np.exp(-s / 150) + rng.uniform(1, 2)), *kinds[s % 4], objects=1 + s % 3)
+        for s in range(1, steps + 1)
+    ]
     return _write(path, [{"event": "start"}] + rows + [{"event": "done", "step": steps}])
 
 
@@ -33,10 +35,20 @@ def _colors(png) -> set[tuple[int, int, int]]:
 
 
 def test_read_log_keeps_last_occurrence_in_resumed_log(tmp_path):
-    log = _write(tmp_path / "log.jsonl", [
-        {"event": "config"}, _row(1, 9.0), _row(2, 8.0), _row(3, 7.0),
-        _row(2, 80.0), _row(3, 70.0), {"step": 3, "eval": 50.0}, _row(4, 6.0), '{"step": 5, "lo',
-    ])
+    log = _write(
+        tmp_path / "log.jsonl",
+        [
+            {"event": "config"},
+            _row(1, 9.0),
+            _row(2, 8.0),
+            _row(3, 7.0),
+            _row(2, 80.0),
+            _row(3, 70.0),
+            {"step": 3, "eval": 50.0},
+            _row(4, 6.0),
+            '{"step": 5, "lo',
+        ],
+    )
     rows = read_log(log)
     assert [(r["step"], r["loss"]) for r in rows] == [(1, 9.0), (2, 80.0), (3, 70.0), (4, 6.0)]
 
@@ -49,10 +61,15 @@ def test_read_log_later_files_win(tmp_path):
 
 
 def test_loss_series_split_and_trailing_median():
-    rows = [_row(1, 4.0, prompt="mask", objects=2), _row(2, 9.0, prompt="point", objects=3),
-            _row(3, 6.0, prompt="mask", objects=1), _row(4, 5.0, batch="image", prompt="image", objects=0),
-            _row(5, 8.0, prompt="box", objects=2), _row(6, 12.0, prompt="mask", objects=4),
-            _row(7, 1.0, prompt="text")]  # an unknown prompt belongs to no series
+    rows = [
+        _row(1, 4.0, prompt="mask", objects=2),
+        _row(2, 9.0, prompt="point", objects=3),
+        _row(3, 6.0, prompt="mask", objects=1),
+        _row(4, 5.0, batch="image", prompt="image", objects=0),
+        _row(5, 8.0, prompt="box", objects=2),
+        _row(6, 12.0, prompt="mask", objects=4),
+        _row(7, 1.0, prompt="text"),
+    ]  # an unknown prompt belongs to no series
     s = loss_series(rows, smooth=2)
     assert list(s) == ["mask-prompted clips", "click/box-prompted clips", "image batches"]
     steps, vals = s["mask-prompted clips"]  # per object: 2, 6, 3
@@ -65,8 +82,13 @@ def test_loss_series_split_and_trailing_median():
 
 
 def test_plot_training_png(tmp_path):
-    out = plot_training(_synthetic_log(tmp_path / "log.jsonl"), tmp_path / "sub" / "loss.png",
-                        title="synthetic", smooth=20, size=(640, 400))
+    out = plot_training(
+        _synthetic_log(tmp_path / "log.jsonl"),
+        tmp_path / "sub" / "loss.png",
+        title="synthetic",
+        smooth=20,
+        size=(640, 400),
+    )
     img = Image.open(out)
     assert img.format == "PNG" and img.size == (640, 400)
     panel = np.asarray(img.convert("RGB"))[60:300, 100:600]
@@ -77,8 +99,7 @@ def test_plot_training_png(tmp_path):
 
 
 def test_plot_training_with_evals(tmp_path):
-    out = plot_training(_synthetic_log(tmp_path / "log.jsonl"), tmp_path / "loss.png",
-                        evals=[(100, 42.0), (300, 61.5)])
+    out = plot_training(_synthetic_log(tmp_path / "log.jsonl"), tmp_path / "loss.png", evals=[(100, 42.0), (300, 61.5)])
     assert Image.open(out).size == (960, 540)
     rgb = np.asarray(Image.open(out).convert("RGB"))
     ys, _ = np.nonzero((rgb == EVAL_COLOR).all(axis=-1))

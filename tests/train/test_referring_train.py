@@ -22,8 +22,13 @@ def ref_root(tmp_path_factory):
     from surgsam.data.synth import SynthConfig, generate
 
     root = tmp_path_factory.mktemp("refsynth")
-    generate(root, SynthConfig(width=96, height=64, frames=6, smoke=0.0, motion_blur=False, version=17),
-             videos=3, seed=0, progress=False)
+    generate(
+        root,
+        SynthConfig(width=96, height=64, frames=6, smoke=0.0, motion_blur=False, version=17),
+        videos=3,
+        seed=0,
+        progress=False,
+    )
     return root
 
 
@@ -31,7 +36,9 @@ def ref_root(tmp_path_factory):
 def ref_sampler(ref_root):
     from surgsam.train import ClipConfig, ClipSampler, open_datasets
 
-    return ClipSampler(open_datasets([str(ref_root)]), ClipConfig(num_frames=CLIP_FRAMES, max_objects=2, image_size=SIZE))
+    return ClipSampler(
+        open_datasets([str(ref_root)]), ClipConfig(num_frames=CLIP_FRAMES, max_objects=2, image_size=SIZE)
+    )
 
 
 @pytest.fixture(scope="module")
@@ -62,10 +69,22 @@ def _train_cfg(root, out, **kw):
 
     ref = ReferringTrainConfig(stage=2, preset="tiny", text_encoder="clip-tiny", **kw.pop("ref", {}))
     return TrainConfig(
-        recipe="test-ref", model="nano", image_size=SIZE, data=(str(root),), out=str(out), steps=4, image_every=0,
-        clip=ClipConfig(num_frames=CLIP_FRAMES, max_objects=2, image_size=SIZE), seed=3, progress=False,
-        optim=OptimConfig(lr=5e-4, lr_overrides=tuple((m, 2e-3) for m in REFERRING_MODULES), warmup_frac=0.3,
-                          layer_decay=1.0), referring=ref, **kw)
+        recipe="test-ref",
+        model="nano",
+        image_size=SIZE,
+        data=(str(root),),
+        out=str(out),
+        steps=4,
+        image_every=0,
+        clip=ClipConfig(num_frames=CLIP_FRAMES, max_objects=2, image_size=SIZE),
+        seed=3,
+        progress=False,
+        optim=OptimConfig(
+            lr=5e-4, lr_overrides=tuple((m, 2e-3) for m in REFERRING_MODULES), warmup_frac=0.3, layer_decay=1.0
+        ),
+        referring=ref,
+        **kw,
+    )
 
 
 def test_flip_swaps_left_right_in_expressions(ref_root):
@@ -73,7 +92,10 @@ def test_flip_swaps_left_right_in_expressions(ref_root):
 
     ds = open_datasets([str(ref_root)])
     kw = dict(num_frames=CLIP_FRAMES, image_size=SIZE, reverse_prob=0.0)
-    plain, flipped = ClipSampler(ds, ClipConfig(hflip_prob=0.0, **kw)), ClipSampler(ds, ClipConfig(hflip_prob=1.0, **kw))
+    plain, flipped = (
+        ClipSampler(ds, ClipConfig(hflip_prob=0.0, **kw)),
+        ClipSampler(ds, ClipConfig(hflip_prob=1.0, **kw)),
+    )
     sided = 0
     for i in range(plain.num_clips):
         a, b = plain.clip(i, np.random.default_rng(i)), flipped.clip(i, np.random.default_rng(i))
@@ -107,8 +129,12 @@ def test_few_steps_on_a_fixed_batch_lower_the_loss(ref_sampler, text_cache, stag
 
 # SAM 2 parameters a text-referred clip does not use: click/box embeddings and mask-prompt
 # paths (no clicks, no mask prompts), and no_mem_pos_enc, which SAM 2 never reads.
-UNUSED_SAM = ("sam.sam_prompt_encoder.point_embeddings", "sam.sam_prompt_encoder.mask_downscaling",
-              "sam.mask_downsample", "sam.no_mem_pos_enc")
+UNUSED_SAM = (
+    "sam.sam_prompt_encoder.point_embeddings",
+    "sam.sam_prompt_encoder.mask_downscaling",
+    "sam.mask_downsample",
+    "sam.no_mem_pos_enc",
+)
 
 
 def test_stage2_gradients_reach_every_trainable_part(ref_sampler, text_cache):
@@ -139,7 +165,12 @@ def test_param_groups_and_schedule_of_the_resurgsam2_recipe():
     from surgsam.train.optim import CosineSchedule
 
     cfg = make_config("resurgsam2-stage1")
-    assert cfg.referring.stage == 1 and cfg.clip.num_frames == 3 and cfg.epochs == 60 and cfg.referring.freeze_sam_epochs == 5
+    assert (
+        cfg.referring.stage == 1
+        and cfg.clip.num_frames == 3
+        and cfg.epochs == 60
+        and cfg.referring.freeze_sam_epochs == 5
+    )
     assert cfg.optim.warmup_frac == 0.3 and cfg.image_size == 512 and cfg.model == "sam2.1_hiera_s"
     assert make_config("resurgsam2-stage2").clip.num_frames == 10
     model = _model()
@@ -206,7 +237,9 @@ def test_resume_reproduces_the_uninterrupted_run(ref_root, tmp_path):
     kinds = {json.loads(x)["prompt"] for x in (tmp_path / "a" / "log.jsonl").read_text().splitlines()}
     assert kinds <= {"refer", "refer+track"}
     m = build_referring_model(checkpoint=tmp_path / "a" / "model.pt")  # no names needed
-    assert m.cfg.name == "tiny" and torch.equal(m.token_projection.layers[0].weight, a["token_projection.layers.0.weight"])
+    assert m.cfg.name == "tiny" and torch.equal(
+        m.token_projection.layers[0].weight, a["token_projection.layers.0.weight"]
+    )
 
 
 def test_cli_two_steps_then_segment_with_the_checkpoint(ref_root, tmp_path):
@@ -215,9 +248,32 @@ def test_cli_two_steps_then_segment_with_the_checkpoint(ref_root, tmp_path):
     from surgsam.referring import ReferringSegmenter, build_referring_model
 
     out = tmp_path / "cli"
-    rc = main(["train", "--recipe", "ref-nano-synth", "--data", str(ref_root), "--out", str(out), "--steps", "2",
-               "--image-size", str(SIZE), "--frames", str(CLIP_FRAMES), "--max-objects", "2", "--ckpt-every", "1",
-               "--text-encoder", "clip-tiny", "--freeze-sam-steps", "1", "--no-progress"])
+    rc = main(
+        [
+            "train",
+            "--recipe",
+            "ref-nano-synth",
+            "--data",
+            str(ref_root),
+            "--out",
+            str(out),
+            "--steps",
+            "2",
+            "--image-size",
+            str(SIZE),
+            "--frames",
+            str(CLIP_FRAMES),
+            "--max-objects",
+            "2",
+            "--ckpt-every",
+            "1",
+            "--text-encoder",
+            "clip-tiny",
+            "--freeze-sam-steps",
+            "1",
+            "--no-progress",
+        ]
+    )
     assert rc == 0
     saved = json.loads((out / "train_config.json").read_text())
     assert saved["recipe"] == "ref-nano-synth" and saved["referring"]["stage"] == 2
@@ -243,9 +299,30 @@ def test_cli_stage_one_trains_detection_only(ref_root, tmp_path):
     from surgsam.train import make_config
 
     out = tmp_path / "s1"
-    rc = main(["train", "--recipe", "ref-nano-synth", "--stage", "1", "--frames", str(REF_FRAMES), "--data",
-               str(ref_root), "--out", str(out), "--steps", "2", "--image-size", str(SIZE), "--max-objects", "2",
-               "--text-encoder", "clip-tiny", "--no-progress"])
+    rc = main(
+        [
+            "train",
+            "--recipe",
+            "ref-nano-synth",
+            "--stage",
+            "1",
+            "--frames",
+            str(REF_FRAMES),
+            "--data",
+            str(ref_root),
+            "--out",
+            str(out),
+            "--steps",
+            "2",
+            "--image-size",
+            str(SIZE),
+            "--max-objects",
+            "2",
+            "--text-encoder",
+            "clip-tiny",
+            "--no-progress",
+        ]
+    )
     assert rc == 0
     saved = json.loads((out / "train_config.json").read_text())
     assert saved["referring"]["stage"] == 1 and saved["clip"]["merge_same_text"] is True
@@ -259,9 +336,35 @@ def test_cli_stage_one_trains_detection_only(ref_root, tmp_path):
 def test_cli_rejects_referring_options_for_plain_recipes(synth_root, tmp_path, capsys):
     from surgsam.cli import main
 
-    rc = main(["train", "--recipe", "nano-synth", "--data", str(synth_root), "--out", str(tmp_path / "x"),
-               "--text-encoder", "minilm", "--steps", "1"])
+    rc = main(
+        [
+            "train",
+            "--recipe",
+            "nano-synth",
+            "--data",
+            str(synth_root),
+            "--out",
+            str(tmp_path / "x"),
+            "--text-encoder",
+            "minilm",
+            "--steps",
+            "1",
+        ]
+    )
     assert rc == 2 and "referring recipes" in capsys.readouterr().err
-    rc = main(["train", "--recipe", "nano-synth", "--data", str(synth_root), "--out", str(tmp_path / "y"),
-               "--stage", "1", "--steps", "1"])
+    rc = main(
+        [
+            "train",
+            "--recipe",
+            "nano-synth",
+            "--data",
+            str(synth_root),
+            "--out",
+            str(tmp_path / "y"),
+            "--stage",
+            "1",
+            "--steps",
+            "1",
+        ]
+    )
     assert rc == 2 and "--stage" in capsys.readouterr().err

@@ -29,8 +29,9 @@ NAME, SIZE, FRAMES = "sam2.1_hiera_tiny", 128, 4
 
 def _ref_track_step(ref, t, is_init, feats, pos, sizes, point_inputs, mask_inputs, output_dict, clicks, n_init):
     """SAM2Train.track_step: track, then one SAM-head pass per correction click."""
-    out, sam, hr, pix = ref._track_step(t, is_init, feats, pos, sizes, point_inputs, mask_inputs, output_dict,
-                                        FRAMES, False, None)
+    out, sam, hr, pix = ref._track_step(
+        t, is_init, feats, pos, sizes, point_inputs, mask_inputs, output_dict, FRAMES, False, None
+    )
     low, high, ptr, score = sam[3], sam[4], sam[5], sam[6]
     if clicks is not None:
         for k in range(n_init + 1, clicks[0].shape[1] + 1):
@@ -60,8 +61,19 @@ def _reference_clip(ref, frames, gt, plan, ours):
             n_init = 2 if plan.kind == "box" else 1
             point_inputs = {"point_coords": tr.points[:, :n_init], "point_labels": tr.labels[:, :n_init]}
         clicks = (tr.points, tr.labels) if t in plan.correct_frames else None
-        out = _ref_track_step(ref, t, init, [x[:, idx] for x in feats], [x[:, idx] for x in pos], sizes,
-                              point_inputs, mask_inputs, output_dict, clicks, n_init)
+        out = _ref_track_step(
+            ref,
+            t,
+            init,
+            [x[:, idx] for x in feats],
+            [x[:, idx] for x in pos],
+            sizes,
+            point_inputs,
+            mask_inputs,
+            output_dict,
+            clicks,
+            n_init,
+        )
         output_dict["cond_frame_outputs" if t in plan.cond_frames else "non_cond_frame_outputs"][t] = out
         outs[t] = out
     return outs
@@ -76,7 +88,9 @@ def test_clip_forward_matches_reference(kind, synth_root, monkeypatch):
     model = SAM2Model(get_preset(NAME, image_size=SIZE))
     model.load_state_dict(ref.state_dict())
     model.eval()
-    sampler = ClipSampler(open_datasets([str(synth_root)]), ClipConfig(num_frames=FRAMES, max_objects=2, image_size=SIZE))
+    sampler = ClipSampler(
+        open_datasets([str(synth_root)]), ClipConfig(num_frames=FRAMES, max_objects=2, image_size=SIZE)
+    )
     batch = collate([sampler.clip(0, np.random.default_rng(0))])
     cfg = PromptConfig(num_correction_clicks=2)
     correct = [] if kind == "mask" else [0, FRAMES - 2]
@@ -91,6 +105,7 @@ def test_clip_forward_matches_reference(kind, synth_root, monkeypatch):
     for t in range(FRAMES):
         a, b = ours.frames[t].high_res_masks, theirs[t]["pred_masks_high_res"]
         torch.testing.assert_close(a, b, atol=2e-4, rtol=1e-4, msg=f"frame {t}")
-        torch.testing.assert_close(ours.frames[t].steps[-1].object_score_logits, theirs[t]["object_score_logits"],
-                                   atol=2e-4, rtol=1e-4)
+        torch.testing.assert_close(
+            ours.frames[t].steps[-1].object_score_logits, theirs[t]["object_score_logits"], atol=2e-4, rtol=1e-4
+        )
         assert 0 < (a > 0).float().mean() < 1

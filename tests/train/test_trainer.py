@@ -21,10 +21,21 @@ SRC = Path(__file__).resolve().parents[2] / "src"
 
 
 def _cfg(out, data, steps=4, **kw):
-    cfg = make_config("nano-synth", data=(str(data),), out=str(out), steps=steps, image_size=SIZE, image_every=2,
-                      image_batch_size=2, ckpt_every=2, progress=False, **kw)
-    return replace(cfg, clip=replace(cfg.clip, num_frames=FRAMES, max_objects=2),
-                   prompts=PromptConfig(num_correction_clicks=2))
+    cfg = make_config(
+        "nano-synth",
+        data=(str(data),),
+        out=str(out),
+        steps=steps,
+        image_size=SIZE,
+        image_every=2,
+        image_batch_size=2,
+        ckpt_every=2,
+        progress=False,
+        **kw,
+    )
+    return replace(
+        cfg, clip=replace(cfg.clip, num_frames=FRAMES, max_objects=2), prompts=PromptConfig(num_correction_clicks=2)
+    )
 
 
 def _model():
@@ -71,10 +82,34 @@ def test_cli_train(tmp_path, synth_root, capsys):
     from surgsam.cli import main
 
     out = tmp_path / "cli"
-    rc = main(["train", "--recipe", "nano-synth", "--data", str(synth_root), "--out", str(out), "--steps", "1",
-               "--image-size", str(SIZE), "--frames", str(FRAMES), "--max-objects", "1",
-               "--freeze", "image_encoder", "--point-prob", "0.25", "--iou-loss", "mse", "--exit-prob", "0.2",
-               "--no-progress"])
+    rc = main(
+        [
+            "train",
+            "--recipe",
+            "nano-synth",
+            "--data",
+            str(synth_root),
+            "--out",
+            str(out),
+            "--steps",
+            "1",
+            "--image-size",
+            str(SIZE),
+            "--frames",
+            str(FRAMES),
+            "--max-objects",
+            "1",
+            "--freeze",
+            "image_encoder",
+            "--point-prob",
+            "0.25",
+            "--iou-loss",
+            "mse",
+            "--exit-prob",
+            "0.2",
+            "--no-progress",
+        ]
+    )
     assert rc == 0
     # the 1-step run never leaves the recipe's 300-step warm-up: one line says so (issue 18)
     warned = [x for x in capsys.readouterr().err.splitlines() if "warm-up" in x]
@@ -86,17 +121,62 @@ def test_cli_train(tmp_path, synth_root, capsys):
     assert saved["optim"]["freeze"] == ["image_encoder"] and saved["recipe"] == "nano-synth"
     assert saved["clip"]["entry_prob"] == 0.3 and saved["clip"]["exit_prob"] == 0.2  # recipe's, ours
     assert saved["prompts"]["prob_point_input"] == 0.25 and saved["loss"]["iou_use_l1"] is False
-    assert main(["train", "--recipe", "nano-synth", "--data", str(synth_root), "--out", str(out / "x"),
-                 "--point-prob", "1.5"]) == 2
-    assert main(["train", "--recipe", "nano-synth", "--data", str(synth_root), "--out", str(out / "x"),
-                 "--entry-prob", "1.5"]) == 2
-    assert main(["train", "--recipe", "nano-synth", "--data", str(synth_root), "--out", str(out / "x"),
-                 "--entry-prob", "0.6", "--exit-prob", "0.5"]) == 2
+    assert (
+        main(
+            [
+                "train",
+                "--recipe",
+                "nano-synth",
+                "--data",
+                str(synth_root),
+                "--out",
+                str(out / "x"),
+                "--point-prob",
+                "1.5",
+            ]
+        )
+        == 2
+    )
+    assert (
+        main(
+            [
+                "train",
+                "--recipe",
+                "nano-synth",
+                "--data",
+                str(synth_root),
+                "--out",
+                str(out / "x"),
+                "--entry-prob",
+                "1.5",
+            ]
+        )
+        == 2
+    )
+    assert (
+        main(
+            [
+                "train",
+                "--recipe",
+                "nano-synth",
+                "--data",
+                str(synth_root),
+                "--out",
+                str(out / "x"),
+                "--entry-prob",
+                "0.6",
+                "--exit-prob",
+                "0.5",
+            ]
+        )
+        == 2
+    )
 
 
 def test_ddp_two_processes_keep_identical_parameters(tmp_path, synth_root):
     script = tmp_path / "ddp_run.py"
-    script.write_text(textwrap.dedent(f"""
+    script.write_text(
+        textwrap.dedent(f"""
         import sys, torch
         sys.path.insert(0, {str(SRC)!r})
         from dataclasses import replace
@@ -112,7 +192,8 @@ def test_ddp_two_processes_keep_identical_parameters(tmp_path, synth_root):
         torch.save({{k: v.detach().cpu() for k, v in t.model.state_dict().items()}},
                    {str(tmp_path)!r} + f"/rank{{t.rank}}.pt")
         torch.distributed.destroy_process_group()
-    """))
+    """)
+    )
     env = dict(os.environ, PYTHONPATH=str(SRC), OMP_NUM_THREADS="1")
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(script)]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240)

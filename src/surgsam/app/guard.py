@@ -35,7 +35,7 @@ def split_host(value: str) -> tuple[str, int | None] | None:
         end = value.find("]")
         if end < 0:
             return None
-        name, rest = value[1:end], value[end + 1:]
+        name, rest = value[1:end], value[end + 1 :]
         try:
             ipaddress.IPv6Address(name)
         except ValueError:
@@ -160,7 +160,11 @@ async def _refuse(scope: dict, send: Any, why: str) -> None:
         await send({"type": "websocket.close", "code": 1008})
         return
     body = f"403 Forbidden: {why} (see surgsam app --allowed-host)\n".encode("utf-8", "replace")
-    await send({"type": "http.response.start", "status": 403,
-                "headers": [(b"content-type", b"text/plain; charset=utf-8"),
-                            (b"content-length", str(len(body)).encode())]})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 403,
+            "headers": [(b"content-type", b"text/plain; charset=utf-8"), (b"content-length", str(len(body)).encode())],
+        }
+    )
     await send({"type": "http.response.body", "body": body})

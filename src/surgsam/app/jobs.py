@@ -30,9 +30,21 @@ from .prompts import ObjectPrompt, PromptBook
 from .video import VideoMeta
 
 __all__ = [
-    "DEMO_MODEL", "memory_policies", "FrameStat", "JobError", "ModelCache", "ModelChoice", "ReferringChoice",
-    "ReferringModel", "RunResult", "SegmentationJob", "expression_summary", "make_referrer", "preview",
-    "segment_stream", "zip_masks",
+    "DEMO_MODEL",
+    "memory_policies",
+    "FrameStat",
+    "JobError",
+    "ModelCache",
+    "ModelChoice",
+    "ReferringChoice",
+    "ReferringModel",
+    "RunResult",
+    "SegmentationJob",
+    "expression_summary",
+    "make_referrer",
+    "preview",
+    "segment_stream",
+    "zip_masks",
 ]
 
 #: The model choice meaning "what ``surgsam demo`` uses" (see :func:`surgsam.modeling.embedded.build_demo_model`).
@@ -84,8 +96,11 @@ class ModelChoice:
             from ..modeling.embedded import demo_checkpoint
 
             ckpt = demo_checkpoint()
-            return f"demo model ({ckpt}, trained on synthetic videos only)" if ckpt else \
-                "demo model (untrained nano, random weights: masks are not meaningful)"
+            return (
+                f"demo model ({ckpt}, trained on synthetic videos only)"
+                if ckpt
+                else "demo model (untrained nano, random weights: masks are not meaningful)"
+            )
         return f"{what} (random weights: no checkpoint given)"
 
 
@@ -199,9 +214,14 @@ def _build_referring(choice: ReferringChoice) -> ReferringModel:
 
     ckpt = _checked_inputs(choice.checkpoint, choice.image_size, what="referring ")
     try:
-        net, enc, untrained = build_referring(checkpoint=ckpt, model=choice.model or None, image_size=choice.image_size,
-                                              text_encoder=choice.text_encoder or None, device=choice.device,
-                                              seed=choice.seed)
+        net, enc, untrained = build_referring(
+            checkpoint=ckpt,
+            model=choice.model or None,
+            image_size=choice.image_size,
+            text_encoder=choice.text_encoder or None,
+            device=choice.device,
+            seed=choice.seed,
+        )
     except (CheckpointError, KeyError, ValueError, TypeError, RuntimeError, OSError, ImportError) as exc:
         msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
         raise JobError(f"cannot build the referring model: {msg}") from None
@@ -209,8 +229,14 @@ def _build_referring(choice: ReferringChoice) -> ReferringModel:
 
 
 # ------------------------------------------------------------------------------------ engine
-def make_referrer(referring: ReferringModel, texts: dict[int, str], memory: str = "dlm", precision: Precision = "fp32",
-                  cifs: CIFSConfig | None = None, num_frames: int | None = None) -> Any:
+def make_referrer(
+    referring: ReferringModel,
+    texts: dict[int, str],
+    memory: str = "dlm",
+    precision: Precision = "fp32",
+    cifs: CIFSConfig | None = None,
+    num_frames: int | None = None,
+) -> Any:
     """A fresh :class:`~surgsam.referring.ReferringSegmenter` holding ``texts`` ({obj_id: text},
     searched for from its first frame); a bad expression (empty, over-long for the text
     encoder) raises :class:`JobError` naming the object."""
@@ -218,8 +244,9 @@ def make_referrer(referring: ReferringModel, texts: dict[int, str], memory: str 
 
     if not texts:
         raise JobError("no expression to search for")
-    seg = ReferringSegmenter(referring.model, referring.encoder, memory=memory, cifs=cifs, precision=precision,
-                             num_frames=num_frames)
+    seg = ReferringSegmenter(
+        referring.model, referring.encoder, memory=memory, cifs=cifs, precision=precision, num_frames=num_frames
+    )
     for oid, text in sorted(texts.items()):  # one at a time: the error names the object
         try:
             seg.text_encoder.encode([text])
@@ -229,8 +256,14 @@ def make_referrer(referring: ReferringModel, texts: dict[int, str], memory: str 
     return seg
 
 
-def segment_stream(frames: Any, prompts: Sequence[Prompt], model: Any, memory: str = "efp",
-                   precision: Precision = "fp32", referrer: Any = None) -> Iterator[FrameResult]:
+def segment_stream(
+    frames: Any,
+    prompts: Sequence[Prompt],
+    model: Any,
+    memory: str = "efp",
+    precision: Precision = "fp32",
+    referrer: Any = None,
+) -> Iterator[FrameResult]:
     """The one place the app's prompts meet the engine: a result for every frame of ``frames``.
 
     Clicked objects (``prompts``) are tracked by the engine with ``model``; text objects by
@@ -271,8 +304,9 @@ class _Tap:
             close()
 
 
-def _with_texts(frames: Any, prompts: list[Prompt], model: Any, memory: str, precision: Precision,
-                referrer: Any) -> Iterator[FrameResult]:
+def _with_texts(
+    frames: Any, prompts: list[Prompt], model: Any, memory: str, precision: Precision, referrer: Any
+) -> Iterator[FrameResult]:
     closer = None
     if isinstance(frames, (str, Path, int)):
         from ..io import open_source
@@ -306,10 +340,14 @@ def _merge(a: FrameResult, b: FrameResult) -> FrameResult:
     low = torch.cat(lows)[order] if lows else torch.zeros(0, 1, 1, 1)
     masks = np.concatenate([a.masks, b.masks])[order] if ids else a.masks
     return FrameResult(
-        frame_idx=a.frame_idx, obj_ids=[ids[i] for i in order], masks=masks,
+        frame_idx=a.frame_idx,
+        obj_ids=[ids[i] for i in order],
+        masks=masks,
         object_scores=np.concatenate([a.object_scores, b.object_scores])[order].astype(np.float32),
-        ious=np.concatenate([a.ious, b.ious])[order].astype(np.float32), low_res_logits=low,
-        latency_ms=a.latency_ms + b.latency_ms, searching=sorted([*a.searching, *b.searching]),
+        ious=np.concatenate([a.ious, b.ious])[order].astype(np.float32),
+        low_res_logits=low,
+        latency_ms=a.latency_ms + b.latency_ms,
+        searching=sorted([*a.searching, *b.searching]),
     )
 
 
@@ -322,9 +360,11 @@ def expression_summary(expressions: Sequence[dict], frames: int) -> list[str]:
         if e["found_frame"] is None:
             where = f"never found in {frames} frames ({never_found_masks(e.get('detections_shown', 0))})"
         else:
-            where = (f"found on frame {e['found_frame']} (conditioning frame {e['credible_frame']}), "
-                     f"tracked from frame {e['tracking_from']}")
-        out.append(f"object {e['obj_id']} \"{e['text']}\": {where}")
+            where = (
+                f"found on frame {e['found_frame']} (conditioning frame {e['credible_frame']}), "
+                f"tracked from frame {e['tracking_from']}"
+            )
+        out.append(f'object {e["obj_id"]} "{e["text"]}": {where}')
     return out
 
 
@@ -394,8 +434,9 @@ class RunResult:
             f"p95 {np.percentile(tracked, 95):.0f} ms, max {tracked.max():.0f} ms"
         )
         if self.expressions:
-            text += "\n\nText objects:\n" + "".join(f"\n- {line}" for line in
-                                                   expression_summary(self.expressions, self.frames))
+            text += "\n\nText objects:\n" + "".join(
+                f"\n- {line}" for line in expression_summary(self.expressions, self.frames)
+            )
         if self.warning:
             text += f"\n\n**Warning: {self.warning}**"
         return text
@@ -440,15 +481,27 @@ class SegmentationJob:
     and leaves no result), or call :meth:`run`.
     """
 
-    def __init__(self, meta: VideoMeta, book: PromptBook, model: Any, out_dir: str | Path,
-                 memory: str = "efp", max_frames: int | None = None, precision: Precision = "fp32",
-                 model_label: str = "", referring: ReferringModel | None = None, cifs: CIFSConfig | None = None):
+    def __init__(
+        self,
+        meta: VideoMeta,
+        book: PromptBook,
+        model: Any,
+        out_dir: str | Path,
+        memory: str = "efp",
+        max_frames: int | None = None,
+        precision: Precision = "fp32",
+        model_label: str = "",
+        referring: ReferringModel | None = None,
+        cifs: CIFSConfig | None = None,
+    ):
         _check_memory(memory)
         self.prompts = book.prompts()
         self.texts = dict(book.texts)
         if not self.prompts and not self.texts:
-            raise JobError("no prompt yet: click on an object (or give a box) on some frame, or type an "
-                           "expression for an object, first")
+            raise JobError(
+                "no prompt yet: click on an object (or give a box) on some frame, or type an "
+                "expression for an object, first"
+            )
         if self.prompts and model is None:
             raise JobError("clicked objects need a model")
         if self.texts and referring is None:
@@ -497,8 +550,9 @@ class SegmentationJob:
                 encoded = False
                 try:
                     t0 = time.perf_counter()
-                    for res in segment_stream(src, self.prompts, self.model, self.memory, self.precision,
-                                              self.referrer):
+                    for res in segment_stream(
+                        src, self.prompts, self.model, self.memory, self.precision, self.referrer
+                    ):
                         masks.write_result(res)  # overlaps: highest logit wins (SAM 2)
                         ms = res.latency_ms
                         fps = 1000 / ms if ms > 0 else 0
@@ -536,9 +590,20 @@ class SegmentationJob:
 
             expressions = expression_statuses(self.referrer)
             warning = self.referring.warning() if self.referring is not None else None
-        self.result = RunResult(self.out_dir, masks_dir, zip_path, self.out_dir / "overlay.mp4", sorted(ids),
-                                self.memory, self.model_label, stats, wall, self.meta.num_frames, expressions,
-                                warning)
+        self.result = RunResult(
+            self.out_dir,
+            masks_dir,
+            zip_path,
+            self.out_dir / "overlay.mp4",
+            sorted(ids),
+            self.memory,
+            self.model_label,
+            stats,
+            wall,
+            self.meta.num_frames,
+            expressions,
+            warning,
+        )
 
     def run(self, progress: Callable[[int, int], None] | None = None) -> RunResult:
         """Run to the end; ``progress(done, total)`` after every frame."""

@@ -37,8 +37,16 @@ from ..engine.state import FrameResult
 from ..io.base import FrameReadError
 from ..io.live import SYSTEM_CLOCK, Clock, LiveSource
 
-__all__ = ["FrameSink", "Interrupted", "LiveError", "LiveReport", "TimedLiveSource", "apply_prompts", "open_live",
-           "run_live"]
+__all__ = [
+    "FrameSink",
+    "Interrupted",
+    "LiveError",
+    "LiveReport",
+    "TimedLiveSource",
+    "apply_prompts",
+    "open_live",
+    "run_live",
+]
 
 
 class LiveError(RuntimeError):
@@ -94,8 +102,9 @@ class _Arrived:
     t: float
 
 
-def open_live(spec: int | str | os.PathLike[str], drop_frames: bool = True, realtime: bool | None = None,
-              **kwargs: Any) -> TimedLiveSource:
+def open_live(
+    spec: int | str | os.PathLike[str], drop_frames: bool = True, realtime: bool | None = None, **kwargs: Any
+) -> TimedLiveSource:
     """Open a camera index (``0``), a stream URL, a named pipe or a video file as a live source
     (a file is paced at its frame rate unless ``realtime=False``)."""
     if isinstance(spec, (str, os.PathLike)) and Path(spec).is_dir():
@@ -144,9 +153,24 @@ class LiveReport:
     @classmethod
     def not_started(cls, source: str, end: str, wall_s: float = 0.0, error: str | None = None) -> LiveReport:
         """The report of a run that ended before its first frame (interrupted while opening)."""
-        return cls(source=source, end=end, frames_read=0, processed=0, dropped=0, dropped_while_prompting=0,
-                   fps=0.0, source_fps=None, latency_median_ms=0.0, latency_p95_ms=0.0, latency_max_ms=0.0,
-                   engine_median_ms=0.0, recorded=0, record=None, wall_s=wall_s, error=error)
+        return cls(
+            source=source,
+            end=end,
+            frames_read=0,
+            processed=0,
+            dropped=0,
+            dropped_while_prompting=0,
+            fps=0.0,
+            source_fps=None,
+            latency_median_ms=0.0,
+            latency_p95_ms=0.0,
+            latency_max_ms=0.0,
+            engine_median_ms=0.0,
+            recorded=0,
+            record=None,
+            wall_s=wall_s,
+            error=error,
+        )
 
 
 def apply_prompts(segmenter: Any, frame: np.ndarray, prompts: Sequence[Prompt]) -> FrameResult:
@@ -163,8 +187,12 @@ def apply_prompts(segmenter: Any, frame: np.ndarray, prompts: Sequence[Prompt]) 
     if not prompts:
         raise LiveError("no prompt: give --mask, --points or --box (or click in the window)")
     try:
-        results = [segmenter.add_prompt(frame if i == 0 else None, obj_id=p.obj_id, points=p.points,
-                                        labels=p.labels, box=p.box, mask=p.mask) for i, p in enumerate(prompts)]
+        results = [
+            segmenter.add_prompt(
+                frame if i == 0 else None, obj_id=p.obj_id, points=p.points, labels=p.labels, box=p.box, mask=p.mask
+            )
+            for i, p in enumerate(prompts)
+        ]
     except (ValueError, TypeError) as exc:
         raise LiveError(f"bad prompt for the first frame: {exc}") from None
     return results[-1]
@@ -311,8 +339,7 @@ def run_live(
             if sink is not None and not sink.show(img):
                 end = "stopped by user"
             else:
-                end = _loop(source, segmenter, tally, sink, recorder, max_frames, read_timeout_s, stop, on_frame,
-                            clock)
+                end = _loop(source, segmenter, tally, sink, recorder, max_frames, read_timeout_s, stop, on_frame, clock)
     except FrameReadError as exc:
         end, error = "damaged input", str(exc)
     except KeyboardInterrupt as exc:
@@ -330,12 +357,23 @@ def run_live(
 
         expressions = expression_statuses(segmenter)
     return LiveReport(
-        source=source.name, end=end, frames_read=grabbed, processed=tally.processed, dropped=dropped,
-        dropped_while_prompting=dropped_prompting, fps=tally.fps(),
-        source_fps=source.fps, latency_median_ms=float(np.median(lat)), latency_p95_ms=float(np.percentile(lat, 95)),
-        latency_max_ms=float(lat_max), engine_median_ms=float(np.median(tally.engine)) if tally.engine else 0.0,
-        recorded=recorded, record=str(record) if record is not None else None, wall_s=clock.now() - t_start,
-        expressions=expressions, error=error,
+        source=source.name,
+        end=end,
+        frames_read=grabbed,
+        processed=tally.processed,
+        dropped=dropped,
+        dropped_while_prompting=dropped_prompting,
+        fps=tally.fps(),
+        source_fps=source.fps,
+        latency_median_ms=float(np.median(lat)),
+        latency_p95_ms=float(np.percentile(lat, 95)),
+        latency_max_ms=float(lat_max),
+        engine_median_ms=float(np.median(tally.engine)) if tally.engine else 0.0,
+        recorded=recorded,
+        record=str(record) if record is not None else None,
+        wall_s=clock.now() - t_start,
+        expressions=expressions,
+        error=error,
     )
 
 
@@ -343,9 +381,18 @@ def _searching(res: FrameResult) -> list[str]:
     return ["searching: " + ", ".join(map(str, res.searching))] if res.searching else []
 
 
-def _loop(source: TimedLiveSource, segmenter: Any, tally: _Tally, sink: FrameSink | None, recorder: _Recorder | None,
-          max_frames: int | None, read_timeout_s: float, stop: threading.Event | None,
-          on_frame: Callable[[FrameResult, float], None] | None, clock: Clock) -> str:
+def _loop(
+    source: TimedLiveSource,
+    segmenter: Any,
+    tally: _Tally,
+    sink: FrameSink | None,
+    recorder: _Recorder | None,
+    max_frames: int | None,
+    read_timeout_s: float,
+    stop: threading.Event | None,
+    on_frame: Callable[[FrameResult, float], None] | None,
+    clock: Clock,
+) -> str:
     """Track frame after frame, counting into ``tally``; returns why it stopped."""
     while True:
         if max_frames is not None and tally.processed >= max_frames:

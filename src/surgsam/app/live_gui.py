@@ -22,8 +22,10 @@ from .prompts import ObjectPrompt, PromptBook, PromptError
 
 __all__ = ["HEADLESS_HINT", "ClickPrompter", "Window", "gui_support"]
 
-HEADLESS_HINT = ("use --headless with --mask, --points or --box (the overlay goes to --record), or install "
-                 "OpenCV with GUI support: pip install opencv-python (in place of opencv-python-headless)")
+HEADLESS_HINT = (
+    "use --headless with --mask, --points or --box (the overlay goes to --record), or install "
+    "OpenCV with GUI support: pip install opencv-python (in place of opencv-python-headless)"
+)
 HELP_LINE = "left click +  right/shift click -  drag: box  1-9: object  u: undo  c: clear  Enter: start  q: quit"
 _DRAG_PX = 6  # a press and release further apart than this is a box, not a click
 
@@ -88,8 +90,12 @@ class ClickPrompter:
     gives the masks the prompts produce, drawn under them.
     """
 
-    def __init__(self, window: Window | None, cv2: Any = None,
-                 preview: Callable[[np.ndarray, Sequence[ObjectPrompt]], FrameResult | None] | None = None):
+    def __init__(
+        self,
+        window: Window | None,
+        cv2: Any = None,
+        preview: Callable[[np.ndarray, Sequence[ObjectPrompt]], FrameResult | None] | None = None,
+    ):
         if cv2 is None:
             if window is None:
                 raise ValueError("ClickPrompter needs a window or the cv2 module")
@@ -171,8 +177,9 @@ class ClickPrompter:
 
             pil = Image.fromarray(img)
             x0, y0, x1, y1 = self._drag
-            ImageDraw.Draw(pil).rectangle((min(x0, x1), min(y0, y1), max(x0, x1), max(y0, y1)),
-                                          outline=(255, 255, 255), width=2)
+            ImageDraw.Draw(pil).rectangle(
+                (min(x0, x1), min(y0, y1), max(x0, x1), max(y0, y1)), outline=(255, 255, 255), width=2
+            )
             img = np.asarray(pil)
         lines = [HELP_LINE, f"object {self.obj_id}" + (f": {self.message}" if self.message else "")]
         return draw_overlay(img, text=lines)

@@ -122,8 +122,10 @@ class PromptBook:
 
     def _no_text(self, obj_id: int) -> None:
         if obj_id in self.texts:
-            raise PromptError(f"object {obj_id} is described by text ({self.texts[obj_id]!r}); clear it or "
-                              "use another object id for clicks and boxes")
+            raise PromptError(
+                f"object {obj_id} is described by text ({self.texts[obj_id]!r}); clear it or "
+                "use another object id for clicks and boxes"
+            )
 
     # -- edits -------------------------------------------------------------------------------
     def _edit(self, key: tuple[int, int]) -> ObjectPrompt:
@@ -167,13 +169,12 @@ class PromptBook:
         searched for from the first frame. An object with clicks or boxes cannot also have a text."""
         oid = self._id(obj_id)
         if not isinstance(text, str) or not text.strip():
-            raise PromptError("the expression is empty: type what to segment, e.g. \"the grasper on the left\"")
+            raise PromptError('the expression is empty: type what to segment, e.g. "the grasper on the left"')
         text = " ".join(text.split())
         if len(text) > MAX_TEXT_CHARS:
             raise PromptError(f"the expression is {len(text)} characters long; at most {MAX_TEXT_CHARS} are accepted")
         if any(o == oid and not p.empty for (o, _), p in self.entries.items()):
-            raise PromptError(f"object {oid} already has clicks or a box; clear it or use another object id "
-                              "for a text")
+            raise PromptError(f"object {oid} already has clicks or a box; clear it or use another object id for a text")
         self._history.append(((oid, -1), self.texts.get(oid)))
         self.texts[oid] = text
         return f"object {oid}: text {text!r} (searched for from the first frame)"
@@ -267,8 +268,11 @@ class PromptBook:
                 d.rectangle(p.box, outline=color, width=max(2, r // 2))
             for c in p.clicks:
                 d.ellipse((c.x - r - 2, c.y - r - 2, c.x + r + 2, c.y + r + 2), fill=color)
-                d.ellipse((c.x - r, c.y - r, c.x + r, c.y + r), fill=_POSITIVE if c.positive else _NEGATIVE,
-                          outline=(255, 255, 255))
+                d.ellipse(
+                    (c.x - r, c.y - r, c.x + r, c.y + r),
+                    fill=_POSITIVE if c.positive else _NEGATIVE,
+                    outline=(255, 255, 255),
+                )
         if self.corner is not None and self.corner[1] == frame_idx:
             _, _, x, y = self.corner
             color = overlay_color(self.corner[0])

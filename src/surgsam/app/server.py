@@ -33,8 +33,17 @@ import numpy as np
 from .._optional import require_gradio
 from ._files import PrivateDir, atomic_output, discard
 from .guard import HostGuard, HostPolicy
-from .jobs import (DEMO_MODEL, JobError, ModelCache, ModelChoice, ReferringChoice, SegmentationJob, memory_policies,
-                   expression_summary, preview)
+from .jobs import (
+    DEMO_MODEL,
+    JobError,
+    ModelCache,
+    ModelChoice,
+    ReferringChoice,
+    SegmentationJob,
+    memory_policies,
+    expression_summary,
+    preview,
+)
 from .prompts import PromptBook, PromptError
 from .video import FrameReader, UploadError, VideoMeta, check_video
 
@@ -248,8 +257,9 @@ class _App:
         return self._opened(s, check_video(path, self.cfg.max_upload_mb))
 
     # -- prompts -----------------------------------------------------------------------------
-    def _frame_out(self, s: Session, idx: int, msg: str, name: str, ckpt: str, size: float | None,
-                   memory: str, show: bool) -> tuple:
+    def _frame_out(
+        self, s: Session, idx: int, msg: str, name: str, ckpt: str, size: float | None, memory: str, show: bool
+    ) -> tuple:
         _, _, book = self.need_video(s)
         try:
             img = self.render(s, idx, self.choice(name, ckpt, size), memory, show)
@@ -258,14 +268,26 @@ class _App:
             return s.show(img), book.rows(), s, _err(msg)
         return s.show(img), book.rows(), s, _ok(msg)
 
-    def scrub(self, idx: float, s: Session | None, name: str, ckpt: str, size: float | None, memory: str,
-              show: bool) -> tuple:
+    def scrub(
+        self, idx: float, s: Session | None, name: str, ckpt: str, size: float | None, memory: str, show: bool
+    ) -> tuple:
         s = self.session(s)
         meta, _, _ = self.need_video(s)
         return self._frame_out(s, int(idx), f"frame {int(idx)} of {meta.num_frames}", name, ckpt, size, memory, show)
 
-    def click(self, evt: Any, idx: float, mode: str, obj_id: float | None, s: Session | None, name: str,
-              ckpt: str, size: float | None, memory: str, show: bool) -> tuple:
+    def click(
+        self,
+        evt: Any,
+        idx: float,
+        mode: str,
+        obj_id: float | None,
+        s: Session | None,
+        name: str,
+        ckpt: str,
+        size: float | None,
+        memory: str,
+        show: bool,
+    ) -> tuple:
         s = self.session(s)
         _, _, book = self.need_video(s)
         x, y = _click_xy(evt)
@@ -276,23 +298,51 @@ class _App:
             msg = book.add_click(oid, int(idx), x, y, positive=mode != MODES[1])
         return self._frame_out(s, int(idx), msg, name, ckpt, size, memory, show)
 
-    def typed_box(self, text: str, idx: float, obj_id: float | None, s: Session | None, name: str, ckpt: str,
-                  size: float | None, memory: str, show: bool) -> tuple:
+    def typed_box(
+        self,
+        text: str,
+        idx: float,
+        obj_id: float | None,
+        s: Session | None,
+        name: str,
+        ckpt: str,
+        size: float | None,
+        memory: str,
+        show: bool,
+    ) -> tuple:
         s = self.session(s)
         _, _, book = self.need_video(s)
         msg = book.set_box_text(_obj_id(obj_id), int(idx), text)
         return self._frame_out(s, int(idx), msg, name, ckpt, size, memory, show)
 
-    def typed_text(self, text: str, idx: float, obj_id: float | None, s: Session | None, name: str, ckpt: str,
-                   size: float | None, memory: str, show: bool) -> tuple:
+    def typed_text(
+        self,
+        text: str,
+        idx: float,
+        obj_id: float | None,
+        s: Session | None,
+        name: str,
+        ckpt: str,
+        size: float | None,
+        memory: str,
+        show: bool,
+    ) -> tuple:
         s = self.session(s)
         _, _, book = self.need_video(s)
         msg = book.set_text(_obj_id(obj_id), text)
         return self._frame_out(s, int(idx), msg, name, ckpt, size, memory, show)
 
     def edit(self, action: str) -> Callable[..., tuple]:
-        def handler(idx: float, obj_id: float | None, s: Session | None, name: str, ckpt: str,
-                    size: float | None, memory: str, show: bool) -> tuple:
+        def handler(
+            idx: float,
+            obj_id: float | None,
+            s: Session | None,
+            name: str,
+            ckpt: str,
+            size: float | None,
+            memory: str,
+            show: bool,
+        ) -> tuple:
             s = self.session(s)
             _, _, book = self.need_video(s)
             if action == "undo":
@@ -307,9 +357,18 @@ class _App:
         return handler
 
     # -- running -----------------------------------------------------------------------------
-    def run(self, s: Session | None, name: str, ckpt: str, size: float | None, memory: str,
-            max_frames: float | None, ref_ckpt: str | None = None, ref_preset: str | None = None,
-            ref_size: float | None = None):
+    def run(
+        self,
+        s: Session | None,
+        name: str,
+        ckpt: str,
+        size: float | None,
+        memory: str,
+        max_frames: float | None,
+        ref_ckpt: str | None = None,
+        ref_preset: str | None = None,
+        ref_size: float | None = None,
+    ):
         """Generator: progress in the status line while it runs, then the results."""
         gr = self.gr
         s = self.session(s)
@@ -331,8 +390,16 @@ class _App:
                 referring = self.referring.get(ref_choice)
             s.runs += 1
             out = s.folder() / f"run{s.runs:03d}"
-            job = SegmentationJob(meta, book, model, out, memory=memory, max_frames=int(max_frames or 0),
-                                  model_label=choice.label(), referring=referring)
+            job = SegmentationJob(
+                meta,
+                book,
+                model,
+                out,
+                memory=memory,
+                max_frames=int(max_frames or 0),
+                model_label=choice.label(),
+                referring=referring,
+            )
             if referring is not None and referring.untrained:
                 yield (*keep, s, _err(f"{referring.warning()} (starting the run)"))
             last = 0.0
@@ -342,8 +409,14 @@ class _App:
                 now = time.monotonic()
                 if now - last > 0.5:
                     last = now
-                    yield (*keep, s, _ok(f"segmenting: frame {stat.frame_idx + 1} of {job.total}, "
-                                         f"{stat.engine_ms:.0f} ms ({stat.fps:.1f} FPS)"))
+                    yield (
+                        *keep,
+                        s,
+                        _ok(
+                            f"segmenting: frame {stat.frame_idx + 1} of {job.total}, "
+                            f"{stat.engine_ms:.0f} ms ({stat.fps:.1f} FPS)"
+                        ),
+                    )
                 else:
                     yield (*keep, gr.skip(), gr.skip())
         except _USER_ERRORS as exc:
@@ -356,8 +429,14 @@ class _App:
         plot = pd.DataFrame(res.rows())
         texts = "".join(f"; {line}" for line in expression_summary(res.expressions, res.frames))
         warn = "; WARNING: untrained referring network" if res.warning else ""
-        yield (str(res.overlay), [str(res.masks_zip), str(res.overlay)], res.summary(), plot, s,
-               _ok(f"done: {res.frames} frames, masks of objects {res.obj_ids} in {res.masks_zip.name}{texts}{warn}"))
+        yield (
+            str(res.overlay),
+            [str(res.masks_zip), str(res.overlay)],
+            res.summary(),
+            plot,
+            s,
+            _ok(f"done: {res.frames} frames, masks of objects {res.obj_ids} in {res.masks_zip.name}{texts}{warn}"),
+        )
 
 
 REF_DEFAULT = "(default)"
@@ -393,7 +472,7 @@ def _obj_id(value: float | None) -> int:
 
 @dataclass
 class _VideoPanel:
-    """"1. Video": where a video comes from."""
+    """ "1. Video": where a video comes from."""
 
     upload: Any
     path: Any
@@ -403,7 +482,7 @@ class _VideoPanel:
 
 @dataclass
 class _PromptPanel:
-    """"2. Prompts": clicks, boxes and texts of the open video."""
+    """ "2. Prompts": clicks, boxes and texts of the open video."""
 
     mode: Any
     obj_id: Any
@@ -420,7 +499,7 @@ class _PromptPanel:
 
 @dataclass
 class _RunPanel:
-    """"3. Model and run": the networks, the memory policy and the run buttons."""
+    """ "3. Model and run": the networks, the memory policy and the run buttons."""
 
     model: Any
     ckpt: Any
@@ -452,16 +531,19 @@ def _model_choices() -> list:
     from ..modeling.embedded import demo_checkpoint
 
     demo_ckpt = demo_checkpoint()
-    demo_label = f"{DEMO_MODEL} ({demo_ckpt}, as `surgsam demo`)" if demo_ckpt else \
-        f"{DEMO_MODEL} (untrained nano, as `surgsam demo`)"
+    demo_label = (
+        f"{DEMO_MODEL} ({demo_ckpt}, as `surgsam demo`)"
+        if demo_ckpt
+        else f"{DEMO_MODEL} (untrained nano, as `surgsam demo`)"
+    )
     return [(demo_label, DEMO_MODEL)] + list_presets()
 
 
 def _video_panel(gr: Any, cfg: AppConfig) -> _VideoPanel:
-    upload = gr.File(label=f"upload a video (at most {cfg.max_upload_mb:g} MB)", file_count="single",
-                     elem_id="upload")
-    path = gr.Textbox(label="or a path on this machine", placeholder="/data/clip.mp4",
-                      visible=cfg.path_input, elem_id="path")
+    upload = gr.File(label=f"upload a video (at most {cfg.max_upload_mb:g} MB)", file_count="single", elem_id="upload")
+    path = gr.Textbox(
+        label="or a path on this machine", placeholder="/data/clip.mp4", visible=cfg.path_input, elem_id="path"
+    )
     with gr.Row():
         open_path = gr.Button("Open path", size="sm", visible=cfg.path_input, elem_id="open-path")
         demo_clip = gr.Button("Synthetic demo clip", size="sm", elem_id="demo-clip")
@@ -475,16 +557,25 @@ def _prompt_panel(gr: Any) -> _PromptPanel:
         box_text = gr.Textbox(label="or type a box x0,y0,x1,y1", scale=3, elem_id="box-text")
         set_box = gr.Button("Set box", size="sm", scale=1, elem_id="set-box")
     with gr.Row():
-        obj_text = gr.Textbox(label="or type an expression for this object id (whole video)",
-                              placeholder="the grasper on the left", scale=3, elem_id="obj-text")
+        obj_text = gr.Textbox(
+            label="or type an expression for this object id (whole video)",
+            placeholder="the grasper on the left",
+            scale=3,
+            elem_id="obj-text",
+        )
         set_text = gr.Button("Set text", size="sm", scale=1, elem_id="set-text")
     with gr.Row():
         undo = gr.Button("Undo", size="sm", elem_id="undo")
         clear_obj = gr.Button("Clear object", size="sm", elem_id="clear-object")
         clear_all = gr.Button("Clear all", size="sm", elem_id="clear-all")
     show = gr.Checkbox(value=True, label="preview masks on the frame", elem_id="preview")
-    table = gr.Dataframe(headers=["object", "frame", "clicks x,y,label", "box", "text"], value=[],
-                         interactive=False, label="prompts", elem_id="prompts")
+    table = gr.Dataframe(
+        headers=["object", "frame", "clicks x,y,label", "box", "text"],
+        value=[],
+        interactive=False,
+        label="prompts",
+        elem_id="prompts",
+    )
     return _PromptPanel(mode, obj_id, box_text, set_box, obj_text, set_text, undo, clear_obj, clear_all, show, table)
 
 
@@ -492,23 +583,29 @@ def _run_panel(gr: Any, cfg: AppConfig) -> _RunPanel:
     from ..modeling import list_presets
 
     model = gr.Dropdown(_model_choices(), value=cfg.model, label="model preset", elem_id="model")
-    ckpt = gr.Textbox(value=cfg.checkpoint or "", label="checkpoint path (optional)",
-                      interactive=cfg.path_input, elem_id="checkpoint")
-    size = gr.Number(value=cfg.image_size or 0, precision=0, label="image size (0: the preset's)",
-                     elem_id="image-size")
+    ckpt = gr.Textbox(
+        value=cfg.checkpoint or "", label="checkpoint path (optional)", interactive=cfg.path_input, elem_id="checkpoint"
+    )
+    size = gr.Number(value=cfg.image_size or 0, precision=0, label="image size (0: the preset's)", elem_id="image-size")
     memory = gr.Radio(memory_policies(cfg.memory), value=cfg.memory, label="memory policy", elem_id="memory")
-    max_frames = gr.Number(value=0, precision=0, minimum=0, label="stop after N frames (0: all)",
-                           elem_id="max-frames")
+    max_frames = gr.Number(value=0, precision=0, minimum=0, label="stop after N frames (0: all)", elem_id="max-frames")
     with gr.Accordion("referring model (for text objects)", open=False, elem_id="referring"):
-        ref_ckpt = gr.Textbox(value=cfg.referring_checkpoint or "",
-                              label="referring checkpoint path or embedded name (empty: an "
-                              "UNTRAINED network, as `surgsam refer --untrained`)",
-                              interactive=cfg.path_input, elem_id="ref-checkpoint")
-        ref_preset = gr.Dropdown([REF_DEFAULT] + list_presets(), value=REF_DEFAULT,
-                                 label="its SAM preset (sam2.1_hiera_s for ReSurgSAM2's .pth)",
-                                 elem_id="ref-model")
-        ref_size = gr.Number(value=0, precision=0, label="its image size (0: default; 512 for "
-                             "ReSurgSAM2)", elem_id="ref-image-size")
+        ref_ckpt = gr.Textbox(
+            value=cfg.referring_checkpoint or "",
+            label="referring checkpoint path or embedded name (empty: an "
+            "UNTRAINED network, as `surgsam refer --untrained`)",
+            interactive=cfg.path_input,
+            elem_id="ref-checkpoint",
+        )
+        ref_preset = gr.Dropdown(
+            [REF_DEFAULT] + list_presets(),
+            value=REF_DEFAULT,
+            label="its SAM preset (sam2.1_hiera_s for ReSurgSAM2's .pth)",
+            elem_id="ref-model",
+        )
+        ref_size = gr.Number(
+            value=0, precision=0, label="its image size (0: default; 512 for ReSurgSAM2)", elem_id="ref-image-size"
+        )
     with gr.Row():
         run = gr.Button("Run", variant="primary", elem_id="run")
         stop = gr.Button("Stop", variant="stop", elem_id="stop")
@@ -516,15 +613,24 @@ def _run_panel(gr: Any, cfg: AppConfig) -> _RunPanel:
 
 
 def _results_panel(gr: Any) -> _ResultsPanel:
-    frame = gr.Image(label="frame: click to prompt", interactive=False, format="jpeg", height=420,
-                     elem_id="frame")
+    frame = gr.Image(label="frame: click to prompt", interactive=False, format="jpeg", height=420, elem_id="frame")
     slider = gr.Slider(0, 1, value=0, step=1, label="frame index", interactive=False, elem_id="slider")
-    overlay = gr.Video(label="overlay (masks, latency, FPS)", autoplay=True, loop=True, height=420,
-                       interactive=False, elem_id="overlay")
+    overlay = gr.Video(
+        label="overlay (masks, latency, FPS)",
+        autoplay=True,
+        loop=True,
+        height=420,
+        interactive=False,
+        elem_id="overlay",
+    )
     summary = gr.Markdown(elem_id="summary")
     plot = gr.LinePlot(x="frame", y="engine ms", title="engine time per frame (ms)", elem_id="plot")
-    files = gr.File(label="downloads: masks (PNG zip, DAVIS palette) and overlay mp4", file_count="multiple",
-                    interactive=False, elem_id="downloads")
+    files = gr.File(
+        label="downloads: masks (PNG zip, DAVIS palette) and overlay mp4",
+        file_count="multiple",
+        interactive=False,
+        elem_id="downloads",
+    )
     return _ResultsPanel(frame, slider, overlay, summary, plot, files)
 
 
@@ -532,7 +638,8 @@ def _wire_video(app: _App, video: _VideoPanel, opened: list) -> None:
     """Opening a video: upload, typed path, demo clip."""
     # the drop zone comes back after every upload, so another video can follow
     video.upload.upload(app.guarded(app.open_upload, len(opened)), [video.upload, app.state], opened).then(
-        lambda: None, None, video.upload)
+        lambda: None, None, video.upload
+    )
     if app.cfg.path_input:  # otherwise there is no such endpoint (and the handler refuses anyway)
         video.open_path.click(app.guarded(app.open_path, len(opened)), [video.path, app.state], opened)
         video.path.submit(app.guarded(app.open_path, len(opened)), [video.path, app.state], opened)
@@ -561,10 +668,14 @@ def _wire_prompts(app: _App, p: _PromptPanel, frame: Any, slider: Any, m_in: lis
 
 def _wire_run(app: _App, r: _RunPanel, res: _ResultsPanel, status: Any) -> None:
     """Run and Stop. Runs of different sessions go side by side (up to max_runs); a tab runs one at a time."""
-    running = r.run.click(app.run, [app.state, r.model, r.ckpt, r.size, r.memory, r.max_frames, r.ref_ckpt,
-                                    r.ref_preset, r.ref_size],
-                          [res.overlay, res.files, res.summary, res.plot, app.state, status],
-                          concurrency_limit=max(1, app.cfg.max_runs), concurrency_id="run", trigger_mode="once")
+    running = r.run.click(
+        app.run,
+        [app.state, r.model, r.ckpt, r.size, r.memory, r.max_frames, r.ref_ckpt, r.ref_preset, r.ref_size],
+        [res.overlay, res.files, res.summary, res.plot, app.state, status],
+        concurrency_limit=max(1, app.cfg.max_runs),
+        concurrency_id="run",
+        trigger_mode="once",
+    )
     r.stop.click(lambda: _ok("stopped"), None, [status], cancels=[running])
 
 
@@ -575,8 +686,10 @@ def build_app(cfg: AppConfig | None = None) -> Any:
     app = _App(cfg, gr)
     # anything left in Gradio's cache (files of sessions that never closed) goes after 6 h (checked hourly)
     with gr.Blocks(title="surgsam", analytics_enabled=False, delete_cache=(3600, 6 * 3600)) as demo:
-        gr.Markdown("## surgsam: segment surgical video\nOpen a video, scrub to a frame, click the objects "
-                    "(one object id each) or describe them in words, run, then watch and download.")
+        gr.Markdown(
+            "## surgsam: segment surgical video\nOpen a video, scrub to a frame, click the objects "
+            "(one object id each) or describe them in words, run, then watch and download."
+        )
         status = gr.Markdown("Open a video to start.", elem_id="status")
         app.state = state = gr.State(None, delete_callback=_close_session)
         with gr.Row():
@@ -647,9 +760,17 @@ def serve(cfg: AppConfig | None = None, block: bool = True) -> Any:
         demo = build_app(replace(cfg, workdir=workdir))
         demo.surgsam_stop, demo.surgsam_dir, demo.surgsam_policy = stop, private.path, policy
         demo.queue(default_concurrency_limit=max(2, cfg.max_runs))
-        demo.launch(server_name=cfg.host, server_port=cfg.port, max_file_size=int(cfg.max_upload_mb * 2**20),
-                    share=False, ssr_mode=False, prevent_thread_lock=True, quiet=False, mcp_server=False,
-                    app_kwargs={"middleware": [Middleware(HostGuard, policy=policy)]})
+        demo.launch(
+            server_name=cfg.host,
+            server_port=cfg.port,
+            max_file_size=int(cfg.max_upload_mb * 2**20),
+            share=False,
+            ssr_mode=False,
+            prevent_thread_lock=True,
+            quiet=False,
+            mcp_server=False,
+            app_kwargs={"middleware": [Middleware(HostGuard, policy=policy)]},
+        )
     except BaseException:
         stop()
         raise

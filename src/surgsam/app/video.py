@@ -50,8 +50,10 @@ class VideoMeta:
 
     def describe(self) -> str:
         h, w = self.size
-        return (f"{self.path.name}: {w}x{h}, {self.num_frames} frames at {self.fps:.3g} fps "
-                f"({self.num_frames / self.fps:.1f} s, {self.codec}, {self.file_mb:.1f} MB)")
+        return (
+            f"{self.path.name}: {w}x{h}, {self.num_frames} frames at {self.fps:.3g} fps "
+            f"({self.num_frames / self.fps:.1f} s, {self.codec}, {self.file_mb:.1f} MB)"
+        )
 
 
 def _reason(exc: BaseException, path: Path | None = None) -> str:
@@ -141,8 +143,9 @@ def _decode_all(container: Any, stream: Any, name: str) -> tuple[list[int | None
     except UploadError:
         raise
     except Exception as exc:
-        raise UploadError(f"{name} is damaged or truncated: decoding failed at frame {len(pts)} "
-                          f"({_reason(exc)})") from None
+        raise UploadError(
+            f"{name} is damaged or truncated: decoding failed at frame {len(pts)} ({_reason(exc)})"
+        ) from None
     if not pts or size is None:
         raise UploadError(f"{name} has no decodable video frame")
     return pts, size

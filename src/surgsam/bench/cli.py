@@ -19,15 +19,20 @@ def register(sub) -> None:
         "all numbers. Meta's predictor (sam2) and transformers' Sam2VideoModel run when installed.",
     )
     p.add_argument("--model", default="sam2.1_hiera_small", help="preset (default sam2.1_hiera_small)")
-    p.add_argument("--checkpoint", default=None, help="weights (file or embedded model name); default: random "
-                   "weights, seeded")
+    p.add_argument(
+        "--checkpoint", default=None, help="weights (file or embedded model name); default: random weights, seeded"
+    )
     p.add_argument("--image-size", type=int, default=512, help="model input size (default 512; 0: the preset's)")
     p.add_argument("--frame-size", type=int, default=None, help="side of the synthetic frames (default: image size)")
     p.add_argument("--frames", type=int, default=25, help="timed frames per object count (default 25)")
     p.add_argument("--warmup", type=int, default=3, help="untimed frames after the prompt frame (default 3)")
     p.add_argument("--objects", type=int, nargs="+", default=[1], help="object counts to run, e.g. 1 2")
-    p.add_argument("--variants", nargs="+", default=list(DEFAULT_VARIANTS),
-                   help="fifo efp dlm (our fp32 engine), fifo-fast efp-fast dlm-fast (fast path auto), meta, hf")
+    p.add_argument(
+        "--variants",
+        nargs="+",
+        default=list(DEFAULT_VARIANTS),
+        help="fifo efp dlm (our fp32 engine), fifo-fast efp-fast dlm-fast (fast path auto), meta, hf",
+    )
     p.add_argument("--device", default="cpu", help="cpu or cuda")
     p.add_argument("--threads", default="2", help="torch CPU threads (a number or auto; default 2)")
     p.add_argument("--seed", type=int, default=0)
@@ -41,9 +46,18 @@ def run(args) -> int:
     from ..runtime import torch_threads
     from .paired import BenchConfig, run_bench
 
-    cfg = BenchConfig(model=args.model, image_size=args.image_size or None, checkpoint=args.checkpoint,
-                      frames=args.frames, warmup=args.warmup, objects=tuple(args.objects),
-                      variants=tuple(args.variants), frame_size=args.frame_size, device=args.device, seed=args.seed)
+    cfg = BenchConfig(
+        model=args.model,
+        image_size=args.image_size or None,
+        checkpoint=args.checkpoint,
+        frames=args.frames,
+        warmup=args.warmup,
+        objects=tuple(args.objects),
+        variants=tuple(args.variants),
+        frame_size=args.frame_size,
+        device=args.device,
+        seed=args.seed,
+    )
     log = (lambda s: print(s, file=sys.stderr, flush=True)) if args.verbose else None
     with torch_threads(args.threads):
         result = run_bench(cfg, log=log)

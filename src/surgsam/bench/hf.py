@@ -73,8 +73,9 @@ def _plain(name: str) -> str:
 
 def hf_state_dict(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """Our (Meta-named) SAM 2.1 state dict -> transformers' ``Sam2VideoModel`` names."""
-    points = sorted((k for k in state if k.startswith("sam_prompt_encoder.point_embeddings.")),
-                    key=lambda k: int(k.split(".")[2]))
+    points = sorted(
+        (k for k in state if k.startswith("sam_prompt_encoder.point_embeddings.")), key=lambda k: int(k.split(".")[2])
+    )
     plain = {_plain(k): v for k, v in state.items() if k not in points}
     depth: dict[str, int] = {}
     for n in plain:
@@ -87,8 +88,13 @@ def hf_state_dict(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         if m:
             prefix, i, kind = m.group(1), int(m.group(2)), m.group(3)
             last = depth[prefix] - 1
-            n = f"{prefix}.proj_in.{kind}" if i == 0 else f"{prefix}.proj_out.{kind}" if i == last else \
-                f"{prefix}.layers.{i - 1}.{kind}"
+            n = (
+                f"{prefix}.proj_in.{kind}"
+                if i == 0
+                else f"{prefix}.proj_out.{kind}"
+                if i == last
+                else f"{prefix}.layers.{i - 1}.{kind}"
+            )
         out[n] = v
     gauss = out.pop("prompt_encoder.pe_layer.positional_encoding_gaussian_matrix", None)
     if gauss is not None:
@@ -110,31 +116,54 @@ def hf_config(cfg: SAM2Config) -> Any:
     dims = list(h.stage_dims)
     heads = [int(h.num_heads * h.head_mul**i) for i in range(len(h.stages))]
     backbone = Sam2HieraDetConfig(
-        hidden_size=h.embed_dim, num_attention_heads=h.num_heads, image_size=[s, s],
+        hidden_size=h.embed_dim,
+        num_attention_heads=h.num_heads,
+        image_size=[s, s],
         window_positional_embedding_background_size=list(h.window_pos_embed_bkg_spatial_size),
-        num_query_pool_stages=h.q_pool, query_stride=list(h.q_stride), blocks_per_stage=list(h.stages),
-        embed_dim_per_stage=dims, num_attention_heads_per_stage=heads, window_size_per_stage=list(h.window_spec),
-        global_attention_blocks=list(h.global_att_blocks), mlp_ratio=4.0,
+        num_query_pool_stages=h.q_pool,
+        query_stride=list(h.q_stride),
+        blocks_per_stage=list(h.stages),
+        embed_dim_per_stage=dims,
+        num_attention_heads_per_stage=heads,
+        window_size_per_stage=list(h.window_spec),
+        global_attention_blocks=list(h.global_att_blocks),
+        mlp_ratio=4.0,
     )
     sizes = [[s // 4, s // 4], [s // 8, s // 8], [s // 16, s // 16]]
-    vision = Sam2VisionConfig(backbone_config=backbone, backbone_channel_list=list(reversed(dims)),
-                              backbone_feature_sizes=sizes, fpn_hidden_size=cfg.d_model,
-                              fpn_top_down_levels=list(cfg.fpn_top_down_levels))
+    vision = Sam2VisionConfig(
+        backbone_config=backbone,
+        backbone_channel_list=list(reversed(dims)),
+        backbone_feature_sizes=sizes,
+        fpn_hidden_size=cfg.d_model,
+        fpn_top_down_levels=list(cfg.fpn_top_down_levels),
+    )
     return Sam2VideoConfig(
         vision_config=vision,
         prompt_encoder_config=dict(hidden_size=cfg.d_model, image_size=s, patch_size=cfg.backbone_stride),
-        mask_decoder_config=dict(hidden_size=cfg.d_model, mlp_dim=cfg.decoder_mlp_dim,
-                                 num_hidden_layers=cfg.decoder_depth, num_attention_heads=cfg.decoder_heads,
-                                 num_multimask_outputs=cfg.num_multimask_outputs, iou_head_depth=cfg.iou_head_depth,
-                                 iou_head_hidden_dim=cfg.iou_head_hidden_dim),
-        image_size=s, num_maskmem=cfg.num_maskmem, max_object_pointers_in_encoder=cfg.max_obj_ptrs_in_encoder,
-        memory_attention_hidden_size=cfg.d_model, memory_attention_num_layers=cfg.mem_attn_layers,
+        mask_decoder_config=dict(
+            hidden_size=cfg.d_model,
+            mlp_dim=cfg.decoder_mlp_dim,
+            num_hidden_layers=cfg.decoder_depth,
+            num_attention_heads=cfg.decoder_heads,
+            num_multimask_outputs=cfg.num_multimask_outputs,
+            iou_head_depth=cfg.iou_head_depth,
+            iou_head_hidden_dim=cfg.iou_head_hidden_dim,
+        ),
+        image_size=s,
+        num_maskmem=cfg.num_maskmem,
+        max_object_pointers_in_encoder=cfg.max_obj_ptrs_in_encoder,
+        memory_attention_hidden_size=cfg.d_model,
+        memory_attention_num_layers=cfg.mem_attn_layers,
         memory_attention_feed_forward_hidden_size=cfg.mem_attn_ffn,
         memory_attention_rope_feat_sizes=[cfg.feat_size, cfg.feat_size],
-        memory_encoder_hidden_size=cfg.d_model, memory_encoder_output_channels=cfg.mem_dim,
-        mask_downsampler_embed_dim=cfg.d_model, memory_fuser_embed_dim=cfg.d_model,
-        memory_fuser_intermediate_dim=4 * cfg.d_model, memory_fuser_num_layers=cfg.mem_fuser_layers,
-        sigmoid_scale_for_mem_enc=cfg.sigmoid_scale_for_mem_enc, sigmoid_bias_for_mem_enc=cfg.sigmoid_bias_for_mem_enc,
+        memory_encoder_hidden_size=cfg.d_model,
+        memory_encoder_output_channels=cfg.mem_dim,
+        mask_downsampler_embed_dim=cfg.d_model,
+        memory_fuser_embed_dim=cfg.d_model,
+        memory_fuser_intermediate_dim=4 * cfg.d_model,
+        memory_fuser_num_layers=cfg.mem_fuser_layers,
+        sigmoid_scale_for_mem_enc=cfg.sigmoid_scale_for_mem_enc,
+        sigmoid_bias_for_mem_enc=cfg.sigmoid_bias_for_mem_enc,
     )
 
 
@@ -145,6 +174,7 @@ def hf_model(model: SAM2Model) -> Any:
     hf = Sam2VideoModel(hf_config(model.cfg)).eval()
     missing, unexpected = hf.load_state_dict(hf_state_dict(model.state_dict()), strict=False)
     if missing or unexpected:
-        raise ValueError(f"weights do not map onto transformers' Sam2VideoModel: missing {missing[:5]}, "
-                         f"unexpected {unexpected[:5]}")
+        raise ValueError(
+            f"weights do not map onto transformers' Sam2VideoModel: missing {missing[:5]}, unexpected {unexpected[:5]}"
+        )
     return hf.to(next(model.parameters()).device)

@@ -49,7 +49,8 @@ from . import DEFAULT_VARIANTS, OURS
 #: Meta's config file for each preset it ships.
 META_CONFIGS = {
     f"sam2{v}_hiera_{size}": f"configs/sam2{v}/sam2{v}_hiera_{short}.yaml"
-    for v in ("", ".1") for size, short in (("tiny", "t"), ("small", "s"), ("base_plus", "b+"), ("large", "l"))
+    for v in ("", ".1")
+    for size, short in (("tiny", "t"), ("small", "s"), ("base_plus", "b+"), ("large", "l"))
 }
 Clock = Callable[[], float]
 
@@ -245,7 +246,9 @@ def build_meta(model: SAM2Model, device: str) -> Any:
     from sam2.build_sam import build_sam2_video_predictor
 
     cfg = META_CONFIGS[model.cfg.name]
-    pred = build_sam2_video_predictor(cfg, None, device=device, hydra_overrides_extra=[f"++model.image_size={model.image_size}"])
+    pred = build_sam2_video_predictor(
+        cfg, None, device=device, hydra_overrides_extra=[f"++model.image_size={model.image_size}"]
+    )
     pred.load_state_dict(model.state_dict())
     return pred.eval()
 
@@ -258,8 +261,9 @@ class HFRunner:
 
         self.hf, self.model = hf, model
         dev = model.device
-        self.session = Sam2VideoInferenceSession(inference_device=dev, inference_state_device=dev,
-                                                 video_storage_device=dev, dtype=torch.float32)
+        self.session = Sam2VideoInferenceSession(
+            inference_device=dev, inference_state_device=dev, video_storage_device=dev, dtype=torch.float32
+        )
         self.notice = "frames preprocessed like our engine (transformers' own processor needs torchvision)"
 
     def _pixels(self, frame: np.ndarray) -> torch.Tensor:
@@ -323,23 +327,40 @@ class BenchResult:
     skipped: dict[str, str]
 
     def to_json(self) -> dict[str, Any]:
-        return {"config": asdict(self.config), "machine": self.machine, "baseline": self.baseline,
-                "results": [asdict(r) for r in self.results], "skipped": self.skipped}
+        return {
+            "config": asdict(self.config),
+            "machine": self.machine,
+            "baseline": self.baseline,
+            "results": [asdict(r) for r in self.results],
+            "skipped": self.skipped,
+        }
 
     def table(self) -> str:
         """A Markdown table (one row per variant and object count) with a header line."""
         c, m = self.config, self.machine
-        head = (f"{c.model} at {m['image_size']} px, {c.frames} timed frames (+{c.warmup} warm-up), "
-                f"{'random weights' if c.checkpoint is None else c.checkpoint}, {m['device']}, "
-                f"{m['threads']} threads, torch {m['torch']}")
-        rows = [f"| variant | objects | ms/frame (median) | p90 | FPS | vs {self.baseline} | "
-                "mask IoU vs fp32 (mean / min) | session MiB |", "|---|---|---|---|---|---|---|---|"]
+        head = (
+            f"{c.model} at {m['image_size']} px, {c.frames} timed frames (+{c.warmup} warm-up), "
+            f"{'random weights' if c.checkpoint is None else c.checkpoint}, {m['device']}, "
+            f"{m['threads']} threads, torch {m['torch']}"
+        )
+        rows = [
+            f"| variant | objects | ms/frame (median) | p90 | FPS | vs {self.baseline} | "
+            "mask IoU vs fp32 (mean / min) | session MiB |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
         for r in self.results:
             ratio = "" if r.vs_baseline is None else f"{r.vs_baseline:.2f}x"
-            iou = "reference" if r.agreement_ref == r.variant else \
-                "" if r.iou_mean is None or r.iou_min is None else f"{r.iou_mean:.4f} / {r.iou_min:.4f}"
-            rows.append(f"| {r.variant} | {r.objects} | {r.median_ms:.1f} | {r.p90_ms:.1f} | {r.fps:.2f} | {ratio} | "
-                        f"{iou} | {r.session_mib:.1f} |")
+            iou = (
+                "reference"
+                if r.agreement_ref == r.variant
+                else ""
+                if r.iou_mean is None or r.iou_min is None
+                else f"{r.iou_mean:.4f} / {r.iou_min:.4f}"
+            )
+            rows.append(
+                f"| {r.variant} | {r.objects} | {r.median_ms:.1f} | {r.p90_ms:.1f} | {r.fps:.2f} | {ratio} | "
+                f"{iou} | {r.session_mib:.1f} |"
+            )
         notes = [f"- {r.variant}: {r.notice}" for r in self.results if r.notice and r.objects == c.objects[0]]
         notes += [f"- {v}: skipped ({why})" for v, why in self.skipped.items()]
         return "\n".join([head, "", *rows, *([""] + notes if notes else [])])
@@ -360,8 +381,13 @@ def machine_info(device: str) -> dict[str, Any]:
             cpu = next((ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")), cpu)
     except OSError:
         pass
-    info: dict[str, Any] = {"cpu": cpu, "cores": os.cpu_count(), "threads": torch.get_num_threads(),
-                            "torch": torch.__version__, "device": device}
+    info: dict[str, Any] = {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "device": device,
+    }
     if device.startswith("cuda") and torch.cuda.is_available():
         info["gpu"] = torch.cuda.get_device_name(torch.device(device))
     return info
@@ -391,7 +417,9 @@ def _available(variants: Sequence[str], model: SAM2Model) -> tuple[list[str], di
     return keep, skipped
 
 
-def run_bench(cfg: BenchConfig, clock: Clock = time.perf_counter, log: Callable[[str], None] | None = None) -> BenchResult:
+def run_bench(
+    cfg: BenchConfig, clock: Clock = time.perf_counter, log: Callable[[str], None] | None = None
+) -> BenchResult:
     """Run every available variant of ``cfg`` interleaved, once per object count."""
     torch.manual_seed(cfg.seed)
     model = build_model(cfg.model, image_size=cfg.image_size, checkpoint=cfg.checkpoint, device=cfg.device)
@@ -424,7 +452,7 @@ def run_bench(cfg: BenchConfig, clock: Clock = time.perf_counter, log: Callable[
             ious: dict[str, list[float]] = {v: [] for v in variants}
             names = list(runners)
             for t, frame in enumerate(frames):
-                order = names[t % len(names):] + names[: t % len(names)]
+                order = names[t % len(names) :] + names[: t % len(names)]
                 out: dict[str, np.ndarray] = {}
                 for v in order:
                     if cuda:
@@ -447,8 +475,14 @@ def run_bench(cfg: BenchConfig, clock: Clock = time.perf_counter, log: Callable[
                 med = statistics.median(x)
                 ref = reference_of(v)
                 r = VariantResult(
-                    v, k, med, float(np.percentile(x, 90)), 1000.0 / med, runners[v].session_bytes() / 2**20,
-                    notice=runners[v].notice, latencies_ms=[round(a, 3) for a in x],
+                    v,
+                    k,
+                    med,
+                    float(np.percentile(x, 90)),
+                    1000.0 / med,
+                    runners[v].session_bytes() / 2**20,
+                    notice=runners[v].notice,
+                    latencies_ms=[round(a, 3) for a in x],
                     agreement_ref=ref if ref in names else None,
                     iou_mean=float(np.mean(ious[v])) if ious[v] else None,
                     iou_min=float(np.min(ious[v])) if ious[v] else None,

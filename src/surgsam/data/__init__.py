@@ -64,8 +64,14 @@ DatasetLayout = Literal["auto", "vos", "ref-endovis", "endovis17-raw", "endovis1
 LAYOUTS: tuple[str, ...] = get_args(DatasetLayout)
 
 
-def open_dataset(path: str | Path, split: str | None = None, *, require_frames: bool = True,
-                 videos: list[str] | None = None, layout: DatasetLayout = "auto"):
+def open_dataset(
+    path: str | Path,
+    split: str | None = None,
+    *,
+    require_frames: bool = True,
+    videos: list[str] | None = None,
+    layout: DatasetLayout = "auto",
+):
     """Open a dataset folder in one of :data:`LAYOUTS`.
 
     ``layout="auto"`` (default) recognises the folder, in this order:
@@ -89,8 +95,10 @@ def open_dataset(path: str | Path, split: str | None = None, *, require_frames: 
             try:
                 return RefEndoVis(base, split or "valid", videos=videos, require_frames=require_frames)
             except DatasetError as exc:
-                raise DatasetError(f"{exc} [read as Ref-EndoVis because {base / 'Meta'} exists; pass "
-                                   "layout='vos' (--layout vos) to read the folder as plain VOS]") from exc
+                raise DatasetError(
+                    f"{exc} [read as Ref-EndoVis because {base / 'Meta'} exists; pass "
+                    "layout='vos' (--layout vos) to read the folder as plain VOS]"
+                ) from exc
         if any(root.glob("instrument_dataset_*")):
             layout = "endovis17-raw"
         elif any(p.is_dir() for p in root.glob("seq_*/left_frames")) or any(root.glob("*/seq_*/left_frames")):

@@ -28,21 +28,32 @@ def register(subparsers) -> None:
     """Add ``synth``, ``synth-stats`` and ``data-check`` to an argparse subparsers object."""
     from ..options import add_layout_argument
 
-    p = subparsers.add_parser("synth", help="generate a synthetic surgical video dataset (Ref-EndoVis layout)",
-                              description="Render procedural endoscopic videos with instruments, tissue, smoke, "
-                              "blur and camera motion; write frames, palette annotations, Meta json and expressions.")
+    p = subparsers.add_parser(
+        "synth",
+        help="generate a synthetic surgical video dataset (Ref-EndoVis layout)",
+        description="Render procedural endoscopic videos with instruments, tissue, smoke, "
+        "blur and camera motion; write frames, palette annotations, Meta json and expressions.",
+    )
     p.add_argument("out", help="output folder")
     p.add_argument("--videos", type=int, default=4, help="number of videos (default 4)")
     p.add_argument("--frames", type=int, default=40, help="frames per video (default 40)")
     p.add_argument("--size", type=_size, default=(320, 256), help="frame size WxH (default 320x256)")
     p.add_argument("--seed", type=int, default=0, help="random seed (same seed and options = same dataset)")
-    p.add_argument("--version", type=int, choices=(17, 18), default=18,
-                   help="17: EndoVis17 instruments only; 18: EndoVis18 instruments plus tissue (default)")
+    p.add_argument(
+        "--version",
+        type=int,
+        choices=(17, 18),
+        default=18,
+        help="17: EndoVis17 instruments only; 18: EndoVis18 instruments plus tissue (default)",
+    )
     p.add_argument("--valid", type=int, default=None, help="videos in the valid split (default: a quarter)")
-    p.add_argument("--layout", choices=("ref", "vos"), default="ref",
-                   help="ref: {train,valid}/{JPEGImages,Annotations,Meta}; vos: JPEGImages/Annotations only")
-    p.add_argument("--instruments", type=_size, default=None, metavar="MINxMAX",
-                   help="instruments per video, e.g. 2x4")
+    p.add_argument(
+        "--layout",
+        choices=("ref", "vos"),
+        default="ref",
+        help="ref: {train,valid}/{JPEGImages,Annotations,Meta}; vos: JPEGImages/Annotations only",
+    )
+    p.add_argument("--instruments", type=_size, default=None, metavar="MINxMAX", help="instruments per video, e.g. 2x4")
     p.add_argument("--no-smoke", action="store_true", help="no cautery smoke")
     p.add_argument("--no-blur", action="store_true", help="no motion blur")
     p.add_argument("--static-camera", action="store_true", help="no camera motion or tissue breathing")
@@ -54,8 +65,11 @@ def register(subparsers) -> None:
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=run_synth)
 
-    s = subparsers.add_parser("synth-stats", help="statistics (objects per frame, occlusion, sizes, re-entries) "
-                              "of a dataset folder, and optionally a contact sheet")
+    s = subparsers.add_parser(
+        "synth-stats",
+        help="statistics (objects per frame, occlusion, sizes, re-entries) "
+        "of a dataset folder, and optionally a contact sheet",
+    )
     s.add_argument("root", help="dataset folder (synthetic, Ref-EndoVis or VOS)")
     s.add_argument("--json", action="store_true", help="print JSON instead of text")
     s.add_argument("--contact-sheet", metavar="PNG", help="write a contact sheet of frames with mask overlays")
@@ -79,18 +93,37 @@ def run_synth(args: argparse.Namespace) -> int:
     if args.instruments:
         kw["min_instruments"], kw["max_instruments"] = args.instruments
     try:
-        cfg = SynthConfig(width=w, height=h, frames=args.frames, version=args.version,
-                          smoke=0.0 if args.no_smoke else SynthConfig.smoke, motion_blur=not args.no_blur,
-                          camera_motion=0.0 if args.static_camera else 1.0, frame_format=args.format, **kw)
+        cfg = SynthConfig(
+            width=w,
+            height=h,
+            frames=args.frames,
+            version=args.version,
+            smoke=0.0 if args.no_smoke else SynthConfig.smoke,
+            motion_blur=not args.no_blur,
+            camera_motion=0.0 if args.static_camera else 1.0,
+            frame_format=args.format,
+            **kw,
+        )
         t0 = time.time()
-        info = generate(args.out, cfg, videos=args.videos, seed=args.seed, valid=args.valid, layout=args.layout,
-                        workers=args.workers, overwrite=args.overwrite, progress=not args.no_progress)
+        info = generate(
+            args.out,
+            cfg,
+            videos=args.videos,
+            seed=args.seed,
+            valid=args.valid,
+            layout=args.layout,
+            workers=args.workers,
+            overwrite=args.overwrite,
+            progress=not args.no_progress,
+        )
     except (ValueError, FileExistsError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     n = sum(len(v) for v in info["splits"].values())
-    print(f"wrote {n} videos x {args.frames} frames ({w}x{h}) to {args.out} in {time.time() - t0:.1f} s "
-          f"({', '.join(f'{k}: {len(v)}' for k, v in info['splits'].items())})")
+    print(
+        f"wrote {n} videos x {args.frames} frames ({w}x{h}) to {args.out} in {time.time() - t0:.1f} s "
+        f"({', '.join(f'{k}: {len(v)}' for k, v in info['splits'].items())})"
+    )
     if args.stats:
         print(format_stats(dataset_stats(args.out)))
     if args.contact_sheet:
@@ -106,8 +139,13 @@ def run_synth_stats(args: argparse.Namespace) -> int:
         st = dataset_stats(args.root)
         print(json.dumps(st.to_dict(), indent=1) if args.json else format_stats(st))
         if args.contact_sheet:
-            p = contact_sheet(args.root, args.contact_sheet, videos=args.sheet_videos, frames=args.sheet_frames,
-                              thumb_width=args.sheet_width)
+            p = contact_sheet(
+                args.root,
+                args.contact_sheet,
+                videos=args.sheet_videos,
+                frames=args.sheet_frames,
+                thumb_width=args.sheet_width,
+            )
             print(f"contact sheet: {p}", file=sys.stderr if args.json else sys.stdout)
     except DatasetError as exc:
         print(f"error: {exc}", file=sys.stderr)

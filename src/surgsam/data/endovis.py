@@ -95,6 +95,7 @@ def _seq_number(name: str) -> int | None:
     m = re.search(r"(\d+)$", name)
     return int(m.group(1)) if m else None
 
+
 def _wanted_sequences(year: int, split: str | None, sequences: Sequence[int] | None) -> set[int] | None:
     """The sequence numbers a raw loader keeps (None: all): the paper's ``split`` or ``sequences``."""
     if split is not None:
@@ -108,7 +109,6 @@ def _left_frames(seq_dir: Path) -> tuple[Path, list[Path]]:
     if not frames_dir.is_dir():
         raise DatasetError(f"{seq_dir}: missing left_frames/")
     return frames_dir, list_images(frames_dir)
-
 
 
 # ---------------------------------------------------------------------------------------------
@@ -193,8 +193,9 @@ class EndoVis17Raw(VideoList, Sequence[EndoVis17RawVideo]):
     1920x1080 frames to the 1280x1024 image region; frames already 1280x1024 are left alone.
     """
 
-    def __init__(self, root: str | Path, *, split: str | None = None, sequences: Sequence[int] | None = None,
-                 crop: bool = True):
+    def __init__(
+        self, root: str | Path, *, split: str | None = None, sequences: Sequence[int] | None = None, crop: bool = True
+    ):
         self.root = Path(root)
         dirs = sorted(self.root.glob("instrument_dataset_*"), key=lambda p: natural_key(p.name))
         if not dirs:
@@ -226,7 +227,6 @@ class EndoVis17Raw(VideoList, Sequence[EndoVis17RawVideo]):
             )
         if not self.videos:
             raise DatasetError(f"{self.root}: none of the requested sequences {sorted(wanted or [])} exist")
-
 
 
 # ---------------------------------------------------------------------------------------------
@@ -277,8 +277,14 @@ class EndoVis18RawVideo(Video):
 class EndoVis18Raw(VideoList, Sequence[EndoVis18RawVideo]):
     """EndoVis 2018 challenge folders (``seq_k`` anywhere under ``root``, release folders too)."""
 
-    def __init__(self, root: str | Path, *, split: str | None = None, sequences: Sequence[int] | None = None,
-                 labels_json: str | Path | None = None):
+    def __init__(
+        self,
+        root: str | Path,
+        *,
+        split: str | None = None,
+        sequences: Sequence[int] | None = None,
+        labels_json: str | Path | None = None,
+    ):
         self.root = Path(root)
         seqs = sorted(
             (p for p in self.root.rglob("seq_*") if p.is_dir() and "__MACOSX" not in p.parts),
@@ -300,7 +306,6 @@ class EndoVis18Raw(VideoList, Sequence[EndoVis18RawVideo]):
             if label_dir is not None and not colors:
                 raise DatasetError(f"{d}: labels/ present but no labels.json found")
             self.videos.append(EndoVis18RawVideo(d.name, frames, label_dir, colors))
-
 
 
 __all__ += ["EndoVis17RawVideo", "EndoVis18RawVideo", "load_label_colors"]

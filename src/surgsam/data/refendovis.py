@@ -157,8 +157,9 @@ class RefMeta:
     def from_json(cls, raw: object, path: Path | str = "<Meta json>") -> "RefMeta":
         """Parse the content of a Meta json (see the class docstring); ``path`` names it in errors."""
         if not isinstance(raw, dict):
-            raise DatasetError(f"{path}: expected a JSON object with the category map and 'frames', "
-                               f"got {type(raw).__name__}")
+            raise DatasetError(
+                f"{path}: expected a JSON object with the category map and 'frames', got {type(raw).__name__}"
+            )
         key, table = _category_table(raw, path)
         cats: dict[int, str] = {}
         for k, v in table.items():
@@ -170,8 +171,10 @@ class RefMeta:
         if frames_raw is None:
             frames_raw = {}
         if not isinstance(frames_raw, dict):
-            raise DatasetError(f"{path}: frames: expected {{frame name: {{obj_id: {{action, location, unique}}}}}}, "
-                               f"got {type(frames_raw).__name__}")
+            raise DatasetError(
+                f"{path}: frames: expected {{frame name: {{obj_id: {{action, location, unique}}}}}}, "
+                f"got {type(frames_raw).__name__}"
+            )
         frames: dict[str, dict[int, FrameObjectInfo]] = {}
         for fname, objs in frames_raw.items():
             where = f"frames[{fname!r}]"
@@ -199,7 +202,10 @@ class RefMeta:
         return {
             "info": {"category": {str(k): v for k, v in sorted(self.categories.items())}},
             "frames": {
-                f: {str(k): {"action": i.action, "location": i.location, "unique": i.unique} for k, i in sorted(o.items())}
+                f: {
+                    str(k): {"action": i.action, "location": i.location, "unique": i.unique}
+                    for k, i in sorted(o.items())
+                }
                 for f, o in self.frames.items()
             },
         }
@@ -254,13 +260,16 @@ def _vocab_id(value: object, vocab: dict[int, str], path: Path | str, at: str, w
         by_words = {_words(v): k for k, v in vocab.items()}
         key = _words(value)
         if key not in by_words:
-            raise DatasetError(f"{path}: {at}: unknown {what} {value!r}; expected an id 1..{max(vocab)} or one of "
-                               f"{sorted(vocab.values())}")
+            raise DatasetError(
+                f"{path}: {at}: unknown {what} {value!r}; expected an id 1..{max(vocab)} or one of "
+                f"{sorted(vocab.values())}"
+            )
         return by_words[key]
     k = _json_int(value, path, at, f"an {what} id (0..{max(vocab)}) or its words")
     if k != 0 and k not in vocab:
-        raise DatasetError(f"{path}: {at}: unknown {what} id {k}; expected 0..{max(vocab)} or one of "
-                           f"{sorted(vocab.values())}")
+        raise DatasetError(
+            f"{path}: {at}: unknown {what} id {k}; expected 0..{max(vocab)} or one of {sorted(vocab.values())}"
+        )
     return k
 
 
@@ -360,8 +369,16 @@ class RefEndoVis(VideoList, Sequence[RefVideo]):
     Meta, and expressions about undeclared objects, raise :class:`DatasetError`.
     """
 
-    def __init__(self, root: str | Path, split: str = "valid", *, version: int | None = None,
-                 videos: Sequence[str] | None = None, require_frames: bool = True, allow_gaps: bool = False):
+    def __init__(
+        self,
+        root: str | Path,
+        split: str = "valid",
+        *,
+        version: int | None = None,
+        videos: Sequence[str] | None = None,
+        require_frames: bool = True,
+        allow_gaps: bool = False,
+    ):
         root = Path(root)
         self.split_root = root / split if (root / split).is_dir() else root
         if not self.split_root.is_dir():
@@ -398,8 +415,17 @@ class RefEndoVis(VideoList, Sequence[RefVideo]):
             fd = frame_root / n if frame_root is not None else None
             if fd is not None and not fd.is_dir():
                 raise DatasetError(f"{frame_root}: video {n!r} has annotations but no frame folder")
-            v = build_vos_video(n, fd, ann_root / n, allow_gaps=allow_gaps, categories=meta.categories,
-                                allowed_ids=set(meta.categories), cls=RefVideo, meta=meta, version=self.version)
+            v = build_vos_video(
+                n,
+                fd,
+                ann_root / n,
+                allow_gaps=allow_gaps,
+                categories=meta.categories,
+                allowed_ids=set(meta.categories),
+                cls=RefVideo,
+                meta=meta,
+                version=self.version,
+            )
             assert isinstance(v, RefVideo)
             bad_frames = sorted(set(meta.frames) - set(v.frame_names), key=natural_key)
             if bad_frames:
@@ -418,8 +444,10 @@ class RefEndoVis(VideoList, Sequence[RefVideo]):
                     f"Meta/{name}.json does not declare (declared: {sorted(meta.categories)})"
                 )
             if e.first_frame is not None and not 0 <= e.first_frame < len(video):
-                raise DatasetError(f"{path}: video {name!r} expression {e.exp_id!r}: first_frame {e.first_frame} "
-                                   f"is outside 0..{len(video) - 1}")
+                raise DatasetError(
+                    f"{path}: video {name!r} expression {e.exp_id!r}: first_frame {e.first_frame} "
+                    f"is outside 0..{len(video) - 1}"
+                )
         return exps
 
     def validate(self) -> None:

@@ -20,37 +20,72 @@ def register(sub) -> None:
         "folder of videos (video files and/or frame folders, into OUT/<video>/). Masks are written as DAVIS "
         "palette PNGs (or one folder per object), optionally also as COCO RLE JSON and an overlay mp4.",
     )
-    p.add_argument("video", help="video file (mp4/avi/mkv/webm), image folder, camera index or stream URL; or a "
-                   "folder of videos (no images of its own; each video file / frame folder in it is segmented)")
+    p.add_argument(
+        "video",
+        help="video file (mp4/avi/mkv/webm), image folder, camera index or stream URL; or a "
+        "folder of videos (no images of its own; each video file / frame folder in it is segmented)",
+    )
     p.add_argument("--model", default=None, help="preset name (optional with our own checkpoints)")
-    p.add_argument("--checkpoint", default=None, help="weights: Meta's .pt, a bare state dict, ours, or an embedded "
-                   "model's name (default without --model: the embedded surgsam-nano-synth; see surgsam presets)")
-    p.add_argument("--untrained", action="store_true",
-                   help="random weights (of --model, or of the nano preset) instead of the embedded model")
+    p.add_argument(
+        "--checkpoint",
+        default=None,
+        help="weights: Meta's .pt, a bare state dict, ours, or an embedded "
+        "model's name (default without --model: the embedded surgsam-nano-synth; see surgsam presets)",
+    )
+    p.add_argument(
+        "--untrained",
+        action="store_true",
+        help="random weights (of --model, or of the nano preset) instead of the embedded model",
+    )
     p.add_argument("--image-size", type=int, default=None, help="model input size (default: the model's)")
     add_prompt_arguments(p, objects=True)
     p.add_argument("--frame", type=int, default=0, help="index of the prompt frame (of --object without @FRAME too)")
-    p.add_argument("--direction", default="forward", choices=["forward", "reverse", "both"],
-                   help="forward (default): every frame from the first, tracked from the prompted frames on (a "
-                   "stream; frames before the first prompt get empty masks), as Meta's vos_inference; reverse: from "
-                   "the last prompted frame down to frame 0; both: forward from the first prompted frame, then in "
-                   "reverse from it to frame 0 (as Meta's propagate_in_video twice), so every frame gets masks. "
-                   "reverse and both are offline: a video file's frames before the start are held in memory")
-    p.add_argument("--clicks", default="accumulate", choices=["accumulate", "replace"],
-                   help="several click prompts for one object on one frame (a --prompts file): add up (default) or "
-                   "each replaces the ones before (SAM 2's clear_old_points)")
+    p.add_argument(
+        "--direction",
+        default="forward",
+        choices=["forward", "reverse", "both"],
+        help="forward (default): every frame from the first, tracked from the prompted frames on (a "
+        "stream; frames before the first prompt get empty masks), as Meta's vos_inference; reverse: from "
+        "the last prompted frame down to frame 0; both: forward from the first prompted frame, then in "
+        "reverse from it to frame 0 (as Meta's propagate_in_video twice), so every frame gets masks. "
+        "reverse and both are offline: a video file's frames before the start are held in memory",
+    )
+    p.add_argument(
+        "--clicks",
+        default="accumulate",
+        choices=["accumulate", "replace"],
+        help="several click prompts for one object on one frame (a --prompts file): add up (default) or "
+        "each replaces the ones before (SAM 2's clear_old_points)",
+    )
     add_memory_argument(p)
-    p.add_argument("--precision", default="auto", choices=["fp32", "bf16", "fp16", "auto"],
-                   help="auto: bf16 autocast on CUDA sm80+, fp16 on older GPUs; on the CPU fp32, except what --fast runs in bf16")
-    p.add_argument("--fast", default="auto", choices=["off", "auto", "on"],
-                   help="fast path, auto: CUDA sm80+ = torch.compile, static memory, TF32; a CPU whose bf16 matmuls measure >= 1.5x fp32 = bf16 image encoder and memory attention unless --precision fp32 (docs/fast_path_and_export.md)")
+    p.add_argument(
+        "--precision",
+        default="auto",
+        choices=["fp32", "bf16", "fp16", "auto"],
+        help="auto: bf16 autocast on CUDA sm80+, fp16 on older GPUs; on the CPU fp32, except what --fast runs in bf16",
+    )
+    p.add_argument(
+        "--fast",
+        default="auto",
+        choices=["off", "auto", "on"],
+        help="fast path, auto: CUDA sm80+ = torch.compile, static memory, TF32; a CPU whose bf16 matmuls measure >= 1.5x fp32 = bf16 image encoder and memory attention unless --precision fp32 (docs/fast_path_and_export.md)",
+    )
     p.add_argument("--device", default="cpu")
-    p.add_argument("--out", type=Path, required=True, help="output folder for the masks (new or empty, unless "
-                   "--overwrite); for a folder of videos, one subfolder per video")
+    p.add_argument(
+        "--out",
+        type=Path,
+        required=True,
+        help="output folder for the masks (new or empty, unless "
+        "--overwrite); for a folder of videos, one subfolder per video",
+    )
     p.add_argument("--format", default="palette", choices=["palette", "per-object"], help="mask layout")
     add_coco_argument(p)
-    p.add_argument("--overlay", type=Path, default=None, help="also write an overlay mp4 here (for a folder of "
-                   "videos: a folder, one <video>.mp4 each)")
+    p.add_argument(
+        "--overlay",
+        type=Path,
+        default=None,
+        help="also write an overlay mp4 here (for a folder of videos: a folder, one <video>.mp4 each)",
+    )
     add_output_arguments(p)
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=run)
@@ -58,26 +93,38 @@ def register(sub) -> None:
 
 def add_output_arguments(p) -> None:
     """``--overwrite`` and ``--allow-half-weights`` (shared with ``surgsam refer``)."""
-    p.add_argument("--overwrite", action="store_true",
-                   help="write into a non-empty --out (the earlier run's masks are replaced; those this run does "
-                   "not rewrite are removed at the end) and over an existing --overlay")
-    p.add_argument("--allow-half-weights", action="store_true",
-                   help="accept a checkpoint stored in fp16/bf16 (refused by default: it loses precision)")
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="write into a non-empty --out (the earlier run's masks are replaced; those this run does "
+        "not rewrite are removed at the end) and over an existing --overlay",
+    )
+    p.add_argument(
+        "--allow-half-weights",
+        action="store_true",
+        help="accept a checkpoint stored in fp16/bf16 (refused by default: it loses precision)",
+    )
 
 
 def add_coco_argument(p) -> None:
     """``--coco`` (shared with ``surgsam refer``)."""
-    p.add_argument("--coco", action="store_true",
-                   help="also write the masks as COCO RLE JSON, OUT/coco_rle.json: per frame and object, with the "
-                   "object score and predicted IoU; one object per pixel, as the palette PNGs (needs the coco extra: "
-                   "pip install \"surgsam[coco]\")")
+    p.add_argument(
+        "--coco",
+        action="store_true",
+        help="also write the masks as COCO RLE JSON, OUT/coco_rle.json: per frame and object, with the "
+        "object score and predicted IoU; one object per pixel, as the palette PNGs (needs the coco extra: "
+        'pip install "surgsam[coco]")',
+    )
 
 
 def run_manifest(args, **fields) -> dict:
     """The manifest a mask-writing command leaves in ``--out``: the command, its arguments and
     ``fields`` (checkpoint, model, frames written, ...)."""
-    arguments = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()
-                 if k not in ("func", "command") and (v is None or isinstance(v, (str, int, float, bool, list, Path)))}
+    arguments = {
+        k: (str(v) if isinstance(v, Path) else v)
+        for k, v in vars(args).items()
+        if k not in ("func", "command") and (v is None or isinstance(v, (str, int, float, bool, list, Path)))
+    }
     return {"command": args.command, "arguments": arguments, **fields}
 
 
@@ -86,16 +133,26 @@ def add_prompt_arguments(p, required: bool = True, objects: bool = False) -> Non
     (and with ``objects``, the repeatable ``--object``), read back by :func:`build_prompts`
     (which also needs ``args.frame``)."""
     g = p.add_mutually_exclusive_group(required=required)
-    g.add_argument("--mask", type=Path, help="PNG on the prompt frame: binary, or a palette PNG whose ids are the objects")
+    g.add_argument(
+        "--mask", type=Path, help="PNG on the prompt frame: binary, or a palette PNG whose ids are the objects"
+    )
     g.add_argument("--points", help='clicks "x,y;x,y" in frame pixels (with --labels, default all positive)')
     g.add_argument("--box", help='box "x0,y0,x1,y1" in frame pixels')
-    g.add_argument("--prompts", type=Path, help="JSON file of prompts for several objects on any frames "
-                   "(obj_id, frame, and mask / points+labels / box each; or {\"videos\": {name: [...]}} for a folder "
-                   "of videos; see surgsam.engine.prompt_file)")
+    g.add_argument(
+        "--prompts",
+        type=Path,
+        help="JSON file of prompts for several objects on any frames "
+        '(obj_id, frame, and mask / points+labels / box each; or {"videos": {name: [...]}} for a folder '
+        "of videos; see surgsam.engine.prompt_file)",
+    )
     if objects:
-        g.add_argument("--object", action="append", metavar="ID[@FRAME]:KEY=VALUE",
-                       help='one object\'s prompt, repeatable: "2:box=10,20,80,90", "3@5:points=60,70;10,10:labels=1,0", '
-                       '"1:mask=first.png" (mask_id=K picks a palette id); FRAME defaults to --frame')
+        g.add_argument(
+            "--object",
+            action="append",
+            metavar="ID[@FRAME]:KEY=VALUE",
+            help='one object\'s prompt, repeatable: "2:box=10,20,80,90", "3@5:points=60,70;10,10:labels=1,0", '
+            '"1:mask=first.png" (mask_id=K picks a palette id); FRAME defaults to --frame',
+        )
     p.add_argument("--labels", help='click labels "1,0,..." (1 positive, 0 negative)')
     p.add_argument("--obj-id", type=int, default=1, help="object id for --points/--box/binary --mask")
 
@@ -111,8 +168,10 @@ def build_prompts(args, video: str | None = None) -> list:
         from .prompt_file import parse_object_specs
 
         if args.labels:
-            raise ValueError("--labels goes with --points; with --object give the labels inside it: "
-                             '"2:points=60,70;10,10:labels=1,0"')
+            raise ValueError(
+                "--labels goes with --points; with --object give the labels inside it: "
+                '"2:points=60,70;10,10:labels=1,0"'
+            )
         return parse_object_specs(args.object, args.frame)
     if getattr(args, "prompts", None) is not None:
         from .prompt_file import read_prompt_file
@@ -122,8 +181,10 @@ def build_prompts(args, video: str | None = None) -> list:
             assert pf.shared is not None
             return pf.shared
         if video is None:
-            raise ValueError(f"{args.prompts} maps video names to prompts ({', '.join(pf.videos)}); this source "
-                             "has no name to look up: give a prompts file with one list")
+            raise ValueError(
+                f"{args.prompts} maps video names to prompts ({', '.join(pf.videos)}); this source "
+                "has no name to look up: give a prompts file with one list"
+            )
         return pf.for_video(video)
     if args.mask is not None:
         if not args.mask.is_file():
@@ -162,8 +223,10 @@ def run(args) -> int:
 
         require_pycocotools()  # a missing extra is refused before any work
     if args.overlay is not None and args.direction != "forward":
-        raise ValueError(f"--overlay needs --direction forward (an overlay video is written in frame order; "
-                         f"--direction {args.direction} visits frames out of order)")
+        raise ValueError(
+            f"--overlay needs --direction forward (an overlay video is written in frame order; "
+            f"--direction {args.direction} visits frames out of order)"
+        )
     videos = find_videos(args.video) if not args.video.isdigit() else None
     if videos is not None:
         return _run_folder(args, videos)
@@ -208,8 +271,10 @@ def _run_folder(args, videos: list) -> int:
         have = {name for name, _ in videos}
         unknown = [k for k in pf.videos if k not in have]
         if unknown:
-            raise ValueError(f"{args.prompts} names videos that are not in {args.video}: {', '.join(unknown)} "
-                             f"(found: {', '.join(sorted(have))})")
+            raise ValueError(
+                f"{args.prompts} names videos that are not in {args.video}: {', '.join(unknown)} "
+                f"(found: {', '.join(sorted(have))})"
+            )
         skipped = [name for name, _ in videos if name not in pf.videos]
         if skipped:
             print(f"surgsam segment: {args.prompts} has no prompts for {', '.join(skipped)}: skipped", file=sys.stderr)
@@ -220,8 +285,9 @@ def _run_folder(args, videos: list) -> int:
     if args.out.exists() and not args.out.is_dir():
         raise ValueError(f"--out {args.out} is a file; for a folder of videos give a folder (one subfolder per video)")
     if args.overlay is not None and args.overlay.exists() and not args.overlay.is_dir():
-        raise ValueError(f"--overlay {args.overlay} is a file; for a folder of videos give a folder (one <video>.mp4 "
-                         "per video)")
+        raise ValueError(
+            f"--overlay {args.overlay} is a file; for a folder of videos give a folder (one <video>.mp4 per video)"
+        )
     for name, _, _ in plan:
         check_output_folder(args.out / name, args.overwrite)
         if args.overlay is not None:
@@ -235,16 +301,32 @@ def _run_folder(args, videos: list) -> int:
             try:
                 with OutputFolder(args.out / name, overwrite=args.overwrite) as folder:
                     overlay = args.overlay / f"{name}.mp4" if args.overlay is not None else None
-                    done.append(dict(video=name, **_segment(args, prompts, src, model, folder, ckpt,
-                                                            args.out / name, overlay, video=path)))
+                    done.append(
+                        dict(
+                            video=name,
+                            **_segment(args, prompts, src, model, folder, ckpt, args.out / name, overlay, video=path),
+                        )
+                    )
             finally:
                 src.close()
         except BaseException:
-            print(f"surgsam segment: stopped at video {name!r} ({i + 1} of {len(plan)}); the {i} before it are "
-                  "finished", file=sys.stderr)
+            print(
+                f"surgsam segment: stopped at video {name!r} ({i + 1} of {len(plan)}); the {i} before it are finished",
+                file=sys.stderr,
+            )
             raise
-    print(json.dumps({"videos": done, "frames": sum(d["frames"] for d in done), "out": str(args.out),
-                      "checkpoint": ckpt, "model": model.cfg.name, "torch_threads": torch.get_num_threads()}))
+    print(
+        json.dumps(
+            {
+                "videos": done,
+                "frames": sum(d["frames"] for d in done),
+                "out": str(args.out),
+                "checkpoint": ckpt,
+                "model": model.cfg.name,
+                "torch_threads": torch.get_num_threads(),
+            }
+        )
+    )
     return 0
 
 
@@ -264,12 +346,14 @@ def _build(args) -> tuple:
     if ckpt is None:
         print(f"surgsam segment: {UNTRAINED_NOTE}", file=sys.stderr)
         return build_model(args.model or "nano", image_size=args.image_size, device=args.device), "untrained"
-    return build_model(args.model, image_size=args.image_size, checkpoint=ckpt, device=args.device,
-                       allow_half=args.allow_half_weights), str(ckpt)
+    return build_model(
+        args.model, image_size=args.image_size, checkpoint=ckpt, device=args.device, allow_half=args.allow_half_weights
+    ), str(ckpt)
 
 
-def _segment(args, prompts, src, model, folder, checkpoint: str, out: Path, overlay_path: Path | None,
-             video: Path | None = None) -> dict:
+def _segment(
+    args, prompts, src, model, folder, checkpoint: str, out: Path, overlay_path: Path | None, video: Path | None = None
+) -> dict:
     """The per-frame loop of :func:`run`: masks (and the COCO file, the overlay) into ``folder``
     (``out``), then its manifest; returns the JSON summary. The overlay is renamed into place
     only when complete and discarded on failure, so an earlier file at that path survives a
@@ -282,10 +366,10 @@ def _segment(args, prompts, src, model, folder, checkpoint: str, out: Path, over
     from .offline import segment_video
 
     names = _frame_names(src)
-    writer: PaletteMaskWriter | PerObjectMaskWriter = PaletteMaskWriter(out, names=names) \
-        if args.format == "palette" else PerObjectMaskWriter(out, names=names)
-    coco = CocoRleWriter(out / COCO_FILE, names=names, info={"video": str(video or args.video)}) \
-        if args.coco else None
+    writer: PaletteMaskWriter | PerObjectMaskWriter = (
+        PaletteMaskWriter(out, names=names) if args.format == "palette" else PerObjectMaskWriter(out, names=names)
+    )
+    coco = CocoRleWriter(out / COCO_FILE, names=names, info={"video": str(video or args.video)}) if args.coco else None
     overlay = None
     tee = _Tee(src)
     n, t0, lat, ids = 0, time.perf_counter(), [], set()
@@ -298,9 +382,17 @@ def _segment(args, prompts, src, model, folder, checkpoint: str, out: Path, over
             print(notice, file=sys.stderr)
         # reverse passes read src by index where it can
         direction: Direction = getattr(args, "direction", "forward")
-        for res in segment_video(tee if direction == "forward" else src, prompts, model, memory=args.memory,
-                                 precision=args.precision, progress=not args.no_progress, fast=fast,
-                                 direction=direction, clicks=getattr(args, "clicks", "accumulate")):
+        for res in segment_video(
+            tee if direction == "forward" else src,
+            prompts,
+            model,
+            memory=args.memory,
+            precision=args.precision,
+            progress=not args.no_progress,
+            fast=fast,
+            direction=direction,
+            clicks=getattr(args, "clicks", "accumulate"),
+        ):
             folder.will_write()
             # one id per pixel, overlaps resolved by SAM 2's rule (highest logit): the palette PNG and the COCO masks
             palette = isinstance(writer, PaletteMaskWriter)
@@ -312,7 +404,9 @@ def _segment(args, prompts, src, model, folder, checkpoint: str, out: Path, over
             if coco is not None:
                 coco.add_result(res, label)
             if overlay is not None:
-                overlay.write(tee.current, res.obj_ids, res.masks, text=f"frame {res.frame_idx}  {res.latency_ms:.0f} ms")
+                overlay.write(
+                    tee.current, res.obj_ids, res.masks, text=f"frame {res.frame_idx}  {res.latency_ms:.0f} ms"
+                )
             lat.append(res.latency_ms)
             ids.update(res.obj_ids)
             n += 1
@@ -326,15 +420,31 @@ def _segment(args, prompts, src, model, folder, checkpoint: str, out: Path, over
             overlay.abort()
         raise
     wall = time.perf_counter() - t0
-    folder.finish(run_manifest(args, checkpoint=checkpoint, model=model.cfg.name, image_size=model.image_size,
-                               format=args.format, frames_written=n, objects=sorted(ids),
-                               video=str(video or args.video), coco=COCO_FILE if coco is not None else None,
-                               overlay=str(overlay_path) if overlay_path else None))
+    folder.finish(
+        run_manifest(
+            args,
+            checkpoint=checkpoint,
+            model=model.cfg.name,
+            image_size=model.image_size,
+            format=args.format,
+            frames_written=n,
+            objects=sorted(ids),
+            video=str(video or args.video),
+            coco=COCO_FILE if coco is not None else None,
+            overlay=str(overlay_path) if overlay_path else None,
+        )
+    )
     return {
-        "frames": n, "fps": n / wall if wall else 0.0, "median_latency_ms": float(np.median(lat)) if lat else 0.0,
-        "memory": args.memory, "precision": args.precision, "checkpoint": checkpoint, "model": model.cfg.name,
+        "frames": n,
+        "fps": n / wall if wall else 0.0,
+        "median_latency_ms": float(np.median(lat)) if lat else 0.0,
+        "memory": args.memory,
+        "precision": args.precision,
+        "checkpoint": checkpoint,
+        "model": model.cfg.name,
         "image_size": model.image_size,
-        "out": str(out), "overlay": str(overlay_path) if overlay_path else None,
+        "out": str(out),
+        "overlay": str(overlay_path) if overlay_path else None,
         "coco": str(out / COCO_FILE) if coco is not None else None,
     }
 

@@ -66,7 +66,9 @@ class LowPrecisionLinear(nn.Module):
     weight: torch.Tensor
     bias: torch.Tensor | None
 
-    def __init__(self, linear: nn.Linear, dtype: torch.dtype = torch.bfloat16, out_dtype: torch.dtype | None = None) -> None:
+    def __init__(
+        self, linear: nn.Linear, dtype: torch.dtype = torch.bfloat16, out_dtype: torch.dtype | None = None
+    ) -> None:
         super().__init__()
         self.in_features, self.out_features = linear.in_features, linear.out_features
         self.register_buffer("weight", linear.weight.detach().to(dtype))
@@ -148,7 +150,9 @@ class PointwiseConv(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         w = self.weight.flatten(1)
-        return F.linear(x.permute(0, 2, 3, 1), w.to(x.dtype), None if self.bias is None else self.bias.to(x.dtype)).permute(0, 3, 1, 2)
+        return F.linear(
+            x.permute(0, 2, 3, 1), w.to(x.dtype), None if self.bias is None else self.bias.to(x.dtype)
+        ).permute(0, 3, 1, 2)
 
 
 class _SharedPositions(nn.Module):
@@ -242,7 +246,9 @@ class ProjectedMemory:
         got = self._slots.get(slot)
         if got is None:
             m = self.model
-            tokens = pos.flatten(2).transpose(1, 2).float() + m.maskmem_tpos_enc[m.num_maskmem - slot - 1].view(1, 1, -1)
+            tokens = pos.flatten(2).transpose(1, 2).float() + m.maskmem_tpos_enc[m.num_maskmem - slot - 1].view(
+                1, 1, -1
+            )
             got = self._slots[slot] = m.memory_attention.project_memory_pos(tokens, pos.shape[-2] * pos.shape[-1])
         return got
 

@@ -98,36 +98,66 @@ def resolve_fast_path(
     if device.type == "cpu":
         return _cpu_fast_path(fast, precision, prec, width, bf16_speedup)
     if fast is True:
-        return FastPath(prec, compile=True, static_memory=True, tf32=cuda, cuda_graphs=cuda and cuda_graphs,
-                        notice=f"fast path forced on {device.type}: {prec}, torch.compile, static memory")
+        return FastPath(
+            prec,
+            compile=True,
+            static_memory=True,
+            tf32=cuda,
+            cuda_graphs=cuda and cuda_graphs,
+            notice=f"fast path forced on {device.type}: {prec}, torch.compile, static memory",
+        )
     if cuda and torch.cuda.get_device_capability(device)[0] >= 8:
         graphs = " + CUDA graphs" if cuda_graphs else ""
-        return FastPath(prec, compile=True, static_memory=True, tf32=True, cuda_graphs=cuda_graphs,
-                        notice=f"fast path: {prec} autocast, TF32, torch.compile{graphs}, static memory")
+        return FastPath(
+            prec,
+            compile=True,
+            static_memory=True,
+            tf32=True,
+            cuda_graphs=cuda_graphs,
+            notice=f"fast path: {prec} autocast, TF32, torch.compile{graphs}, static memory",
+        )
     if cuda:
         sm = "".join(map(str, torch.cuda.get_device_capability(device)))
-        return FastPath(prec, notice=f"fast path partly off: {prec} autocast; torch.compile needs sm80+ (this GPU is sm{sm})")
+        return FastPath(
+            prec, notice=f"fast path partly off: {prec} autocast; torch.compile needs sm80+ (this GPU is sm{sm})"
+        )
     return FastPath(prec, notice=f"fast path off on {device.type}: eager {prec}")
 
 
-def _cpu_fast_path(fast: FastMode, requested: Precision, prec: ResolvedPrecision, width: int | None,
-                   bf16_speedup: Callable[[], float]) -> FastPath:
+def _cpu_fast_path(
+    fast: FastMode, requested: Precision, prec: ResolvedPrecision, width: int | None, bf16_speedup: Callable[[], float]
+) -> FastPath:
     """The CPU's fast path: the bf16 recipe where ``requested`` allows bf16 and it pays."""
     if fast is True:  # forced: compiled, static memory, and the bf16 recipe if allowed
         matmul = "bf16" if requested in ("auto", "bf16") else "fp32"
-        return FastPath("fp32" if matmul == "bf16" else prec, compile=True, static_memory=True, matmul=matmul,
-                        notice=f"fast path forced on cpu: {matmul} matmuls, torch.compile, static memory")
+        return FastPath(
+            "fp32" if matmul == "bf16" else prec,
+            compile=True,
+            static_memory=True,
+            matmul=matmul,
+            notice=f"fast path forced on cpu: {matmul} matmuls, torch.compile, static memory",
+        )
     if requested not in ("auto", "bf16"):
         return FastPath(prec, notice=f"fast path off on cpu: eager {prec} (precision={requested} keeps every matmul)")
     if requested == "auto" and width is not None and width < CPU_BF16_MIN_WIDTH:
-        return FastPath(prec, notice=f"fast path off on cpu: eager {prec} (a {width}-wide model keeps float32 under "
-                        "auto; precision=bf16 runs its bf16 recipe)")
+        return FastPath(
+            prec,
+            notice=f"fast path off on cpu: eager {prec} (a {width}-wide model keeps float32 under "
+            "auto; precision=bf16 runs its bf16 recipe)",
+        )
     speedup = bf16_speedup()
     if requested == "auto" and speedup < CPU_BF16_MIN_SPEEDUP:
-        return FastPath(prec, notice=f"fast path off on cpu: eager {prec} (bf16 matmuls measured {speedup:.1f}x "
-                        f"fp32 here, below {CPU_BF16_MIN_SPEEDUP}x)")
-    return FastPath("fp32", matmul="bf16", notice="fast path on cpu: bf16 image encoder and memory attention, "
-                    f"float32 heads (bf16 matmuls measured {speedup:.1f}x fp32 here)")
+        return FastPath(
+            prec,
+            notice=f"fast path off on cpu: eager {prec} (bf16 matmuls measured {speedup:.1f}x "
+            f"fp32 here, below {CPU_BF16_MIN_SPEEDUP}x)",
+        )
+    return FastPath(
+        "fp32",
+        matmul="bf16",
+        notice="fast path on cpu: bf16 image encoder and memory attention, "
+        f"float32 heads (bf16 matmuls measured {speedup:.1f}x fp32 here)",
+    )
 
 
 @dataclass
@@ -141,7 +171,12 @@ class CompiledOps:
 
     @classmethod
     def build(cls, model: SAM2Model, fast: FastPath) -> "CompiledOps":
-        ops: list[Callable[..., Any]] = [model.encode_image, model.attend_memory, model.predict_masks, model.encode_memory]
+        ops: list[Callable[..., Any]] = [
+            model.encode_image,
+            model.attend_memory,
+            model.predict_masks,
+            model.encode_memory,
+        ]
         if fast.compile:
             mode = "reduce-overhead" if fast.cuda_graphs else None
             ops = [torch.compile(op, dynamic=False, mode=mode) for op in ops]

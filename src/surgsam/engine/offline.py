@@ -149,14 +149,22 @@ class _Plan:
     seed_from: int | None
 
     @classmethod
-    def make(cls, direction: str, start: int | None, max_frames: int | None, by_frame: dict[int, list[Prompt]],
-             known: int | None) -> "_Plan":
+    def make(
+        cls,
+        direction: str,
+        start: int | None,
+        max_frames: int | None,
+        by_frame: dict[int, list[Prompt]],
+        known: int | None,
+    ) -> "_Plan":
         first, last = min(by_frame), max(by_frame)
         if known is not None:
             late = sorted(f for f in by_frame if f >= known)
             if late:
-                raise ValueError(f"the video has {known} frames (0..{known - 1}); prompts on frames {late} are beyond "
-                                 f"its end and never used")
+                raise ValueError(
+                    f"the video has {known} frames (0..{known - 1}); prompts on frames {late} are beyond "
+                    f"its end and never used"
+                )
             if start is not None and start >= known:
                 raise ValueError(f"start_frame {start} is beyond the video's end (frames 0..{known - 1})")
 
@@ -176,8 +184,10 @@ class _Plan:
             plan = cls((s, end(s)), rev, s if rev is not None else None)
         unused = sorted(f for f in by_frame if not plan.covers(f, known))
         if unused:
-            raise ValueError(f"prompts on frames {unused} are never used: direction={direction!r} from frame {s} "
-                             f"covers {plan.describe()}")
+            raise ValueError(
+                f"prompts on frames {unused} are never used: direction={direction!r} from frame {s} "
+                f"covers {plan.describe()}"
+            )
         return plan
 
     def covers(self, t: int, known: int | None) -> bool:
@@ -205,8 +215,9 @@ class _Plan:
         return n
 
 
-def _run(plan: _Plan, video: "_Source", by_frame: dict[int, list[Prompt]], model: SAM2Model, kw: dict
-         ) -> Iterator[FrameResult]:
+def _run(
+    plan: _Plan, video: "_Source", by_frame: dict[int, list[Prompt]], model: SAM2Model, kw: dict
+) -> Iterator[FrameResult]:
     """Run the plan's passes: forward first, then reverse (seeded for ``"both"``)."""
     seeds: dict[int, list[MemoryEntry]] = {}
     memory_pos = None
@@ -238,8 +249,9 @@ def _run(plan: _Plan, video: "_Source", by_frame: dict[int, list[Prompt]], model
         for oid, entries in seeds.items():
             # forward session index k holds frame first + k; the reverse session holds frame t at
             # top - t, so the start frame and the frames after it come before its frame 0
-            seg.seed_memory(oid, [dataclasses.replace(e, frame_idx=top - (first + e.frame_idx)) for e in entries],
-                            memory_pos)
+            seg.seed_memory(
+                oid, [dataclasses.replace(e, frame_idx=top - (first + e.frame_idx)) for e in entries], memory_pos
+            )
     for t, frame in video.backward(top, bottom):
         res = _prompted_step(seg, frame, by_frame.get(t, []))
         yield dataclasses.replace(res, frame_idx=t)
@@ -271,8 +283,12 @@ def _capture(seg: VideoSegmenter, k: int, seeds: dict[int, list[MemoryEntry]]) -
 def _check_prompts(prompts: Sequence[Prompt]) -> dict[int, list[Prompt]]:
     """Check every prompt before any frame is read (type, object id, click form and count, box
     form, frame index); returns them grouped by frame."""
-    if isinstance(prompts, Prompt) or isinstance(prompts, Mapping) or not isinstance(prompts, Iterable) \
-            or isinstance(prompts, (str, bytes)):
+    if (
+        isinstance(prompts, Prompt)
+        or isinstance(prompts, Mapping)
+        or not isinstance(prompts, Iterable)
+        or isinstance(prompts, (str, bytes))
+    ):
         raise TypeError(f"prompts must be a list of surgsam.Prompt, got a {type(prompts).__name__}")
     prompts = list(prompts)
     if not prompts:
@@ -325,7 +341,9 @@ class _Source:
         self._iter: Iterator | None = None
         self._kept: dict[int, object] = {}
 
-    def forward(self, first: int, stop: int | None, keep: tuple[int, int] | None = None) -> Iterator[tuple[int, object]]:
+    def forward(
+        self, first: int, stop: int | None, keep: tuple[int, int] | None = None
+    ) -> Iterator[tuple[int, object]]:
         """``(t, frame)`` for ``t = first .. stop`` (to the end when None); without random access
         frames with ``keep[0] <= t <= keep[1]`` are kept for :meth:`backward`."""
         if self.indexable:

@@ -70,7 +70,9 @@ def autocast(precision: str, device: torch.device | str) -> AbstractContextManag
 Clock = Callable[[], float]
 
 
-def measure_bf16_speedup(tokens: int = 1024, dim: int = 384, repeats: int = 3, clock: Clock = time.perf_counter) -> float:
+def measure_bf16_speedup(
+    tokens: int = 1024, dim: int = 384, repeats: int = 3, clock: Clock = time.perf_counter
+) -> float:
     """How many times faster a ``tokens x dim -> 4*dim`` linear layer runs in bf16 than in
     float32 on this CPU (weights already in bf16, the input cast included), best of
     ``repeats`` interleaved runs each. About 4 here on an AMD EPYC with AVX512-BF16; below 1
@@ -80,8 +82,10 @@ def measure_bf16_speedup(tokens: int = 1024, dim: int = 384, repeats: int = 3, c
     w, b = torch.randn(4 * dim, dim, generator=g), torch.zeros(4 * dim)
     wb, bb = w.bfloat16(), b.bfloat16()
     runs: dict[str, list[float]] = {"fp32": [], "bf16": []}
-    calls = {"fp32": lambda: torch.nn.functional.linear(x, w, b),
-             "bf16": lambda: torch.nn.functional.linear(x.bfloat16(), wb, bb)}
+    calls = {
+        "fp32": lambda: torch.nn.functional.linear(x, w, b),
+        "bf16": lambda: torch.nn.functional.linear(x.bfloat16(), wb, bb),
+    }
     with torch.inference_mode():
         for fn in calls.values():
             fn()

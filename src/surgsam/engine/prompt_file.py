@@ -48,8 +48,14 @@ import numpy as np
 from .offline import Prompt
 from .prompts import check_box, check_clicks, check_obj_id, parse_pairs
 
-__all__ = ["PromptFile", "parse_object_spec", "parse_object_specs", "prompt_from_dict", "read_prompt_file",
-           "read_prompts"]
+__all__ = [
+    "PromptFile",
+    "parse_object_spec",
+    "parse_object_specs",
+    "prompt_from_dict",
+    "read_prompt_file",
+    "read_prompts",
+]
 
 _KEYS = {"obj_id", "frame", "mask", "mask_id", "points", "labels", "box"}
 
@@ -68,8 +74,9 @@ class PromptFile:
             assert self.shared is not None
             return self.shared
         if name not in self.videos:
-            raise ValueError(f"{self.path} has no prompts for video {name!r}; it names "
-                             f"{', '.join(repr(k) for k in self.videos)}")
+            raise ValueError(
+                f"{self.path} has no prompts for video {name!r}; it names {', '.join(repr(k) for k in self.videos)}"
+            )
         return self.videos[name]
 
 
@@ -86,9 +93,13 @@ def read_prompt_file(path: str | Path) -> PromptFile:
     if isinstance(data, dict) and set(data) == {"videos"}:
         videos = data["videos"]
         if not isinstance(videos, dict) or not videos:
-            raise ValueError(f"{path}: \"videos\" must map video names to lists of prompts")
-        return PromptFile(path, videos={str(name): _prompt_list(path, entries, f"{path}, video {name!r}")
-                                        for name, entries in videos.items()})
+            raise ValueError(f'{path}: "videos" must map video names to lists of prompts')
+        return PromptFile(
+            path,
+            videos={
+                str(name): _prompt_list(path, entries, f"{path}, video {name!r}") for name, entries in videos.items()
+            },
+        )
     if isinstance(data, dict) and set(data) == {"prompts"}:
         data = data["prompts"]
     return PromptFile(path, shared=_prompt_list(path, data, str(path)))
@@ -99,8 +110,10 @@ def read_prompts(path: str | Path, video: str | None = None) -> list[Prompt]:
     ``video`` (required then)."""
     pf = read_prompt_file(path)
     if pf.videos is not None and video is None:
-        raise ValueError(f"{pf.path} maps video names to prompts ({', '.join(pf.videos)}); segment a folder of "
-                         "videos with it, or one video of one of these names")
+        raise ValueError(
+            f"{pf.path} maps video names to prompts ({', '.join(pf.videos)}); segment a folder of "
+            "videos with it, or one video of one of these names"
+        )
     if pf.videos is None:
         assert pf.shared is not None
         return pf.shared
@@ -109,8 +122,9 @@ def read_prompts(path: str | Path, video: str | None = None) -> list[Prompt]:
 
 def _prompt_list(path: Path, data: Any, where: str) -> list[Prompt]:
     if not isinstance(data, list) or not data:
-        raise ValueError(f"{where}: expected a non-empty list of prompts (or {{\"prompts\": [...]}} or "
-                         "{\"videos\": {name: [...]}})")
+        raise ValueError(
+            f'{where}: expected a non-empty list of prompts (or {{"prompts": [...]}} or {{"videos": {{name: [...]}}}})'
+        )
     prompts = [prompt_from_dict(e, path.parent, f"{where}, prompt {i}") for i, e in enumerate(data)]
     check_unique(prompts, where)
     return prompts
@@ -140,8 +154,9 @@ def parse_object_spec(text: str, frame: int = 0, base: str | Path = ".") -> Prom
     head, sep, rest = text.strip().partition(":")
     m = _OBJECT_HEAD.match(head.strip())
     if not sep or m is None:
-        raise ValueError(f"{where}: expected ID[@FRAME]:KEY=VALUE, e.g. 2:box=10,20,80,90 or "
-                         "3@5:points=60,70;10,10:labels=1,0")
+        raise ValueError(
+            f"{where}: expected ID[@FRAME]:KEY=VALUE, e.g. 2:box=10,20,80,90 or 3@5:points=60,70;10,10:labels=1,0"
+        )
     entry: dict[str, Any] = {"obj_id": int(m.group(1)), "frame": int(m.group(2)) if m.group(2) else int(frame)}
     for part in _OBJECT_SPLIT.split(rest):
         key, eq, value = part.partition("=")

@@ -36,9 +36,12 @@ def check_frame(frame: object, what: str = "a frame") -> torch.Tensor:
         shape, dtype = tuple(frame.shape), frame.dtype
         uint8 = frame.dtype == torch.uint8
     else:
-        hint = " (for a PIL image use np.asarray(img.convert('RGB')))" if type(frame).__module__.startswith("PIL") else ""
-        raise TypeError(f"{what} must be an H x W x 3 uint8 array (a numpy array or torch tensor), "
-                        f"got {type(frame).__name__}{hint}")
+        hint = (
+            " (for a PIL image use np.asarray(img.convert('RGB')))" if type(frame).__module__.startswith("PIL") else ""
+        )
+        raise TypeError(
+            f"{what} must be an H x W x 3 uint8 array (a numpy array or torch tensor), got {type(frame).__name__}{hint}"
+        )
     if len(shape) != 3 or shape[2] != 3:
         raise ValueError(f"{what} must be H x W x 3 (RGB, channels last), got shape {tuple(shape)}")
     if shape[0] == 0 or shape[1] == 0:
@@ -56,8 +59,9 @@ def check_obj_id(obj_id: object) -> int:
         raise TypeError(f"obj_id must be an int, got {type(obj_id).__name__}")
     oid = int(obj_id)
     if not MIN_OBJ_ID <= oid <= MAX_OBJ_ID:
-        raise ValueError(f"object ids must be {MIN_OBJ_ID}..{MAX_OBJ_ID} (the pixel values of a palette PNG mask), "
-                         f"got {oid}")
+        raise ValueError(
+            f"object ids must be {MIN_OBJ_ID}..{MAX_OBJ_ID} (the pixel values of a palette PNG mask), got {oid}"
+        )
     return oid
 
 
@@ -86,7 +90,9 @@ def check_clicks(points: object, labels: object) -> tuple[np.ndarray, np.ndarray
     if pts.ndim != 2 or pts.shape[1] != 2:
         raise ValueError(f"points must be P x 2 (x, y) pairs, got shape {tuple(pts.shape)}")
     if pts.shape[0] > MAX_CLICKS:
-        raise ValueError(f"{pts.shape[0]} clicks in one prompt; the limit is {MAX_CLICKS} (surgsam.engine.prompts.MAX_CLICKS)")
+        raise ValueError(
+            f"{pts.shape[0]} clicks in one prompt; the limit is {MAX_CLICKS} (surgsam.engine.prompts.MAX_CLICKS)"
+        )
     if labels is None:
         raise ValueError("points need labels (1 = positive, 0 = negative)")
     if isinstance(labels, (str, bytes, dict)):
@@ -98,7 +104,9 @@ def check_clicks(points: object, labels: object) -> tuple[np.ndarray, np.ndarray
     except ValueError:
         raise ValueError("labels must be a flat list of 0/1 integers") from None
     if lab.dtype == object or lab.dtype.kind not in "biuf":
-        raise TypeError(f"point labels must be the integers 0 or 1, got {lab.dtype} values {lab.reshape(-1)[:5].tolist()}")
+        raise TypeError(
+            f"point labels must be the integers 0 or 1, got {lab.dtype} values {lab.reshape(-1)[:5].tolist()}"
+        )
     if lab.ndim == 0:
         lab = lab[None]
     if lab.ndim != 1:
@@ -138,8 +146,9 @@ def check_box(box: object) -> np.ndarray | None:
     return b
 
 
-def check_clicks_in_frame(points: object, labels: object, size: tuple[int, int]
-                          ) -> tuple[np.ndarray, np.ndarray] | None:
+def check_clicks_in_frame(
+    points: object, labels: object, size: tuple[int, int]
+) -> tuple[np.ndarray, np.ndarray] | None:
     """:func:`check_clicks`, and every click inside the ``H x W`` frame (``0 <= x < W``,
     ``0 <= y < H``, finite)."""
     checked = check_clicks(points, labels)
@@ -201,7 +210,9 @@ def prepare_points(
     return Clicks(_scale(pts, size, image_size)[None].to(device), lab.to(torch.int32)[None].to(device))
 
 
-def prepare_box(box: Sequence[float] | np.ndarray, size: tuple[int, int], image_size: int, device: torch.device) -> Clicks:
+def prepare_box(
+    box: Sequence[float] | np.ndarray, size: tuple[int, int], image_size: int, device: torch.device
+) -> Clicks:
     """Check a box (x0, y0, x1, y1) inside the frame and turn it into two corner clicks."""
     checked = check_box_in_frame(box, size)
     if checked is None:
@@ -211,7 +222,9 @@ def prepare_box(box: Sequence[float] | np.ndarray, size: tuple[int, int], image_
     return Clicks(_scale(corners, size, image_size)[None].to(device), labels.to(device))
 
 
-def prepare_mask(mask: np.ndarray | torch.Tensor, size: tuple[int, int], image_size: int, device: torch.device) -> torch.Tensor:
+def prepare_mask(
+    mask: np.ndarray | torch.Tensor, size: tuple[int, int], image_size: int, device: torch.device
+) -> torch.Tensor:
     """Check an ``H x W`` mask at the frame's size; returns ``1 x 1 x S x S`` float 0/1 at
     the model's input size (bilinear + antialias, then >= 0.5, as Meta's predictor)."""
     m = torch.as_tensor(np.asarray(mask)) if not isinstance(mask, torch.Tensor) else mask.detach().cpu()
@@ -226,7 +239,9 @@ def prepare_mask(mask: np.ndarray | torch.Tensor, size: tuple[int, int], image_s
     elif m.is_floating_point() or m.dtype in (torch.uint8, torch.int32, torch.int64):
         vals = torch.unique(m)
         if not bool(((vals == 0) | (vals == 1) | (vals == 255)).all()):
-            raise ValueError("a mask prompt must be binary (0/1, 0/255 or bool); for a label map pass (labels == obj_id)")
+            raise ValueError(
+                "a mask prompt must be binary (0/1, 0/255 or bool); for a label map pass (labels == obj_id)"
+            )
         m = (m > 0).float()
     else:
         raise ValueError(f"unsupported mask dtype {m.dtype}")

@@ -229,8 +229,12 @@ class VideoSegmenter:
         if self._frame is None or not 0 <= frame_idx <= self.frame_idx:
             raise ValueError(f"conditioning frame {frame_idx} is not a frame seen so far (current: {self.frame_idx})")
         c, side = self.model.hidden_dim, self.model.cfg.feat_size
-        shapes = {"features": (features, (1, c, side, side)), "mask_logits": (mask_logits, (1, 1, 4 * side, 4 * side)),
-                  "obj_ptr": (obj_ptr, (1, c)), "object_score_logit": (object_score_logit, (1, 1))}
+        shapes = {
+            "features": (features, (1, c, side, side)),
+            "mask_logits": (mask_logits, (1, 1, 4 * side, 4 * side)),
+            "obj_ptr": (obj_ptr, (1, c)),
+            "object_score_logit": (object_score_logit, (1, 1)),
+        }
         for name, (t, shape) in shapes.items():
             if tuple(t.shape) != shape:
                 raise ValueError(f"{name} must have shape {shape}, got {tuple(t.shape)}")
@@ -238,8 +242,14 @@ class VideoSegmenter:
             raise ValueError(f"extra_prompt must be 1 x K x {c}, got {tuple(extra_prompt.shape)}")
         mem = self._encode_prompted(features, mask_logits, object_score_logit)
         obj = ObjectState(obj_id, first_frame=frame_idx, extra_prompt=extra_prompt)
-        out = FrameOutput(mask_logits.float(), float(iou), obj_ptr.float(), object_score_logit.float(),
-                          from_prompt=False, is_cond=True)
+        out = FrameOutput(
+            mask_logits.float(),
+            float(iou),
+            obj_ptr.float(),
+            object_score_logit.float(),
+            from_prompt=False,
+            is_cond=True,
+        )
         self._commit(obj, mem.features, out, frame_idx)
         self.objects[obj_id] = obj
 
@@ -306,7 +316,11 @@ class VideoSegmenter:
         if self._frame is None or not isinstance(frame, (np.ndarray, torch.Tensor)):
             return False
         t = torch.as_tensor(frame) if isinstance(frame, np.ndarray) else frame
-        return tuple(t.shape) == tuple(self._frame.shape) and t.dtype == torch.uint8 and bool(torch.equal(t.cpu(), self._frame))
+        return (
+            tuple(t.shape) == tuple(self._frame.shape)
+            and t.dtype == torch.uint8
+            and bool(torch.equal(t.cpu(), self._frame))
+        )
 
     def _advance(self, image: torch.Tensor) -> None:
         """Finalise the current frame (encode pending prompt memories) and move to ``image``."""
@@ -376,7 +390,9 @@ class VideoSegmenter:
         obj.output = self._frame_output(out, from_prompt=True, is_cond=init, clicks=clicks)
 
     # ------------------------------------------------------------------ tracking
-    def _conditioned(self, objs: list[ObjectState], feats: FrameFeatures, sels: list[Selection] | None = None) -> torch.Tensor:
+    def _conditioned(
+        self, objs: list[ObjectState], feats: FrameFeatures, sels: list[Selection] | None = None
+    ) -> torch.Tensor:
         """Memory-conditioned features ``len(objs) x C x h x w``; the objects' selections must
         have equal signatures (same token counts) so they batch through memory attention."""
         if sels is None:
@@ -397,9 +413,13 @@ class VideoSegmenter:
         if self._projected is not None and self._mem_pos is not None and sels[0].spatial:
             ptr = [self.model.memory_tokens([], pt, tmax, 1) for _, pt in entries] if sels[0].pointers else None
             return self._projected.attend(
-                frame, [[(slot, e.features) for slot, e in sel.spatial if e.features is not None] for sel in sels],
+                frame,
+                [[(slot, e.features) for slot, e in sel.spatial if e.features is not None] for sel in sels],
                 None if ptr is None else torch.cat([t for t, _ in ptr]),
-                None if ptr is None else torch.cat([p for _, p in ptr]), self._mem_pos, self.frame_idx)
+                None if ptr is None else torch.cat([p for _, p in ptr]),
+                self._mem_pos,
+                self.frame_idx,
+            )
         tokens = [self.model.memory_tokens(sp, pt, tmax, 1) for sp, pt in entries]
         mem, pos = (torch.cat(x) for x in zip(*tokens))
         return self._ops.attend_memory(frame, mem, pos, len(sels[0].pointers))
@@ -430,7 +450,9 @@ class VideoSegmenter:
                 pix = self._conditioned(group, feats, [sel for _, sel in members])
                 hr = (feats.high_res[0].expand(n, -1, -1, -1), feats.high_res[1].expand(n, -1, -1, -1))
                 out = self._ops.predict_masks(pix, hr, multimask_output=True, extra_sparse=extra)
-                mem = self._ops.encode_memory(feats.features.expand(n, -1, -1, -1), out.high_res_masks, out.object_score_logits)
+                mem = self._ops.encode_memory(
+                    feats.features.expand(n, -1, -1, -1), out.high_res_masks, out.object_score_logits
+                )
             self._remember_pos(mem.pos)
             for i, o in enumerate(group):
                 o.output = self._frame_output(_index(out, i), from_prompt=False, is_cond=False, clicks=None)
@@ -461,8 +483,7 @@ class VideoSegmenter:
         self._remember_pos(mem.pos)
         return mem
 
-    def _commit(self, obj: ObjectState, features: torch.Tensor, out: FrameOutput, frame_idx: int | None = None
-                ) -> None:
+    def _commit(self, obj: ObjectState, features: torch.Tensor, out: FrameOutput, frame_idx: int | None = None) -> None:
         entry = MemoryEntry(
             frame_idx=self.frame_idx if frame_idx is None else frame_idx,
             features=features.to(self.memory_dtype),
@@ -518,6 +539,10 @@ def _index(out: MaskOutput, i: int) -> MaskOutput:
     """Row ``i`` of a batched :class:`MaskOutput` (keeping the batch axis)."""
     s = slice(i, i + 1)
     return MaskOutput(
-        out.multimask_logits[s], out.ious[s], out.low_res_masks[s], out.high_res_masks[s],
-        out.obj_ptr[s], out.object_score_logits[s],
+        out.multimask_logits[s],
+        out.ious[s],
+        out.low_res_masks[s],
+        out.high_res_masks[s],
+        out.obj_ptr[s],
+        out.object_score_logits[s],
     )

@@ -17,8 +17,15 @@ from dataclasses import dataclass
 
 from .evaluator import EvalResult
 
-__all__ = ["DistEnv", "dist_env", "gather_payloads", "gather_results", "init_distributed", "shard",
-           "shutdown_distributed"]
+__all__ = [
+    "DistEnv",
+    "dist_env",
+    "gather_payloads",
+    "gather_results",
+    "init_distributed",
+    "shard",
+    "shutdown_distributed",
+]
 
 
 @dataclass(frozen=True)

@@ -63,7 +63,7 @@ def interior_point(mask: np.ndarray) -> tuple[float, float]:
         nxt = np.ones_like(cur)
         for dy in range(3):
             for dx in range(3):
-                nxt &= padded[dy:dy + h, dx:dx + w]
+                nxt &= padded[dy : dy + h, dx : dx + w]
         if not nxt.any():
             break
         cur = nxt
@@ -89,9 +89,9 @@ class Segmenter(TypingProtocol):
     :func:`surgsam.io.labels.resolve_overlaps` and mask logits).
     """
 
-    def segment(self, video: str, frames: Sequence[np.ndarray],
-                prompts: Mapping[int, ObjectPrompt]) -> Iterator[Masks | np.ndarray]:
-        ...
+    def segment(
+        self, video: str, frames: Sequence[np.ndarray], prompts: Mapping[int, ObjectPrompt]
+    ) -> Iterator[Masks | np.ndarray]: ...
 
 
 class CopyFirstMaskSegmenter:
@@ -128,9 +128,19 @@ class EngineSegmenter:
     (:func:`surgsam.io.labels.label_map_from_result`), as in the palette PNGs it saves.
     """
 
-    def __init__(self, model: str | None = None, *, image_size: int | None = None, checkpoint: str | None = None,
-                 device: str = "cpu", memory: str = "efp", prompt: PromptKind = "mask", resize: ResizeMode = "pil",
-                 precision: str = "fp32", fast: bool | str = False):
+    def __init__(
+        self,
+        model: str | None = None,
+        *,
+        image_size: int | None = None,
+        checkpoint: str | None = None,
+        device: str = "cpu",
+        memory: str = "efp",
+        prompt: PromptKind = "mask",
+        resize: ResizeMode = "pil",
+        precision: str = "fp32",
+        fast: bool | str = False,
+    ):
         if prompt not in PROMPT_KINDS:
             raise ValueError(f"unknown prompt kind {prompt!r}; choose one of {', '.join(PROMPT_KINDS)}")
         self.prompt = prompt
@@ -163,8 +173,15 @@ class EngineSegmenter:
         from ..engine import Prompt, segment_video
 
         engine_prompts = [self._engine_prompt(Prompt, int(k), p) for k, p in sorted(prompts.items())]
-        for res in segment_video(frames, engine_prompts, model, memory=self.memory, resize=self.resize,
-                                 precision=self.precision, fast=self.fast):
+        for res in segment_video(
+            frames,
+            engine_prompts,
+            model,
+            memory=self.memory,
+            resize=self.resize,
+            precision=self.precision,
+            fast=self.fast,
+        ):
             label = label_map_from_result(res)  # SAM 2's rule, with the logits
             yield {int(k): label == int(k) for k in res.obj_ids}
 
@@ -195,8 +212,10 @@ def make_segmenter(kind: str, dataset: Sequence[Video] | None = None, **engine_k
     if kind == "engine":
         return EngineSegmenter(**engine_kw)
     if kind == "referring":
-        raise ValueError("the referring segmenter runs through surgsam.eval.referring.run_referring "
-                         "(ReferringEvalSegmenter), not run_end_to_end")
+        raise ValueError(
+            "the referring segmenter runs through surgsam.eval.referring.run_referring "
+            "(ReferringEvalSegmenter), not run_end_to_end"
+        )
     raise ValueError(f"unknown segmenter {kind!r}; known: {', '.join(SEGMENTERS)}")
 
 

@@ -185,8 +185,16 @@ class EvalResult:
         for v in sorted(by, key=natural_key):
             os_ = by[v]
             j, f = _nanmean([o.J for o in os_]), _nanmean([o.F for o in os_])
-            rows.append({"video": v, "n_objects": len(os_), "J&F": (j + f) / 2, "J": j, "F": f,
-                         "Dice": _nanmean([o.Dice for o in os_])})
+            rows.append(
+                {
+                    "video": v,
+                    "n_objects": len(os_),
+                    "J&F": (j + f) / 2,
+                    "J": j,
+                    "F": f,
+                    "Dice": _nanmean([o.Dice for o in os_]),
+                }
+            )
         return rows
 
     def over_time(self, metric: Literal["J", "F", "Dice"] = "J") -> dict[str, tuple[list[int], list[float]]]:
@@ -197,8 +205,9 @@ class EvalResult:
         by: dict[str, dict[int, list[float]]] = defaultdict(lambda: defaultdict(list))
         for r in self.frames:
             by[r.video][r.frame].append(getattr(r, metric))
-        return {v: (sorted(by[v]), [float(np.mean(by[v][t])) for t in sorted(by[v])])
-                for v in sorted(by, key=natural_key)}
+        return {
+            v: (sorted(by[v]), [float(np.mean(by[v][t])) for t in sorted(by[v])]) for v in sorted(by, key=natural_key)
+        }
 
     # ---- presentation ---------------------------------------------------------------------
     def table(self, per_object: bool = True) -> str:
@@ -206,16 +215,24 @@ class EvalResult:
         lines = []
         if per_object and self.objects:
             w = max(8, *(len(o.video) for o in self.objects))
-            lines.append(f"{'video':<{w}} {'obj':>4} {'category':<26} {'frames':>6} {'J&F':>6} {'J':>6} {'F':>6} {'Dice':>6}")
+            lines.append(
+                f"{'video':<{w}} {'obj':>4} {'category':<26} {'frames':>6} {'J&F':>6} {'J':>6} {'F':>6} {'Dice':>6}"
+            )
             for o in sorted(self.objects, key=lambda o: (natural_key(o.video), o.obj_id)):
-                lines.append(f"{o.video:<{w}} {o.obj_id:>4} {o.category[:26]:<26} {o.n_frames:>6} "
-                             f"{o.JF:6.2f} {o.J:6.2f} {o.F:6.2f} {o.Dice:6.2f}")
+                lines.append(
+                    f"{o.video:<{w}} {o.obj_id:>4} {o.category[:26]:<26} {o.n_frames:>6} "
+                    f"{o.JF:6.2f} {o.J:6.2f} {o.F:6.2f} {o.Dice:6.2f}"
+                )
             lines.append("")
         lines.append(f"protocol {self.protocol}, IoU level {self.level}")
-        lines.append(f"{'group':<12} {'J&F':>6} {'J':>6} {'F':>6} {'Dice':>6} {'CIoU':>6} {'IoU':>6} {'mcIoU':>6} {'objects':>7}")
+        lines.append(
+            f"{'group':<12} {'J&F':>6} {'J':>6} {'F':>6} {'Dice':>6} {'CIoU':>6} {'IoU':>6} {'mcIoU':>6} {'objects':>7}"
+        )
         for g, r in self.summary().items():
-            lines.append(f"{g:<12} {r['J&F']:6.2f} {r['J']:6.2f} {r['F']:6.2f} {r['Dice']:6.2f} "
-                         f"{r['challenge_iou']:6.2f} {r['iou']:6.2f} {r['mc_iou']:6.2f} {int(r['n_objects']):>7}")
+            lines.append(
+                f"{g:<12} {r['J&F']:6.2f} {r['J']:6.2f} {r['F']:6.2f} {r['Dice']:6.2f} "
+                f"{r['challenge_iou']:6.2f} {r['iou']:6.2f} {r['mc_iou']:6.2f} {int(r['n_objects']):>7}"
+            )
         if self.excluded:
             lines.append(f"({len(self.excluded)} object(s) never visible in their evaluated frames were left out)")
         return "\n".join(lines)
@@ -248,8 +265,10 @@ class EvalResult:
             class_names={int(k): v for k, v in d.get("class_names", {}).items()},
             categories={v: {int(k): c for k, c in m.items()} for v, m in d.get("categories", {}).items()},
             group_defs={g: tuple(int(i) for i in ids) for g, ids in d.get("group_defs", {}).items()},
-            frames=[FrameScore(str(v), int(t), int(k), *(float("nan") if x is None else float(x) for x in (j, f, dc)))
-                    for v, t, k, j, f, dc in d.get("frames", [])],
+            frames=[
+                FrameScore(str(v), int(t), int(k), *(float("nan") if x is None else float(x) for x in (j, f, dc)))
+                for v, t, k, j, f, dc in d.get("frames", [])
+            ],
         )
 
     @classmethod
@@ -282,25 +301,46 @@ class EvalResult:
         ``summary.csv`` and ``results.json`` to ``out_dir``."""
         d = Path(out_dir)
         d.mkdir(parents=True, exist_ok=True)
-        paths = {"objects": d / "objects.csv", "videos": d / "videos.csv", "frames": d / "frames.csv",
-                 "summary": d / "summary.csv", "json": d / "results.json"}
+        paths = {
+            "objects": d / "objects.csv",
+            "videos": d / "videos.csv",
+            "frames": d / "frames.csv",
+            "summary": d / "summary.csv",
+            "json": d / "results.json",
+        }
         with open(paths["objects"], "w", newline="") as fh:
             w = csv.writer(fh)
             w.writerow(["video", "obj_id", "category", "n_frames", "J&F", "J", "F", "Dice"])
             for o in self.objects:
-                w.writerow([o.video, o.obj_id, o.category, o.n_frames, *(format_metric(x) for x in (o.JF, o.J, o.F, o.Dice))])
+                w.writerow(
+                    [o.video, o.obj_id, o.category, o.n_frames, *(format_metric(x) for x in (o.JF, o.J, o.F, o.Dice))]
+                )
         with open(paths["videos"], "w", newline="") as fh:
             w = csv.writer(fh)
             w.writerow(["video", "n_objects", "J&F", "J", "F", "Dice"])
             for row in self.per_video():
-                w.writerow([row["video"], row["n_objects"], *(format_metric(float(row[k])) for k in ("J&F", "J", "F", "Dice"))])
+                w.writerow(
+                    [row["video"], row["n_objects"], *(format_metric(float(row[k])) for k in ("J&F", "J", "F", "Dice"))]
+                )
         with open(paths["frames"], "w", newline="") as fh:
             w = csv.writer(fh)
             w.writerow(["video", "frame", "obj_id", "J", "F", "Dice"])
             for fr in self.frames:
                 w.writerow([fr.video, fr.frame, fr.obj_id, *(format_metric(x) for x in (fr.J, fr.F, fr.Dice))])
         summ = self.summary()
-        keys = ["J&F", "J", "F", "Dice", "challenge_iou", "iou", "mc_iou", "cum_iou", "n_objects", "n_videos", "n_frames"]
+        keys = [
+            "J&F",
+            "J",
+            "F",
+            "Dice",
+            "challenge_iou",
+            "iou",
+            "mc_iou",
+            "cum_iou",
+            "n_objects",
+            "n_videos",
+            "n_frames",
+        ]
         with open(paths["summary"], "w", newline="") as fh:
             w = csv.writer(fh)
             w.writerow(["protocol", "level", "group", *keys])
@@ -396,8 +436,11 @@ def evaluate_video(
         raise ValueError(f"level must be 'instance' or 'category', got {level!r}")
     T = len(video)
     first = video.first_appearance()
-    tracks = {k: _Track(video.categories.get(k, f"object {k}"), *proto.ranges(first[k], T))
-              for k in first if object_ids is None or k in object_ids}
+    tracks = {
+        k: _Track(video.categories.get(k, f"object {k}"), *proto.ranges(first[k], T))
+        for k in first
+        if object_ids is None or k in object_ids
+    }
     ious: list[ClassIoU] = []
     n = 0
     for t, pred in enumerate(preds):
@@ -422,29 +465,41 @@ def evaluate_video(
     return _video_result(video.name, proto, level, tracks, ious)
 
 
-def _scored_masks(video: Video, t: int, pred: Pred, gt: np.ndarray, objs: list[int], keep_overlaps: bool
-                  ) -> tuple[np.ndarray, dict[int, np.ndarray]]:
+def _scored_masks(
+    video: Video, t: int, pred: Pred, gt: np.ndarray, objs: list[int], keep_overlaps: bool
+) -> tuple[np.ndarray, dict[int, np.ndarray]]:
     """Frame ``t``'s prediction checked against its ``H x W`` ground truth: the merged id map
     (what IoU scores) and each object's mask (what J, F and Dice score)."""
     if pred is None:
         pred = {}
     if isinstance(pred, np.ndarray):
         if pred.shape != gt.shape:
-            raise ValueError(f"video {video.name!r} frame {video.frame_names[t]}: prediction {pred.shape[::-1]} "
-                             f"vs ground truth {gt.shape[::-1]} (W x H)")
+            raise ValueError(
+                f"video {video.name!r} frame {video.frame_names[t]}: prediction {pred.shape[::-1]} "
+                f"vs ground truth {gt.shape[::-1]} (W x H)"
+            )
         return pred, {k: pred == k for k in objs}
     for k, m in pred.items():
         if np.shape(m) != gt.shape:
-            raise ValueError(f"video {video.name!r} frame {video.frame_names[t]}: mask of object {k} is "
-                             f"{np.shape(m)[::-1]}, ground truth is {gt.shape[::-1]} (W x H)")
+            raise ValueError(
+                f"video {video.name!r} frame {video.frame_names[t]}: mask of object {k} is "
+                f"{np.shape(m)[::-1]}, ground truth is {gt.shape[::-1]} (W x H)"
+            )
     combined = compose_labels({k: np.asarray(m, dtype=bool) for k, m in pred.items()}, gt.shape)
     if keep_overlaps:
         return combined, {k: np.asarray(m, dtype=bool) for k, m in pred.items()}
     return combined, {k: combined == k for k in pred}  # the one-label-per-pixel map a palette PNG holds
 
 
-def _frame_ious(video: str, t: int, combined: np.ndarray, gt: np.ndarray, gmask: Mapping[int, np.ndarray],
-                live: Mapping[int, str], level: IoULevel) -> list[ClassIoU]:
+def _frame_ious(
+    video: str,
+    t: int,
+    combined: np.ndarray,
+    gt: np.ndarray,
+    gmask: Mapping[int, np.ndarray],
+    live: Mapping[int, str],
+    level: IoULevel,
+) -> list[ClassIoU]:
     """The IoU records of frame ``t`` for the objects ``live`` there (id -> category): one per
     object (``level="instance"``) or per category; pairs with an empty union are left out."""
     out: list[ClassIoU] = []
@@ -467,13 +522,19 @@ def _frame_ious(video: str, t: int, combined: np.ndarray, gt: np.ndarray, gmask:
     return out
 
 
-def _video_result(video: str, proto: Protocol, level: IoULevel, tracks: Mapping[int, _Track], ious: list[ClassIoU]
-                  ) -> EvalResult:
+def _video_result(
+    video: str, proto: Protocol, level: IoULevel, tracks: Mapping[int, _Track], ious: list[ClassIoU]
+) -> EvalResult:
     """The :class:`EvalResult` of one scored video: objects never visible on their J/F/Dice
     frames are excluded; the others get their mean and per-frame scores (x100)."""
     cats = {k: tr.category for k, tr in tracks.items()}
-    res = EvalResult(protocol=proto.name, level=level, ious=ious, categories={video: cats},
-                     group_defs={g: tuple(ids) for g, ids in proto.groups.items()})
+    res = EvalResult(
+        protocol=proto.name,
+        level=level,
+        ious=ious,
+        categories={video: cats},
+        group_defs={g: tuple(ids) for g, ids in proto.groups.items()},
+    )
     for k, tr in tracks.items():
         if not tr.scores or not tr.seen_gt:
             res.excluded.append((video, k))
@@ -528,8 +589,10 @@ class PredictionFolder:
                 if self.allow_missing:
                     yield None
                     continue
-                raise DatasetError(f"{f}: prediction missing for frame {name!r} of video {video.name!r} "
-                                   "(use --allow-missing to count it as empty)")
+                raise DatasetError(
+                    f"{f}: prediction missing for frame {name!r} of video {video.name!r} "
+                    "(use --allow-missing to count it as empty)"
+                )
             yield _read_pred(f)
 
 
@@ -560,14 +623,15 @@ def evaluate_folders(
     videos = [v for v in gt if strict or v.name in have]
     missing = [v.name for v in videos if v.name not in have]
     if missing:
-        raise DatasetError(f"{pred_root}: no predictions for video(s) {missing[:5]} (pass strict=False / "
-                           "--no-strict to score only the videos that have predictions)")
+        raise DatasetError(
+            f"{pred_root}: no predictions for video(s) {missing[:5]} (pass strict=False / "
+            "--no-strict to score only the videos that have predictions)"
+        )
     if not videos:
         raise DatasetError(f"{pred_root}: no prediction folder matches a ground-truth video")
     parts = []
     from tqdm import tqdm
 
     for v in tqdm(videos, desc="eval", unit="video", disable=not progress):
-        parts.append(evaluate_video(v, preds.frames(v), protocol, level=level,
-                                    keep_overlaps=preds.is_per_object(v)))
+        parts.append(evaluate_video(v, preds.frames(v), protocol, level=level, keep_overlaps=preds.is_per_object(v)))
     return EvalResult.merge(parts)

@@ -70,8 +70,15 @@ def plot_eval(result: EvalResult, out_dir: str | Path, *, title: str | None = No
     overall = float(result.summary()["all"]["J&F"])
     ref = ax.axhline(overall, color="#dd8452", linestyle="--", linewidth=1.2, label=f"all objects: {overall:.1f}")
     for b in bars:
-        ax.annotate(f"{b.get_height():.1f}", (b.get_x() + b.get_width() / 2, b.get_height()), ha="center",
-                    va="bottom", fontsize=7, xytext=(0, 1), textcoords="offset points")
+        ax.annotate(
+            f"{b.get_height():.1f}",
+            (b.get_x() + b.get_width() / 2, b.get_height()),
+            ha="center",
+            va="bottom",
+            fontsize=7,
+            xytext=(0, 1),
+            textcoords="offset points",
+        )
     ax.set_xticks(range(n), names, rotation=45 if n > 6 else 0, ha="right" if n > 6 else "center", fontsize=8)
     ax.set_ylim(0, 105)
     ax.set_ylabel("J&F")
@@ -88,8 +95,15 @@ def plot_eval(result: EvalResult, out_dir: str | Path, *, title: str | None = No
     ax = fig.add_subplot()
     cmap = importlib.import_module("matplotlib").colormaps["tab10" if len(series) <= 10 else "tab20"]
     for i, (video, (frames, values)) in enumerate(series.items()):
-        ax.plot(frames, values, linewidth=1.1, marker="." if len(frames) < 40 else None, markersize=3, label=video,
-                color=cmap(i % cmap.N))
+        ax.plot(
+            frames,
+            values,
+            linewidth=1.1,
+            marker="." if len(frames) < 40 else None,
+            markersize=3,
+            label=video,
+            color=cmap(i % cmap.N),
+        )
     ax.set_ylim(0, 105)
     ax.xaxis.set_major_locator(importlib.import_module("matplotlib.ticker").MaxNLocator(integer=True))
     ax.set_xlabel("frame")
@@ -99,6 +113,8 @@ def plot_eval(result: EvalResult, out_dir: str | Path, *, title: str | None = No
     if len(series) <= _MAX_LEGEND:
         ax.legend(fontsize=7, ncol=1 if len(series) <= 10 else 2, loc="center left", bbox_to_anchor=(1.01, 0.5))
     drawn.paths["j_over_time"] = _save(fig, out / J_OVER_TIME)
-    drawn.j_over_time = {str(line.get_label()): ([int(x) for x in line.get_xdata()], [float(y) for y in line.get_ydata()])
-                         for line in ax.get_lines()}
+    drawn.j_over_time = {
+        str(line.get_label()): ([int(x) for x in line.get_xdata()], [float(y) for y in line.get_ydata()])
+        for line in ax.get_lines()
+    }
     return drawn

@@ -46,14 +46,29 @@ import numpy as np
 from ..data.palette import write_mask
 from ..data.vos import Video, natural_key
 from ..io.labels import label_map_from_result
-from .evaluator import (EvalResult, IoULevel, Protocol, ProtocolName, evaluate_video, format_metric, get_protocol,
-                        json_safe)
+from .evaluator import (
+    EvalResult,
+    IoULevel,
+    Protocol,
+    ProtocolName,
+    evaluate_video,
+    format_metric,
+    get_protocol,
+    json_safe,
+)
 
 if TYPE_CHECKING:  # the referring package is imported when a session is made
     from ..engine.precision import Precision
     from ..referring.cifs import SearchOutput
 
-__all__ = ["ExpressionRecord", "NEVER_FOUND", "ReferringEvalSegmenter", "ReferringRun", "merge_same_text", "run_referring"]
+__all__ = [
+    "ExpressionRecord",
+    "NEVER_FOUND",
+    "ReferringEvalSegmenter",
+    "ReferringRun",
+    "merge_same_text",
+    "run_referring",
+]
 
 NEVER_FOUND = "never found"
 
@@ -106,9 +121,14 @@ class ReferringRun:
 
     def timing(self) -> dict[str, float | None]:
         med = lambda v: float(np.median(v)) if v else None  # noqa: E731
-        return {"frames": self.frames, "fps": self.frames / self.step_s if self.step_s > 0 else None,
-                "detection_latency_ms": med(self.detection_ms), "tracking_latency_ms": med(self.tracking_ms),
-                "detection_frames": len(self.detection_ms), "tracking_frames": len(self.tracking_ms)}
+        return {
+            "frames": self.frames,
+            "fps": self.frames / self.step_s if self.step_s > 0 else None,
+            "detection_latency_ms": med(self.detection_ms),
+            "tracking_latency_ms": med(self.tracking_ms),
+            "detection_frames": len(self.detection_ms),
+            "tracking_frames": len(self.tracking_ms),
+        }
 
     def found_count(self) -> tuple[int, int]:
         return sum(e.tracking_from is not None for e in self.expressions), len(self.expressions)
@@ -119,38 +139,57 @@ class ReferringRun:
             lines.append("NOTE: UNTRAINED referring weights (random): these numbers are not meaningful")
         if per_object and self.expressions:
             w = max(8, *(len(e.video) for e in self.expressions))
-            lines.append(f"{'video':<{w}} {'exp':>4} {'obj':>5} {'expression':<34} {'group':<11} {'tracking from':>13} "
-                         f"{'J&F':>6} {'J':>6} {'F':>6} {'Dice':>6}")
+            lines.append(
+                f"{'video':<{w}} {'exp':>4} {'obj':>5} {'expression':<34} {'group':<11} {'tracking from':>13} "
+                f"{'J&F':>6} {'J':>6} {'F':>6} {'Dice':>6}"
+            )
             for e in self.expressions:
-                lines.append(f"{e.video:<{w}} {e.exp_id:>4} {e.objects:>5} {e.text[:34]:<34} {e.group:<11} "
-                             f"{e.started:>13} {e.JF:6.2f} {e.J:6.2f} {e.F:6.2f} {e.Dice:6.2f}")
+                lines.append(
+                    f"{e.video:<{w}} {e.exp_id:>4} {e.objects:>5} {e.text[:34]:<34} {e.group:<11} "
+                    f"{e.started:>13} {e.JF:6.2f} {e.J:6.2f} {e.F:6.2f} {e.Dice:6.2f}"
+                )
             lines.append("")
         lines.append(self.result.table(per_object=False))
         found, n = self.found_count()
         t = self.timing()
         fmt = lambda x: "n/a" if x is None else f"{x:.1f}"  # noqa: E731
-        lines.append(f"expressions found {found}/{n}; {t['frames']} frames, FPS {fmt(t['fps'])}, median latency "
-                     f"detection {fmt(t['detection_latency_ms'])} ms ({t['detection_frames']} frames), "
-                     f"tracking {fmt(t['tracking_latency_ms'])} ms ({t['tracking_frames']} frames)")
+        lines.append(
+            f"expressions found {found}/{n}; {t['frames']} frames, FPS {fmt(t['fps'])}, median latency "
+            f"detection {fmt(t['detection_latency_ms'])} ms ({t['detection_frames']} frames), "
+            f"tracking {fmt(t['tracking_latency_ms'])} ms ({t['tracking_frames']} frames)"
+        )
         return "\n".join(lines)
 
     def to_dict(self) -> dict:
-        return {"result": self.result.to_dict(),
-                "expressions": [dict(asdict(e), JF=e.JF, started=e.started) for e in self.expressions],
-                "detection_ms": list(self.detection_ms), "tracking_ms": list(self.tracking_ms),
-                "frames": self.frames, "step_s": self.step_s, "settings": dict(self.settings)}
+        return {
+            "result": self.result.to_dict(),
+            "expressions": [dict(asdict(e), JF=e.JF, started=e.started) for e in self.expressions],
+            "detection_ms": list(self.detection_ms),
+            "tracking_ms": list(self.tracking_ms),
+            "frames": self.frames,
+            "step_s": self.step_s,
+            "settings": dict(self.settings),
+        }
 
     @classmethod
     def from_dict(cls, d: dict) -> "ReferringRun":
-        exps = [ExpressionRecord(**{k: v for k, v in e.items() if k not in ("JF", "started")})
-                for e in d.get("expressions", [])]
+        exps = [
+            ExpressionRecord(**{k: v for k, v in e.items() if k not in ("JF", "started")})
+            for e in d.get("expressions", [])
+        ]
         for e in exps:  # JSON has no NaN
             for k in ("J", "F", "Dice"):
                 if getattr(e, k) is None:
                     setattr(e, k, float("nan"))
-        return cls(EvalResult.from_dict(d["result"]), exps, list(d.get("detection_ms", [])),
-                   list(d.get("tracking_ms", [])), int(d.get("frames", 0)), float(d.get("step_s", 0.0)),
-                   dict(d.get("settings", {})))
+        return cls(
+            EvalResult.from_dict(d["result"]),
+            exps,
+            list(d.get("detection_ms", [])),
+            list(d.get("tracking_ms", [])),
+            int(d.get("frames", 0)),
+            float(d.get("step_s", 0.0)),
+            dict(d.get("settings", {})),
+        )
 
     @classmethod
     def merge(cls, parts: Sequence["ReferringRun"]) -> "ReferringRun":
@@ -175,16 +214,48 @@ class ReferringRun:
         paths["expressions"] = d / "expressions.csv"
         with open(paths["expressions"], "w", newline="") as fh:
             w = csv.writer(fh)
-            w.writerow(["video", "exp_id", "obj_id", "expression", "group", "credible_frame", "found_frame",
-                        "tracking_from", "n_frames", "J&F", "J", "F", "Dice"])
+            w.writerow(
+                [
+                    "video",
+                    "exp_id",
+                    "obj_id",
+                    "expression",
+                    "group",
+                    "credible_frame",
+                    "found_frame",
+                    "tracking_from",
+                    "n_frames",
+                    "J&F",
+                    "J",
+                    "F",
+                    "Dice",
+                ]
+            )
             for e in self.expressions:
-                w.writerow([e.video, e.exp_id, e.objects, e.text, e.group, _opt(e.credible_frame), _opt(e.found_frame),
-                            e.started, e.n_frames, *(format_metric(x) for x in (e.JF, e.J, e.F, e.Dice))])
+                w.writerow(
+                    [
+                        e.video,
+                        e.exp_id,
+                        e.objects,
+                        e.text,
+                        e.group,
+                        _opt(e.credible_frame),
+                        _opt(e.found_frame),
+                        e.started,
+                        e.n_frames,
+                        *(format_metric(x) for x in (e.JF, e.J, e.F, e.Dice)),
+                    ]
+                )
         paths["referring"] = d / "referring.json"
         found, n = self.found_count()
-        doc = {"settings": self.settings, "timing": self.timing(), "found": found, "expressions_total": n,
-               "summary": self.result.summary(),
-               "expressions": [dict(asdict(e), JF=e.JF, started=e.started) for e in self.expressions]}
+        doc = {
+            "settings": self.settings,
+            "timing": self.timing(),
+            "found": found,
+            "expressions_total": n,
+            "summary": self.result.summary(),
+            "expressions": [dict(asdict(e), JF=e.JF, started=e.started) for e in self.expressions],
+        }
         paths["referring"].write_text(json.dumps(json_safe(doc), indent=1))
         return paths
 
@@ -203,15 +274,35 @@ class ReferringEvalSegmenter:
     :class:`ReferringSegmenter` with ``memory``, ``cifs``, ``precision`` and ``search_output``).
     """
 
-    def __init__(self, *, checkpoint: str | None = None, model: str | None = None, referring: str | None = None,
-                 image_size: int | None = None, text_encoder: Any = None, device: str = "cpu", memory: str = "dlm",
-                 cifs: Any = None, precision: Precision = "fp32", seed: int = 0, net: Any = None,
-                 session_factory: Callable[[Video], Any] | None = None, untrained: bool | None = None,
-                 search_output: SearchOutput = "detection"):
+    def __init__(
+        self,
+        *,
+        checkpoint: str | None = None,
+        model: str | None = None,
+        referring: str | None = None,
+        image_size: int | None = None,
+        text_encoder: Any = None,
+        device: str = "cpu",
+        memory: str = "dlm",
+        cifs: Any = None,
+        precision: Precision = "fp32",
+        seed: int = 0,
+        net: Any = None,
+        session_factory: Callable[[Video], Any] | None = None,
+        untrained: bool | None = None,
+        search_output: SearchOutput = "detection",
+    ):
         from ..referring.cifs import CIFSConfig
 
-        self.build_kw = dict(checkpoint=checkpoint, model=model, referring=referring, image_size=image_size,
-                             text_encoder=None if net is not None else text_encoder, device=device, seed=seed)
+        self.build_kw = dict(
+            checkpoint=checkpoint,
+            model=model,
+            referring=referring,
+            image_size=image_size,
+            text_encoder=None if net is not None else text_encoder,
+            device=device,
+            seed=seed,
+        )
         self.net = net
         self.text_encoder = text_encoder if net is not None else None
         self.memory = memory
@@ -233,13 +324,25 @@ class ReferringEvalSegmenter:
         from ..referring.segmenter import ReferringSegmenter
 
         self._build()
-        return ReferringSegmenter(self.net, self.text_encoder, memory=self.memory, cifs=self.cifs,
-                                  precision=self.precision, num_frames=len(video), search_output=self.search_output)
+        return ReferringSegmenter(
+            self.net,
+            self.text_encoder,
+            memory=self.memory,
+            cifs=self.cifs,
+            precision=self.precision,
+            num_frames=len(video),
+            search_output=self.search_output,
+        )
 
     def settings(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"segmenter": "referring", "memory": self.memory, "cifs": bool(self.cifs.enabled),
-                               "search_output": self.search_output,
-                               "untrained": bool(self.untrained), "checkpoint": self.build_kw["checkpoint"]}
+        out: dict[str, Any] = {
+            "segmenter": "referring",
+            "memory": self.memory,
+            "cifs": bool(self.cifs.enabled),
+            "search_output": self.search_output,
+            "untrained": bool(self.untrained),
+            "checkpoint": self.build_kw["checkpoint"],
+        }
         if self.session_factory is not None:
             out["session"] = getattr(self.session_factory, "__name__", type(self.session_factory).__name__)
         if self.net is not None and hasattr(self.net, "sam"):
@@ -301,8 +404,10 @@ def _expressions_of(video: Video) -> list:
     """The referring expressions of a Ref-EndoVis video (a clear error for any other video)."""
     get = getattr(video, "expressions", None)
     if get is None:
-        raise ValueError(f"video {video.name!r} has no referring expressions: the referring segmenter needs a "
-                         "Ref-EndoVis-layout dataset (Meta/ and meta_expressions.json)")
+        raise ValueError(
+            f"video {video.name!r} has no referring expressions: the referring segmenter needs a "
+            "Ref-EndoVis-layout dataset (Meta/ and meta_expressions.json)"
+        )
     return list(get())
 
 
@@ -348,8 +453,14 @@ def run_referring(
             status = {s.obj_id: s for s in session.statuses()}
             for i, e in ids.items():
                 s, o = status.get(i), by_obj.get(e.obj_id)
-                rec = ExpressionRecord(scored.name, str(e.exp_id), int(e.obj_id), e.text, _group_of(e.obj_id, proto),
-                                       merged_ids=list(extra.get(e.obj_id, ())))
+                rec = ExpressionRecord(
+                    scored.name,
+                    str(e.exp_id),
+                    int(e.obj_id),
+                    e.text,
+                    _group_of(e.obj_id, proto),
+                    merged_ids=list(extra.get(e.obj_id, ())),
+                )
                 if s is not None:
                     rec.credible_frame, rec.found_frame = s.credible_frame, s.found_frame
                     rec.tracking_from = s.tracking_from

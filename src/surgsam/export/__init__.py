@@ -9,8 +9,13 @@ from .._lazy import lazy_exports
 # public name -> submodule (imported on first use, so importing the package does not load torch)
 # (.runtime and .runner import no torch; .onnx and .graphs do)
 _EXPORTS = {
-    "OnnxManifest": ".runtime", "OnnxManifestError": ".runtime", "OnnxModel": ".runtime", "read_manifest": ".runtime",
-    "HostConstants": ".runtime", "OnnxVideoSegmenter": ".runner", "OnnxFrameResult": ".runner",
+    "OnnxManifest": ".runtime",
+    "OnnxManifestError": ".runtime",
+    "OnnxModel": ".runtime",
+    "read_manifest": ".runtime",
+    "HostConstants": ".runtime",
+    "OnnxVideoSegmenter": ".runner",
+    "OnnxFrameResult": ".runner",
     "export_onnx": ".onnx",
 }
 __all__ = list(_EXPORTS)

@@ -21,8 +21,11 @@ def register(sub) -> None:
         "--out MASKS.",
     )
     p.add_argument("--model", default=None, help="preset name (optional with our own checkpoints)")
-    p.add_argument("--checkpoint", default=None, help="weights: Meta's .pt, a bare state dict, ours, or an embedded "
-                   "model's name (surgsam-nano-synth)")
+    p.add_argument(
+        "--checkpoint",
+        default=None,
+        help="weights: Meta's .pt, a bare state dict, ours, or an embedded model's name (surgsam-nano-synth)",
+    )
     p.add_argument("--image-size", type=int, default=None, help="model input size (default: the model's)")
     add_memory_argument(p, help="its capacity sizes the exported memory")
     p.add_argument("--out", type=Path, required=True, help="output folder")
@@ -45,25 +48,34 @@ def run(args) -> int:
     if args.model is None and args.checkpoint is None:
         raise ValueError("give --model and/or --checkpoint")
     model = build_model(args.model, image_size=args.image_size, checkpoint=args.checkpoint)
-    _say(f"export: {model.cfg.name} at {model.image_size}px, memory {args.memory}, 3 graphs to {args.out} "
-         "(each takes from seconds to minutes)")
+    _say(
+        f"export: {model.cfg.name} at {model.image_size}px, memory {args.memory}, 3 graphs to {args.out} "
+        "(each takes from seconds to minutes)"
+    )
     t0 = time.perf_counter()
     man = export_onnx(model, args.out, memory=args.memory, opset=args.opset, progress=_say)
-    print(f"wrote {args.out}/{man.encoder}, {man.prompt_step} and {man.track_step} ({man.model} at "
-          f"{man.image_size}px, memory {man.memory}: {man.slots[0]} spatial + {man.slots[1]} pointer slots) "
-          f"in {time.perf_counter() - t0:.0f} s")
+    print(
+        f"wrote {args.out}/{man.encoder}, {man.prompt_step} and {man.track_step} ({man.model} at "
+        f"{man.image_size}px, memory {man.memory}: {man.slots[0]} spatial + {man.slots[1]} pointer slots) "
+        f"in {time.perf_counter() - t0:.0f} s"
+    )
     if not args.no_check:
         onnx_model = OnnxModel(args.out, threads=torch.get_num_threads())
         for name, diff, t_torch, t_ort in check_graphs(model, onnx_model, progress=_say):
-            print(f"{name}: max |onnxruntime - torch| {diff:.2e}; torch {t_torch:.1f} ms, onnxruntime {t_ort:.1f} ms "
-                  f"({t_torch / t_ort:.2f}x)", flush=True)
-    _say(f"run it without PyTorch: python -m surgsam.export.run {args.out} VIDEO --mask FIRST_FRAME_MASK.png "
-         "--out MASKS")
+            print(
+                f"{name}: max |onnxruntime - torch| {diff:.2e}; torch {t_torch:.1f} ms, onnxruntime {t_ort:.1f} ms "
+                f"({t_torch / t_ort:.2f}x)",
+                flush=True,
+            )
+    _say(
+        f"run it without PyTorch: python -m surgsam.export.run {args.out} VIDEO --mask FIRST_FRAME_MASK.png --out MASKS"
+    )
     return 0
 
 
-def check_graphs(model, onnx_model, objects: int = 2, seed: int = 0,
-                 progress: Callable[[str], None] | None = None) -> Iterator[tuple[str, float, float, float]]:
+def check_graphs(
+    model, onnx_model, objects: int = 2, seed: int = 0, progress: Callable[[str], None] | None = None
+) -> Iterator[tuple[str, float, float, float]]:
     """Run each graph on random inputs (for the prompted frame: a mask row and a clicks row;
     for the tracking step: half the memory padded away) in PyTorch and in onnxruntime; yields
     ``(graph, max abs difference, torch ms, onnxruntime ms)`` as each is done. ``progress``
@@ -105,9 +117,13 @@ def check_graphs(model, onnx_model, objects: int = 2, seed: int = 0,
         yield compare(man.prompt_step, PromptStepGraph(model).eval(), p_args, lambda: onnx_model.prompt_step(**p_np))
     mask = torch.ones(b, man.memory_tokens, dtype=torch.bool)
     mask[:, (man.slots[0] // 2) * s * s : man.slots[0] * s * s] = False
-    s_args = (*feats, torch.randn(b, man.memory_tokens, cm, generator=g),
-              torch.randn(b, man.memory_tokens, cm, generator=g), mask)
+    s_args = (
+        *feats,
+        torch.randn(b, man.memory_tokens, cm, generator=g),
+        torch.randn(b, man.memory_tokens, cm, generator=g),
+        mask,
+    )
     s_np = {k: v.numpy() for k, v in zip(STEP_INPUTS, s_args)}
-    yield compare(man.track_step, TrackStepGraph(model, man.slots).eval(), s_args,
-                  lambda: onnx_model.track_step(**s_np))
-
+    yield compare(
+        man.track_step, TrackStepGraph(model, man.slots).eval(), s_args, lambda: onnx_model.track_step(**s_np)
+    )

@@ -21,8 +21,17 @@ from torch import nn
 from ..modeling.sam2 import FrameFeatures, SAM2Model
 from .runtime import ENCODER_INPUTS, ENCODER_OUTPUTS, PROMPT_INPUTS, PROMPT_OUTPUTS, STEP_INPUTS, STEP_OUTPUTS
 
-__all__ = ["ENCODER_INPUTS", "ENCODER_OUTPUTS", "PROMPT_INPUTS", "PROMPT_OUTPUTS", "STEP_INPUTS", "STEP_OUTPUTS",
-           "ImageEncoderGraph", "PromptStepGraph", "TrackStepGraph"]
+__all__ = [
+    "ENCODER_INPUTS",
+    "ENCODER_OUTPUTS",
+    "PROMPT_INPUTS",
+    "PROMPT_OUTPUTS",
+    "STEP_INPUTS",
+    "STEP_OUTPUTS",
+    "ImageEncoderGraph",
+    "PromptStepGraph",
+    "TrackStepGraph",
+]
 
 
 class ImageEncoderGraph(nn.Module):
@@ -57,7 +66,9 @@ class TrackStepGraph(nn.Module):
         self.model = model
         self.slots = slots
 
-    def forward(self, features, pos, high_res_0, high_res_1, memory, memory_pos, memory_mask) -> tuple[torch.Tensor, ...]:
+    def forward(
+        self, features, pos, high_res_0, high_res_1, memory, memory_pos, memory_mask
+    ) -> tuple[torch.Tensor, ...]:
         m = self.model
         frame = FrameFeatures(features, pos, (high_res_0, high_res_1))
         pix = m.attend_memory(frame, memory, memory_pos, self.slots[1], memory_mask)
@@ -108,8 +119,9 @@ class PromptStepGraph(nn.Module):
         low = pick(use_mask, given.low_res_masks, pick(one_click, multi.low_res_masks, single.low_res_masks))
         iou = pick(use_mask, best_iou(given.ious), pick(one_click, best_iou(multi.ious), best_iou(single.ious)))
         ptr = pick(use_mask, given.obj_ptr, pick(one_click, multi.obj_ptr, single.obj_ptr))
-        score = pick(use_mask, given.object_score_logits,
-                     pick(one_click, multi.object_score_logits, single.object_score_logits))
+        score = pick(
+            use_mask, given.object_score_logits, pick(one_click, multi.object_score_logits, single.object_score_logits)
+        )
         # the engine encodes a prompted frame's memory from its low-res logits, upsampled
         high = F.interpolate(low, (m.image_size, m.image_size), mode="bilinear", align_corners=False)
         mem = m.encode_memory(features, high, score, binarize=self.binarize)

@@ -44,8 +44,19 @@ from .runtime import (
     time_call,
 )
 
-__all__ = ["MANIFEST", "CONSTANTS_FILE", "PROMPT_FILE", "HostConstants", "OnnxManifest", "OnnxManifestError",
-           "OnnxModel", "export_onnx", "host_constants", "read_manifest", "time_call"]
+__all__ = [
+    "MANIFEST",
+    "CONSTANTS_FILE",
+    "PROMPT_FILE",
+    "HostConstants",
+    "OnnxManifest",
+    "OnnxManifestError",
+    "OnnxModel",
+    "export_onnx",
+    "host_constants",
+    "read_manifest",
+    "time_call",
+]
 
 PROMPT_FILE = "prompt_step.onnx"
 CONSTANTS_FILE = "host_constants.npz"
@@ -61,8 +72,9 @@ def host_constants(model: SAM2Model) -> HostConstants:
     cfg = model.cfg
     c, cm, s = model.hidden_dim, model.mem_dim, cfg.feat_size
     with torch.no_grad():
-        dummy = model.encode_memory(torch.zeros(1, c, s, s), torch.zeros(1, 1, model.image_size, model.image_size),
-                                    torch.ones(1, 1))
+        dummy = model.encode_memory(
+            torch.zeros(1, c, s, s), torch.zeros(1, 1, model.image_size, model.image_size), torch.ones(1, 1)
+        )
         memory_pos = dummy.pos[0].float().numpy()
         tpos = model.maskmem_tpos_enc.detach().float().reshape(model.num_maskmem, cm).numpy()
         if not cfg.add_tpos_enc_to_obj_ptrs:  # pointers carry no temporal encoding
@@ -76,8 +88,13 @@ def host_constants(model: SAM2Model) -> HostConstants:
 
 
 def export_onnx(
-    model: SAM2Model, out_dir: str | Path, memory: str = "efp", max_objects: int = 64, opset: int = 18,
-    verbose: bool = False, progress: Callable[[str], None] | None = None,
+    model: SAM2Model,
+    out_dir: str | Path,
+    memory: str = "efp",
+    max_objects: int = 64,
+    opset: int = 18,
+    verbose: bool = False,
+    progress: Callable[[str], None] | None = None,
     clock: Callable[[], float] = time.perf_counter,
 ) -> OnnxManifest:
     """Export the three graphs of ``model`` (fp32, CPU) and its host constants to ``out_dir``;
@@ -96,38 +113,84 @@ def export_onnx(
     s, c, cm, size = cfg.feat_size, model.hidden_dim, model.mem_dim, model.image_size
     slots = make_policy(memory, model.num_maskmem, cfg.max_obj_ptrs_in_encoder).capacity()
     m_tokens = slots[0] * s * s + slots[1] * (c // cm)
-    man = OnnxManifest(cfg.name, size, s, c, cm, memory, slots, m_tokens, opset,
-                       prompt_step=PROMPT_FILE, constants=CONSTANTS_FILE)
+    man = OnnxManifest(
+        cfg.name, size, s, c, cm, memory, slots, m_tokens, opset, prompt_step=PROMPT_FILE, constants=CONSTANTS_FILE
+    )
 
     b, p = 2, 3
-    feats = (torch.randn(b, c, s, s), torch.randn(b, c, s, s), torch.randn(b, c // 8, 4 * s, 4 * s),
-             torch.randn(b, c // 4, 2 * s, 2 * s))
-    step_args = (*feats, torch.randn(b, m_tokens, cm), torch.randn(b, m_tokens, cm),
-                 torch.ones(b, m_tokens, dtype=torch.bool))
+    feats = (
+        torch.randn(b, c, s, s),
+        torch.randn(b, c, s, s),
+        torch.randn(b, c // 8, 4 * s, 4 * s),
+        torch.randn(b, c // 4, 2 * s, 2 * s),
+    )
+    step_args = (
+        *feats,
+        torch.randn(b, m_tokens, cm),
+        torch.randn(b, m_tokens, cm),
+        torch.ones(b, m_tokens, dtype=torch.bool),
+    )
     mask = torch.zeros(b, 1, size, size)
     mask[:, :, size // 4 : size // 2, size // 4 : size // 2] = 1
-    prompt_args = (feats[0], feats[2], feats[3], torch.rand(b, p, 2) * size, torch.ones(b, p, dtype=torch.int32),
-                   mask, torch.tensor([True, False]))
+    prompt_args = (
+        feats[0],
+        feats[2],
+        feats[3],
+        torch.rand(b, p, 2) * size,
+        torch.ones(b, p, dtype=torch.int32),
+        mask,
+        torch.tensor([True, False]),
+    )
     objects = torch.export.Dim("objects", min=1, max=max_objects)
     clicks = torch.export.Dim("clicks", min=1, max=64)
     prompt_dims = {k: {0: objects} for k in PROMPT_INPUTS}
     prompt_dims["points"] = prompt_dims["labels"] = {0: objects, 1: clicks}
     jobs = [
-        (man.encoder, "image encoder", ImageEncoderGraph(model), (torch.rand(1, 3, size, size) * 255,),
-         ENCODER_INPUTS, ENCODER_OUTPUTS, None),
-        (PROMPT_FILE, "prompted-frame step", PromptStepGraph(model), prompt_args, PROMPT_INPUTS, PROMPT_OUTPUTS,
-         prompt_dims),
-        (man.track_step, "tracking step", TrackStepGraph(model, slots), step_args, STEP_INPUTS, STEP_OUTPUTS,
-         {k: {0: objects} for k in STEP_INPUTS}),
+        (
+            man.encoder,
+            "image encoder",
+            ImageEncoderGraph(model),
+            (torch.rand(1, 3, size, size) * 255,),
+            ENCODER_INPUTS,
+            ENCODER_OUTPUTS,
+            None,
+        ),
+        (
+            PROMPT_FILE,
+            "prompted-frame step",
+            PromptStepGraph(model),
+            prompt_args,
+            PROMPT_INPUTS,
+            PROMPT_OUTPUTS,
+            prompt_dims,
+        ),
+        (
+            man.track_step,
+            "tracking step",
+            TrackStepGraph(model, slots),
+            step_args,
+            STEP_INPUTS,
+            STEP_OUTPUTS,
+            {k: {0: objects} for k in STEP_INPUTS},
+        ),
     ]
     for i, (name, what, graph, args, inputs, outputs, dims) in enumerate(jobs, 1):
         say(f"exporting {name} ({i}/{len(jobs)}: {what}) ...")
         t0 = clock()
         # each file is written under a temporary name and renamed into place when complete
         with torch.no_grad(), _quiet_exporter(verbose), atomic_path(out / name, what=f"ONNX {what}") as tmp:
-            torch.onnx.export(graph.eval(), args, str(tmp), input_names=list(inputs), output_names=list(outputs),
-                              dynamo=True, opset_version=opset, external_data=False, verbose=verbose,
-                              dynamic_shapes=dims)
+            torch.onnx.export(
+                graph.eval(),
+                args,
+                str(tmp),
+                input_names=list(inputs),
+                output_names=list(outputs),
+                dynamo=True,
+                opset_version=opset,
+                external_data=False,
+                verbose=verbose,
+                dynamic_shapes=dims,
+            )
         say(f"exported {name}: {(out / name).stat().st_size / 1e6:.1f} MB in {clock() - t0:.1f} s")
     with atomic_path(out / CONSTANTS_FILE, what="host constants") as tmp, open(tmp, "wb") as f:
         host_constants(model).save(f)

@@ -28,18 +28,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("export", type=Path, help="the folder `surgsam export --out` wrote")
     p.add_argument("video", help="video file, image folder, camera index or stream URL")
     g = p.add_mutually_exclusive_group(required=True)
-    g.add_argument("--mask", type=Path, help="PNG on the first frame: binary, or a palette PNG whose ids are the objects")
+    g.add_argument(
+        "--mask", type=Path, help="PNG on the first frame: binary, or a palette PNG whose ids are the objects"
+    )
     g.add_argument("--points", help='clicks "x,y;x,y" in frame pixels (with --labels, default all positive)')
     g.add_argument("--box", help='box "x0,y0,x1,y1" in frame pixels')
     p.add_argument("--labels", help='click labels "1,0,..." (1 positive, 0 negative)')
     p.add_argument("--obj-id", type=int, default=1, help="object id for --points/--box/a binary --mask")
-    p.add_argument("--out", type=Path, required=True, help="output folder for the masks (new or empty, unless "
-                   "--overwrite)")
+    p.add_argument(
+        "--out", type=Path, required=True, help="output folder for the masks (new or empty, unless --overwrite)"
+    )
     p.add_argument("--overwrite", action="store_true", help="write into a non-empty --out")
-    p.add_argument("--memory", choices=["fifo", "efp"], default=None,
-                   help="memory policy (default: the one the folder was exported for)")
-    p.add_argument("--memory-dtype", choices=["bfloat16", "float32"], default="bfloat16",
-                   help="how memories are stored (bfloat16: as the engine does by default)")
+    p.add_argument(
+        "--memory",
+        choices=["fifo", "efp"],
+        default=None,
+        help="memory policy (default: the one the folder was exported for)",
+    )
+    p.add_argument(
+        "--memory-dtype",
+        choices=["bfloat16", "float32"],
+        default="bfloat16",
+        help="how memories are stored (bfloat16: as the engine does by default)",
+    )
     p.add_argument("--max-frames", type=int, default=None, help="stop after this many frames")
     p.add_argument("--threads", type=int, default=None, help="onnxruntime intra-op threads (default: its own)")
     p.add_argument("--no-progress", action="store_true")
@@ -100,8 +111,10 @@ def run(args) -> dict:
     src = open_source(int(args.video) if args.video.isdigit() else args.video)
     man = seg.onnx.manifest
     say = (lambda line: None) if args.no_progress else (lambda line: print(line, file=sys.stderr, flush=True))
-    say(f"onnxruntime: {man.model} at {man.image_size}px from {args.export}, memory {seg.memory}; "
-        f"{len(prompts)} object(s) on frame 0")
+    say(
+        f"onnxruntime: {man.model} at {man.image_size}px from {args.export}, memory {seg.memory}; "
+        f"{len(prompts)} object(s) on frame 0"
+    )
     paths = getattr(src, "paths", None)
     stems = [p.stem for p in paths] if paths else None
     names = stems if stems and len(set(stems)) == len(stems) else None
@@ -130,16 +143,32 @@ def run(args) -> dict:
                     break
             if n == 0:
                 raise ValueError(f"{args.video} has no frame")
-            folder.finish({"command": "python -m surgsam.export.run", "export": str(args.export),
-                           "video": str(args.video), "model": man.model, "image_size": man.image_size,
-                           "memory": seg.memory, "memory_dtype": seg.memory_dtype, "frames_written": n,
-                           "objects": sorted(ids)})
+            folder.finish(
+                {
+                    "command": "python -m surgsam.export.run",
+                    "export": str(args.export),
+                    "video": str(args.video),
+                    "model": man.model,
+                    "image_size": man.image_size,
+                    "memory": seg.memory,
+                    "memory_dtype": seg.memory_dtype,
+                    "frames_written": n,
+                    "objects": sorted(ids),
+                }
+            )
     finally:
         src.close()
     wall = time.perf_counter() - t_start
-    return {"frames": n, "fps": n / wall if wall > 0 else 0.0, "median_ms": float(np.median(ms)),
-            "objects": sorted(ids), "memory": seg.memory, "model": man.model, "image_size": man.image_size,
-            "out": str(args.out)}
+    return {
+        "frames": n,
+        "fps": n / wall if wall > 0 else 0.0,
+        "median_ms": float(np.median(ms)),
+        "objects": sorted(ids),
+        "memory": seg.memory,
+        "model": man.model,
+        "image_size": man.image_size,
+        "out": str(args.out),
+    }
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -83,7 +83,7 @@ def _antialias_taps(in_size: int, out_size: int) -> tuple[np.ndarray, np.ndarray
     wts = np.zeros((out_size, taps), np.float32)
     for i, (lo, w) in enumerate(rows):
         idx[i, : len(w)] = np.arange(lo, lo + len(w))
-        idx[i, len(w):] = lo
+        idx[i, len(w) :] = lo
         wts[i, : len(w)] = w
     return idx, wts
 
@@ -249,19 +249,28 @@ class OnnxVideoSegmenter:
         threads: onnxruntime's intra-op threads (with a folder).
     """
 
-    def __init__(self, model: str | Path | OnnxModel, memory: str | None = None,
-                 memory_dtype: MemoryDType = "bfloat16", num_frames: int | None = None,
-                 threads: int | None = None) -> None:
+    def __init__(
+        self,
+        model: str | Path | OnnxModel,
+        memory: str | None = None,
+        memory_dtype: MemoryDType = "bfloat16",
+        num_frames: int | None = None,
+        threads: int | None = None,
+    ) -> None:
         self.onnx = model if isinstance(model, OnnxModel) else OnnxModel(model, threads=threads)
         man = self.onnx.manifest
         if self.onnx.constants is None or man.prompt_step is None:
-            raise OnnxManifestError(f"{self.onnx.folder} was exported without the prompted-frame graph and the host "
-                                    "constants (an older surgsam): re-export it with `surgsam export`")
+            raise OnnxManifestError(
+                f"{self.onnx.folder} was exported without the prompted-frame graph and the host "
+                "constants (an older surgsam): re-export it with `surgsam export`"
+            )
         self.constants: HostConstants = self.onnx.constants
         self.memory = man.memory if memory is None else memory
         if self.memory not in POLICIES:
-            raise ValueError(f"the ONNX runner implements the memory policies {', '.join(POLICIES)}, not "
-                             f"{self.memory!r}; pass memory='fifo' or 'efp' (or use surgsam.engine.VideoSegmenter)")
+            raise ValueError(
+                f"the ONNX runner implements the memory policies {', '.join(POLICIES)}, not "
+                f"{self.memory!r}; pass memory='fifo' or 'efp' (or use surgsam.engine.VideoSegmenter)"
+            )
         if memory_dtype not in ("bfloat16", "float32"):
             raise ValueError(f"memory_dtype must be 'bfloat16' or 'float32', got {memory_dtype!r}")
         self.memory_dtype = memory_dtype
@@ -271,9 +280,11 @@ class OnnxVideoSegmenter:
         self.frames_to_prune = 2 if self.memory == "efp" else 0
         need = self.num_maskmem - self.frames_to_prune
         if need > man.slots[0] or self.max_obj_ptrs > man.slots[1]:
-            raise ValueError(f"memory {self.memory!r} attends to {need} spatial memories and {self.max_obj_ptrs} "
-                             f"pointers; {self.onnx.folder} was exported for {man.memory!r} with {man.slots[0]} and "
-                             f"{man.slots[1]} slots: re-export with --memory {self.memory}")
+            raise ValueError(
+                f"memory {self.memory!r} attends to {need} spatial memories and {self.max_obj_ptrs} "
+                f"pointers; {self.onnx.folder} was exported for {man.memory!r} with {man.slots[0]} and "
+                f"{man.slots[1]} slots: re-export with --memory {self.memory}"
+            )
         self.reset()
 
     # ------------------------------------------------------------------ public verbs
@@ -295,16 +306,25 @@ class OnnxVideoSegmenter:
         self._track(list(self.objects.values()))
         return self._result()
 
-    def add_prompt(self, frame: np.ndarray | None, obj_id: int, points: Any = None, labels: Any = None,
-                   box: Any = None, mask: Any = None) -> OnnxFrameResult:
+    def add_prompt(
+        self,
+        frame: np.ndarray | None,
+        obj_id: int,
+        points: Any = None,
+        labels: Any = None,
+        box: Any = None,
+        mask: Any = None,
+    ) -> OnnxFrameResult:
         """Start object ``obj_id`` from a mask (``H x W`` binary), clicks (``P x 2`` (x, y) frame
         pixels with 0/1 labels) and/or a box (x0, y0, x1, y1), on ``frame`` (a new frame: the
         stream advances to it and the other objects are tracked on it) or, with None, on the
         current frame. Returns the current frame's result for every object."""
         oid = _check_obj_id(obj_id)
         if oid in self.objects:
-            raise ValueError(f"object {oid} is already tracked; the ONNX runner starts objects but does not take "
-                             "corrections (use surgsam.engine.VideoSegmenter for those)")
+            raise ValueError(
+                f"object {oid} is already tracked; the ONNX runner starts objects but does not take "
+                "corrections (use surgsam.engine.VideoSegmenter for those)"
+            )
         if frame is not None:
             image = self._check_frame(frame)
             size = (int(image.shape[0]), int(image.shape[1]))
@@ -318,8 +338,9 @@ class OnnxVideoSegmenter:
             self._advance(image)
             self._track(list(self.objects.values()))
         feats = self._features()
-        out = self.onnx.prompt_step(features=feats["features"], high_res_0=feats["high_res_0"],
-                                    high_res_1=feats["high_res_1"], **inputs)
+        out = self.onnx.prompt_step(
+            features=feats["features"], high_res_0=feats["high_res_0"], high_res_1=feats["high_res_1"], **inputs
+        )
         obj = self.objects[oid] = _Object(oid)
         self._remember(obj, out, 0, is_cond=True)
         return self._result()
@@ -331,8 +352,10 @@ class OnnxVideoSegmenter:
         if frame.dtype != np.uint8 or frame.ndim != 3 or frame.shape[2] != 3 or 0 in frame.shape:
             raise ValueError(f"{FRAME_NOTE}; got {frame.dtype} of shape {frame.shape}")
         if self.frame_size is not None and frame.shape[:2] != self.frame_size:
-            raise ValueError(f"frame of size {frame.shape[:2]} in a stream of {self.frame_size} frames; call reset() "
-                             "to start a new stream")
+            raise ValueError(
+                f"frame of size {frame.shape[:2]} in a stream of {self.frame_size} frames; call reset() "
+                "to start a new stream"
+            )
         return frame
 
     def _advance(self, image: np.ndarray) -> None:
@@ -349,15 +372,20 @@ class OnnxVideoSegmenter:
             self._feats = self.onnx.encode_image(preprocess_frame(self._frame, self.onnx.manifest.image_size))
         return self._feats
 
-    def _prompt_inputs(self, size: tuple[int, int], points: Any, labels: Any, box: Any, mask: Any
-                       ) -> dict[str, np.ndarray]:
+    def _prompt_inputs(
+        self, size: tuple[int, int], points: Any, labels: Any, box: Any, mask: Any
+    ) -> dict[str, np.ndarray]:
         s = self.onnx.manifest.image_size
         h, w = size
         if mask is not None:
             if points is not None or box is not None:
                 raise ValueError("give either a mask or clicks/box for an object, not both")
-            return {"points": np.zeros((1, 1, 2), np.float32), "labels": -np.ones((1, 1), np.int32),
-                    "mask": _prepare_mask(mask, size, s)[None, None], "use_mask": np.ones(1, bool)}
+            return {
+                "points": np.zeros((1, 1, 2), np.float32),
+                "labels": -np.ones((1, 1), np.int32),
+                "mask": _prepare_mask(mask, size, s)[None, None],
+                "use_mask": np.ones(1, bool),
+            }
         if points is None and box is None:
             raise ValueError("add_prompt needs a mask, points (+labels) or a box")
         pts, labs = [], []
@@ -384,8 +412,12 @@ class OnnxVideoSegmenter:
             pts.append(p)
             labs.append(lab.astype(np.int32))
         xy = np.concatenate(pts) / np.array([w, h], np.float32) * np.float32(s)
-        return {"points": xy.astype(np.float32)[None], "labels": np.concatenate(labs)[None],
-                "mask": np.zeros((1, 1, s, s), np.float32), "use_mask": np.zeros(1, bool)}
+        return {
+            "points": xy.astype(np.float32)[None],
+            "labels": np.concatenate(labs)[None],
+            "mask": np.zeros((1, 1, s, s), np.float32),
+            "use_mask": np.zeros(1, bool),
+        }
 
     def _select(self, bank: Bank) -> Selection:
         sel = select_fifo(bank, self.frame_idx, self.num_maskmem, self.max_obj_ptrs)
@@ -402,8 +434,10 @@ class OnnxVideoSegmenter:
         man, k = self.onnx.manifest, self.constants
         n_sp, n_ptr = man.slots
         if len(sel.spatial) > n_sp or len(sel.pointers) > n_ptr:
-            raise ValueError(f"frame {self.frame_idx} attends to {len(sel.spatial)} spatial memories and "
-                             f"{len(sel.pointers)} pointers, more than the exported slots {man.slots}")
+            raise ValueError(
+                f"frame {self.frame_idx} attends to {len(sel.spatial)} spatial memories and "
+                f"{len(sel.pointers)} pointers, more than the exported slots {man.slots}"
+            )
         cm, hw, split = man.mem_dim, man.feat_size**2, man.hidden_dim // man.mem_dim
         tok = np.zeros((man.memory_tokens, cm), np.float32)
         pos = np.zeros_like(tok)
@@ -460,8 +494,14 @@ class OnnxVideoSegmenter:
         h, w = self.frame_size
         have = [o for o in self.objects.values() if o.output is not None]
         if not have:
-            return OnnxFrameResult(self.frame_idx, [], np.zeros((0, h, w), bool), np.zeros(0, np.float32),
-                                   np.zeros(0, np.float32), np.zeros((0, 1, 1, 1), np.float32))
+            return OnnxFrameResult(
+                self.frame_idx,
+                [],
+                np.zeros((0, h, w), bool),
+                np.zeros(0, np.float32),
+                np.zeros(0, np.float32),
+                np.zeros((0, 1, 1, 1), np.float32),
+            )
         low = np.stack([o.output[0] for o in have if o.output is not None]).astype(np.float32)
         scores = np.array([o.output[1] for o in have if o.output is not None], np.float32)
         ious = np.array([o.output[2] for o in have if o.output is not None], np.float32)
@@ -489,7 +529,9 @@ def _prepare_mask(mask: Any, size: tuple[int, int], image_size: int) -> np.ndarr
         raise ValueError(f"mask of size {m.shape} for a frame of size {tuple(size)}")
     if m.dtype != bool:
         if m.dtype.kind not in "uif" or not np.isin(np.unique(m), (0, 1, 255)).all():
-            raise ValueError("a mask prompt must be binary (0/1, 0/255 or bool); for a label map pass (labels == obj_id)")
+            raise ValueError(
+                "a mask prompt must be binary (0/1, 0/255 or bool); for a label map pass (labels == obj_id)"
+            )
     m = (m > 0).astype(np.float32)
     if not m.any():
         raise ValueError("empty mask prompt: the mask has no foreground pixel")

@@ -77,8 +77,9 @@ def read_manifest(folder: str | Path) -> OnnxManifest:
     except UnicodeDecodeError:
         raise OnnxManifestError(f"{path} is not a text file (not UTF-8): re-export with `surgsam export`") from None
     except json.JSONDecodeError as e:
-        raise OnnxManifestError(f"{path} is not valid JSON ({e.msg}, line {e.lineno} column {e.colno}): "
-                                "re-export with `surgsam export`") from None
+        raise OnnxManifestError(
+            f"{path} is not valid JSON ({e.msg}, line {e.lineno} column {e.colno}): re-export with `surgsam export`"
+        ) from None
     if not isinstance(d, dict):
         raise OnnxManifestError(f"{path} must hold a JSON object, found {type(d).__name__}")
     fields = OnnxManifest.__dataclass_fields__
@@ -91,12 +92,17 @@ def read_manifest(folder: str | Path) -> OnnxManifest:
     bad += [f for f in ("model", "memory", *_FILE_FIELDS) if f in d and not (isinstance(d[f], str) and d[f])]
     bad += [f for f in _OPTIONAL_FILE_FIELDS if d.get(f) is not None and not (isinstance(d[f], str) and d[f])]
     slots = d["slots"]
-    if not (isinstance(slots, list) and len(slots) == 2
-            and all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in slots)):
+    if not (
+        isinstance(slots, list)
+        and len(slots) == 2
+        and all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in slots)
+    ):
         bad.append("slots")
     if bad:
-        raise OnnxManifestError(f"{path}: fields with a wrong type or value: {sorted(set(bad))} "
-                                "(sizes are positive integers, slots two integers, names non-empty strings)")
+        raise OnnxManifestError(
+            f"{path}: fields with a wrong type or value: {sorted(set(bad))} "
+            "(sizes are positive integers, slots two integers, names non-empty strings)"
+        )
     root = folder.resolve()
     for f in (*_FILE_FIELDS, *_OPTIONAL_FILE_FIELDS):
         name = d.get(f, fields[f].default)
@@ -104,8 +110,9 @@ def read_manifest(folder: str | Path) -> OnnxManifest:
             continue
         target = (folder / name).resolve()
         if Path(name).is_absolute() or ".." in Path(name).parts or not target.is_relative_to(root):
-            raise OnnxManifestError(f"{path}: {f} {name!r} points outside the export folder; graph files must "
-                                    "be names inside it")
+            raise OnnxManifestError(
+                f"{path}: {f} {name!r} points outside the export folder; graph files must be names inside it"
+            )
         if not target.is_file():
             what = "file" if f == "constants" else "graph"
             raise FileNotFoundError(f"{path}: the {f} {what} {name!r} is not in {folder}")
@@ -137,9 +144,14 @@ class HostConstants:
 
     def save(self, f) -> None:
         """Write as ``.npz`` to the binary file object ``f``."""
-        np.savez(f, memory_pos=self.memory_pos, maskmem_tpos_enc=self.maskmem_tpos_enc,
-                 ptr_pos_weight=self.ptr_pos_weight, ptr_pos_bias=self.ptr_pos_bias,
-                 max_obj_ptrs=np.int64(self.max_obj_ptrs))
+        np.savez(
+            f,
+            memory_pos=self.memory_pos,
+            maskmem_tpos_enc=self.maskmem_tpos_enc,
+            ptr_pos_weight=self.ptr_pos_weight,
+            ptr_pos_bias=self.ptr_pos_bias,
+            max_obj_ptrs=np.int64(self.max_obj_ptrs),
+        )
 
     @classmethod
     def load(cls, path: str | Path, manifest: OnnxManifest) -> HostConstants:
@@ -154,15 +166,27 @@ class HostConstants:
         if missing:
             raise OnnxManifestError(f"{path} lacks {missing}: re-export with `surgsam export`")
         cm, s = manifest.mem_dim, manifest.feat_size
-        c = cls(arrays["memory_pos"].astype(np.float32), arrays["maskmem_tpos_enc"].astype(np.float32),
-                arrays["ptr_pos_weight"].astype(np.float32), arrays["ptr_pos_bias"].astype(np.float32),
-                int(arrays["max_obj_ptrs"]))
-        ok = (c.memory_pos.shape == (cm, s, s) and c.maskmem_tpos_enc.ndim == 2 and c.maskmem_tpos_enc.shape[1] == cm
-              and c.ptr_pos_weight.ndim == 2 and c.ptr_pos_weight.shape[0] == cm and c.ptr_pos_bias.shape == (cm,)
-              and c.max_obj_ptrs >= 1)
+        c = cls(
+            arrays["memory_pos"].astype(np.float32),
+            arrays["maskmem_tpos_enc"].astype(np.float32),
+            arrays["ptr_pos_weight"].astype(np.float32),
+            arrays["ptr_pos_bias"].astype(np.float32),
+            int(arrays["max_obj_ptrs"]),
+        )
+        ok = (
+            c.memory_pos.shape == (cm, s, s)
+            and c.maskmem_tpos_enc.ndim == 2
+            and c.maskmem_tpos_enc.shape[1] == cm
+            and c.ptr_pos_weight.ndim == 2
+            and c.ptr_pos_weight.shape[0] == cm
+            and c.ptr_pos_bias.shape == (cm,)
+            and c.max_obj_ptrs >= 1
+        )
         if not ok:
-            raise OnnxManifestError(f"{path}: host constants of the wrong shapes for a {manifest.model} model "
-                                    f"(memory_pos {c.memory_pos.shape}, expected {(cm, s, s)}): re-export")
+            raise OnnxManifestError(
+                f"{path}: host constants of the wrong shapes for a {manifest.model} model "
+                f"(memory_pos {c.memory_pos.shape}, expected {(cm, s, s)}): re-export"
+            )
         return c
 
 
@@ -174,8 +198,9 @@ class OnnxModel:
     of its outputs. ``constants``: the folder's :class:`HostConstants` (None in old exports).
     """
 
-    def __init__(self, folder: str | Path, providers: tuple[str, ...] = ("CPUExecutionProvider",),
-                 threads: int | None = None) -> None:
+    def __init__(
+        self, folder: str | Path, providers: tuple[str, ...] = ("CPUExecutionProvider",), threads: int | None = None
+    ) -> None:
         ort = require("onnxruntime", "export", "running exported models")
         folder = Path(folder)
         self.folder = folder
@@ -198,8 +223,10 @@ class OnnxModel:
 
     def prompt_step(self, **inputs: np.ndarray) -> dict[str, np.ndarray]:
         if self._prompt is None:
-            raise OnnxManifestError(f"{self.folder} has no prompted-frame graph (exported by an older surgsam): "
-                                    "re-export it with `surgsam export` to segment videos without PyTorch")
+            raise OnnxManifestError(
+                f"{self.folder} has no prompted-frame graph (exported by an older surgsam): "
+                "re-export it with `surgsam export` to segment videos without PyTorch"
+            )
         return dict(zip(PROMPT_OUTPUTS, self._prompt.run(None, _feed("prompt_step", PROMPT_INPUTS, inputs))))
 
     def track_step(self, **inputs: np.ndarray) -> dict[str, np.ndarray]:

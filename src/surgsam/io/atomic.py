@@ -95,8 +95,10 @@ def atomic_path(path: PathLike, *, what: str | None = None) -> Iterator[Path]:
     except BaseException as exc:
         _remove_quietly(tmp)
         if isinstance(exc, OSError) and not isinstance(exc, OutputError):
-            raise OutputError(f"cannot write {label}: {describe_os_error(exc)}; any earlier file of that "
-                              "name was left intact", exc.errno) from exc
+            raise OutputError(
+                f"cannot write {label}: {describe_os_error(exc)}; any earlier file of that name was left intact",
+                exc.errno,
+            ) from exc
         raise
 
 

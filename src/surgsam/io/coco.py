@@ -68,8 +68,14 @@ class CocoRleWriter:
         info: extra fields for the file's ``info`` (e.g. the video's path).
     """
 
-    def __init__(self, path: str | os.PathLike[str], *, names: Sequence[str] | None = None,
-                 categories: Mapping[int, str] | None = None, info: Mapping[str, Any] | None = None):
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        names: Sequence[str] | None = None,
+        categories: Mapping[int, str] | None = None,
+        info: Mapping[str, Any] | None = None,
+    ):
         self.path = Path(path)
         self._api = require_pycocotools()  # refused before any frame is processed
         self.names = list(names) if names is not None else None
@@ -88,11 +94,20 @@ class CocoRleWriter:
         if scores.size != len(ids) or ious.size != len(ids):
             raise ValueError(f"frame {result.frame_idx}: {len(ids)} objects but {scores.size} scores, {ious.size} IoUs")
         searching = set(int(k) for k in getattr(result, "searching", ()) or ())
-        self.add_label_map(result.frame_idx, label_map, ids, scores.tolist(), ious.tolist(),
-                           searching=[k in searching for k in ids])
+        self.add_label_map(
+            result.frame_idx, label_map, ids, scores.tolist(), ious.tolist(), searching=[k in searching for k in ids]
+        )
 
-    def add_label_map(self, frame_idx: int, label_map: Any, obj_ids: Sequence[int], scores: Sequence[float],
-                      ious: Sequence[float], *, searching: Sequence[bool] | None = None) -> None:
+    def add_label_map(
+        self,
+        frame_idx: int,
+        label_map: Any,
+        obj_ids: Sequence[int],
+        scores: Sequence[float],
+        ious: Sequence[float],
+        *,
+        searching: Sequence[bool] | None = None,
+    ) -> None:
         """Add one frame: an annotation for each id of ``obj_ids`` (its pixels in the ``H x W``
         ``label_map``, possibly none), with ``scores`` and ``ious`` in the same order. Frames
         may come in any order; a frame added again replaces its earlier annotations."""
@@ -113,11 +128,20 @@ class CocoRleWriter:
             coded = {"size": rle["size"], "counts": rle["counts"].encode("ascii")}
             area = int(self._api.area(coded))
             bbox = [float(v) for v in self._api.toBbox(coded)] if area else [0.0, 0.0, 0.0, 0.0]
-            anns.append({
-                "image_id": t, "category_id": k, "object_id": k,
-                "segmentation": rle, "area": area, "bbox": bbox, "iscrowd": 0,
-                "score": float(score), "predicted_iou": float(iou), "searching": bool(search),
-            })
+            anns.append(
+                {
+                    "image_id": t,
+                    "category_id": k,
+                    "object_id": k,
+                    "segmentation": rle,
+                    "area": area,
+                    "bbox": bbox,
+                    "iscrowd": 0,
+                    "score": float(score),
+                    "predicted_iou": float(iou),
+                    "searching": bool(search),
+                }
+            )
         self._frames[t] = (image, anns)
 
     @property
@@ -136,10 +160,16 @@ class CocoRleWriter:
         from .. import __version__
 
         objects = {a["object_id"] for _, anns in self._frames.values() for a in anns}
-        cats = [{"id": k, "name": self.categories.get(k, f"object {k}")} for k in sorted(objects | set(self.categories))]
-        info = {"description": "surgsam masks as COCO RLE: one object per pixel (overlaps resolved by the highest "
-                "logit, as the palette PNGs); score = object visibility probability, predicted_iou = the mask "
-                "decoder's IoU prediction", "surgsam": __version__, **self.info}
+        cats = [
+            {"id": k, "name": self.categories.get(k, f"object {k}")} for k in sorted(objects | set(self.categories))
+        ]
+        info = {
+            "description": "surgsam masks as COCO RLE: one object per pixel (overlaps resolved by the highest "
+            "logit, as the palette PNGs); score = object visibility probability, predicted_iou = the mask "
+            "decoder's IoU prediction",
+            "surgsam": __version__,
+            **self.info,
+        }
         return {"info": info, "images": self.images, "categories": cats, "annotations": self.annotations}
 
     def write(self) -> Path:

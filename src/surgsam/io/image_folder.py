@@ -128,9 +128,7 @@ class ImageFolderSource(FrameSource):
             with Image.open(path) as im:  # reads the header only
                 w, h = im.size
         except (OSError, UnidentifiedImageError, ValueError) as exc:
-            raise FrameReadError(
-                f"cannot read frame {index} ({path}): {exc}", frame_index=index, path=path
-            ) from exc
+            raise FrameReadError(f"cannot read frame {index} ({path}): {exc}", frame_index=index, path=path) from exc
         return h, w
 
     @property
@@ -158,9 +156,7 @@ class ImageFolderSource(FrameSource):
         try:
             rgb = read_rgb_file(path)
         except (OSError, UnidentifiedImageError, ValueError) as exc:
-            raise FrameReadError(
-                f"cannot read frame {index} ({path}): {exc}", frame_index=index, path=path
-            ) from exc
+            raise FrameReadError(f"cannot read frame {index} ({path}): {exc}", frame_index=index, path=path) from exc
         if rgb.shape[:2] != self._size:
             h, w = rgb.shape[:2]
             raise FrameReadError(

@@ -100,8 +100,9 @@ def resolve_overlaps(
     return out
 
 
-def label_map_from_dict(masks: Mapping[int, Any], shape: tuple[int, int],
-                        logits: Mapping[int, Any] | None = None) -> np.ndarray:
+def label_map_from_dict(
+    masks: Mapping[int, Any], shape: tuple[int, int], logits: Mapping[int, Any] | None = None
+) -> np.ndarray:
     """:func:`resolve_overlaps` for ``{obj_id: H x W bool}`` (and optionally ``{obj_id: H x W
     logits}`` for the same ids)."""
     ids = list(masks)

@@ -209,9 +209,12 @@ class LiveSource(FrameSource):
                 kind = "pipe"
         self.kind = kind
         if capture is None:
-            capture = _open_bounded(lambda: self._open_cv2(index, text, kind, open_timeout_s, read_timeout_s),
-                                    open_timeout_s, self._open_timeout_message(open_timeout_s),
-                                    unstick=(lambda: _unstick_fifo(text)) if kind == "pipe" else None)
+            capture = _open_bounded(
+                lambda: self._open_cv2(index, text, kind, open_timeout_s, read_timeout_s),
+                open_timeout_s,
+                self._open_timeout_message(open_timeout_s),
+                unstick=(lambda: _unstick_fifo(text)) if kind == "pipe" else None,
+            )
         self._cap = capture
         self._lock = threading.Condition()
         self._stop = threading.Event()
@@ -260,20 +263,23 @@ class LiveSource(FrameSource):
         slack = 0 if exact else int(expected * _ESTIMATE_SLACK_FRAC) + _ESTIMATE_SLACK_FRAMES
         if self._grabbed < expected - slack:
             kind = "declares" if exact else "implies (from its duration)"
-            raise FrameReadError(f"{self.name} is truncated or damaged: it ended at frame {self._grabbed}, but "
-                                 f"the container {kind} {expected} frames", frame_index=self._grabbed)
+            raise FrameReadError(
+                f"{self.name} is truncated or damaged: it ended at frame {self._grabbed}, but "
+                f"the container {kind} {expected} frames",
+                frame_index=self._grabbed,
+            )
 
-    def _open_cv2(
-        self, index: int | None, text: str, kind: str, open_timeout_s: float, read_timeout_s: float
-    ) -> Any:
+    def _open_cv2(self, index: int | None, text: str, kind: str, open_timeout_s: float, read_timeout_s: float) -> Any:
         cv2 = require_cv2()
         self._cv2 = cv2
         if index is not None or kind == "device":
             cap = cv2.VideoCapture(index if index is not None else text)
         else:
             params = [  # OpenCV's own read timeout later than the caller's, which names the stall
-                cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, int(open_timeout_s * 1000),
-                cv2.CAP_PROP_READ_TIMEOUT_MSEC, int((2 * read_timeout_s + 1) * 1000),
+                cv2.CAP_PROP_OPEN_TIMEOUT_MSEC,
+                int(open_timeout_s * 1000),
+                cv2.CAP_PROP_READ_TIMEOUT_MSEC,
+                int((2 * read_timeout_s + 1) * 1000),
             ]
             cap = cv2.VideoCapture(text, cv2.CAP_FFMPEG, params)
         if not cap.isOpened():
@@ -382,9 +388,7 @@ class LiveSource(FrameSource):
             if self._closed:
                 raise RuntimeError(f"{self.name}: source is closed")
             if self._thread is None:
-                self._thread = threading.Thread(
-                    target=self._grab_loop, name=f"LiveSource({self.name})", daemon=True
-                )
+                self._thread = threading.Thread(target=self._grab_loop, name=f"LiveSource({self.name})", daemon=True)
                 self._thread.start()
 
     def read_latest(self, timeout: float | None = None) -> np.ndarray | None:
@@ -401,9 +405,7 @@ class LiveSource(FrameSource):
     def _take(self, timeout: float | None) -> np.ndarray | None:
         self.start()  # raises once the source is closed
         with self._lock:
-            ready = self._lock.wait_for(
-                lambda: self._latest is not None or self._ended or self._closed, timeout
-            )
+            ready = self._lock.wait_for(lambda: self._latest is not None or self._ended or self._closed, timeout)
             if not ready:
                 raise TimeoutError(f"{self.name}: no frame within {timeout}s")
             if self._closed:  # closed by another thread while this one waited

@@ -63,8 +63,10 @@ def check_output_folder(path: str | os.PathLike[str], overwrite: bool) -> Path:
 
 def _not_empty(path: Path, others: list[str]) -> str:
     shown = ", ".join(others[:3]) + (f", ... ({len(others)} entries)" if len(others) > 3 else "")
-    return (f"output folder {path} is not empty ({shown}): pass --overwrite to replace its results, "
-            "or choose an empty or new folder")
+    return (
+        f"output folder {path} is not empty ({shown}): pass --overwrite to replace its results, "
+        "or choose an empty or new folder"
+    )
 
 
 class OutputFolder:
@@ -98,8 +100,9 @@ class OutputFolder:
         try:
             self.path.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise OutputError(f"cannot create the output folder {self.path}: {describe_os_error(exc)}",
-                              exc.errno) from exc
+            raise OutputError(
+                f"cannot create the output folder {self.path}: {describe_os_error(exc)}", exc.errno
+            ) from exc
         self._lock()
         try:
             self._check_contents()
@@ -125,11 +128,15 @@ class OutputFolder:
                     who = f" (process {holder})" if holder else ""
                     raise OutputFolderError(
                         f"another surgsam run{who} is writing to {self.path}; wait for it to end or choose "
-                        "another --out") from None
+                        "another --out"
+                    ) from None
                 if exc.errno in (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EINVAL):
                     # a file system without locks (some network mounts): run, but say so
-                    print(f"warning: {self.path} cannot be locked ({describe_os_error(exc)}); a second run into "
-                          "it at the same time would not be detected", file=sys.stderr)
+                    print(
+                        f"warning: {self.path} cannot be locked ({describe_os_error(exc)}); a second run into "
+                        "it at the same time would not be detected",
+                        file=sys.stderr,
+                    )
                     self._fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o666)
                     return
                 raise OutputError(f"cannot lock {lock}: {describe_os_error(exc)}", exc.errno) from exc
@@ -190,8 +197,10 @@ class OutputFolder:
             except FileNotFoundError:
                 pass
             except OSError as exc:
-                raise OutputError(f"cannot remove the earlier run's manifest {self.path / MANIFEST}: "
-                                  f"{describe_os_error(exc)}", exc.errno) from exc
+                raise OutputError(
+                    f"cannot remove the earlier run's manifest {self.path / MANIFEST}: {describe_os_error(exc)}",
+                    exc.errno,
+                ) from exc
 
     def record(self, paths: Path | Iterable[Path]) -> None:
         """Note files this run wrote (they are not stale)."""
@@ -216,8 +225,11 @@ class OutputFolder:
         from .. import __version__
 
         self.will_write()
-        doc = {"surgsam": __version__, **manifest,
-               "finished": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
+        doc = {
+            "surgsam": __version__,
+            **manifest,
+            "finished": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        }
         return atomic_write_json(self.path / MANIFEST, doc, what="run manifest")
 
 

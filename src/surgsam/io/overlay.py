@@ -70,8 +70,7 @@ def as_masks(
         raise ValueError(f"masks are {arr.shape[1:]} but the frame is {tuple(shape)} (H, W)")
     if arr.dtype.kind == "f":
         raise ValueError(
-            f"masks must be boolean, got {arr.dtype}; threshold logits (> 0) or "
-            "probabilities (> 0.5) first"
+            f"masks must be boolean, got {arr.dtype}; threshold logits (> 0) or probabilities (> 0.5) first"
         )
     return ids, arr if arr.dtype == bool else arr != 0
 
@@ -176,7 +175,9 @@ def draw_overlay(
     return out
 
 
-def _draw_legend(img: np.ndarray, entries: list[tuple[int, tuple[int, int, int]]], names: Mapping[int, str]) -> np.ndarray:
+def _draw_legend(
+    img: np.ndarray, entries: list[tuple[int, tuple[int, int, int]]], names: Mapping[int, str]
+) -> np.ndarray:
     """One box per object, stacked at the top-right corner, in the object's colour."""
     h, w = img.shape[:2]
     font = _font(max(10, round(h / 28)))
@@ -185,12 +186,19 @@ def _draw_legend(img: np.ndarray, entries: list[tuple[int, tuple[int, int, int]]
         label = f"{oid} {names[oid]}" if oid in names else str(oid)
         tw, _ = _text_size(font, label)
         luminance = 0.299 * color[0] + 0.587 * color[1] + 0.114 * color[2]
-        y += _put_text(img, max(w - tw - 6, 0), y, label, font, (0, 0, 0) if luminance > 140 else (255, 255, 255), color)
+        y += _put_text(
+            img, max(w - tw - 6, 0), y, label, font, (0, 0, 0) if luminance > 140 else (255, 255, 255), color
+        )
     return img
 
 
 def _put_text(
-    img: np.ndarray, x: int, y: int, text: str, font: Any, ink: tuple[int, int, int],
+    img: np.ndarray,
+    x: int,
+    y: int,
+    text: str,
+    font: Any,
+    ink: tuple[int, int, int],
     background: tuple[int, int, int] | None,
 ) -> int:
     """Draw ``text`` in a box at ``(x, y)``: on ``background``, or on a darkened band if None.

@@ -27,9 +27,7 @@ _ACCEPTED = (
 )
 
 
-def open_source(
-    spec: int | str | os.PathLike[str] | FrameSource, *, live: bool = False, **kwargs: Any
-) -> FrameSource:
+def open_source(spec: int | str | os.PathLike[str] | FrameSource, *, live: bool = False, **kwargs: Any) -> FrameSource:
     """Open ``spec`` as the matching :class:`FrameSource`.
 
     - camera index (``0``, ``"0"``), stream URL, named pipe, device -> :class:`LiveSource`

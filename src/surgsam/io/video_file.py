@@ -18,8 +18,27 @@ __all__ = ["VIDEO_EXTENSIONS", "VideoFileSource", "VideoInfo"]
 
 #: File extensions treated as video files by :func:`surgsam.io.open_source`.
 VIDEO_EXTENSIONS: frozenset[str] = frozenset(
-    {".mp4", ".m4v", ".mov", ".avi", ".mkv", ".webm", ".mpg", ".mpeg", ".ts", ".mts", ".m2ts",
-     ".wmv", ".flv", ".ogv", ".3gp", ".h264", ".264", ".hevc", ".h265"}
+    {
+        ".mp4",
+        ".m4v",
+        ".mov",
+        ".avi",
+        ".mkv",
+        ".webm",
+        ".mpg",
+        ".mpeg",
+        ".ts",
+        ".mts",
+        ".m2ts",
+        ".wmv",
+        ".flv",
+        ".ogv",
+        ".3gp",
+        ".h264",
+        ".264",
+        ".hevc",
+        ".h265",
+    }
 )
 
 # A count estimated from the duration may overshoot by a few frames (audio longer than video,
@@ -79,9 +98,7 @@ class VideoFileSource(FrameSource):
         if not self.path.exists():
             raise FileNotFoundError(f"video file not found: {self.path}")
         if self.path.is_dir():
-            raise IsADirectoryError(
-                f"{self.path} is a directory; use ImageFolderSource for a folder of frames"
-            )
+            raise IsADirectoryError(f"{self.path} is a directory; use ImageFolderSource for a folder of frames")
         self.name = self.path.stem
         self.info = self._probe()
 
@@ -161,9 +178,7 @@ class VideoFileSource(FrameSource):
         finally:
             frames.close()
         if first is None:
-            raise VideoDecodeError(
-                f"{self.path}: no decodable video frames", frame_index=0, path=self.path
-            )
+            raise VideoDecodeError(f"{self.path}: no decodable video frames", frame_index=0, path=self.path)
         h, w = first.shape[:2]
         return VideoInfo(self.path, (h, w), fps, num_frames, exact, duration_s, codec, fmt)
 
@@ -218,9 +233,7 @@ class VideoFileSource(FrameSource):
                     except errors as exc:
                         raise self._fail(index, "colour conversion failed", exc) from exc
                     if info is not None and rgb.shape[:2] != info.size:
-                        raise self._fail(
-                            index, f"frame size changed from {info.size} to {rgb.shape[:2]}"
-                        )
+                        raise self._fail(index, f"frame size changed from {info.size} to {rgb.shape[:2]}")
                     yield rgb
                     index += 1
             if info is not None:
@@ -230,9 +243,7 @@ class VideoFileSource(FrameSource):
 
     def _check_count(self, decoded: int) -> None:
         if decoded == 0:
-            raise VideoDecodeError(
-                f"{self.path}: no decodable video frames", frame_index=0, path=self.path
-            )
+            raise VideoDecodeError(f"{self.path}: no decodable video frames", frame_index=0, path=self.path)
         expected = self.info.num_frames
         if not self.strict or expected is None:
             return

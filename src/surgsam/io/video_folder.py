@@ -47,10 +47,14 @@ def find_videos(path: str | os.PathLike[str]) -> list[tuple[str, Path]] | None:
         else:
             continue
         if name in found:
-            raise ValueError(f"{folder}: two videos are named {name!r} ({found[name].name} and {p.name}); their "
-                             f"outputs would share OUT/{name}/: rename one")
+            raise ValueError(
+                f"{folder}: two videos are named {name!r} ({found[name].name} and {p.name}); their "
+                f"outputs would share OUT/{name}/: rename one"
+            )
         found[name] = p
     if not found:
-        raise ValueError(f"{folder} holds no frames ({'/'.join(sorted(IMAGE_EXTENSIONS))}) and no videos (video "
-                         f"files: {'/'.join(sorted(VIDEO_EXTENSIONS))}; or folders of frames)")
+        raise ValueError(
+            f"{folder} holds no frames ({'/'.join(sorted(IMAGE_EXTENSIONS))}) and no videos (video "
+            f"files: {'/'.join(sorted(VIDEO_EXTENSIONS))}; or folders of frames)"
+        )
     return [(n, found[n]) for n in found]

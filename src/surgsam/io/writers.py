@@ -70,9 +70,7 @@ def _as_label_map(label_map: Any) -> np.ndarray:
     if arr.dtype.kind not in "iu":
         raise ValueError(f"label map must hold integer object ids, got {arr.dtype}")
     if arr.size and (int(arr.min()) < 0 or int(arr.max()) > 255):
-        raise ValueError(
-            f"palette PNGs hold ids 0..255, got range [{int(arr.min())}, {int(arr.max())}]"
-        )
+        raise ValueError(f"palette PNGs hold ids 0..255, got range [{int(arr.min())}, {int(arr.max())}]")
     return arr.astype(np.uint8, copy=False)
 
 
@@ -343,7 +341,8 @@ class VideoWriter(Closeable):
             self.abort()
             raise OutputError(
                 f"cannot write {self.path} (frame {self.frames_written}): {describe_os_error(exc)}; "
-                "the partial video was discarded and any earlier file of that name left intact", exc.errno
+                "the partial video was discarded and any earlier file of that name left intact",
+                exc.errno,
             ) from exc
         self.frames_written += 1
 
@@ -367,7 +366,8 @@ class VideoWriter(Closeable):
             _remove_quietly(self._tmp)
             raise OutputError(
                 f"cannot finish {self.path}: {describe_os_error(exc)}; the partial video was discarded and any "
-                "earlier file of that name left intact", exc.errno
+                "earlier file of that name left intact",
+                exc.errno,
             ) from exc
         except BaseException:
             _remove_quietly(self._tmp)

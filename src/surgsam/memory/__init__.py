@@ -13,6 +13,17 @@ register_policy("efp", EFPPolicy, replace=True)
 register_policy("dlm", DLMPolicy, replace=True)
 
 __all__ = [
-    "MemoryBank", "MemoryEntry", "Selection", "position_cosine", "MemoryPolicy", "FifoPolicy",
-    "EFPPolicy", "DLMPolicy", "DLMState", "make_policy", "policy_names", "register_policy", "unregister_policy",
+    "MemoryBank",
+    "MemoryEntry",
+    "Selection",
+    "position_cosine",
+    "MemoryPolicy",
+    "FifoPolicy",
+    "EFPPolicy",
+    "DLMPolicy",
+    "DLMState",
+    "make_policy",
+    "policy_names",
+    "register_policy",
+    "unregister_policy",
 ]

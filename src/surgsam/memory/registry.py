@@ -65,8 +65,10 @@ def lookup_policy(name: str) -> PolicyFactory:
         if not callable(factory):
             raise ValueError(f"memory policy {name!r} is not a class or function")
         return factory
-    raise ValueError(f"unknown memory policy {name!r}; choose one of {', '.join(_REGISTRY)} "
-                     "(or module:Class for a policy of your own)")
+    raise ValueError(
+        f"unknown memory policy {name!r}; choose one of {', '.join(_REGISTRY)} "
+        "(or module:Class for a policy of your own)"
+    )
 
 
 def make_policy(spec: str | MemoryPolicy, num_maskmem: int = 7, max_obj_ptrs: int = 16) -> MemoryPolicy:

@@ -7,6 +7,18 @@ from .presets import HieraConfig, SAM2Config, get_preset, list_presets
 from .sam2 import FrameFeatures, MaskOutput, SAM2Model, SpatialMemory
 
 __all__ = [
-    "build_model", "CheckpointError", "read_checkpoint", "save_checkpoint", "HieraConfig", "SAM2Config",
-    "get_preset", "list_presets", "EMBEDDED_MODELS", "embedded_path", "FrameFeatures", "MaskOutput", "SAM2Model", "SpatialMemory",
+    "build_model",
+    "CheckpointError",
+    "read_checkpoint",
+    "save_checkpoint",
+    "HieraConfig",
+    "SAM2Config",
+    "get_preset",
+    "list_presets",
+    "EMBEDDED_MODELS",
+    "embedded_path",
+    "FrameFeatures",
+    "MaskOutput",
+    "SAM2Model",
+    "SpatialMemory",
 ]

@@ -52,4 +52,3 @@ def build_model(
     if ckpt is not None:
         load_state_dict_strict(model, ckpt.state_dict, source=str(ckpt.path))
     return model.to(device).eval()
-

@@ -59,7 +59,7 @@ def strip_prefixes(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
             changed = False
             for p in _PREFIXES:
                 if k.startswith(p):
-                    k, changed = k[len(p):], True
+                    k, changed = k[len(p) :], True
             k = k.replace("._orig_mod.", ".")
         out[k] = v
     return out
@@ -131,16 +131,22 @@ def _check_is_file(path: Path) -> None:
         st = path.stat()
     except FileNotFoundError:
         if path.is_symlink():
-            raise FileNotFoundError(f"checkpoint {path} is a broken symbolic link (its target does not exist)") from None
+            raise FileNotFoundError(
+                f"checkpoint {path} is a broken symbolic link (its target does not exist)"
+            ) from None
         raise FileNotFoundError(f"checkpoint not found: {path}") from None
     except OSError as e:
         if e.errno == errno.ELOOP:
-            raise CheckpointError(f"checkpoint {path} is a symbolic link loop (links that point at each other)") from None
+            raise CheckpointError(
+                f"checkpoint {path} is a symbolic link loop (links that point at each other)"
+            ) from None
         raise CheckpointError(f"cannot read checkpoint {path}: {e.strerror or e}") from None
     if stat.S_ISDIR(st.st_mode):
         raise CheckpointError(f"checkpoint {path} is a folder, not a file: give the weights file inside it")
     if not stat.S_ISREG(st.st_mode):
-        raise CheckpointError(f"checkpoint {path} is not a regular file (a device, pipe or socket): give a weights file")
+        raise CheckpointError(
+            f"checkpoint {path} is not a regular file (a device, pipe or socket): give a weights file"
+        )
     if st.st_size == 0:
         raise CheckpointError(f"checkpoint {path} is empty (0 bytes)")
     if not os.access(path, os.R_OK):
@@ -169,8 +175,10 @@ def check_tensor_values(sd: dict[str, torch.Tensor], source: str = "checkpoint",
     if other:
         lines.append(f"  {len(other)} tensors have an unsupported float type: {_head(other)}")
     if half:
-        lines.append(f"  {len(half)} tensors are stored in half precision: {_head(half)}; pass allow_half=True "
-                     "(--allow-half-weights) to accept them (they are converted to the model's float32)")
+        lines.append(
+            f"  {len(half)} tensors are stored in half precision: {_head(half)}; pass allow_half=True "
+            "(--allow-half-weights) to accept them (they are converted to the model's float32)"
+        )
     if lines:
         raise CheckpointError("\n".join([f"refused to load {source}:", *lines]))
 
@@ -215,8 +223,11 @@ def check_state_dict(model: HasStateDict, sd: dict[str, torch.Tensor], source: s
     unexpected = sorted(set(sd) - set(own))
     shapes = [(k, tuple(sd[k].shape), tuple(own[k].shape)) for k in own if k in sd and sd[k].shape != own[k].shape]
     # an integer/bool tensor where the model keeps floats: copying would silently cast it
-    dtypes = [f"{k} ({str(sd[k].dtype).removeprefix('torch.')}, model {str(own[k].dtype).removeprefix('torch.')})"
-              for k in own if k in sd and own[k].is_floating_point() and not sd[k].is_floating_point()]
+    dtypes = [
+        f"{k} ({str(sd[k].dtype).removeprefix('torch.')}, model {str(own[k].dtype).removeprefix('torch.')})"
+        for k in own
+        if k in sd and own[k].is_floating_point() and not sd[k].is_floating_point()
+    ]
     if not (missing or unexpected or shapes or dtypes):
         return
     lines = [f"{source} does not match the model{_preset_hint(model, sd)}:"]
@@ -225,8 +236,11 @@ def check_state_dict(model: HasStateDict, sd: dict[str, torch.Tensor], source: s
     if unexpected:
         lines.append(f"  {len(unexpected)} unexpected keys: {_head(unexpected)}")
     if shapes:
-        lines.append(f"  {len(shapes)} shape mismatches (key: file vs model): "
-                     + "; ".join(f"{k}: {a} vs {b}" for k, a, b in shapes[:8]) + (" ..." if len(shapes) > 8 else ""))
+        lines.append(
+            f"  {len(shapes)} shape mismatches (key: file vs model): "
+            + "; ".join(f"{k}: {a} vs {b}" for k, a, b in shapes[:8])
+            + (" ..." if len(shapes) > 8 else "")
+        )
     if dtypes:
         lines.append(f"  {len(dtypes)} tensors are not floating point where the model expects floats: {_head(dtypes)}")
     raise CheckpointError("\n".join(lines))
@@ -246,8 +260,7 @@ def save_checkpoint(model: nn.Module, path: str | Path, config: dict[str, Any], 
     return save_state_dict(model.state_dict(), path, config, **meta)
 
 
-def save_state_dict(state_dict: dict[str, torch.Tensor], path: str | Path, config: dict[str, Any],
-                    **meta: Any) -> Path:
+def save_state_dict(state_dict: dict[str, torch.Tensor], path: str | Path, config: dict[str, Any], **meta: Any) -> Path:
     """:func:`save_checkpoint` for tensors already detached from a model (e.g. re-packaging a file)."""
     from ..io.atomic import atomic_path
 

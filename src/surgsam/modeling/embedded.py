@@ -28,15 +28,21 @@ class EmbeddedModel:
 EMBEDDED_MODELS: dict[str, EmbeddedModel] = {
     m.name: m
     for m in (
-        EmbeddedModel("surgsam-nano-synth", "nano_synth.pt",
-                      "nano preset at 256 px, trained by `surgsam train --recipe nano-synth` on synthetic "
-                      "surgical videos only (the demo's default; not a model for real endoscopy)",
-                      "docs/models/surgsam-nano-synth.md"),
-        EmbeddedModel("surgsam-ref-nano-synth", "ref_nano_synth.pt",
-                      "text-referred (ReSurgSAM2): nano + the tiny referring branch at 256 px with the embedded "
-                      "MiniLM text encoder, trained by `surgsam train --recipe ref-nano-synth` on synthetic "
-                      "videos only (for `surgsam refer --checkpoint`; finds tissue far better than instruments)",
-                      "docs/models/surgsam-ref-nano-synth.md"),
+        EmbeddedModel(
+            "surgsam-nano-synth",
+            "nano_synth.pt",
+            "nano preset at 256 px, trained by `surgsam train --recipe nano-synth` on synthetic "
+            "surgical videos only (the demo's default; not a model for real endoscopy)",
+            "docs/models/surgsam-nano-synth.md",
+        ),
+        EmbeddedModel(
+            "surgsam-ref-nano-synth",
+            "ref_nano_synth.pt",
+            "text-referred (ReSurgSAM2): nano + the tiny referring branch at 256 px with the embedded "
+            "MiniLM text encoder, trained by `surgsam train --recipe ref-nano-synth` on synthetic "
+            "videos only (for `surgsam refer --checkpoint`; finds tissue far better than instruments)",
+            "docs/models/surgsam-ref-nano-synth.md",
+        ),
     )
 }
 
@@ -89,8 +95,7 @@ def demo_checkpoint(checkpoint: str | Path | None = None, untrained: bool = Fals
     return DEMO_MODEL_NAME
 
 
-def build_demo_model(checkpoint: str | Path | None = None, seed: int = 0, device: str = "cpu",
-                     untrained: bool = False):
+def build_demo_model(checkpoint: str | Path | None = None, seed: int = 0, device: str = "cpu", untrained: bool = False):
     """The demo's network: :func:`demo_checkpoint` loaded (our checkpoints carry their config),
     or the ``nano`` preset with random weights drawn from ``seed`` (see :data:`UNTRAINED_NOTE`)."""
     import torch

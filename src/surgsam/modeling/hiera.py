@@ -177,7 +177,11 @@ class Hiera(nn.Module):
                 dim_out, heads, stage = int(dim * cfg.dim_mul), int(heads * cfg.head_mul), stage + 1
             self.blocks.append(
                 MultiScaleBlock(
-                    dim, dim_out, heads, window_size=window, drop_path=rates[i],
+                    dim,
+                    dim_out,
+                    heads,
+                    window_size=window,
+                    drop_path=rates[i],
                     q_stride=cfg.q_stride if i in pool_blocks else None,
                 )
             )

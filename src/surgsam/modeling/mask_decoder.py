@@ -71,7 +71,9 @@ class MaskDecoder(nn.Module):
         self.conv_s0 = nn.Conv2d(c, c // 8, kernel_size=1)
         self.conv_s1 = nn.Conv2d(c, c // 4, kernel_size=1)
         self.output_hypernetworks_mlps = nn.ModuleList(MLP(c, c, c // 8, 3) for _ in range(self.num_mask_tokens))
-        self.iou_prediction_head = MLP(c, iou_head_hidden_dim, self.num_mask_tokens, iou_head_depth, sigmoid_output=True)
+        self.iou_prediction_head = MLP(
+            c, iou_head_hidden_dim, self.num_mask_tokens, iou_head_depth, sigmoid_output=True
+        )
         self.pred_obj_score_head = MLP(c, c, 1, 3)
         self.dynamic_multimask_via_stability = dynamic_multimask_via_stability
         self.stability_delta = dynamic_multimask_stability_delta
@@ -96,9 +98,17 @@ class MaskDecoder(nn.Module):
             high_res_features: already projected (conv_s0, conv_s1) stride-4 and stride-8 maps,
                 ``B' x C/8 x 4h x 4w`` and ``B' x C/4 x 2h x 2w``.
         """
-        return self.select(self.predict_all(image_embeddings, image_pe, sparse_prompt_embeddings,
-                                            dense_prompt_embeddings, repeat_image, high_res_features),
-                           multimask_output)
+        return self.select(
+            self.predict_all(
+                image_embeddings,
+                image_pe,
+                sparse_prompt_embeddings,
+                dense_prompt_embeddings,
+                repeat_image,
+                high_res_features,
+            ),
+            multimask_output,
+        )
 
     def predict_all(
         self,
@@ -111,8 +121,16 @@ class MaskDecoder(nn.Module):
     ) -> DecoderOutput:
         """:meth:`forward` before :meth:`select`: all ``1 + num_multimask_outputs`` candidates
         (the single-mask output first), so both selections can share one decoder pass."""
-        return DecoderOutput(*self._predict(image_embeddings, image_pe, sparse_prompt_embeddings,
-                                            dense_prompt_embeddings, repeat_image, high_res_features))
+        return DecoderOutput(
+            *self._predict(
+                image_embeddings,
+                image_pe,
+                sparse_prompt_embeddings,
+                dense_prompt_embeddings,
+                repeat_image,
+                high_res_features,
+            )
+        )
 
     def select(self, out: DecoderOutput, multimask_output: bool) -> DecoderOutput:
         """The multimask candidates, or the single mask (stability fallback at inference), of

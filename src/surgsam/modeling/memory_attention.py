@@ -106,7 +106,11 @@ class RoPEAttention(Attention):
         return out.flatten(-3, -2)
 
     def forward(
-        self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, num_k_exclude_rope: int = 0,
+        self,
+        q: torch.Tensor,
+        k: torch.Tensor,
+        v: torch.Tensor,
+        num_k_exclude_rope: int = 0,
         key_mask: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """``B x Nq x C``, ``B x Nk x Ckv``, ``B x Nk x Ckv`` -> ``B x Nq x C``; ``key_mask``
@@ -144,8 +148,12 @@ class RoPEAttention(Attention):
         return self._rotate(self._heads(F.linear(pos.float(), w, None if b is None else b.float())), n)
 
     def forward_projected(
-        self, q: torch.Tensor, k_spatial: torch.Tensor, v_spatial: torch.Tensor,
-        pointers: torch.Tensor | None, pointers_pos: torch.Tensor | None,
+        self,
+        q: torch.Tensor,
+        k_spatial: torch.Tensor,
+        v_spatial: torch.Tensor,
+        pointers: torch.Tensor | None,
+        pointers_pos: torch.Tensor | None,
     ) -> torch.Tensor:
         """:meth:`forward` with the spatial keys and values already projected (and rotated):
         ``q`` ``B x Nq x C``; ``k_spatial``, ``v_spatial`` ``B x heads x Nsp x D``;
@@ -180,7 +188,11 @@ class MemoryAttentionLayer(nn.Module):
         self.dropout3 = nn.Dropout(dropout)
 
     def forward(
-        self, x: torch.Tensor, memory: torch.Tensor, memory_pos: torch.Tensor, num_k_exclude_rope: int = 0,
+        self,
+        x: torch.Tensor,
+        memory: torch.Tensor,
+        memory_pos: torch.Tensor,
+        num_k_exclude_rope: int = 0,
         memory_mask: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """x ``B x HW x C``; memory and memory_pos ``B x M x Ckv``; memory_mask ``B x M`` bool."""
@@ -192,8 +204,12 @@ class MemoryAttentionLayer(nn.Module):
         return x + self.dropout3(y)
 
     def forward_projected(
-        self, x: torch.Tensor, k_spatial: torch.Tensor, v_spatial: torch.Tensor,
-        pointers: torch.Tensor | None, pointers_pos: torch.Tensor | None,
+        self,
+        x: torch.Tensor,
+        k_spatial: torch.Tensor,
+        v_spatial: torch.Tensor,
+        pointers: torch.Tensor | None,
+        pointers_pos: torch.Tensor | None,
     ) -> torch.Tensor:
         """:meth:`forward` (inference) on projected spatial memory, see
         :meth:`RoPEAttention.forward_projected`."""
@@ -212,8 +228,13 @@ class MemoryAttention(nn.Module):
     """
 
     def __init__(
-        self, d_model: int, kv_dim: int, num_layers: int = 4, ffn_dim: int = 2048,
-        dropout: float = 0.1, rope_theta: float = 10000.0,
+        self,
+        d_model: int,
+        kv_dim: int,
+        num_layers: int = 4,
+        ffn_dim: int = 2048,
+        dropout: float = 0.1,
+        rope_theta: float = 10000.0,
     ) -> None:
         super().__init__()
         self.d_model = d_model
@@ -268,7 +289,9 @@ class MemoryAttention(nn.Module):
         if self.training:
             raise RuntimeError("forward_projected is an inference path (no dropout); use forward() to train")
         if len(spatial) != len(self.layers):
-            raise ValueError(f"spatial holds {len(spatial)} layers' keys and values, the network has {len(self.layers)}")
+            raise ValueError(
+                f"spatial holds {len(spatial)} layers' keys and values, the network has {len(self.layers)}"
+            )
         x = curr + 0.1 * curr_pos
         for layer, (k, v) in zip(self._layer_list(), spatial):
             x = layer.forward_projected(x, k, v, pointers, pointers_pos)

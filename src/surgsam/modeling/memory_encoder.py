@@ -35,7 +35,9 @@ class MaskDownSampler(nn.Module):
 class CXBlock(nn.Module):
     """ConvNeXt block: depthwise 7x7 conv -> LN -> 4x MLP (GELU) -> layer scale -> residual."""
 
-    def __init__(self, dim: int, kernel_size: int = 7, padding: int = 3, drop_path: float = 0.0, layer_scale_init: float = 1e-6):
+    def __init__(
+        self, dim: int, kernel_size: int = 7, padding: int = 3, drop_path: float = 0.0, layer_scale_init: float = 1e-6
+    ):
         super().__init__()
         self.dwconv = nn.Conv2d(dim, dim, kernel_size, padding=padding, groups=dim)
         self.norm = LayerNorm2d(dim, eps=1e-6)

@@ -122,8 +122,12 @@ def _build_registry() -> dict[str, SAM2Config]:
     reg["nano"] = SAM2Config(
         name="nano",
         hiera=HieraConfig(
-            embed_dim=16, num_heads=1, stages=(1, 1, 2, 1), global_att_blocks=(3,),
-            window_pos_embed_bkg_spatial_size=(4, 4), window_spec=(8, 4, 4, 4),
+            embed_dim=16,
+            num_heads=1,
+            stages=(1, 1, 2, 1),
+            global_att_blocks=(3,),
+            window_pos_embed_bkg_spatial_size=(4, 4),
+            window_spec=(8, 4, 4, 4),
         ),
         image_size=256,
         d_model=64,
@@ -141,10 +145,14 @@ def _build_registry() -> dict[str, SAM2Config]:
 
 _ALIASES = {
     # short names used by Meta's config files and by the surgical releases
-    "sam2_hiera_t": "sam2_hiera_tiny", "sam2_hiera_s": "sam2_hiera_small",
-    "sam2_hiera_b+": "sam2_hiera_base_plus", "sam2_hiera_l": "sam2_hiera_large",
-    "sam2.1_hiera_t": "sam2.1_hiera_tiny", "sam2.1_hiera_s": "sam2.1_hiera_small",
-    "sam2.1_hiera_b+": "sam2.1_hiera_base_plus", "sam2.1_hiera_l": "sam2.1_hiera_large",
+    "sam2_hiera_t": "sam2_hiera_tiny",
+    "sam2_hiera_s": "sam2_hiera_small",
+    "sam2_hiera_b+": "sam2_hiera_base_plus",
+    "sam2_hiera_l": "sam2_hiera_large",
+    "sam2.1_hiera_t": "sam2.1_hiera_tiny",
+    "sam2.1_hiera_s": "sam2.1_hiera_small",
+    "sam2.1_hiera_b+": "sam2.1_hiera_base_plus",
+    "sam2.1_hiera_l": "sam2.1_hiera_large",
 }
 
 

@@ -111,8 +111,10 @@ def _component(cfg: SAM2Config, name: str, given: _M | None, build: Callable[[],
     got = {k: tuple(v.shape) for k, v in given.state_dict().items()}
     if got != want:
         diff = sorted(set(want) ^ set(got)) or sorted(k for k in want if want[k] != got[k])
-        raise ValueError(f"the given {name} does not match config {cfg.name!r} (d_model {cfg.d_model}): "
-                         f"{len(diff)} parameters differ in name or shape, e.g. {diff[:3]}")
+        raise ValueError(
+            f"the given {name} does not match config {cfg.name!r} (d_model {cfg.d_model}): "
+            f"{len(diff)} parameters differ in name or shape, e.g. {diff[:3]}"
+        )
     return given
 
 
@@ -151,10 +153,15 @@ class SAM2Model(nn.Module):
         # Built in this order when not given (the order fixes the random initialisation).
         self.image_encoder = _component(cfg, "image_encoder", image_encoder, lambda: build_image_encoder(cfg))
         self.mask_downsample = nn.Conv2d(1, 1, kernel_size=4, stride=4)
-        self.memory_attention = _component(cfg, "memory_attention", memory_attention, lambda: MemoryAttention(
-            c, cm, cfg.mem_attn_layers, cfg.mem_attn_ffn, cfg.mem_attn_dropout, cfg.rope_theta))
-        self.memory_encoder = _component(cfg, "memory_encoder", memory_encoder,
-                                         lambda: MemoryEncoder(c, cm, cfg.mem_fuser_layers))
+        self.memory_attention = _component(
+            cfg,
+            "memory_attention",
+            memory_attention,
+            lambda: MemoryAttention(c, cm, cfg.mem_attn_layers, cfg.mem_attn_ffn, cfg.mem_attn_dropout, cfg.rope_theta),
+        )
+        self.memory_encoder = _component(
+            cfg, "memory_encoder", memory_encoder, lambda: MemoryEncoder(c, cm, cfg.mem_fuser_layers)
+        )
         self.maskmem_tpos_enc = nn.Parameter(torch.zeros(cfg.num_maskmem, 1, 1, cm))
         self.no_mem_embed = nn.Parameter(torch.zeros(1, 1, c))
         self.no_mem_pos_enc = nn.Parameter(torch.zeros(1, 1, c))
@@ -166,18 +173,27 @@ class SAM2Model(nn.Module):
             nn.init.trunc_normal_(self.no_obj_embed_spatial, std=0.02)
 
         side = cfg.feat_size
-        self.sam_prompt_encoder = _component(cfg, "prompt_encoder", prompt_encoder, lambda: PromptEncoder(
-            c, (side, side), (cfg.image_size, cfg.image_size), mask_in_chans=16))
-        self.sam_mask_decoder = _component(cfg, "mask_decoder", mask_decoder, lambda: MaskDecoder(
-            c,
-            TwoWayTransformer(cfg.decoder_depth, c, cfg.decoder_heads, cfg.decoder_mlp_dim),
-            num_multimask_outputs=cfg.num_multimask_outputs,
-            iou_head_depth=cfg.iou_head_depth,
-            iou_head_hidden_dim=cfg.iou_head_hidden_dim,
-            dynamic_multimask_via_stability=cfg.dynamic_multimask_via_stability,
-            dynamic_multimask_stability_delta=cfg.dynamic_multimask_stability_delta,
-            dynamic_multimask_stability_thresh=cfg.dynamic_multimask_stability_thresh,
-        ))
+        self.sam_prompt_encoder = _component(
+            cfg,
+            "prompt_encoder",
+            prompt_encoder,
+            lambda: PromptEncoder(c, (side, side), (cfg.image_size, cfg.image_size), mask_in_chans=16),
+        )
+        self.sam_mask_decoder = _component(
+            cfg,
+            "mask_decoder",
+            mask_decoder,
+            lambda: MaskDecoder(
+                c,
+                TwoWayTransformer(cfg.decoder_depth, c, cfg.decoder_heads, cfg.decoder_mlp_dim),
+                num_multimask_outputs=cfg.num_multimask_outputs,
+                iou_head_depth=cfg.iou_head_depth,
+                iou_head_hidden_dim=cfg.iou_head_hidden_dim,
+                dynamic_multimask_via_stability=cfg.dynamic_multimask_via_stability,
+                dynamic_multimask_stability_delta=cfg.dynamic_multimask_stability_delta,
+                dynamic_multimask_stability_thresh=cfg.dynamic_multimask_stability_thresh,
+            ),
+        )
         self.obj_ptr_proj = MLP(c, c, c, 3)
         self.obj_ptr_tpos_proj: nn.Module = nn.Linear(c, cm) if cfg.proj_tpos_enc_in_obj_ptrs else nn.Identity()
 
@@ -208,7 +224,9 @@ class SAM2Model(nn.Module):
             raise ValueError(f"resize must be 'antialias' or 'pil', got {resize!r}")
         x = frames.to(self.device, torch.float32) / 255.0
         if x.shape[-2:] != (self.image_size, self.image_size):
-            x = F.interpolate(x, (self.image_size, self.image_size), mode="bilinear", align_corners=False, antialias=True)
+            x = F.interpolate(
+                x, (self.image_size, self.image_size), mode="bilinear", align_corners=False, antialias=True
+            )
         return (x - self.pixel_mean) / self.pixel_std
 
     def _preprocess_pil(self, frames: torch.Tensor) -> torch.Tensor:
@@ -242,8 +260,9 @@ class SAM2Model(nn.Module):
             mask_input: ``B x 1 x H' x W'`` mask logits (resized to ``4h x 4w``).
             extra_sparse: ``B x K x C`` extra prompt tokens (e.g. a text token).
         """
-        return self.select_masks(self.decode_prompts(features, high_res, points, labels, mask_input, extra_sparse),
-                                 multimask_output)
+        return self.select_masks(
+            self.decode_prompts(features, high_res, points, labels, mask_input, extra_sparse), multimask_output
+        )
 
     def decode_prompts(
         self,
@@ -263,7 +282,9 @@ class SAM2Model(nn.Module):
             labels = -torch.ones(b, 1, dtype=torch.int32, device=features.device)
         pe = self.sam_prompt_encoder
         if mask_input is not None and mask_input.shape[-2:] != pe.mask_input_size:
-            mask_input = F.interpolate(mask_input.float(), pe.mask_input_size, mode="bilinear", align_corners=False, antialias=True)
+            mask_input = F.interpolate(
+                mask_input.float(), pe.mask_input_size, mode="bilinear", align_corners=False, antialias=True
+            )
         sparse, dense = pe(points=(points, labels), boxes=None, masks=mask_input)
         if extra_sparse is not None:
             sparse = torch.cat([sparse, extra_sparse], dim=1)
@@ -294,12 +315,16 @@ class SAM2Model(nn.Module):
         """Replace the pointer of absent objects by the learned ``no_obj_ptr`` (``B x C``)."""
         return present * obj_ptr + (1 - present) * self.no_obj_ptr
 
-    def mask_as_output(self, features: torch.Tensor, high_res: tuple[torch.Tensor, torch.Tensor], mask: torch.Tensor) -> MaskOutput:
+    def mask_as_output(
+        self, features: torch.Tensor, high_res: tuple[torch.Tensor, torch.Tensor], mask: torch.Tensor
+    ) -> MaskOutput:
         """Use a given binary mask ``B x 1 x S x S`` as the output (mask prompts on a
         conditioning frame); the decoder only supplies the object pointer."""
         m = mask.float()
         high = m * 20.0 - 10.0
-        low = F.interpolate(high, (high.shape[-2] // 4, high.shape[-1] // 4), mode="bilinear", align_corners=False, antialias=True)
+        low = F.interpolate(
+            high, (high.shape[-2] // 4, high.shape[-1] // 4), mode="bilinear", align_corners=False, antialias=True
+        )
         ious = m.new_ones(m.shape[0], 1)
         ptr_out = self.predict_masks(features, high_res, mask_input=self.mask_downsample(m))
         present = (m.flatten(1) > 0).any(dim=1, keepdim=True).float()
@@ -334,7 +359,11 @@ class SAM2Model(nn.Module):
         return self.attend_memory(frame, mem, mem_pos, len(pointers))
 
     def attend_memory(
-        self, frame: FrameFeatures, memory: torch.Tensor, memory_pos: torch.Tensor, num_pointers: int,
+        self,
+        frame: FrameFeatures,
+        memory: torch.Tensor,
+        memory_pos: torch.Tensor,
+        num_pointers: int,
         memory_mask: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Memory attention on ready tokens (``B x M x Cm``, pointers last, ``num_pointers`` of

@@ -54,7 +54,9 @@ class Attention(nn.Module):
         b, n, c = x.shape
         return x.reshape(b, n, self.num_heads, c // self.num_heads).transpose(1, 2)
 
-    def _attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, key_mask: torch.Tensor | None = None) -> torch.Tensor:
+    def _attend(
+        self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, key_mask: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """Heads-split q, k, v -> ``B x Nq x C``; ``key_mask`` ``B x Nk`` bool (True = attend)
         hides padding keys (static-shape memory)."""
         p = self.dropout_p if self.training else 0.0

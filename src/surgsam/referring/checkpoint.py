@@ -47,8 +47,8 @@ CONFIG_KIND = "referring"
 def to_resurgsam2_state_dict(sd: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """Our keys -> ReSurgSAM2's, in the released files' order (the sentence MLP right after
     the prompt encoder's own entries; the text projection and fusion at the end)."""
-    sam = [(k[len("sam."):], v) for k, v in sd.items() if k.startswith("sam.")]
-    sentence = [(_SENTENCE_THEIRS + k[len(_SENTENCE_OURS):], v) for k, v in sd.items() if k.startswith(_SENTENCE_OURS)]
+    sam = [(k[len("sam.") :], v) for k, v in sd.items() if k.startswith("sam.")]
+    sentence = [(_SENTENCE_THEIRS + k[len(_SENTENCE_OURS) :], v) for k, v in sd.items() if k.startswith(_SENTENCE_OURS)]
     rest = [(k, v) for p in _SHARED for k, v in sd.items() if k.startswith(p)]
     unknown = [k for k in sd if not k.startswith(("sam.", _SENTENCE_OURS, *_SHARED))]
     if unknown:
@@ -57,16 +57,18 @@ def to_resurgsam2_state_dict(sd: Mapping[str, torch.Tensor]) -> dict[str, torch.
     return dict(sam[: last_pe + 1] + sentence + sam[last_pe + 1 :] + rest)
 
 
-def from_resurgsam2_state_dict(sd: Mapping[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+def from_resurgsam2_state_dict(
+    sd: Mapping[str, torch.Tensor],
+) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
     """ReSurgSAM2's keys -> (our model's state dict, the ``language_model.*`` entries with the
     prefix removed; empty when the file has none)."""
     ours: dict[str, torch.Tensor] = {}
     language: dict[str, torch.Tensor] = {}
     for k, v in sd.items():
         if k.startswith(LANGUAGE_PREFIX):
-            language[k[len(LANGUAGE_PREFIX):]] = v
+            language[k[len(LANGUAGE_PREFIX) :]] = v
         elif k.startswith(_SENTENCE_THEIRS):
-            ours[_SENTENCE_OURS + k[len(_SENTENCE_THEIRS):]] = v
+            ours[_SENTENCE_OURS + k[len(_SENTENCE_THEIRS) :]] = v
         elif k.startswith(_SHARED):
             ours[k] = v
         else:
@@ -185,7 +187,9 @@ def build_referring_model(
     ck = read_referring_checkpoint(checkpoint, allow_half=allow_half) if checkpoint is not None else None
     if ck is not None and ck.sam_config is not None:
         if name is not None and get_preset(name).name != ck.sam_config.name:
-            raise CheckpointError(f"{ck.path} was saved from preset {ck.sam_config.name!r}, not {get_preset(name).name!r}")
+            raise CheckpointError(
+                f"{ck.path} was saved from preset {ck.sam_config.name!r}, not {get_preset(name).name!r}"
+            )
         sam_cfg, ref_cfg = with_image_size(ck.sam_config, image_size), ck.referring_config
     else:
         if name is None:
@@ -203,6 +207,12 @@ def build_referring_model(
 
 
 __all__ = [
-    "to_resurgsam2_state_dict", "from_resurgsam2_state_dict", "load_referring_state_dict", "read_referring_checkpoint",
-    "save_referring_checkpoint", "build_referring_model", "ReferringCheckpoint", "LANGUAGE_PREFIX",
+    "to_resurgsam2_state_dict",
+    "from_resurgsam2_state_dict",
+    "load_referring_state_dict",
+    "read_referring_checkpoint",
+    "save_referring_checkpoint",
+    "build_referring_model",
+    "ReferringCheckpoint",
+    "LANGUAGE_PREFIX",
 ]

@@ -78,7 +78,9 @@ class CIFS(Generic[P]):
         self.candidates.clear()
         self.selected = None
 
-    def update(self, frame_idx: int, object_score_logit: float, iou: float, payload: P | None = None) -> Candidate[P] | None:
+    def update(
+        self, frame_idx: int, object_score_logit: float, iou: float, payload: P | None = None
+    ) -> Candidate[P] | None:
         """Feed one detection frame; returns the chosen conditioning frame once there is one.
 
         Args:
@@ -92,7 +94,9 @@ class CIFS(Generic[P]):
         cfg = self.config
         score, iou = _sigmoid(float(object_score_logit)), float(iou)
         if self.candidates and frame_idx <= self.candidates[0].frame_idx:
-            raise ValueError(f"frames must arrive in increasing order: {frame_idx} after {self.candidates[0].frame_idx}")
+            raise ValueError(
+                f"frames must arrive in increasing order: {frame_idx} after {self.candidates[0].frame_idx}"
+            )
         object_ok = score > cfg.object_score_threshold
         iou_ok = iou > cfg.iou_threshold
         if not cfg.enabled:

@@ -11,12 +11,30 @@ import numpy as np
 
 from ..engine.cli import add_coco_argument, add_output_arguments, run_manifest
 from ..options import add_memory_argument
-from .build import (DEFAULT_REFERRING_MODEL, NEVER_FOUND, UNTRAINED_NOTE, build_referring,
-                    default_referring_checkpoint, expression_statuses, never_found_masks)
+from .build import (
+    DEFAULT_REFERRING_MODEL,
+    NEVER_FOUND,
+    UNTRAINED_NOTE,
+    build_referring,
+    default_referring_checkpoint,
+    expression_statuses,
+    never_found_masks,
+)
 from .cifs import SEARCH_OUTPUTS
 
-__all__ = ["DEFAULT_REFERRING_MODEL", "NEVER_FOUND", "UNTRAINED_NOTE", "build", "build_referring",
-           "default_referring_checkpoint", "expression_statuses", "never_found_masks", "register", "run"]
+__all__ = [
+    "DEFAULT_REFERRING_MODEL",
+    "NEVER_FOUND",
+    "UNTRAINED_NOTE",
+    "build",
+    "build_referring",
+    "default_referring_checkpoint",
+    "expression_statuses",
+    "never_found_masks",
+    "register",
+    "run",
+]
+
 
 def register(sub) -> None:
     p = sub.add_parser(
@@ -28,34 +46,63 @@ def register(sub) -> None:
         "optionally an overlay mp4; a JSON summary ends the output.",
     )
     p.add_argument("video", help="video file (mp4/avi/mkv/webm), image folder, camera index or stream URL")
-    p.add_argument("--text", action="append", required=True, metavar="EXPRESSION",
-                   help='a referring expression, e.g. "the bipolar forceps on the left"; repeat for several objects')
-    p.add_argument("--out", type=Path, required=True,
-                   help="output folder for the palette PNG masks (new or empty, unless --overwrite)")
+    p.add_argument(
+        "--text",
+        action="append",
+        required=True,
+        metavar="EXPRESSION",
+        help='a referring expression, e.g. "the bipolar forceps on the left"; repeat for several objects',
+    )
+    p.add_argument(
+        "--out",
+        type=Path,
+        required=True,
+        help="output folder for the palette PNG masks (new or empty, unless --overwrite)",
+    )
     p.add_argument("--overlay", type=Path, default=None, help="also write an overlay mp4 (masks with ids) here")
     add_coco_argument(p)
     add_output_arguments(p)
-    p.add_argument("--checkpoint", default=None,
-                   help="referring weights: ReSurgSAM2's sam2.1_hiera_s_ref17/18.pth (with --model sam2.1_hiera_s), "
-                   f"ours, or an embedded model's name (default: the embedded {DEFAULT_REFERRING_MODEL}, trained on "
-                   "synthetic videos only)")
-    p.add_argument("--untrained", action="store_true",
-                   help="an UNTRAINED network instead (random weights from --seed; nano + tiny referring preset "
-                   "unless --model/--referring say otherwise)")
+    p.add_argument(
+        "--checkpoint",
+        default=None,
+        help="referring weights: ReSurgSAM2's sam2.1_hiera_s_ref17/18.pth (with --model sam2.1_hiera_s), "
+        f"ours, or an embedded model's name (default: the embedded {DEFAULT_REFERRING_MODEL}, trained on "
+        "synthetic videos only)",
+    )
+    p.add_argument(
+        "--untrained",
+        action="store_true",
+        help="an UNTRAINED network instead (random weights from --seed; nano + tiny referring preset "
+        "unless --model/--referring say otherwise)",
+    )
     p.add_argument("--model", default=None, help="SAM preset (with --untrained: default nano; optional with ours)")
-    p.add_argument("--referring", default=None,
-                   help="referring preset (with --untrained: default tiny; resurgsam2 for ReSurgSAM2's files)")
+    p.add_argument(
+        "--referring",
+        default=None,
+        help="referring preset (with --untrained: default tiny; resurgsam2 for ReSurgSAM2's files)",
+    )
     p.add_argument("--image-size", type=int, default=None, help="model input size (512 for ReSurgSAM2)")
-    p.add_argument("--text-encoder", default=None,
-                   help="minilm | clip | clip-tiny | a local CLIP/BERT directory (default: the model's own; "
-                   "minilm with --untrained)")
+    p.add_argument(
+        "--text-encoder",
+        default=None,
+        help="minilm | clip | clip-tiny | a local CLIP/BERT directory (default: the model's own; "
+        "minilm with --untrained)",
+    )
     p.add_argument("--no-cifs", action="store_true", help="start tracking on the first frame passing both thresholds")
-    p.add_argument("--search-output", default="detection", choices=SEARCH_OUTPUTS,
-                   help="masks of an expression not credibly found yet: its detections (default, as ReSurgSAM2), "
-                   "only those passing both CIFS thresholds, or none (empty until tracking starts)")
+    p.add_argument(
+        "--search-output",
+        default="detection",
+        choices=SEARCH_OUTPUTS,
+        help="masks of an expression not credibly found yet: its detections (default, as ReSurgSAM2), "
+        "only those passing both CIFS thresholds, or none (empty until tracking starts)",
+    )
     add_memory_argument(p, default="dlm", help="of the tracking stage")
-    p.add_argument("--precision", default="auto", choices=["fp32", "bf16", "fp16", "auto"],
-                   help="auto: bf16 autocast on CUDA sm80+, fp16 on older GPUs, fp32 on the CPU")
+    p.add_argument(
+        "--precision",
+        default="auto",
+        choices=["fp32", "bf16", "fp16", "auto"],
+        help="auto: bf16 autocast on CUDA sm80+, fp16 on older GPUs, fp32 on the CPU",
+    )
     p.add_argument("--device", default="cpu")
     p.add_argument("--seed", type=int, default=0, help="weights seed of the --untrained network")
     p.add_argument("--no-progress", action="store_true")
@@ -65,10 +112,16 @@ def register(sub) -> None:
 def build(args):
     """(model, text encoder, untrained?, checkpoint) from the command line's model options."""
     ckpt = default_referring_checkpoint(args.checkpoint, args.untrained, args.model, args.referring)
-    net, enc, untrained = build_referring(checkpoint=ckpt, model=args.model, referring=args.referring,
-                                          image_size=args.image_size, text_encoder=args.text_encoder,
-                                          device=args.device, seed=args.seed,
-                                          allow_half=getattr(args, "allow_half_weights", False))
+    net, enc, untrained = build_referring(
+        checkpoint=ckpt,
+        model=args.model,
+        referring=args.referring,
+        image_size=args.image_size,
+        text_encoder=args.text_encoder,
+        device=args.device,
+        seed=args.seed,
+        allow_half=getattr(args, "allow_half_weights", False),
+    )
     return net, enc, untrained, ckpt
 
 
@@ -92,30 +145,70 @@ def run(args) -> int:
             model, enc, untrained, ckpt = build(args)
             if untrained:
                 print(f"WARNING: {UNTRAINED_NOTE.format(sam=model.sam.cfg.name, ref=model.cfg.name)}", file=sys.stderr)
-            seg = ReferringSegmenter(model, enc, memory=args.memory, cifs=CIFSConfig(enabled=not args.no_cifs),
-                                     precision=args.precision, num_frames=src.num_frames,
-                                     search_output=args.search_output)
+            seg = ReferringSegmenter(
+                model,
+                enc,
+                memory=args.memory,
+                cifs=CIFSConfig(enabled=not args.no_cifs),
+                precision=args.precision,
+                num_frames=src.num_frames,
+                search_output=args.search_output,
+            )
             seg.add_texts({i + 1: text for i, text in enumerate(args.text)})  # bad expressions fail before any frame
-            coco = CocoRleWriter(args.out / COCO_FILE, categories={i + 1: t for i, t in enumerate(args.text)},
-                                 info={"video": str(args.video)}) if args.coco else None
-            summary = _segment(args, seg, src, PaletteMaskWriter(args.out),
-                               OverlayVideoWriter(args.overlay, fps=src.fps or 25.0) if args.overlay else None,
-                               folder, coco)
-            folder.finish(run_manifest(args, checkpoint=ckpt, model=model.sam.cfg.name, referring=model.cfg.name,
-                                       image_size=model.sam.image_size, format="palette",
-                                       frames_written=summary["frames"], objects=list(range(1, len(args.text) + 1)),
-                                       texts=list(args.text), untrained=untrained, overlay=summary["overlay"],
-                                       coco=COCO_FILE if coco is not None else None))
+            coco = (
+                CocoRleWriter(
+                    args.out / COCO_FILE,
+                    categories={i + 1: t for i, t in enumerate(args.text)},
+                    info={"video": str(args.video)},
+                )
+                if args.coco
+                else None
+            )
+            summary = _segment(
+                args,
+                seg,
+                src,
+                PaletteMaskWriter(args.out),
+                OverlayVideoWriter(args.overlay, fps=src.fps or 25.0) if args.overlay else None,
+                folder,
+                coco,
+            )
+            folder.finish(
+                run_manifest(
+                    args,
+                    checkpoint=ckpt,
+                    model=model.sam.cfg.name,
+                    referring=model.cfg.name,
+                    image_size=model.sam.image_size,
+                    format="palette",
+                    frames_written=summary["frames"],
+                    objects=list(range(1, len(args.text) + 1)),
+                    texts=list(args.text),
+                    untrained=untrained,
+                    overlay=summary["overlay"],
+                    coco=COCO_FILE if coco is not None else None,
+                )
+            )
     finally:
         src.close()
-    summary.update(precision=seg.tracker.precision, checkpoint=ckpt, model=model.sam.cfg.name, referring=model.cfg.name,
-                   image_size=model.sam.image_size, text_encoder=enc.name, untrained=untrained,
-                   torch_threads=torch.get_num_threads())
+    summary.update(
+        precision=seg.tracker.precision,
+        checkpoint=ckpt,
+        model=model.sam.cfg.name,
+        referring=model.cfg.name,
+        image_size=model.sam.image_size,
+        text_encoder=enc.name,
+        untrained=untrained,
+        torch_threads=torch.get_num_threads(),
+    )
     for e in summary["expressions"]:
         if e["tracking_from"] == NEVER_FOUND:
             what = never_found_masks(e["detections_shown"])
-            print(f"notice: expression {e['obj_id']} ({e['text']!r}) was never credibly found in {summary['frames']} "
-                  f"frames: {what}", file=sys.stderr)
+            print(
+                f"notice: expression {e['obj_id']} ({e['text']!r}) was never credibly found in {summary['frames']} "
+                f"frames: {what}",
+                file=sys.stderr,
+            )
     print(json.dumps(summary))
     return 0
 
@@ -174,10 +267,16 @@ def _segment(args, seg, src, writer, overlay, folder=None, coco=None) -> dict:
     wall = time.perf_counter() - t0
     med = lambda v: float(np.median(v)) if v else None  # noqa: E731
     return {
-        "frames": n, "fps": n / wall if wall else 0.0, "median_latency_ms": med(lat),
-        "detection_latency_ms": med(det_lat), "tracking_latency_ms": med(trk_lat),
-        "memory": args.memory, "cifs": not args.no_cifs, "search_output": args.search_output,
+        "frames": n,
+        "fps": n / wall if wall else 0.0,
+        "median_latency_ms": med(lat),
+        "detection_latency_ms": med(det_lat),
+        "tracking_latency_ms": med(trk_lat),
+        "memory": args.memory,
+        "cifs": not args.no_cifs,
+        "search_output": args.search_output,
         "expressions": expression_statuses(seg),
-        "out": str(args.out), "overlay": str(args.overlay) if args.overlay else None,
+        "out": str(args.out),
+        "overlay": str(args.overlay) if args.overlay else None,
         "coco": str(coco.path) if coco is not None else None,
     }

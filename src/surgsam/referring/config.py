@@ -47,7 +47,14 @@ class ReferringConfig:
 
     def __post_init__(self) -> None:
         positive = (
-            "text_dim", "proj_hidden", "fusion_depth", "fusion_heads", "fusion_mlp_dim", "d_state", "d_conv", "expand",
+            "text_dim",
+            "proj_hidden",
+            "fusion_depth",
+            "fusion_heads",
+            "fusion_mlp_dim",
+            "d_state",
+            "d_conv",
+            "expand",
             "num_frames",
         )
         for f in positive:
@@ -80,12 +87,22 @@ _PRESETS: dict[str, ReferringConfig] = {
     "resurgsam2": ReferringConfig(),
     # The same network on the embedded all-MiniLM-L6-v2 encoder (384-wide tokens): trainable
     # offline; its token_projection differs in shape from the released checkpoints.
-    "resurgsam2_minilm": ReferringConfig(name="resurgsam2_minilm", text_encoder="minilm", text_dim=384,
-                                         pooled_scale=pooled_scale_for("minilm")),
+    "resurgsam2_minilm": ReferringConfig(
+        name="resurgsam2_minilm", text_encoder="minilm", text_dim=384, pooled_scale=pooled_scale_for("minilm")
+    ),
     # A few-hundred-KB referring branch for tests (pair it with the SAM "nano" preset).
     "tiny": ReferringConfig(
-        name="tiny", text_encoder="clip-tiny", text_dim=32, proj_hidden=64, sentence_hidden=64,
-        fusion_heads=4, fusion_mlp_dim=128, d_state=4, dt_rank=4, mlp_ratio=2, dwconv_kernel=3,
+        name="tiny",
+        text_encoder="clip-tiny",
+        text_dim=32,
+        proj_hidden=64,
+        sentence_hidden=64,
+        fusion_heads=4,
+        fusion_mlp_dim=128,
+        d_state=4,
+        dt_rank=4,
+        mlp_ratio=2,
+        dwconv_kernel=3,
     ),
 }
 

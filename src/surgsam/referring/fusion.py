@@ -201,8 +201,15 @@ class CrossModalFusion(nn.Module):
         for i in range(depth):
             layers = [
                 MambaLayer(
-                    dim, d_state, d_conv, expand, dt_rank, mlp_ratio, kernel_size,
-                    drop_path=rates[i * mamba_per_block + j], scan_backend=scan_backend,
+                    dim,
+                    d_state,
+                    d_conv,
+                    expand,
+                    dt_rank,
+                    mlp_ratio,
+                    kernel_size,
+                    drop_path=rates[i * mamba_per_block + j],
+                    scan_backend=scan_backend,
                 )
                 for j in range(mamba_per_block)
             ]

@@ -145,9 +145,12 @@ class CSTMambaMixer(nn.Module):
         a_logs: list[torch.Tensor] = [self.A_log, self.A_b_log, self.A_s_log]
         ds: list[torch.Tensor] = [self.D, self.D_b, self.D_s]
         return (
-            torch.cat([c.weight for c in convs]), torch.cat([c.bias for c in convs]),
-            torch.stack([p.weight for p in xps]), torch.stack([p.weight for p in dts]),
-            _at_least_fp32(torch.cat([p.bias for p in dts])), -torch.exp(_at_least_fp32(torch.cat(a_logs))),
+            torch.cat([c.weight for c in convs]),
+            torch.cat([c.bias for c in convs]),
+            torch.stack([p.weight for p in xps]),
+            torch.stack([p.weight for p in dts]),
+            _at_least_fp32(torch.cat([p.bias for p in dts])),
+            -torch.exp(_at_least_fp32(torch.cat(a_logs))),
             _at_least_fp32(torch.cat(ds)),
         )
 
@@ -172,8 +175,16 @@ class CSTMambaMixer(nn.Module):
         cm = x_dbl[..., r + n :].permute(0, 2, 3, 1)
         # Transposed views of token-major memory: the scan reads them without copies.
         y = selective_scan_fn(
-            u.transpose(1, 2), dt.transpose(1, 2), a, bm, cm, d, zs.transpose(1, 2),
-            delta_bias=dt_b, delta_softplus=True, backend=self.scan_backend,
+            u.transpose(1, 2),
+            dt.transpose(1, 2),
+            a,
+            bm,
+            cm,
+            d,
+            zs.transpose(1, 2),
+            delta_bias=dt_b,
+            delta_softplus=True,
+            backend=self.scan_backend,
         )
         assert isinstance(y, torch.Tensor)  # no last state was asked for
         y = y.transpose(1, 2)  # B x L x 3E
@@ -269,5 +280,12 @@ class MambaLayer(nn.Module):
 
 
 __all__ = [
-    "BRANCHES", "to_branch_order", "from_branch_order", "CSTMambaMixer", "GRN", "DWConv", "DWMLP", "MambaLayer",
+    "BRANCHES",
+    "to_branch_order",
+    "from_branch_order",
+    "CSTMambaMixer",
+    "GRN",
+    "DWConv",
+    "DWMLP",
+    "MambaLayer",
 ]

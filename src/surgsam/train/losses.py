@@ -19,7 +19,16 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-__all__ = ["LossConfig", "LossTerms", "DecoderStep", "sigmoid_focal_loss", "dice_loss", "iou_targets", "sam2_loss", "frame_loss"]
+__all__ = [
+    "LossConfig",
+    "LossTerms",
+    "DecoderStep",
+    "sigmoid_focal_loss",
+    "dice_loss",
+    "iou_targets",
+    "sam2_loss",
+    "frame_loss",
+]
 
 
 @dataclass(frozen=True)
@@ -59,8 +68,13 @@ class LossTerms:
     aux_type_acc: torch.Tensor | None = None
 
     def __add__(self, other: "LossTerms") -> "LossTerms":
-        return LossTerms(self.mask + other.mask, self.dice + other.dice, self.iou + other.iou,
-                         self.cls + other.cls, self.total + other.total)
+        return LossTerms(
+            self.mask + other.mask,
+            self.dice + other.dice,
+            self.iou + other.iou,
+            self.cls + other.cls,
+            self.total + other.total,
+        )
 
     def as_dict(self) -> dict[str, float]:
         """Plain floats for logging (``loss``, ``loss_mask``, ...)."""
@@ -74,7 +88,9 @@ class LossTerms:
         return dict(zip(names, vals))
 
 
-def sigmoid_focal_loss(logits: torch.Tensor, targets: torch.Tensor, alpha: float = 0.25, gamma: float = 2.0) -> torch.Tensor:
+def sigmoid_focal_loss(
+    logits: torch.Tensor, targets: torch.Tensor, alpha: float = 0.25, gamma: float = 2.0
+) -> torch.Tensor:
     """Focal loss per mask, averaged over pixels: ``N x M x H x W`` -> ``N x M``.
     ``alpha < 0`` disables the class weighting; ``gamma = 0`` gives plain BCE."""
     logits, targets = logits.float(), targets.float()
@@ -103,7 +119,9 @@ def iou_targets(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     return inter / union.clamp(min=1.0)
 
 
-def frame_loss(step: DecoderStep, target: torch.Tensor, num_objects: float, cfg: LossConfig = LossConfig()) -> LossTerms:
+def frame_loss(
+    step: DecoderStep, target: torch.Tensor, num_objects: float, cfg: LossConfig = LossConfig()
+) -> LossTerms:
     """Loss of one decoder call against ``N x S x S`` bool targets."""
     logits = step.multimask_logits.float()
     tgt = target[:, None].expand_as(logits)
@@ -111,7 +129,11 @@ def frame_loss(step: DecoderStep, target: torch.Tensor, num_objects: float, cfg:
     dice = dice_loss(logits, tgt)
     iou_t = iou_targets(logits.detach(), tgt)
     pred_iou = step.ious.float()
-    iou = F.l1_loss(pred_iou, iou_t, reduction="none") if cfg.iou_use_l1 else F.mse_loss(pred_iou, iou_t, reduction="none")
+    iou = (
+        F.l1_loss(pred_iou, iou_t, reduction="none")
+        if cfg.iou_use_l1
+        else F.mse_loss(pred_iou, iou_t, reduction="none")
+    )
     present = target.flatten(1).any(1, keepdim=True).float()  # N x 1
     cls = F.binary_cross_entropy_with_logits(step.object_score_logits.float(), present, reduction="none")  # N x 1
     if logits.shape[1] > 1:

@@ -200,10 +200,12 @@ def forward_clip(
             pix = model.condition_on_memory(feats, [], []) if is_init else memory.condition(model, feats, t)
             corrections = cfg.num_correction_clicks if t in plan.correct_frames else 0
             out, steps, clicks = _predict_with_corrections(
-                model, pix, feats, gt, clicks, corrections, cfg, rng, generator, extra_sparse)
+                model, pix, feats, gt, clicks, corrections, cfg, rng, generator, extra_sparse
+            )
         is_cond = t in plan.cond_frames
-        traces[t] = FrameTrace(t, steps, out.high_res_masks, is_cond,
-                               clicks[0] if clicks else None, clicks[1] if clicks else None)
+        traces[t] = FrameTrace(
+            t, steps, out.high_res_masks, is_cond, clicks[0] if clicks else None, clicks[1] if clicks else None
+        )
         if i < len(order) - 1:  # the last processed frame's memory would never be read
             memory.commit(model, feats, out, t, is_cond)  # one N-batched entry
     return ClipOutput([traces[t] for t in range(t_len)], plan)
@@ -218,8 +220,16 @@ class TrainStep(nn.Module):
     (:mod:`.aux_types`; the batch must carry ``types``).
     """
 
-    def __init__(self, model: SAM2Model, prompts: PromptConfig = PromptConfig(), loss: LossConfig = LossConfig(), *,
-                 type_head: TypeHead | None = None, aux_weight: float = 0.0, aux_balance: TypeBalance = "class") -> None:
+    def __init__(
+        self,
+        model: SAM2Model,
+        prompts: PromptConfig = PromptConfig(),
+        loss: LossConfig = LossConfig(),
+        *,
+        type_head: TypeHead | None = None,
+        aux_weight: float = 0.0,
+        aux_balance: TypeBalance = "class",
+    ) -> None:
         super().__init__()
         self.model = model
         self.prompts = prompts
@@ -228,7 +238,9 @@ class TrainStep(nn.Module):
         self.aux_weight = float(aux_weight)
         self.aux_balance = aux_balance
 
-    def forward(self, batch: ClipBatch, seed: int, plan: PromptPlan | None = None) -> tuple[torch.Tensor, LossTerms, ClipOutput]:
+    def forward(
+        self, batch: ClipBatch, seed: int, plan: PromptPlan | None = None
+    ) -> tuple[torch.Tensor, LossTerms, ClipOutput]:
         rng = random.Random(seed)
         dev = batch.frames.device
         gen = torch.Generator(device=dev)
@@ -236,7 +248,9 @@ class TrainStep(nn.Module):
         plan = plan or plan_prompts(batch.num_frames, self.prompts, rng)
         if self.type_head is None:
             out = forward_clip(self.model, batch, plan, self.prompts, rng, gen)
-            terms = sam2_loss(out.steps_per_frame(), batch.masks, mean_num_objects(batch.num_objects, dev), self.loss_cfg)
+            terms = sam2_loss(
+                out.steps_per_frame(), batch.masks, mean_num_objects(batch.num_objects, dev), self.loss_cfg
+            )
             return terms.total, terms, out
         if batch.types is None:
             raise ValueError("the auxiliary type loss needs batches with type maps (ClipConfig.type_maps)")

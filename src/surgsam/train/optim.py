@@ -20,7 +20,16 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-__all__ = ["OptimConfig", "CosineSchedule", "warmup_warning", "freeze_modules", "param_groups", "build_optimizer", "set_train_mode", "trunk_layer_scale"]
+__all__ = [
+    "OptimConfig",
+    "CosineSchedule",
+    "warmup_warning",
+    "freeze_modules",
+    "param_groups",
+    "build_optimizer",
+    "set_train_mode",
+    "trunk_layer_scale",
+]
 
 _NORMS = (nn.LayerNorm, nn.GroupNorm, nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.InstanceNorm2d)
 _WEIGHTED = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose2d)
@@ -83,7 +92,13 @@ def _no_decay(model: nn.Module) -> set[str]:
         for pname, p in mod.named_parameters(recurse=False):
             full = f"{mname}.{pname}" if mname else pname
             norm = isinstance(mod, _NORMS) or "norm" in type(mod).__name__.lower()
-            if pname == "bias" or p.ndim <= 1 or norm or isinstance(mod, nn.Embedding) or not isinstance(mod, _WEIGHTED):
+            if (
+                pname == "bias"
+                or p.ndim <= 1
+                or norm
+                or isinstance(mod, nn.Embedding)
+                or not isinstance(mod, _WEIGHTED)
+            ):
                 out.add(full)
     return out
 
@@ -92,7 +107,7 @@ def trunk_layer_scale(name: str, num_layers: int, decay: float, trunk: str = "im
     """Layer-wise lr scale of a parameter (1.0 outside the trunk)."""
     if decay == 1.0 or not name.startswith(trunk + "."):
         return 1.0
-    rest = name[len(trunk) + 1:]
+    rest = name[len(trunk) + 1 :]
     if rest.startswith("pos_embed") or rest.startswith("patch_embed"):
         layer = 0
     elif rest.startswith("blocks."):
@@ -123,7 +138,9 @@ def param_groups(model: nn.Module, cfg: OptimConfig) -> list[dict]:
         lr *= trunk_layer_scale(name, num_layers, cfg.layer_decay, pre + "image_encoder.trunk")
         wd = 0.0 if name in no_decay else cfg.weight_decay
         key = (lr, wd, tag)
-        g = groups.setdefault(key, {"params": [], "param_names": [], "lr": lr, "base_lr": lr, "weight_decay": wd, "name": tag})
+        g = groups.setdefault(
+            key, {"params": [], "param_names": [], "lr": lr, "base_lr": lr, "weight_decay": wd, "name": tag}
+        )
         g["params"].append(p)
         g["param_names"].append(name)
     if not groups:
@@ -145,17 +162,21 @@ def warmup_warning(total_steps: int, warmup_steps: int, lr: float) -> str | None
     decays); None when the run goes past it or has no warm-up."""
     if warmup_steps <= 0 or total_steps > warmup_steps:
         return None
-    return (f"warning: the whole {total_steps}-step run falls inside the {warmup_steps}-step linear learning-rate "
-            f"warm-up: the rate climbs to {total_steps / warmup_steps:.0%} of lr {lr:g} and the cosine decay never starts; "
-            f"give a shorter warm-up, e.g. --warmup {max(1, total_steps // 10)} (steps) or --warmup 0.1 (a fraction "
-            "of the run), or --warmup 0 for none")
+    return (
+        f"warning: the whole {total_steps}-step run falls inside the {warmup_steps}-step linear learning-rate "
+        f"warm-up: the rate climbs to {total_steps / warmup_steps:.0%} of lr {lr:g} and the cosine decay never starts; "
+        f"give a shorter warm-up, e.g. --warmup {max(1, total_steps // 10)} (steps) or --warmup 0.1 (a fraction "
+        "of the run), or --warmup 0 for none"
+    )
 
 
 class CosineSchedule:
     """Linear warm-up over ``warmup_steps`` then cosine to ``min_lr_ratio`` at ``total_steps``;
     sets every group's ``lr = base_lr * factor(step)``."""
 
-    def __init__(self, optimizer: torch.optim.Optimizer, total_steps: int, warmup_steps: int = 0, min_lr_ratio: float = 0.1) -> None:
+    def __init__(
+        self, optimizer: torch.optim.Optimizer, total_steps: int, warmup_steps: int = 0, min_lr_ratio: float = 0.1
+    ) -> None:
         self.optimizer = optimizer
         self.total_steps = max(1, int(total_steps))
         self.warmup_steps = max(0, int(warmup_steps))
@@ -184,8 +205,12 @@ class CosineSchedule:
         return [g["lr"] for g in self.optimizer.param_groups]
 
     def state_dict(self) -> dict:
-        return {"total_steps": self.total_steps, "warmup_steps": self.warmup_steps,
-                "min_lr_ratio": self.min_lr_ratio, "step_idx": self.step_idx}
+        return {
+            "total_steps": self.total_steps,
+            "warmup_steps": self.warmup_steps,
+            "min_lr_ratio": self.min_lr_ratio,
+            "step_idx": self.step_idx,
+        }
 
     def load_state_dict(self, state: dict) -> None:
         self.total_steps = int(state["total_steps"])

@@ -70,15 +70,16 @@ def _with_offset(spec: PathLike) -> tuple[Path, int]:
 def _series_name(row: dict) -> str | None:
     if row.get("batch") == "image":
         return "image batches"
-    return {"mask": "mask-prompted clips", "point": "click/box-prompted clips",
-            "box": "click/box-prompted clips"}.get(row.get("prompt", ""))
+    return {"mask": "mask-prompted clips", "point": "click/box-prompted clips", "box": "click/box-prompted clips"}.get(
+        row.get("prompt", "")
+    )
 
 
 def _trailing_median(values: np.ndarray, window: int) -> np.ndarray:
     """Median of each value and the ``window - 1`` before it (fewer at the start): robust to
     the rare loss spikes of correction-click clips, which would put ``window``-wide steps into a mean."""
     w = max(1, window)
-    return np.array([np.median(values[max(0, i - w + 1): i + 1]) for i in range(len(values))])
+    return np.array([np.median(values[max(0, i - w + 1) : i + 1]) for i in range(len(values))])
 
 
 def loss_series(rows: Sequence[dict], smooth: int = 200) -> dict[str, tuple[np.ndarray, np.ndarray]]:
@@ -110,8 +111,9 @@ def _font(size: int):
         return ImageFont.load_default()
 
 
-def _text(draw: ImageDraw.ImageDraw, x: float, y: float, text: str, font, ha: str = "left",
-          va: str = "top", fill=_INK) -> None:
+def _text(
+    draw: ImageDraw.ImageDraw, x: float, y: float, text: str, font, ha: str = "left", va: str = "top", fill=_INK
+) -> None:
     """Draw ``text`` aligned on (x, y): ha in left/center/right, va in top/center/bottom."""
     left, top, right, bottom = draw.textbbox((0, 0), text, font=font)
     w, h = right - left, bottom - top
@@ -176,9 +178,15 @@ class _Panel:
         draw.rectangle(self.box, outline=_INK)
 
 
-def plot_training(paths: PathLike | Iterable[PathLike], out_png: PathLike, *,
-                  evals: list[tuple[int, float]] | None = None, title: str = "", smooth: int = 200,
-                  size: tuple[int, int] = (960, 540)) -> Path:
+def plot_training(
+    paths: PathLike | Iterable[PathLike],
+    out_png: PathLike,
+    *,
+    evals: list[tuple[int, float]] | None = None,
+    title: str = "",
+    smooth: int = 200,
+    size: tuple[int, int] = (960, 540),
+) -> Path:
     """Write a PNG of the smoothed loss per object by series (log y axis), plus held-out J&F if given."""
     paths = [paths] if isinstance(paths, (str, Path)) else list(paths)
     series = loss_series(read_log(paths), smooth)
@@ -207,7 +215,7 @@ def plot_training(paths: PathLike | Iterable[PathLike], out_png: PathLike, *,
         if len(pts) > 1:
             draw.line(pts, fill=SERIES_COLORS[name], width=2, joint="curve")
         elif pts:
-            (x, y), = pts
+            ((x, y),) = pts
             draw.ellipse([x - 2, y - 2, x + 2, y + 2], fill=SERIES_COLORS[name])
     ylabel = f"loss per object (moving median of {smooth} steps)"
     if draw.textlength(ylabel, font=normal) > main_bottom - top:
@@ -235,8 +243,16 @@ def plot_training(paths: PathLike | Iterable[PathLike], out_png: PathLike, *,
         for (x, y), (_, v) in zip(pts, evals):
             draw.ellipse([x - 4, y - 4, x + 4, y + 4], fill=EVAL_COLOR)
             if len(evals) <= 12:
-                _text(draw, x, y - 6 if v < 80 else y + 6, f"{v:.1f}", small, ha="center",
-                      va="bottom" if v < 80 else "top", fill=EVAL_COLOR)
+                _text(
+                    draw,
+                    x,
+                    y - 6 if v < 80 else y + 6,
+                    f"{v:.1f}",
+                    small,
+                    ha="center",
+                    va="bottom" if v < 80 else "top",
+                    fill=EVAL_COLOR,
+                )
         _vtext(img, 18, (ev.box[1] + bottom) / 2, "held-out J&F", normal)
 
     _text(draw, (left + right) / 2, height - 6, "training step", normal, ha="center", va="bottom")
@@ -259,11 +275,22 @@ def _eval_point(text: str) -> tuple[int, float]:
 def main(argv: Sequence[str] | None = None) -> int:
     """Command line: ``python -m surgsam.train.plot LOG [LOG ...] --out PNG [--eval STEP:JF ...]``."""
     p = argparse.ArgumentParser(prog="python -m surgsam.train.plot", description=__doc__.split("\n\n")[0])
-    p.add_argument("logs", nargs="+", metavar="LOG", help="log.jsonl files, in order (later files win); "
-                   "LOG+N shifts a file's steps by N (a run started with --init from step N of another)")
+    p.add_argument(
+        "logs",
+        nargs="+",
+        metavar="LOG",
+        help="log.jsonl files, in order (later files win); "
+        "LOG+N shifts a file's steps by N (a run started with --init from step N of another)",
+    )
     p.add_argument("--out", required=True, metavar="PNG", help="output image")
-    p.add_argument("--eval", action="append", type=_eval_point, default=[], metavar="STEP:JF",
-                   help="held-out J&F (0-100) at a step; repeatable")
+    p.add_argument(
+        "--eval",
+        action="append",
+        type=_eval_point,
+        default=[],
+        metavar="STEP:JF",
+        help="held-out J&F (0-100) at a step; repeatable",
+    )
     p.add_argument("--title", default="")
     p.add_argument("--smooth", type=int, default=200, metavar="N", help="moving-median window (rows per series)")
     args = p.parse_args(argv)

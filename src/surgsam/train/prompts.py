@@ -25,8 +25,13 @@ import torch
 from ..modeling.prompt_encoder import LABEL_BOX_BR, LABEL_BOX_TL
 
 __all__ = [
-    "PromptConfig", "PromptPlan", "plan_prompts", "initial_clicks", "sample_error_clicks",
-    "sample_box", "mask_to_box",
+    "PromptConfig",
+    "PromptPlan",
+    "plan_prompts",
+    "initial_clicks",
+    "sample_error_clicks",
+    "sample_box",
+    "mask_to_box",
 ]
 
 
@@ -120,7 +125,9 @@ def mask_to_box(masks: torch.Tensor) -> torch.Tensor:
     return torch.where(empty[:, None], torch.zeros_like(box), box).float()
 
 
-def sample_box(gt: torch.Tensor, cfg: PromptConfig, generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+def sample_box(
+    gt: torch.Tensor, cfg: PromptConfig, generator: torch.Generator | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Noisy box prompts from ``N x S x S`` masks: (``N x 2 x 2`` corners, ``N x 2`` labels 2/3)."""
     n, h, w = gt.shape
     box = mask_to_box(gt)

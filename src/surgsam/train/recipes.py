@@ -35,7 +35,15 @@ from .prompts import PromptConfig
 from .referring_step import ReferringTrainConfig
 from .trainer import TrainConfig
 
-__all__ = ["RECIPES", "make_config", "surgsam2", "nano_synth", "resurgsam2_stage1", "resurgsam2_stage2", "ref_nano_synth"]
+__all__ = [
+    "RECIPES",
+    "make_config",
+    "surgsam2",
+    "nano_synth",
+    "resurgsam2_stage1",
+    "resurgsam2_stage2",
+    "ref_nano_synth",
+]
 
 REFERRING_MODULES = ("token_projection", "language_fusion_mlp", "cross_modal_fusion")
 
@@ -52,8 +60,15 @@ def surgsam2() -> TrainConfig:
         image_every=2,  # video, image, video, image, ...
         clip=ClipConfig(num_frames=8, max_objects=3, image_size=512),
         prompts=PromptConfig(),
-        optim=OptimConfig(lr=5e-5, weight_decay=0.1, layer_decay=0.9, warmup_steps=0, min_lr_ratio=0.1,
-                          grad_clip=0.1, freeze=("image_encoder", "sam_prompt_encoder")),
+        optim=OptimConfig(
+            lr=5e-5,
+            weight_decay=0.1,
+            layer_decay=0.9,
+            warmup_steps=0,
+            min_lr_ratio=0.1,
+            grad_clip=0.1,
+            freeze=("image_encoder", "sam_prompt_encoder"),
+        ),
         ckpt_every=1000,
     )
 
@@ -76,8 +91,9 @@ def nano_synth() -> TrainConfig:
         # candidate, and the engine then picks candidates blindly (tissue masks were lost)
         loss=LossConfig(iou_use_l1=False),
         # lr 1e-3 was unstable at batch 1 (loss spikes), 2e-4 slow
-        optim=OptimConfig(lr=5e-4, weight_decay=0.1, layer_decay=1.0, warmup_steps=300, min_lr_ratio=0.1,
-                          grad_clip=0.1, freeze=()),
+        optim=OptimConfig(
+            lr=5e-4, weight_decay=0.1, layer_decay=1.0, warmup_steps=300, min_lr_ratio=0.1, grad_clip=0.1, freeze=()
+        ),
         ckpt_every=1000,
     )
 
@@ -93,10 +109,19 @@ def _resurgsam2(stage: int, epochs: float, frames: int, freeze_epochs: float) ->
         image_every=0,  # videos only
         clip=ClipConfig(num_frames=frames, max_objects=3, image_size=512, merge_same_text=True),
         prompts=PromptConfig(),
-        optim=OptimConfig(lr=5e-5, lr_overrides=tuple((m, 3e-4) for m in REFERRING_MODULES), weight_decay=0.1,
-                          layer_decay=0.9, warmup_frac=0.3, min_lr_ratio=0.1, grad_clip=0.1, freeze=()),
-        referring=ReferringTrainConfig(stage=stage, preset="resurgsam2", ref_frames=3, referring_only_prob=0.5,
-                                       freeze_sam_epochs=freeze_epochs),
+        optim=OptimConfig(
+            lr=5e-5,
+            lr_overrides=tuple((m, 3e-4) for m in REFERRING_MODULES),
+            weight_decay=0.1,
+            layer_decay=0.9,
+            warmup_frac=0.3,
+            min_lr_ratio=0.1,
+            grad_clip=0.1,
+            freeze=(),
+        ),
+        referring=ReferringTrainConfig(
+            stage=stage, preset="resurgsam2", ref_frames=3, referring_only_prob=0.5, freeze_sam_epochs=freeze_epochs
+        ),
         ckpt_every=1000,
     )
 
@@ -119,8 +144,16 @@ def ref_nano_synth() -> TrainConfig:
         image_every=0,
         clip=ClipConfig(num_frames=10, max_objects=3, image_size=256, merge_same_text=True),
         prompts=PromptConfig(),
-        optim=OptimConfig(lr=2e-4, lr_overrides=tuple((m, 1e-3) for m in REFERRING_MODULES), weight_decay=0.1,
-                          layer_decay=1.0, warmup_frac=0.3, min_lr_ratio=0.1, grad_clip=0.1, freeze=()),
+        optim=OptimConfig(
+            lr=2e-4,
+            lr_overrides=tuple((m, 1e-3) for m in REFERRING_MODULES),
+            weight_decay=0.1,
+            layer_decay=1.0,
+            warmup_frac=0.3,
+            min_lr_ratio=0.1,
+            grad_clip=0.1,
+            freeze=(),
+        ),
         # MSE for the IoU head, as nano-synth: with L1 it regresses to ~0 on the mostly-wrong early
         # candidates and the detection picks its candidate blindly (seen in both runs here).
         loss=LossConfig(iou_use_l1=False),
@@ -128,15 +161,28 @@ def ref_nano_synth() -> TrainConfig:
         # One detection mask, not three: with three candidates and the lowest-loss rule the
         # decoder can put each instrument in its own candidate, so the text need not choose (every
         # instrument sentence projected to one token in the multimask runs); with one it must.
-        referring=ReferringTrainConfig(stage=2, preset="tiny", text_encoder="minilm", text_dim=384,
-                                       pooled_scale=pooled_scale_for("minilm"), multimask_output=False, ref_frames=3,
-                                       referring_only_prob=0.5, freeze_sam_steps=500),
+        referring=ReferringTrainConfig(
+            stage=2,
+            preset="tiny",
+            text_encoder="minilm",
+            text_dim=384,
+            pooled_scale=pooled_scale_for("minilm"),
+            multimask_output=False,
+            ref_frames=3,
+            referring_only_prob=0.5,
+            freeze_sam_steps=500,
+        ),
         ckpt_every=500,
     )
 
 
-RECIPES = {"surgsam2": surgsam2, "nano-synth": nano_synth, "resurgsam2-stage1": resurgsam2_stage1,
-           "resurgsam2-stage2": resurgsam2_stage2, "ref-nano-synth": ref_nano_synth}
+RECIPES = {
+    "surgsam2": surgsam2,
+    "nano-synth": nano_synth,
+    "resurgsam2-stage1": resurgsam2_stage1,
+    "resurgsam2-stage2": resurgsam2_stage2,
+    "ref-nano-synth": ref_nano_synth,
+}
 
 
 def make_config(recipe: str, **overrides: Any) -> TrainConfig:

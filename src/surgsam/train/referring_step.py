@@ -47,10 +47,16 @@ if TYPE_CHECKING:  # the referring package is imported lazily (it pulls in the e
     from ..referring.text import TextFeatures
 
 __all__ = [
-    "ReferringTrainConfig", "ReferringTrainStep", "forward_referring_clip", "TextCache", "set_sam_frozen",
-    "build_referring_for_training", "build_training_text_encoder", "save_referring_weights", "load_referring_weights",
+    "ReferringTrainConfig",
+    "ReferringTrainStep",
+    "forward_referring_clip",
+    "TextCache",
+    "set_sam_frozen",
+    "build_referring_for_training",
+    "build_training_text_encoder",
+    "save_referring_weights",
+    "load_referring_weights",
 ]
-
 
 
 @dataclass(frozen=True)
@@ -169,12 +175,24 @@ def forward_referring_clip(
         return ClipOutput(traces, PromptPlan("refer", r, [], [], []))
     assert det is not None
     cond = r - 1  # the last referring frame conditions the tracking
-    sub = ClipBatch(batch.frames[:, cond:t_len], batch.masks[cond:t_len], batch.obj_to_clip, batch.obj_ids,
-                    batch.texts, batch.videos)
+    sub = ClipBatch(
+        batch.frames[:, cond:t_len],
+        batch.masks[cond:t_len],
+        batch.obj_to_clip,
+        batch.obj_ids,
+        batch.texts,
+        batch.videos,
+    )
     plan = PromptPlan("refer", t_len - cond, [0], [], [0])
     tracked = forward_clip(
-        sam, sub, plan, prompts, rng or random.Random(0), generator,
-        features=_frames_view(feats_all, b, t_len, cond, t_len), given={0: det.masks},
+        sam,
+        sub,
+        plan,
+        prompts,
+        rng or random.Random(0),
+        generator,
+        features=_frames_view(feats_all, b, t_len, cond, t_len),
+        given={0: det.masks},
         extra_sparse=model.tracking_prompt(prompt),
     )
     traces[cond].is_cond = True
@@ -192,11 +210,19 @@ def _with_texts(batch: ClipBatch) -> tuple[ClipBatch, list[str]]:
     if len(keep) == len(batch.texts):
         return batch, texts
     if not keep:
-        raise ValueError(f"referring training needs expressions; no object of {batch.videos} has one "
-                         "(use a Ref-EndoVis style dataset with meta_expressions.json)")
+        raise ValueError(
+            f"referring training needs expressions; no object of {batch.videos} has one "
+            "(use a Ref-EndoVis style dataset with meta_expressions.json)"
+        )
     idx = torch.tensor(keep, device=batch.masks.device)
-    kept = ClipBatch(batch.frames, batch.masks.index_select(1, idx), batch.obj_to_clip.index_select(0, idx),
-                     [batch.obj_ids[i] for i in keep], list(texts), batch.videos)
+    kept = ClipBatch(
+        batch.frames,
+        batch.masks.index_select(1, idx),
+        batch.obj_to_clip.index_select(0, idx),
+        [batch.obj_ids[i] for i in keep],
+        list(texts),
+        batch.videos,
+    )
     return kept, texts
 
 
@@ -208,15 +234,23 @@ class ReferringTrainStep(nn.Module):
     held outside the module tree: it is frozen and never part of the checkpoint.
     """
 
-    def __init__(self, model: "ReferringSAM2", cfg: ReferringTrainConfig, text: TextCache | Any,
-                 prompts: PromptConfig = PromptConfig(), loss: LossConfig = LossConfig()) -> None:
+    def __init__(
+        self,
+        model: "ReferringSAM2",
+        cfg: ReferringTrainConfig,
+        text: TextCache | Any,
+        prompts: PromptConfig = PromptConfig(),
+        loss: LossConfig = LossConfig(),
+    ) -> None:
         super().__init__()
         self.model = model
         self.cfg = cfg
         self._text = (text if isinstance(text, TextCache) else TextCache(text),)  # not a submodule
         if self._text[0].dim != model.cfg.text_dim:
-            raise ValueError(f"the text encoder gives {self._text[0].dim}-wide features but the model's token "
-                             f"projection expects {model.cfg.text_dim} (referring preset {model.cfg.name!r})")
+            raise ValueError(
+                f"the text encoder gives {self._text[0].dim}-wide features but the model's token "
+                f"projection expects {model.cfg.text_dim} (referring preset {model.cfg.name!r})"
+            )
         self.prompts = prompts
         self.loss_cfg = loss
 
@@ -224,14 +258,17 @@ class ReferringTrainStep(nn.Module):
     def text(self) -> TextCache:
         return self._text[0]
 
-    def forward(self, batch: ClipBatch, seed: int, track: bool | None = None) -> tuple[torch.Tensor, LossTerms, ClipOutput]:
+    def forward(
+        self, batch: ClipBatch, seed: int, track: bool | None = None
+    ) -> tuple[torch.Tensor, LossTerms, ClipOutput]:
         rng = random.Random(seed)
         dev = batch.frames.device
         gen = torch.Generator(device=dev)
         gen.manual_seed(seed & 0x7FFF_FFFF_FFFF_FFFF)
         if batch.num_frames < self.cfg.ref_frames:
-            raise ValueError(f"referring training needs clips of at least {self.cfg.ref_frames} frames, "
-                             f"got {batch.num_frames}")
+            raise ValueError(
+                f"referring training needs clips of at least {self.cfg.ref_frames} frames, got {batch.num_frames}"
+            )
         draw = rng.random() >= self.cfg.referring_only_prob  # drawn in both stages: same stream
         if track is None:
             track = self.cfg.stage == 2 and draw
@@ -258,14 +295,19 @@ def set_sam_frozen(model: "ReferringSAM2", frozen: bool, permanent: Sequence[str
 def _referring_config(rc: ReferringTrainConfig):
     from ..referring.config import get_referring_preset
 
-    pairs = (("text_encoder", rc.text_encoder), ("text_dim", rc.text_dim), ("pooled_scale", rc.pooled_scale),
-             ("multimask_output", rc.multimask_output))
+    pairs = (
+        ("text_encoder", rc.text_encoder),
+        ("text_dim", rc.text_dim),
+        ("pooled_scale", rc.pooled_scale),
+        ("multimask_output", rc.multimask_output),
+    )
     over = {k: v for k, v in pairs if v is not None}
     return get_referring_preset(rc.preset, **over)
 
 
-def build_referring_for_training(model: str | None, image_size: int | None, init: str | None,
-                                 rc: ReferringTrainConfig) -> "ReferringSAM2":
+def build_referring_for_training(
+    model: str | None, image_size: int | None, init: str | None, rc: ReferringTrainConfig
+) -> "ReferringSAM2":
     """A :class:`ReferringSAM2` to train: a new referring branch on a SAM 2 preset (random) or
     on a SAM 2 checkpoint (official or ours), or a whole referring checkpoint (ours, which
     carries its configs, or ReSurgSAM2's released layout on ``model``'s preset)."""
@@ -287,7 +329,9 @@ def build_referring_for_training(model: str | None, image_size: int | None, init
     return ReferringSAM2(sam, _referring_config(rc))
 
 
-def build_training_text_encoder(rc: ReferringTrainConfig, model: "ReferringSAM2", device: torch.device | str) -> TextCache:
+def build_training_text_encoder(
+    rc: ReferringTrainConfig, model: "ReferringSAM2", device: torch.device | str
+) -> TextCache:
     """The frozen text encoder named by ``rc.text_encoder`` or the model's config, cached."""
     from ..referring.text import build_text_encoder
 

@@ -36,8 +36,14 @@ def training_time(log: str | Path, step: int) -> float:
     return total + last
 
 
-def ship(checkpoint: str | Path, out: str | Path, *, command: str, log: str | Path | None = None,
-         evaluation: dict[str, Any] | None = None) -> Path:
+def ship(
+    checkpoint: str | Path,
+    out: str | Path,
+    *,
+    command: str,
+    log: str | Path | None = None,
+    evaluation: dict[str, Any] | None = None,
+) -> Path:
     """Write ``out``: the checkpoint's weights and config plus the training record."""
     ck = read_checkpoint(checkpoint)
     if ck.config is None:
@@ -52,8 +58,9 @@ def ship(checkpoint: str | Path, out: str | Path, *, command: str, log: str | Pa
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m surgsam.train.ship", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="python -m surgsam.train.ship", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("checkpoint", help="a trainer checkpoint (step_NNNNNNN.pt)")
     p.add_argument("--out", required=True, help="the file to write")
     p.add_argument("--command", required=True, help="the exact training command, recorded in the file")

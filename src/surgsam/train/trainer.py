@@ -108,7 +108,9 @@ class TrainResult:
 
 def step_seed(seed: int, step: int, rank: int, stream: int = 0) -> int:
     """A 63-bit seed for (run seed, step, rank, stream)."""
-    return int(np.random.SeedSequence([int(seed), int(step), int(rank), int(stream)]).generate_state(1, np.uint64)[0]) >> 1
+    return (
+        int(np.random.SeedSequence([int(seed), int(step), int(rank), int(stream)]).generate_state(1, np.uint64)[0]) >> 1
+    )
 
 
 def _identity(x):
@@ -157,9 +159,15 @@ class Trainer:
     ``OUT/checkpoints/latest.json`` when it exists.
     """
 
-    def __init__(self, cfg: TrainConfig, *, model: SAM2Model | ReferringSAM2 | None = None,
-                 sampler: ClipSampler | None = None,
-                 resume: bool = False, text_encoder=None) -> None:
+    def __init__(
+        self,
+        cfg: TrainConfig,
+        *,
+        model: SAM2Model | ReferringSAM2 | None = None,
+        sampler: ClipSampler | None = None,
+        resume: bool = False,
+        text_encoder=None,
+    ) -> None:
         self.rank, self.world, self.local_rank = _init_distributed(cfg.device)
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
@@ -178,7 +186,9 @@ class Trainer:
         self.frozen = tuple(cfg.optim.freeze)
         freeze_modules(self.model, self.frozen)
         set_train_mode(self.model, self.frozen)
-        self.sampler = sampler if sampler is not None else ClipSampler(open_datasets(cfg.data, cfg.split, cfg.layout), cfg.clip)
+        self.sampler = (
+            sampler if sampler is not None else ClipSampler(open_datasets(cfg.data, cfg.split, cfg.layout), cfg.clip)
+        )
         if sampler is not None and sampler.cfg.image_size != size:
             raise ValueError(f"sampler draws {sampler.cfg.image_size}px samples for a {size}px model")
         if sampler is not None and cfg.clip.type_maps and not sampler.cfg.type_maps:
@@ -190,23 +200,36 @@ class Trainer:
         self.ckpt_dir = self.out / "checkpoints"
         self.log_path = self.out / "log.jsonl"
         # training-only head: not part of the model, so checkpoints keep the model's keys
-        self.type_head = TypeHead.for_model(_sam_of(self.model), cfg.aux_type).to(self.device) \
-            if cfg.aux_type.enabled else None
+        self.type_head = (
+            TypeHead.for_model(_sam_of(self.model), cfg.aux_type).to(self.device) if cfg.aux_type.enabled else None
+        )
         if self.referring is not None:
             from .referring_step import ReferringTrainStep, build_training_text_encoder
 
             if cfg.clip.num_frames < self.referring.frames_needed():
-                raise ValueError(f"referring stage {self.referring.stage} needs clips of at least "
-                                 f"{self.referring.frames_needed()} frames, got {cfg.clip.num_frames}")
-            text = text_encoder if text_encoder is not None else \
-                build_training_text_encoder(self.referring, self._referring_model(), self.device)
-            self.step_module: nn.Module = ReferringTrainStep(self._referring_model(), self.referring, text, cfg.prompts,
-                                                             cfg.loss)
+                raise ValueError(
+                    f"referring stage {self.referring.stage} needs clips of at least "
+                    f"{self.referring.frames_needed()} frames, got {cfg.clip.num_frames}"
+                )
+            text = (
+                text_encoder
+                if text_encoder is not None
+                else build_training_text_encoder(self.referring, self._referring_model(), self.device)
+            )
+            self.step_module: nn.Module = ReferringTrainStep(
+                self._referring_model(), self.referring, text, cfg.prompts, cfg.loss
+            )
         else:
             if not isinstance(self.model, SAM2Model):
                 raise TypeError("a ReferringSAM2 model trains with TrainConfig.referring set")
-            self.step_module = TrainStep(self.model, cfg.prompts, cfg.loss, type_head=self.type_head,
-                                         aux_weight=cfg.aux_type.weight, aux_balance=cfg.aux_type.balance)
+            self.step_module = TrainStep(
+                self.model,
+                cfg.prompts,
+                cfg.loss,
+                type_head=self.type_head,
+                aux_weight=cfg.aux_type.weight,
+                aux_balance=cfg.aux_type.balance,
+            )
         if self.world > 1:
             self.step_module = nn.parallel.DistributedDataParallel(self.step_module, find_unused_parameters=True)
         self.optimizer = build_optimizer(self.model, cfg.optim)
@@ -248,7 +271,9 @@ class Trainer:
     def _sam_freeze_steps(self) -> int:
         rc = self.referring
         assert rc is not None  # referring runs only
-        by_epochs = self._steps_for_epochs(replace(self.cfg, epochs=rc.freeze_sam_epochs)) if rc.freeze_sam_epochs else 0
+        by_epochs = (
+            self._steps_for_epochs(replace(self.cfg, epochs=rc.freeze_sam_epochs)) if rc.freeze_sam_epochs else 0
+        )
         return max(int(rc.freeze_sam_steps), by_epochs)
 
     def _set_phase(self, step: int) -> None:
@@ -281,10 +306,15 @@ class Trainer:
             (self.out / "train_config.json").write_text(json.dumps(cfg.to_dict(), indent=1))
         data = StepBatches(self.sampler, cfg, self.rank, self.world)
         loader = torch.utils.data.DataLoader(
-            data, batch_size=None, sampler=range(self.step, stop), num_workers=cfg.workers,
-            collate_fn=_identity, pin_memory=self.device.type == "cuda",
+            data,
+            batch_size=None,
+            sampler=range(self.step, stop),
+            num_workers=cfg.workers,
+            collate_fn=_identity,
+            pin_memory=self.device.type == "cuda",
             generator=torch.Generator(),  # keeps the global RNG untouched (exact resume)
-            persistent_workers=False, prefetch_factor=2 if cfg.workers > 0 else None,
+            persistent_workers=False,
+            prefetch_factor=2 if cfg.workers > 0 else None,
         )
         bar = _progress(cfg.steps, self.step, cfg.progress and self.is_main)
         last_loss, ckpt = None, None
@@ -345,11 +375,19 @@ class Trainer:
             vals = dict(zip(vals, (x / self.world).tolist()))
         lrs = {g["name"]: g["lr"] for g in self.optimizer.param_groups}
         return {
-            "step": step + 1, **{k: round(v, 6) for k, v in vals.items()},
-            "lr": lrs.get("rest", next(iter(lrs.values()))), "lrs": lrs, "grad_norm": round(gnorm, 6),
-            "batch": "image" if batch.is_image else "video", "prompt": kind, "objects": batch.num_objects,
-            "frames": batch.num_frames, "step_time": round(step_time, 4), "data_time": round(data_time, 4),
-            "elapsed": round(time.perf_counter() - t_start, 2), "time": time.time(),
+            "step": step + 1,
+            **{k: round(v, 6) for k, v in vals.items()},
+            "lr": lrs.get("rest", next(iter(lrs.values()))),
+            "lrs": lrs,
+            "grad_norm": round(gnorm, 6),
+            "batch": "image" if batch.is_image else "video",
+            "prompt": kind,
+            "objects": batch.num_objects,
+            "frames": batch.num_frames,
+            "step_time": round(step_time, 4),
+            "data_time": round(data_time, 4),
+            "elapsed": round(time.perf_counter() - t_start, 2),
+            "time": time.time(),
         }
 
     # ------------------------------------------------------------------ checkpoints
@@ -412,8 +450,10 @@ class Trainer:
         state = torch.load(self.ckpt_dir / info["state"], map_location="cpu", weights_only=True)
         if self.type_head is not None:
             if "aux_type_head" not in state:
-                raise ValueError(f"{info['state']} has no auxiliary type head: it comes from a run without "
-                                 "--aux-type-loss; resume it without the option")
+                raise ValueError(
+                    f"{info['state']} has no auxiliary type head: it comes from a run without "
+                    "--aux-type-loss; resume it without the option"
+                )
             self.type_head.load_state_dict(state["aux_type_head"])
         self.optimizer.load_state_dict(state["optimizer"])
         sched = dict(state["schedule"], total_steps=self.cfg.steps)  # a longer run may extend the schedule

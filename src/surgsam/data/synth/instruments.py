@@ -58,29 +58,96 @@ class InstrumentType:
 INSTRUMENT_TYPES: dict[str, InstrumentType] = {
     t.name: t
     for t in [
-        InstrumentType("bipolar forceps", BLACK, 1.0, SILVER, JawSpec(2.6, 0.42, 0.14, 0.16, False, SILVER, 0.7),
-                       (1, 6, 5, 13, 7), cautery=True, weight=1.4),
-        InstrumentType("prograsp forceps", BLACK, 1.0, SILVER, JawSpec(2.4, 0.55, 0.34, 0.0, True, STEEL, 0.8),
-                       (1, 6, 7, 5, 2), weight=1.4),
-        InstrumentType("large needle driver", BLACK, 1.0, STEEL, JawSpec(1.6, 0.62, 0.40, 0.0, False, STEEL, 0.5),
-                       (1, 4, 3, 2), weight=1.0),
-        InstrumentType("monopolar curved scissors", BLACK, 1.0, SILVER, JawSpec(2.2, 0.40, 0.06, 0.22, False, BRIGHT, 0.6),
-                       (1, 8, 13), sleeve_color=BEIGE, cautery=True, weight=1.2),
-        InstrumentType("vessel sealer", BLUE_GREY, 1.15, None, JawSpec(3.0, 0.72, 0.50, 0.08, False, LIGHT_BLUE_GREY, 0.35),
-                       (1, 12, 13), cautery=True, weight=0.7),
-        InstrumentType("grasping retractor", BLACK, 1.05, SILVER, JawSpec(3.0, 0.80, 0.95, 0.0, True, STEEL, 0.3),
-                       (1, 7), weight=0.6),
+        InstrumentType(
+            "bipolar forceps",
+            BLACK,
+            1.0,
+            SILVER,
+            JawSpec(2.6, 0.42, 0.14, 0.16, False, SILVER, 0.7),
+            (1, 6, 5, 13, 7),
+            cautery=True,
+            weight=1.4,
+        ),
+        InstrumentType(
+            "prograsp forceps",
+            BLACK,
+            1.0,
+            SILVER,
+            JawSpec(2.4, 0.55, 0.34, 0.0, True, STEEL, 0.8),
+            (1, 6, 7, 5, 2),
+            weight=1.4,
+        ),
+        InstrumentType(
+            "large needle driver",
+            BLACK,
+            1.0,
+            STEEL,
+            JawSpec(1.6, 0.62, 0.40, 0.0, False, STEEL, 0.5),
+            (1, 4, 3, 2),
+            weight=1.0,
+        ),
+        InstrumentType(
+            "monopolar curved scissors",
+            BLACK,
+            1.0,
+            SILVER,
+            JawSpec(2.2, 0.40, 0.06, 0.22, False, BRIGHT, 0.6),
+            (1, 8, 13),
+            sleeve_color=BEIGE,
+            cautery=True,
+            weight=1.2,
+        ),
+        InstrumentType(
+            "vessel sealer",
+            BLUE_GREY,
+            1.15,
+            None,
+            JawSpec(3.0, 0.72, 0.50, 0.08, False, LIGHT_BLUE_GREY, 0.35),
+            (1, 12, 13),
+            cautery=True,
+            weight=0.7,
+        ),
+        InstrumentType(
+            "grasping retractor",
+            BLACK,
+            1.05,
+            SILVER,
+            JawSpec(3.0, 0.80, 0.95, 0.0, True, STEEL, 0.3),
+            (1, 7),
+            weight=0.6,
+        ),
         InstrumentType("suction", SILVER, 0.55, None, None, (1, 9), extra="tube", weight=0.7),
-        InstrumentType("clip applier", BLACK, 1.0, SILVER, JawSpec(2.0, 0.50, 0.30, 0.05, False, SILVER, 0.5),
-                       (1, 10), extra="clip", weight=0.6),
+        InstrumentType(
+            "clip applier",
+            BLACK,
+            1.0,
+            SILVER,
+            JawSpec(2.0, 0.50, 0.30, 0.05, False, SILVER, 0.5),
+            (1, 10),
+            extra="clip",
+            weight=0.6,
+        ),
         InstrumentType("ultrasound probe", (0.25, 0.25, 0.27), 0.45, None, None, (1, 11), extra="probe", weight=0.5),
     ]
 }
 
-_V17 = ("bipolar forceps", "prograsp forceps", "large needle driver", "vessel sealer", "grasping retractor",
-        "monopolar curved scissors")
-_V18 = ("bipolar forceps", "prograsp forceps", "large needle driver", "monopolar curved scissors", "ultrasound probe",
-        "suction", "clip applier")
+_V17 = (
+    "bipolar forceps",
+    "prograsp forceps",
+    "large needle driver",
+    "vessel sealer",
+    "grasping retractor",
+    "monopolar curved scissors",
+)
+_V18 = (
+    "bipolar forceps",
+    "prograsp forceps",
+    "large needle driver",
+    "monopolar curved scissors",
+    "ultrasound probe",
+    "suction",
+    "clip applier",
+)
 
 
 def types_for(version: int) -> list[InstrumentType]:
@@ -129,7 +196,9 @@ def _jaw(xx, yy, o, ang, L, w0, w1, curv, fenestrated):
     half = half * np.sqrt(np.clip((1.0 - s) / 0.12, 0.0, 1.0)) if w1 < w0 * 0.5 else half  # pointed tips
     a = np.clip(half - np.abs(vc) + 0.5, 0.0, 1.0) * np.clip(u + 0.5, 0.0, 1.0) * np.clip(L - u + 0.5, 0.0, 1.0)
     if fenestrated:
-        hole = np.clip(0.55 * half - np.abs(vc) + 0.5, 0.0, 1.0) * np.clip(u - 0.3 * L, 0, 1) * np.clip(0.8 * L - u, 0, 1)
+        hole = (
+            np.clip(0.55 * half - np.abs(vc) + 0.5, 0.0, 1.0) * np.clip(u - 0.3 * L, 0, 1) * np.clip(0.8 * L - u, 0, 1)
+        )
         a = a * (1.0 - hole)
     return a, np.clip(vc / np.maximum(half, 1e-3), -1.0, 1.0)
 
@@ -197,13 +266,25 @@ def render_instrument(pose: InstrumentPose, itype: InstrumentType, h: int, w: in
         half_open = 0.5 * j.max_open * float(np.clip(pose.opening, 0, 1))
         L = j.length * r1
         for side in (-1, 1):
-            a, v = _jaw(xx, yy, wend, a_j + side * half_open, L, j.width0 * r1 * 0.55, j.width1 * r1 * 0.55,
-                        j.curvature, j.fenestrated)
+            a, v = _jaw(
+                xx,
+                yy,
+                wend,
+                a_j + side * half_open,
+                L,
+                j.width0 * r1 * 0.55,
+                j.width1 * r1 * 0.55,
+                j.curvature,
+                j.fenestrated,
+            )
             _over(rgb, alpha, _shade(j.color, v, hl, 0.45, a), a)
         if itype.extra == "clip" and pose.opening > 0.15:
             cx, cy = wend[0] + 0.7 * L * math.cos(a_j), wend[1] + 0.7 * L * math.sin(a_j)
             ca = a_j + math.pi / 2
-            cend = (cx + 0.5 * L * math.sin(half_open) * math.cos(ca), cy + 0.5 * L * math.sin(half_open) * math.sin(ca))
+            cend = (
+                cx + 0.5 * L * math.sin(half_open) * math.cos(ca),
+                cy + 0.5 * L * math.sin(half_open) * math.sin(ca),
+            )
             cstart = (2 * cx - cend[0], 2 * cy - cend[1])
             a, v, _ = _seg(xx, yy, cstart, cend, 0.22 * r1, 0.22 * r1)
             _over(rgb, alpha, _shade(GOLD, v, hl, 0.5, a), a)

@@ -75,7 +75,9 @@ class Script:
     world_hw: tuple[int, int]
 
 
-def _smooth(rng: np.random.Generator, T: int, amp: float, periods: tuple[float, float] = (8, 30), n: int = 3) -> np.ndarray:
+def _smooth(
+    rng: np.random.Generator, T: int, amp: float, periods: tuple[float, float] = (8, 30), n: int = 3
+) -> np.ndarray:
     """A smooth random curve of length ``T``: a sum of ``n`` sinusoids of random period/phase."""
     t = np.arange(T, dtype=np.float64)
     out = np.zeros(T)
@@ -113,7 +115,9 @@ def _waypoint_path(rng, T: int, lo: np.ndarray, hi: np.ndarray, start: np.ndarra
 def _presence(rng, T: int, cfg: SynthConfig, must_start: bool) -> np.ndarray:
     """Insertion curve (T values in [0, 1]): enter, maybe leave, maybe come back."""
     ins = np.zeros(T)
-    start = 0 if must_start or rng.random() > cfg.late_entry_prob or T < 12 else int(rng.integers(3, max(4, int(T * 0.6))))
+    start = (
+        0 if must_start or rng.random() > cfg.late_entry_prob or T < 12 else int(rng.integers(3, max(4, int(T * 0.6))))
+    )
     end = T
     segments = []
     if T >= 16 and rng.random() < cfg.exit_prob and start + 8 < T - 4:

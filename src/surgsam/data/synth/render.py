@@ -83,7 +83,7 @@ class Renderer:
         r = np.hypot((self.xx - lx) / (0.75 * W), (self.yy - ly) / (0.75 * H))
         light = 1.0 - 0.5 * np.clip(r, 0, 1.6) ** 2.0
         corner = np.hypot((self.xx - W / 2) / (W / 2), (self.yy - H / 2) / (H / 2))
-        light *= np.clip(1.45 - 0.55 * corner ** 2.5, 0.05, 1.0)
+        light *= np.clip(1.45 - 0.55 * corner**2.5, 0.05, 1.0)
         self.light = np.clip(light, 0.05, 1.0).astype(np.float32)
         self.exposure = float(rng.uniform(1.05, 1.3))
         self.tint = np.array([1.0, rng.uniform(0.95, 1.04), rng.uniform(0.92, 1.04)], dtype=np.float32)
@@ -173,10 +173,17 @@ class Renderer:
             for x, y in sources:
                 if rng.random() < 0.85:
                     for _ in range(int(rng.integers(1, 4))):
-                        self.puffs.append(_Puff(x + rng.normal(0, 0.02 * W), y + rng.normal(0, 0.02 * W),
-                                                rng.uniform(0.04, 0.08) * W, rng.normal(0, 0.015 * W),
-                                                -rng.uniform(0.01, 0.04) * H, cfg.smoke * rng.uniform(0.4, 0.8),
-                                                life=int(rng.integers(6, 14))))
+                        self.puffs.append(
+                            _Puff(
+                                x + rng.normal(0, 0.02 * W),
+                                y + rng.normal(0, 0.02 * W),
+                                rng.uniform(0.04, 0.08) * W,
+                                rng.normal(0, 0.015 * W),
+                                -rng.uniform(0.01, 0.04) * H,
+                                cfg.smoke * rng.uniform(0.4, 0.8),
+                                life=int(rng.integers(6, 14)),
+                            )
+                        )
         a = np.zeros((H, W), np.float32)
         alive = []
         for p in self.puffs:
@@ -248,5 +255,4 @@ class Renderer:
         out = np.clip(img * 255.0 + 0.5, 0, 255).astype(np.uint8)
         ids, counts = np.unique(labels, return_counts=True)
         visible = {int(k): int(c) for k, c in zip(ids, counts) if k != 0}
-        return FrameOut(out, labels, visible, {k: v for k, v in amodal.items() if v > 0},
-                        float(np.mean(smoke > 0.25)))
+        return FrameOut(out, labels, visible, {k: v for k, v in amodal.items() if v > 0}, float(np.mean(smoke > 0.25)))

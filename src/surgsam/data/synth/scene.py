@@ -37,11 +37,14 @@ class World:
 
 
 def _resize_f(a: np.ndarray, h: int, w: int) -> np.ndarray:
-    return np.asarray(Image.fromarray(np.ascontiguousarray(a, dtype=np.float32)).resize((w, h), Image.Resampling.BICUBIC))
+    return np.asarray(
+        Image.fromarray(np.ascontiguousarray(a, dtype=np.float32)).resize((w, h), Image.Resampling.BICUBIC)
+    )
 
 
-def value_noise(rng: np.random.Generator, h: int, w: int, cell: float, octaves: int = 4,
-                persistence: float = 0.5) -> np.ndarray:
+def value_noise(
+    rng: np.random.Generator, h: int, w: int, cell: float, octaves: int = 4, persistence: float = 0.5
+) -> np.ndarray:
     """Fractal value noise, ``h x w`` float32 normalised to [0, 1]; ``cell`` = size of the
     coarsest feature in pixels; each octave halves it and scales its amplitude by ``persistence``.
     """
@@ -172,7 +175,7 @@ def _tissue_layer(rng, k: int, col, tex: np.ndarray, region: np.ndarray, h: int,
         warp = value_noise(rng, h, w, scale / 6, octaves=3) * scale / 2
         ang = rng.uniform(0, np.pi)
         folds = 0.5 + 0.5 * np.sin((xx * np.cos(ang) + yy * np.sin(ang) + warp) * (2 * np.pi / (scale / 7)))
-        folds = folds ** 0.6  # broad bright loops, narrow dark creases
+        folds = folds**0.6  # broad bright loops, narrow dark creases
         base *= (0.62 + 0.42 * folds)[..., None]
         base *= (0.85 + 0.25 * n1)[..., None]
         gloss = _gloss(rng, h, w, scale, 1.0) * (0.6 + 0.5 * folds)

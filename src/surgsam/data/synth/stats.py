@@ -56,9 +56,15 @@ def _tracks_from_info(info: dict) -> tuple[list[dict], list[float], tuple[int, i
     vids = []
     smoke: list[float] = []
     for name, v in info["videos"].items():
-        vids.append({"name": name, "T": v["frames"], "categories": v["categories"],
-                     "visible": {k: np.asarray(a) for k, a in v["visible"].items()},
-                     "amodal": {k: np.asarray(a) for k, a in v["amodal"].items()}})
+        vids.append(
+            {
+                "name": name,
+                "T": v["frames"],
+                "categories": v["categories"],
+                "visible": {k: np.asarray(a) for k, a in v["visible"].items()},
+                "amodal": {k: np.asarray(a) for k, a in v["amodal"].items()},
+            }
+        )
         smoke += v.get("smoke", [])
     return vids, smoke, (int(cfg.get("height", 0)), int(cfg.get("width", 0)))
 
@@ -144,6 +150,7 @@ def dataset_stats(root: str | Path) -> DatasetStats:
 
 def format_stats(st: DatasetStats) -> str:
     """Human-readable report of :func:`dataset_stats`."""
+
     def pct(x: float) -> str:
         return "unknown" if math.isnan(x) else f"{x:.1f}%"
 
@@ -164,15 +171,29 @@ def format_stats(st: DatasetStats) -> str:
     return "\n".join(lines)
 
 
-_OVERLAY = np.array([
-    (0, 0, 0), (255, 70, 70), (70, 200, 255), (255, 220, 50), (120, 255, 120), (255, 120, 255),
-    (255, 160, 40), (60, 120, 255), (190, 255, 60), (255, 255, 255), (150, 90, 255),
-], dtype=np.float32)
+_OVERLAY = np.array(
+    [
+        (0, 0, 0),
+        (255, 70, 70),
+        (70, 200, 255),
+        (255, 220, 50),
+        (120, 255, 120),
+        (255, 120, 255),
+        (255, 160, 40),
+        (60, 120, 255),
+        (190, 255, 60),
+        (255, 255, 255),
+        (150, 90, 255),
+    ],
+    dtype=np.float32,
+)
 
 
 def _overlay_color(k: int) -> np.ndarray:
     if k >= 11:  # tissue: muted tones
-        return np.array({11: (40, 255, 200), 12: (255, 240, 120), 17: (220, 120, 255)}.get(k, (200, 200, 200)), np.float32)
+        return np.array(
+            {11: (40, 255, 200), 12: (255, 240, 120), 17: (220, 120, 255)}.get(k, (200, 200, 200)), np.float32
+        )
     return _OVERLAY[k % len(_OVERLAY)]
 
 
@@ -192,8 +213,16 @@ def overlay(rgb: np.ndarray, labels: np.ndarray, alpha: float = 0.5) -> np.ndarr
     return out.clip(0, 255).astype(np.uint8)
 
 
-def contact_sheet(root: str | Path, out_png: str | Path, *, videos: int = 3, frames: int = 4,
-                  thumb_width: int = 200, split: str | None = None, colors: int = 256) -> Path:
+def contact_sheet(
+    root: str | Path,
+    out_png: str | Path,
+    *,
+    videos: int = 3,
+    frames: int = 4,
+    thumb_width: int = 200,
+    split: str | None = None,
+    colors: int = 256,
+) -> Path:
     """Write a grid: for each of ``videos`` videos, a row of ``frames`` frames and a row of the
     same frames with mask overlays. Saved as a palette PNG with ``colors`` colours (small file).
     """
@@ -212,8 +241,11 @@ def contact_sheet(root: str | Path, out_png: str | Path, *, videos: int = 3, fra
     y = pad
     for v in vids:
         idx = np.linspace(0, len(v) - 1, frames).round().astype(int)
-        draw.text((pad, y), f"{v.name}: frames {', '.join(str(i) for i in idx)}  (top: input, bottom: masks)",
-                  fill=(230, 230, 230))
+        draw.text(
+            (pad, y),
+            f"{v.name}: frames {', '.join(str(i) for i in idx)}  (top: input, bottom: masks)",
+            fill=(230, 230, 230),
+        )
         y += head
         for c, t in enumerate(idx):
             rgb = v.frame(int(t))
