@@ -72,6 +72,32 @@ def test_root_package_uses_the_subpackages_lazy_exports():
     assert surgsam.__getattr__.__module__ == engine.__getattr__.__module__ == "surgsam._lazy"
 
 
+LAZY_PACKAGES = ["surgsam", "surgsam.engine", "surgsam.export", "surgsam.referring", "surgsam.train"]
+
+
+@pytest.mark.parametrize("package", LAZY_PACKAGES)
+def test_type_checking_imports_mirror_the_lazy_exports(package):
+    """Each lazy package repeats its exports as ``if TYPE_CHECKING:`` imports (so mypy and editors
+    see real types): the two lists must name the same objects from the same modules, and every
+    export must resolve to the object its module defines."""
+    import ast
+    import importlib
+
+    module = importlib.import_module(package)
+    tree = ast.parse(Path(module.__file__).read_text())
+    guarded: dict[str, str] = {}
+    for node in tree.body:
+        if isinstance(node, ast.If) and getattr(node.test, "id", None) == "TYPE_CHECKING":
+            for imp in node.body:
+                assert isinstance(imp, ast.ImportFrom) and imp.level == 1, ast.dump(imp)
+                for alias in imp.names:
+                    assert alias.asname == alias.name, f"{alias.name}: use 'import X as X' (explicit re-export)"
+                    guarded[alias.name] = "." + (imp.module or "")
+    assert guarded == module._EXPORTS
+    for name, sub in module._EXPORTS.items():
+        assert getattr(module, name) is getattr(importlib.import_module(sub, package), name)
+
+
 def test_star_import_works():
     ns: dict = {}
     exec("from surgsam import *", ns)

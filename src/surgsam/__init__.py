@@ -11,6 +11,8 @@ not import torch)::
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from ._lazy import lazy_exports
 
 # public name -> submodule (imported on first use, as in every subpackage)
@@ -28,5 +30,22 @@ _EXPORTS = {
     "Prompt": ".engine",
     "ReferringSegmenter": ".referring",
 }
+if TYPE_CHECKING:  # the same names, for type checkers and editors (tests/test_lazy_exports.py)
+    from ._version import __version__ as __version__
+    from .modeling import (
+        build_model as build_model,
+        list_presets as list_presets,
+        get_preset as get_preset,
+        CheckpointError as CheckpointError,
+    )
+    from .predictor import ImagePredictor as ImagePredictor, ImagePrediction as ImagePrediction
+    from .engine import (
+        VideoSegmenter as VideoSegmenter,
+        segment_video as segment_video,
+        FrameResult as FrameResult,
+        Prompt as Prompt,
+    )
+    from .referring import ReferringSegmenter as ReferringSegmenter
+
 __all__ = list(_EXPORTS)
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from .._lazy import lazy_exports
 
 # public name -> submodule (imported on first use, so importing the package does not load torch)
@@ -15,5 +17,15 @@ _EXPORTS = {
     "read_prompt_file": ".prompt_file",
     "parse_object_spec": ".prompt_file",
 }
+if TYPE_CHECKING:  # the same names, for type checkers and editors (tests/test_lazy_exports.py)
+    from .session import VideoSegmenter as VideoSegmenter
+    from .state import FrameResult as FrameResult, ObjectState as ObjectState
+    from .offline import Prompt as Prompt, segment_video as segment_video
+    from .prompt_file import (
+        read_prompts as read_prompts,
+        read_prompt_file as read_prompt_file,
+        parse_object_spec as parse_object_spec,
+    )
+
 __all__ = list(_EXPORTS)
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -30,6 +30,8 @@ from ..io.labels import label_map_from_result
 from .evaluator import EvalResult, IoULevel, Protocol, ProtocolName, compose_labels, evaluate_video, get_protocol
 
 if TYPE_CHECKING:  # torch is imported only when the engine runs
+    from ..engine.fastpath import FastMode
+    from ..engine.precision import Precision
     from ..modeling.sam2 import ResizeMode
 
 __all__ = [
@@ -138,8 +140,8 @@ class EngineSegmenter:
         memory: str = "efp",
         prompt: PromptKind = "mask",
         resize: ResizeMode = "pil",
-        precision: str = "fp32",
-        fast: bool | str = False,
+        precision: Precision = "fp32",
+        fast: FastMode = False,
     ):
         if prompt not in PROMPT_KINDS:
             raise ValueError(f"unknown prompt kind {prompt!r}; choose one of {', '.join(PROMPT_KINDS)}")

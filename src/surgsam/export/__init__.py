@@ -4,6 +4,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from .._lazy import lazy_exports
 
 # public name -> submodule (imported on first use, so importing the package does not load torch)
@@ -18,5 +20,16 @@ _EXPORTS = {
     "OnnxFrameResult": ".runner",
     "export_onnx": ".onnx",
 }
+if TYPE_CHECKING:  # the same names, for type checkers and editors (tests/test_lazy_exports.py)
+    from .runtime import (
+        OnnxManifest as OnnxManifest,
+        OnnxManifestError as OnnxManifestError,
+        OnnxModel as OnnxModel,
+        read_manifest as read_manifest,
+        HostConstants as HostConstants,
+    )
+    from .runner import OnnxVideoSegmenter as OnnxVideoSegmenter, OnnxFrameResult as OnnxFrameResult
+    from .onnx import export_onnx as export_onnx
+
 __all__ = list(_EXPORTS)
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
