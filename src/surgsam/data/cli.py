@@ -2,6 +2,7 @@
 contact sheet of any dataset folder) and ``data-check`` (validate a dataset folder).
 
     surgsam synth OUT --videos 8 --frames 40 --size 320x256 --seed 0 --stats --contact-sheet OUT/sheet.png
+    surgsam synth OUT --seed 2 --valid 16 --style alt --phrasing paraphrase    # a second, differently styled held-out set
     surgsam synth-stats OUT [--json] [--contact-sheet sheet.png]
     surgsam data-check DIR [--split valid] [--layout vos]
 """
@@ -27,6 +28,8 @@ def _size(text: str) -> tuple[int, int]:
 def register(subparsers) -> None:
     """Add ``synth``, ``synth-stats`` and ``data-check`` to an argparse subparsers object."""
     from ..options import add_layout_argument
+    from .paraphrase import PHRASINGS
+    from .synth.style import STYLES
 
     p = subparsers.add_parser(
         "synth",
@@ -58,6 +61,20 @@ def register(subparsers) -> None:
     p.add_argument("--no-blur", action="store_true", help="no motion blur")
     p.add_argument("--static-camera", action="store_true", help="no camera motion or tissue breathing")
     p.add_argument("--format", choices=("jpg", "png"), default="jpg", help="frame file format (default jpg)")
+    p.add_argument(
+        "--style",
+        choices=STYLES,
+        default="default",
+        help="look: default (the training data's) or alt (other light colour and vignetting, tissue colours and "
+        "texture, instrument finishes; same scenes, ids and labels) for a differently styled held-out set",
+    )
+    p.add_argument(
+        "--phrasing",
+        choices=PHRASINGS,
+        default="standard",
+        help="expressions: standard (the Ref-EndoVis grammar) or paraphrase (EndoVis names, synonyms, other "
+        "templates, partly never used by training augmentation; Meta unchanged)",
+    )
     p.add_argument("--workers", type=int, default=1, help="processes rendering videos in parallel")
     p.add_argument("--overwrite", action="store_true", help="replace an existing dataset in OUT")
     p.add_argument("--stats", action="store_true", help="print dataset statistics afterwards")
@@ -102,6 +119,8 @@ def run_synth(args: argparse.Namespace) -> int:
             motion_blur=not args.no_blur,
             camera_motion=0.0 if args.static_camera else 1.0,
             frame_format=args.format,
+            style=args.style,
+            phrasing=args.phrasing,
             **kw,
         )
         t0 = time.time()

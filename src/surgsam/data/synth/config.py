@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
 
+from ..paraphrase import PHRASINGS, Phrasing
+from .style import STYLES, Style
+
 
 @dataclass(frozen=True)
 class SynthConfig:
@@ -12,6 +15,13 @@ class SynthConfig:
     ``version`` selects the vocabulary and expression grammar: 17 (EndoVis17 instrument types,
     instruments only, locations in expressions) or 18 (EndoVis18 types plus tissue objects
     11, 12, 17).
+
+    ``style`` is the look (:mod:`.style`: ``"default"``, the training data's, or ``"alt"`` for a
+    differently styled held-out set; the script, ids and labels do not depend on it).
+    ``phrasing`` is the wording of ``meta_expressions.json``: ``"standard"`` (the Ref-EndoVis
+    grammar) or ``"paraphrase"`` (reworded with held-out synonyms and templates,
+    :mod:`surgsam.data.paraphrase`; Meta is unchanged). Both are left out of :meth:`to_dict`
+    at their defaults, so a default dataset's ``synth_info.json`` is what it always was.
     """
 
     width: int = 320
@@ -32,6 +42,8 @@ class SynthConfig:
     noise: float = 2.5  # sensor noise sigma in grey levels
     frame_format: str = "jpg"  # "jpg" or "png"
     jpeg_quality: int = 90
+    style: Style = "default"
+    phrasing: Phrasing = "standard"
 
     def __post_init__(self) -> None:
         if self.width < 64 or self.height < 64:
@@ -44,10 +56,17 @@ class SynthConfig:
             raise ValueError("need 1 <= min_instruments <= max_instruments <= 10 (instrument ids are 1-10)")
         if self.frame_format not in ("jpg", "png"):
             raise ValueError("frame_format must be 'jpg' or 'png'")
+        if self.style not in STYLES:
+            raise ValueError(f"style must be one of {STYLES}, got {self.style!r}")
+        if self.phrasing not in PHRASINGS:
+            raise ValueError(f"phrasing must be one of {PHRASINGS}, got {self.phrasing!r}")
 
     def to_dict(self) -> dict:
         d = asdict(self)
         d["tissue_objects"] = list(self.tissue_objects)
+        for name, default in (("style", "default"), ("phrasing", "standard")):
+            if d[name] == default:
+                del d[name]
         return d
 
     @classmethod

@@ -9,11 +9,21 @@ bounding box of the instrument only.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
-__all__ = ["INSTRUMENT_TYPES", "InstrumentPose", "InstrumentType", "JawSpec", "render_instrument", "types_for"]
+from .style import Finish
+
+__all__ = [
+    "INSTRUMENT_TYPES",
+    "InstrumentPose",
+    "InstrumentType",
+    "JawSpec",
+    "finished",
+    "render_instrument",
+    "types_for",
+]
 
 BLACK = (0.07, 0.07, 0.08)
 SILVER = (0.62, 0.63, 0.66)
@@ -203,10 +213,11 @@ def _jaw(xx, yy, o, ang, L, w0, w1, curv, fenestrated):
     return a, np.clip(vc / np.maximum(half, 1e-3), -1.0, 1.0)
 
 
-def _shade(color, v, highlight, spec, alpha):
-    """Cylinder shading of a part: base colour * diffuse + specular stripe, premultiplied."""
+def _shade(color, v, highlight, spec, alpha, width=0.2):
+    """Cylinder shading of a part: base colour * diffuse + specular stripe (half width
+    ``width`` across the cylinder), premultiplied."""
     diffuse = 0.38 + 0.62 * np.sqrt(np.clip(1.0 - v * v, 0.0, 1.0))
-    stripe = np.exp(-(((v - highlight) / 0.2) ** 2))
+    stripe = np.exp(-(((v - highlight) / width) ** 2))
     rgb = np.asarray(color, dtype=np.float32)[None, None, :] * diffuse[..., None] + (spec * stripe)[..., None]
     return rgb * alpha[..., None]
 
@@ -218,8 +229,27 @@ def _over(dst_rgb, dst_a, rgb, a):
     dst_a += a
 
 
-def render_instrument(pose: InstrumentPose, itype: InstrumentType, h: int, w: int):
-    """Draw an instrument into an ``h x w`` view.
+def finished(itype: InstrumentType, finish: Finish) -> InstrumentType:
+    """The instrument type in another finish: black shafts (and wrists) take ``finish.shaft``,
+    metal parts (silver, steel, bright) are multiplied by ``finish.metal``; type-specific
+    colours (the scissors' sleeve, the vessel sealer's blue-grey, the probe) are kept."""
+    metals = (SILVER, BRIGHT, STEEL)
+
+    def recolor(c):
+        if c == BLACK:
+            return finish.shaft
+        if c in metals:
+            return tuple(float(min(1.0, x * m)) for x, m in zip(c, finish.metal))
+        return c
+
+    jaw = None if itype.jaw is None else replace(itype.jaw, color=recolor(itype.jaw.color))
+    wrist = None if itype.wrist_color is None else recolor(itype.wrist_color)
+    return replace(itype, shaft_color=recolor(itype.shaft_color), wrist_color=wrist, jaw=jaw)
+
+
+def render_instrument(pose: InstrumentPose, itype: InstrumentType, h: int, w: int, *, finish: Finish | None = None):
+    """Draw an instrument into an ``h x w`` view, in the type's own colours or in ``finish``
+    (:func:`finished` colours, its specular strength and highlight width).
 
     Returns ``(box, rgb, alpha, tip)``: ``box = (y0, y1, x0, x1)`` (``None`` if off-screen),
     premultiplied ``rgb`` (bh x bw x 3 float32) and ``alpha`` (bh x bw) inside it, and the tip
@@ -246,10 +276,14 @@ def render_instrument(pose: InstrumentPose, itype: InstrumentType, h: int, w: in
     rgb = np.zeros((y1 - y0, x1 - x0, 3), dtype=np.float32)
     alpha = np.zeros((y1 - y0, x1 - x0), dtype=np.float32)
     hl = pose.highlight
+    spec = 0.55 if itype.shaft_color == BLACK else 0.3
+    if finish is None:
+        ks, hw = 1.0, 0.2
+    else:
+        itype, ks, hw = finished(itype, finish), finish.specular, finish.highlight_width
 
     a, v, t = _seg(xx, yy, pose.port, pose.wrist, r0, r1)
-    spec = 0.55 if itype.shaft_color == BLACK else 0.3
-    col = _shade(itype.shaft_color, v, hl, spec, a)
+    col = _shade(itype.shaft_color, v, hl, ks * spec, a, hw)
     if itype.extra != "probe":  # two thin bands near the distal end of the shaft
         bands = ((t > 0.90) & (t < 0.915)) | ((t > 0.95) & (t < 0.96))
         col *= np.where(bands, 1.8, 1.0)[..., None]
@@ -257,7 +291,7 @@ def render_instrument(pose: InstrumentPose, itype: InstrumentType, h: int, w: in
 
     if itype.wrist_color is not None:
         a, v, t = _seg(xx, yy, pose.wrist, wend, r1 * 0.86, r1 * 0.8)
-        col = _shade(itype.sleeve_color or itype.wrist_color, v, hl, 0.35, a)
+        col = _shade(itype.sleeve_color or itype.wrist_color, v, hl, ks * 0.35, a, hw)
         col *= (1.0 - 0.45 * ((t > 0.45) & (t < 0.55)))[..., None]  # the joint gap
         _over(rgb, alpha, col, a)
 
@@ -277,7 +311,7 @@ def render_instrument(pose: InstrumentPose, itype: InstrumentType, h: int, w: in
                 j.curvature,
                 j.fenestrated,
             )
-            _over(rgb, alpha, _shade(j.color, v, hl, 0.45, a), a)
+            _over(rgb, alpha, _shade(j.color, v, hl, ks * 0.45, a, hw), a)
         if itype.extra == "clip" and pose.opening > 0.15:
             cx, cy = wend[0] + 0.7 * L * math.cos(a_j), wend[1] + 0.7 * L * math.sin(a_j)
             ca = a_j + math.pi / 2
@@ -287,16 +321,16 @@ def render_instrument(pose: InstrumentPose, itype: InstrumentType, h: int, w: in
             )
             cstart = (2 * cx - cend[0], 2 * cy - cend[1])
             a, v, _ = _seg(xx, yy, cstart, cend, 0.22 * r1, 0.22 * r1)
-            _over(rgb, alpha, _shade(GOLD, v, hl, 0.5, a), a)
+            _over(rgb, alpha, _shade(GOLD, v, hl, ks * 0.5, a, hw), a)
     elif itype.extra == "probe":
         pend = (pose.wrist[0] + 4.6 * r1 * math.cos(a_j), pose.wrist[1] + 4.6 * r1 * math.sin(a_j))
         a, v, t = _seg(xx, yy, pose.wrist, pend, 1.45 * r1, 1.35 * r1)
-        col = _shade(WHITE, v, hl, 0.25, a)
+        col = _shade(WHITE, v, hl, ks * 0.25, a, hw)
         window = (t > 0.35) & (t < 0.85) & (v > 0.15) & (v < 0.75)
         col *= np.where(window, 0.25, 1.0)[..., None]
         _over(rgb, alpha, col, a)
     elif itype.extra == "tube":
         pend = (pose.wrist[0] + 0.5 * r1 * math.cos(a_j), pose.wrist[1] + 0.5 * r1 * math.sin(a_j))
         a, v, _ = _seg(xx, yy, pose.wrist, pend, r1, r1 * 0.95)
-        _over(rgb, alpha, _shade((0.15, 0.13, 0.13), v, hl, 0.2, a), a)
+        _over(rgb, alpha, _shade((0.15, 0.13, 0.13), v, hl, ks * 0.2, a, hw), a)
     return (y0, y1, x0, x1), rgb, alpha, tip

@@ -15,6 +15,7 @@ from .config import SynthConfig
 from .instruments import InstrumentPose, render_instrument
 from .motion import CAUTERY_ACTIONS, Script, Track
 from .scene import World, value_noise
+from .style import Finish, StyleSpec, style_spec
 
 __all__ = ["FrameOut", "Renderer"]
 
@@ -73,10 +74,25 @@ def _shift(img: np.ndarray, dx: int, dy: int, edge: bool = True) -> np.ndarray:
 
 
 class Renderer:
-    """Renders frame ``t`` of ``script`` over ``world``; keeps smoke state, so call in order."""
+    """Renders frame ``t`` of ``script`` over ``world``; keeps smoke state, so call in order.
 
-    def __init__(self, cfg: SynthConfig, world: World, script: Script, rng: np.random.Generator):
+    ``style`` sets the light (default: the default style); ``finish`` draws every instrument in
+    that finish (None: the types' own colours). Neither draws from ``rng``."""
+
+    def __init__(
+        self,
+        cfg: SynthConfig,
+        world: World,
+        script: Script,
+        rng: np.random.Generator,
+        *,
+        style: StyleSpec | None = None,
+        finish: Finish | None = None,
+    ):
         self.cfg, self.world, self.script, self.rng = cfg, world, script, rng
+        self.style = style or style_spec("default")
+        self.finish = finish
+        lit = self.style.lighting
         H, W = cfg.height, cfg.width
         self.yy, self.xx = np.mgrid[0:H, 0:W].astype(np.float32)
         lx, ly = W * rng.uniform(0.4, 0.6), H * rng.uniform(0.35, 0.6)
@@ -84,9 +100,14 @@ class Renderer:
         light = 1.0 - 0.5 * np.clip(r, 0, 1.6) ** 2.0
         corner = np.hypot((self.xx - W / 2) / (W / 2), (self.yy - H / 2) / (H / 2))
         light *= np.clip(1.45 - 0.55 * corner**2.5, 0.05, 1.0)
+        if lit.vignette > 0:  # a round scope fall-off: dark towards the rim of a circle
+            rim = np.hypot((self.xx - W / 2) / (W / 2), (self.yy - H / 2) / (W / 2))
+            light *= np.clip(1.0 - lit.vignette * np.clip(rim - 0.55, 0, None) ** 1.5, 0.05, 1.0)
         self.light = np.clip(light, 0.05, 1.0).astype(np.float32)
         self.exposure = float(rng.uniform(1.05, 1.3))
         self.tint = np.array([1.0, rng.uniform(0.95, 1.04), rng.uniform(0.92, 1.04)], dtype=np.float32)
+        if not self.style.is_default:
+            self.tint = self.tint * np.asarray(lit.tint, dtype=np.float32)
         self.smoke_tex = value_noise(rng, 2 * H, 2 * W, min(H, W) / 5, octaves=4)
         self.spec_noise = value_noise(rng, 2 * H, 2 * W, min(H, W) / 6, octaves=2)
         self.breath_phase = rng.uniform(0, 2 * np.pi, 2)
@@ -140,7 +161,7 @@ class Renderer:
     def _draw(self, tr: Track, t: int):
         """Full-frame premultiplied rgb, alpha (motion-blurred if fast), sharp alpha, tip."""
         H, W = self.cfg.height, self.cfg.width
-        box, rgb, alpha, tip = render_instrument(self._pose(tr, t, t), tr.itype, H, W)
+        box, rgb, alpha, tip = render_instrument(self._pose(tr, t, t), tr.itype, H, W, finish=self.finish)
         full_rgb = np.zeros((H, W, 3), np.float32)
         full_a = np.zeros((H, W), np.float32)
         if box is None:
@@ -218,7 +239,12 @@ class Renderer:
             view_n = self.spec_noise[oy : oy + H, ox : ox + W]
             spec = np.clip((gloss - 1.1 + 0.35 * view_n) / 0.12, 0, 1) ** 2 * self.light
             spec = np.clip(_box_blur(spec, 1) * 1.3, 0, 1)  # soft-edged glints
-            img = img + spec[..., None] * 0.85
+            if self.style.is_default:
+                img = img + spec[..., None] * 0.85
+            else:
+                img = img + spec[..., None] * (
+                    self.style.lighting.glint * np.asarray(self.style.lighting.glint_color, np.float32)
+                )
 
         sources = []
         present = [tr for tr in self.script.tracks if tr.insertion[t] > 0]
@@ -237,7 +263,7 @@ class Renderer:
 
         smoke = self._smoke(t, sources)
         if smoke.any():
-            col = np.array([0.80, 0.80, 0.80], np.float32)
+            col = np.array(self.style.lighting.smoke, np.float32)
             img = img * (1 - smoke[..., None]) + col * smoke[..., None] * (0.55 + 0.5 * self.light[..., None])
 
         sx, sy = self.script.camera.shake[t] * self.script.camera.scale[t]

@@ -10,9 +10,12 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
+from .style import StyleSpec, TissuePalette, style_spec
+
 __all__ = ["TISSUE_CLASSES", "World", "make_world", "value_noise"]
 
-# Tissue objects of EndoVis18 style videos: id -> (category, base RGB in [0, 1]).
+# Tissue objects of EndoVis18 style videos: id -> (category, base RGB in [0, 1] of the default style;
+# other styles: ``TissuePalette.organs``).
 TISSUE_CLASSES: dict[int, tuple[str, tuple[float, float, float]]] = {
     11: ("kidney-parenchyma", (0.42, 0.13, 0.12)),
     12: ("covered-kidney", (0.84, 0.66, 0.36)),
@@ -110,16 +113,33 @@ def _mix(a: np.ndarray, b, t: np.ndarray) -> np.ndarray:
     return a * (1 - t[..., None]) + np.asarray(b, dtype=np.float32) * t[..., None]
 
 
-def make_world(rng: np.random.Generator, h: int, w: int, tissue_ids: list[int]) -> World:
-    """Build a ``h x w`` world with background tissue and the given tissue objects."""
+def make_world(
+    rng: np.random.Generator,
+    h: int,
+    w: int,
+    tissue_ids: list[int],
+    *,
+    style: StyleSpec | None = None,
+    style_rng: np.random.Generator | None = None,
+) -> World:
+    """Build a ``h x w`` world with background tissue and the given tissue objects.
+
+    ``style`` (default: the default style) sets colours and texture; a non-default style draws
+    its own randomness (speckle, veins) from ``style_rng`` only, so ``rng`` is consumed the same
+    way in every style."""
+    style = style or style_spec("default")
+    pal = style.palette
+    extras = not style.is_default
+    if extras and style_rng is None:
+        raise ValueError(f"style {style.name!r} needs a style_rng")
     scale = min(h, w)
     big = value_noise(rng, h, w, scale / 2.5, octaves=3)
     mid = value_noise(rng, h, w, scale / 9, octaves=3)
     fine = value_noise(rng, h, w, scale / 40, octaves=2)
 
     hue = rng.uniform(-0.04, 0.04)
-    muscle = np.array([0.62 + hue, 0.17, 0.16], dtype=np.float32)
-    pink = np.array([0.85, 0.45 + hue, 0.43], dtype=np.float32)
+    muscle = np.array([pal.muscle[0] + hue, pal.muscle[1], pal.muscle[2]], dtype=np.float32)
+    pink = np.array([pal.pink[0], pal.pink[1] + hue, pal.pink[2]], dtype=np.float32)
     tex = _mix(np.broadcast_to(muscle, (h, w, 3)).copy(), pink, np.clip((big - 0.35) * 2.2, 0, 1))
     tex *= (0.78 + 0.35 * mid)[..., None]
     tex *= (0.92 + 0.16 * fine)[..., None]
@@ -127,27 +147,33 @@ def make_world(rng: np.random.Generator, h: int, w: int, tissue_ids: list[int]) 
     # fat patches: pale yellow where a mid-scale noise crosses a threshold
     fat_n = value_noise(rng, h, w, scale / 5, octaves=3)
     thr = rng.uniform(0.62, 0.75)
+    if extras:
+        thr -= pal.fat_bias
     fat = np.clip((fat_n - thr) * 5, 0, 1) * (0.55 + 0.45 * mid)
-    fat_col = np.array([0.90, 0.72, 0.42], dtype=np.float32) * (0.8 + 0.3 * fine)[..., None]
+    fat_col = np.array(pal.fat, dtype=np.float32) * (0.8 + 0.3 * fine)[..., None]
     tex = tex * (1 - fat[..., None]) + fat_col * fat[..., None]
 
     # crevices: dark where the large-scale noise is low
     crev = np.clip((0.18 - big) * 6, 0, 1) + np.clip((0.12 - mid) * 5, 0, 1) * 0.6
-    tex *= (1 - 0.55 * np.clip(crev, 0, 1))[..., None]
+    tex *= (1 - pal.crevice * np.clip(crev, 0, 1))[..., None]
 
     # vessels: thin dark red curves, blurred
     ves = _blur(_curves(rng, h, w, int(rng.integers(8, 18)), (1, 3), 60), 1.2)
-    tex = _mix(tex, [0.42, 0.05, 0.08], ves * 0.6)
+    tex = _mix(tex, list(pal.vessel), ves * 0.6)
+    if extras:
+        assert style_rng is not None
+        tex = _style_texture(style_rng, tex, pal, h, w, scale)
 
     gloss = _gloss(rng, h, w, scale, 1.0)
     labels = np.zeros((h, w), dtype=np.uint8)
     categories: dict[int, str] = {}
     for k in tissue_ids:
-        name, col = TISSUE_CLASSES[k]
+        name = TISSUE_CLASSES[k][0]
+        col = pal.organs[k]
         categories[k] = name
         cx, cy = rng.uniform(0.25, 0.75) * w, rng.uniform(0.25, 0.75) * h
         region = _blob(rng, h, w, cx, cy, rng.uniform(0.16, 0.28) * scale)
-        tex, gl = _tissue_layer(rng, k, col, tex, region, h, w, scale)
+        tex, gl = _tissue_layer(rng, k, col, tex, region, h, w, scale, pal.septa)
         gloss = np.where(region > 0.5, gl, gloss)
         labels[region > 0.5] = k
         # a darker rim where the organ meets the background (it sits above it)
@@ -157,7 +183,20 @@ def make_world(rng: np.random.Generator, h: int, w: int, tissue_ids: list[int]) 
     return World(tex, gloss.astype(np.float32), labels, categories)
 
 
-def _tissue_layer(rng, k: int, col, tex: np.ndarray, region: np.ndarray, h: int, w: int, scale: int):
+def _style_texture(
+    rng: np.random.Generator, tex: np.ndarray, pal: TissuePalette, h: int, w: int, scale: int
+) -> np.ndarray:
+    """A non-default style's extra texture: fine granular speckle and thin bluish veins."""
+    if pal.speckle > 0:
+        grain = value_noise(rng, h, w, max(2.0, scale / 70), octaves=2)
+        tex = tex * (1 - pal.speckle / 2 + pal.speckle * grain)[..., None]
+    if pal.veins > 0:
+        veins = _blur(_curves(rng, h, w, pal.veins, (1, 2), 80), 0.8)
+        tex = _mix(tex, list(pal.vein_color), veins * 0.45)
+    return tex
+
+
+def _tissue_layer(rng, k: int, col, tex: np.ndarray, region: np.ndarray, h: int, w: int, scale: int, septa):
     """Paint one tissue object into ``tex``; returns the new texture and its gloss map."""
     base = np.broadcast_to(np.asarray(col, dtype=np.float32), (h, w, 3)).copy()
     n1 = value_noise(rng, h, w, scale / 12, octaves=3)
@@ -168,7 +207,7 @@ def _tissue_layer(rng, k: int, col, tex: np.ndarray, region: np.ndarray, h: int,
         cells = value_noise(rng, h, w, scale / 14, octaves=2)
         ridges = _blur(1 - np.clip(np.abs(cells - 0.5) * 5, 0, 1), 1.0)
         base *= (0.85 + 0.25 * n1)[..., None]
-        base = _mix(base, [0.72, 0.45, 0.22], ridges * 0.35)
+        base = _mix(base, list(septa), ridges * 0.35)
         gloss = _gloss(rng, h, w, scale, 0.95)
     else:  # small intestine: pink loops with fold lines
         yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)

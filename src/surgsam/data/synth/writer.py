@@ -25,11 +25,13 @@ import numpy as np
 from PIL import Image
 
 from ..palette import write_mask
+from ..paraphrase import paraphrase_texts
 from ..refendovis import build_expression, location_id
 from .config import SynthConfig
 from .motion import make_script
 from .render import FrameOut, Renderer
 from .scene import make_world
+from .style import style_rng, style_spec
 
 __all__ = ["SyntheticVideo", "generate", "render_video"]
 
@@ -53,9 +55,14 @@ class SyntheticVideo:
 def render_video(cfg: SynthConfig, seed: int, index: int, name: str | None = None) -> SyntheticVideo:
     """Render video number ``index`` of the dataset drawn with ``seed``."""
     rng = np.random.default_rng(np.random.SeedSequence([int(seed), int(index)]))
+    style = style_spec(cfg.style)
+    srng = None if style.is_default else style_rng(seed, index)
     script = make_script(rng, cfg)
-    world = make_world(rng, *script.world_hw, script.tissue_ids)
-    renderer = Renderer(cfg, world, script, rng)
+    world = make_world(rng, *script.world_hw, script.tissue_ids, style=style, style_rng=srng)
+    finish = None
+    if srng is not None and style.finishes:
+        finish = style.finishes[int(srng.integers(len(style.finishes)))]
+    renderer = Renderer(cfg, world, script, rng, style=style, finish=finish)
     categories = {tr.obj_id: tr.itype.name for tr in script.tracks}
     categories.update(world.categories)
     actions = {tr.obj_id: tr.action for tr in script.tracks}
@@ -95,7 +102,15 @@ def render_video(cfg: SynthConfig, seed: int, index: int, name: str | None = Non
     return SyntheticVideo(name or f"seq_{index + 1}", frames, labels, categories, meta, visible, amodal, smoke)
 
 
-def _expressions(video: SyntheticVideo, version: int) -> dict:
+def phrasing_rng(seed: int, index: int) -> np.random.Generator:
+    """The random stream of video ``index``'s paraphrases (separate from its own stream)."""
+    return np.random.default_rng(np.random.SeedSequence([int(seed), int(index), 0x9A, 0x5E]))
+
+
+def _expressions(video: SyntheticVideo, version: int, rng: np.random.Generator | None = None) -> dict:
+    """The video's ``meta_expressions.json`` entry; with ``rng``, every distinct sentence is
+    reworded once with held-out wording (:func:`~surgsam.data.paraphrase.paraphrase_texts`), so
+    objects that share a sentence keep sharing one."""
     exps, first_frame = {}, {}
     n = 0
     for k in sorted(video.categories):
@@ -108,6 +123,10 @@ def _expressions(video: SyntheticVideo, version: int) -> dict:
         exps[str(n)] = {"exp": text, "obj_id": str(k)}
         first_frame[str(n)] = t0
         n += 1
+    if rng is not None:
+        new = paraphrase_texts([e["exp"] for e in exps.values()], rng=rng, part="heldout")
+        for e in exps.values():
+            e["exp"] = new[e["exp"]]
     return {"expressions": exps, "frames": [f"{t:05d}" for t in range(len(video.frames))], "first_frame": first_frame}
 
 
@@ -141,7 +160,8 @@ def _job(args) -> tuple[str, str, dict, dict]:
         "amodal": {str(k): v for k, v in video.amodal.items()},
         "smoke": video.smoke,
     }
-    return video.name, split, info, _expressions(video, cfg.version)
+    rng = phrasing_rng(seed, index) if cfg.phrasing == "paraphrase" else None
+    return video.name, split, info, _expressions(video, cfg.version, rng)
 
 
 def generate(
