@@ -182,3 +182,40 @@ def test_exit_clips_track_an_object_out_of_view(tmp_path):
     assert hits >= 6
     with pytest.raises(ValueError, match="entry_prob \\+ exit_prob"):
         ClipConfig(entry_prob=0.6, exit_prob=0.5)
+
+
+def test_paraphrase_prob_rewords_expressions_with_training_wordings_only(synth_root):
+    """``paraphrase_prob``: clip texts are reworded (never with held-out-only wording); the
+    objects' masks and the rest of the clip are what the plain sampler draws from the same
+    seed, except for the extra draws; 0 keeps the dataset's sentences."""
+    from surgsam.data import paraphrase as P
+
+    ds = open_datasets([str(synth_root)])
+    cfg = ClipConfig(num_frames=FRAMES, max_objects=3, image_size=SIZE)
+    assert cfg.paraphrase_prob == 0.0
+    with pytest.raises(ValueError, match="paraphrase_prob"):
+        ClipConfig(paraphrase_prob=1.5)
+    plain, para = ClipSampler(ds, cfg), ClipSampler(ds, replace(cfg, paraphrase_prob=1.0))
+    heldout = [w for t in (P.INSTRUMENT_NAMES, P.TISSUE_NAMES, P.ACTION_PHRASES) for c in t.values() for w in c.heldout]
+    standard = changed = 0
+    for i in range(min(plain.num_clips, 12)):
+        a, b = plain.clip(i, np.random.default_rng(i)), para.clip(i, np.random.default_rng(i))
+        assert a.obj_ids == b.obj_ids and torch.equal(a.masks, b.masks) and a.flipped == b.flipped
+        for x, y in zip(a.texts, b.texts):
+            assert x is not None and y is not None
+            assert P.parse_expression(x) is not None  # the dataset's standard sentence
+            standard += 1
+            changed += x != y
+            assert not any(w in y for w in heldout), y
+    assert standard > 0 and changed > standard / 2
+
+
+def test_paraphrase_prob_option_is_for_referring_recipes(tmp_path):
+    from surgsam.cli import build_parser
+    from surgsam.train.cli import config_from_args
+
+    base = ["train", "--data", str(tmp_path), "--out", str(tmp_path / "o"), "--paraphrase-prob", "0.5"]
+    args = build_parser().parse_args([*base, "--recipe", "ref-nano-synth"])
+    assert config_from_args(args).clip.paraphrase_prob == 0.5
+    with pytest.raises(ValueError, match="referring recipes"):
+        config_from_args(build_parser().parse_args([*base, "--recipe", "nano-synth"]))

@@ -148,6 +148,15 @@ def register(subparsers) -> None:
     p.add_argument(
         "--freeze-sam-epochs", type=float, default=None, help="referring recipes: ... or epochs (resurgsam2-stage1: 5)"
     )
+    p.add_argument(
+        "--paraphrase-prob",
+        type=float,
+        default=None,
+        metavar="P",
+        help="referring recipes: chance that a clip's expression is reworded with the training paraphrases "
+        "(EndoVis names, synonyms, other templates; surgsam.data.paraphrase, never its held-out-only wordings); "
+        "default 0: the dataset's sentences as they are",
+    )
     p.add_argument("--seed", type=int, default=None)
     p.add_argument(
         "--precision", choices=("auto", "bf16", "fp32"), default=None, help="auto: bf16 on CUDA sm80+, fp32 elsewhere"
@@ -205,6 +214,10 @@ def config_from_args(args: argparse.Namespace):
         clip = replace(clip, exit_prob=args.exit_prob)
     if getattr(args, "frame_resize", None) is not None:
         clip = replace(clip, frame_resize=args.frame_resize)
+    if getattr(args, "paraphrase_prob", None) is not None:  # ClipConfig checks the range
+        if cfg.referring is None:
+            raise ValueError(f"--paraphrase-prob applies to referring recipes, not {cfg.recipe}")
+        clip = replace(clip, paraphrase_prob=args.paraphrase_prob)
     optim = cfg.optim
     if args.lr is not None:
         optim = replace(optim, lr=args.lr)

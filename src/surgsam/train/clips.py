@@ -62,6 +62,11 @@ class ClipConfig:
     frame_resize: how frames become ``S x S``: ``"pil"`` (PIL bicubic on the uint8 frame,
         the engine's default, so the model trains on what it sees at inference) or
         ``"antialias"`` (float bilinear with antialiasing; runs before session 9 used it).
+    paraphrase_prob: referring training: chance that a clip's expression (each distinct one,
+        after the flip) is reworded with the training wordings of
+        :mod:`surgsam.data.paraphrase` (never its held-out-only ones); texts outside the
+        Ref-EndoVis grammar are kept. 0 (the default) draws nothing, so the sample stream is
+        unchanged.
     """
 
     num_frames: int = 8
@@ -75,13 +80,14 @@ class ClipConfig:
     merge_same_text: bool = False
     type_maps: bool = False
     frame_resize: ResizeMode = "pil"
+    paraphrase_prob: float = 0.0
 
     def __post_init__(self) -> None:
         if self.frame_resize not in ("pil", "antialias"):
             raise ValueError(f"frame_resize must be 'pil' or 'antialias', got {self.frame_resize!r}")
         if self.num_frames < 1 or self.max_objects < 1:
             raise ValueError("num_frames and max_objects must be >= 1")
-        for name in ("entry_prob", "exit_prob"):
+        for name in ("entry_prob", "exit_prob", "paraphrase_prob"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
         if self.entry_prob + self.exit_prob > 1.0:
@@ -363,6 +369,8 @@ class ClipSampler:
             x, m = x.flip(-1), m.flip(-1)
             ty = None if ty is None else ty.flip(-1)
         texts = self._texts(video, obj_ids, flip)
+        if cfg.paraphrase_prob > 0:
+            texts = _paraphrased(texts, cfg.paraphrase_prob, rng)
         return Clip(
             normalize_frames(x, s, cfg.frame_resize),
             _resize_masks(m, s),
@@ -393,6 +401,18 @@ class ClipSampler:
         for e in get():
             by_obj.setdefault(e.obj_id, e.text)
         return [(swap_left_right(by_obj[k]) if flip else by_obj[k]) if k in by_obj else None for k in obj_ids]
+
+
+def _paraphrased(texts: list[str | None], prob: float, rng: np.random.Generator) -> list[str | None]:
+    """Each distinct text reworded with chance ``prob`` (training wordings only), the same way
+    for every object that has it."""
+    from ..data.paraphrase import paraphrase_text
+
+    new: dict[str, str] = {}
+    for t in texts:
+        if t is not None and t not in new:
+            new[t] = paraphrase_text(t, rng=rng, part="train") if rng.random() < prob else t
+    return [None if t is None else new[t] for t in texts]
 
 
 def normalize_frames(frames: torch.Tensor, size: int, resize: ResizeMode = "pil") -> torch.Tensor:
