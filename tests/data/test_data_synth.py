@@ -231,6 +231,10 @@ def test_cli_alt_style_with_paraphrases(tmp_path):
     assert run_cli("synth", str(tmp_path / "alt"), *common, "--style", "alt", "--phrasing", "paraphrase") == 0
     info = json.loads((tmp_path / "alt" / "synth_info.json").read_text())
     assert info["config"]["style"] == "alt" and info["config"]["phrasing"] == "paraphrase"
+    finishes = {"matte dark", "gold", "satin gunmetal"}
+    assert all(v["finish"] in finishes for v in info["videos"].values())  # each video's instrument finish
+    std_info = json.loads((tmp_path / "std" / "synth_info.json").read_text())
+    assert "style" not in std_info["config"] and not any("finish" in v for v in std_info["videos"].values())
     std, alt = RefEndoVis(tmp_path / "std", "valid"), RefEndoVis(tmp_path / "alt", "valid")
     alt.validate()
     changed = 0

@@ -39,7 +39,8 @@ __all__ = ["SyntheticVideo", "generate", "render_video"]
 @dataclass
 class SyntheticVideo:
     """A rendered video in memory: frames (T x H x W x 3 uint8), labels (T x H x W uint8),
-    categories, Meta (Ref-EndoVis json), per-object visible/amodal areas and smoke per frame.
+    categories, Meta (Ref-EndoVis json), per-object visible/amodal areas and smoke per frame;
+    the instrument finish of a non-default style (None: the types' own colours).
     """
 
     name: str
@@ -50,6 +51,7 @@ class SyntheticVideo:
     visible: dict[int, list[int]]
     amodal: dict[int, list[int]]
     smoke: list[float]
+    finish: str | None = None
 
 
 def render_video(cfg: SynthConfig, seed: int, index: int, name: str | None = None) -> SyntheticVideo:
@@ -99,7 +101,17 @@ def render_video(cfg: SynthConfig, seed: int, index: int, name: str | None = Non
             }
         meta_frames[f"{t:05d}"] = entry
     meta = {"info": {"category": {str(k): v for k, v in sorted(categories.items())}}, "frames": meta_frames}
-    return SyntheticVideo(name or f"seq_{index + 1}", frames, labels, categories, meta, visible, amodal, smoke)
+    return SyntheticVideo(
+        name or f"seq_{index + 1}",
+        frames,
+        labels,
+        categories,
+        meta,
+        visible,
+        amodal,
+        smoke,
+        None if finish is None else finish.name,
+    )
 
 
 def phrasing_rng(seed: int, index: int) -> np.random.Generator:
@@ -160,6 +172,8 @@ def _job(args) -> tuple[str, str, dict, dict]:
         "amodal": {str(k): v for k, v in video.amodal.items()},
         "smoke": video.smoke,
     }
+    if video.finish is not None:
+        info["finish"] = video.finish
     rng = phrasing_rng(seed, index) if cfg.phrasing == "paraphrase" else None
     return video.name, split, info, _expressions(video, cfg.version, rng)
 
