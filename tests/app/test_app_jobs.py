@@ -125,7 +125,7 @@ def test_stopping_the_iteration_leaves_no_result(meta, book, model, tmp_path):
     it = job.frames()
     next(it)
     next(it)
-    assert any(p.name.endswith(".partial.mp4") for p in tmp_path.iterdir())  # encoding under a temporary name
+    assert any(p.name.endswith(".part.mp4") for p in tmp_path.iterdir())  # encoding under a temporary name
     it.close()  # Stop, or a client that went away
     assert job.result is None
     assert list(tmp_path.iterdir()) == []  # no truncated overlay, no zip, no partial masks
@@ -141,7 +141,7 @@ def test_a_failing_run_keeps_an_earlier_result(meta, book, model, tmp_path, monk
     it.close()
     assert {p.name: p.read_bytes() for p in (first.masks_zip, first.overlay)} == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["masks", "masks.zip", "overlay.mp4"]
-    assert all(oct(p.stat().st_mode & 0o777) == "0o600" for p in (first.masks_zip,))  # made by mkstemp
+    assert all(oct(p.stat().st_mode & 0o777) == "0o600" for p in (first.masks_zip,))  # private=True
 
 
 def test_bad_runs_are_refused(meta, book, model, tmp_path):

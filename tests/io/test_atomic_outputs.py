@@ -79,6 +79,16 @@ def test_atomic_path_replaces_only_on_success(tmp_path):
         atomic_write_json(tmp_path / "dir.json", {})
 
 
+def test_atomic_path_private_files_are_only_the_users(tmp_path):
+    """``private=True`` (the app's outputs): 0600 from the moment the temporary file exists, so
+    no other user can read even a half-written overlay; the final file keeps the mode."""
+    target = tmp_path / "overlay.mp4"
+    with atomic_path(target, private=True) as tmp:
+        assert oct(tmp.stat().st_mode & 0o777) == "0o600"
+        tmp.write_bytes(b"video")
+    assert oct(target.stat().st_mode & 0o777) == "0o600" and target.read_bytes() == b"video"
+
+
 def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)

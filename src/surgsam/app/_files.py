@@ -1,8 +1,9 @@
-"""The app's files: a private folder per server, and outputs that appear whole or not at all.
+"""The app's files: a private folder per server.
 
-Every file the app writes goes to a temporary name (created ``0600``) in the same folder and is
-renamed into place only once complete, so a run stopped half-way (Stop, a closed tab, a full
-disk) never leaves a truncated overlay or zip where a finished one is expected.
+Every file the app writes goes through :func:`surgsam.io.atomic.atomic_path` with
+``private=True``: a temporary name (created ``0600``) in the same folder, renamed into place only
+once complete, so a run stopped half-way (Stop, a closed tab, a full disk) never leaves a
+truncated overlay or zip where a finished one is expected.
 """
 
 from __future__ import annotations
@@ -10,29 +11,9 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
-__all__ = ["PrivateDir", "atomic_output", "discard"]
-
-
-@contextmanager
-def atomic_output(path: str | os.PathLike[str]) -> Iterator[Path]:
-    """Yield a fresh ``0600`` temporary file beside ``path`` (same suffix: encoders pick the
-    format by extension); rename it onto ``path`` when the block ends normally, remove it when
-    it raises (or a generator around it is closed)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".partial{path.suffix}", dir=path.parent)
-    os.close(fd)
-    tmp = Path(name)
-    try:
-        yield tmp
-        os.replace(tmp, path)
-    except BaseException:
-        discard(tmp)
-        raise
+__all__ = ["PrivateDir", "discard"]
 
 
 def discard(path: str | os.PathLike[str]) -> None:

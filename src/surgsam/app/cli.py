@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from contextlib import AbstractContextManager
 from pathlib import Path
 
 from ..options import add_memory_argument
@@ -206,35 +207,15 @@ def _cmd_live(args: argparse.Namespace) -> int:
     return 1 if report.error else 0
 
 
-def _live_signals():
+def _live_signals() -> AbstractContextManager[None]:
     """Context: SIGINT and SIGTERM raise :class:`~.live.Interrupted` once in the main thread (a
     second one while the run winds up is ignored, so the report is still printed)."""
-    import contextlib
     import signal
-    import threading
 
     from .live import Interrupted
+    from .signals import raise_on_signals
 
-    @contextlib.contextmanager
-    def ctx():
-        if threading.current_thread() is not threading.main_thread():
-            yield
-            return
-        fired = []
-
-        def handler(signum, frame):
-            if not fired:
-                fired.append(signum)
-                raise Interrupted(signum)
-
-        old = {n: signal.signal(n, handler) for n in (signal.SIGINT, signal.SIGTERM)}
-        try:
-            yield
-        finally:
-            for n, h in old.items():
-                signal.signal(n, h)
-
-    return ctx()
+    return raise_on_signals((signal.SIGINT, signal.SIGTERM), Interrupted, once=True)
 
 
 def _live(args: argparse.Namespace):

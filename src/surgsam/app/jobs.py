@@ -25,7 +25,7 @@ from ..engine.offline import Prompt, segment_video
 from ..engine.precision import Precision
 from ..engine.state import FrameResult
 from ..referring.cifs import CIFSConfig
-from ._files import atomic_output
+from ..io.atomic import atomic_path
 from .prompts import ObjectPrompt, PromptBook
 from .video import VideoMeta
 
@@ -545,7 +545,7 @@ class SegmentationJob:
         t_start = time.perf_counter()
         complete = False
         try:  # the overlay and the zip appear only once whole; a stopped run leaves neither
-            with atomic_output(self.out_dir / "overlay.mp4") as tmp_overlay:
+            with atomic_path(self.out_dir / "overlay.mp4", private=True) as tmp_overlay:
                 overlay = OverlayVideoWriter(tmp_overlay, fps=self.meta.fps)
                 encoded = False
                 try:
@@ -618,7 +618,7 @@ def zip_masks(mask_dir: str | Path, zip_path: str | Path) -> Path:
     """Zip the palette PNGs of ``mask_dir`` as ``masks/NNNNN.png`` (stored: PNGs are compressed);
     the zip appears under its name only once complete."""
     mask_dir, zip_path = Path(mask_dir), Path(zip_path)
-    with atomic_output(zip_path) as tmp, zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_STORED) as z:
+    with atomic_path(zip_path, private=True) as tmp, zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_STORED) as z:
         for f in sorted(mask_dir.glob("*.png")):
             z.write(f, f"masks/{f.name}")
     return zip_path

@@ -24,6 +24,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -31,7 +32,8 @@ from typing import Any
 import numpy as np
 
 from .._optional import require_gradio
-from ._files import PrivateDir, atomic_output, discard
+from ..io.atomic import atomic_path
+from ._files import PrivateDir, discard
 from .guard import HostGuard, HostPolicy
 from .jobs import (
     DEMO_MODEL,
@@ -45,6 +47,7 @@ from .jobs import (
     preview,
 )
 from .prompts import PromptBook, PromptError
+from .signals import raise_on_signals
 from .video import FrameReader, UploadError, VideoMeta, check_video
 
 __all__ = ["AppConfig", "Session", "build_app", "serve", "serve_forever"]
@@ -107,7 +110,7 @@ class Session:
         folder = self.folder() / "frames"
         folder.mkdir(mode=0o700, exist_ok=True)
         path = folder / f"frame-{uuid.uuid4().hex[:12]}.jpg"
-        with atomic_output(path) as tmp:
+        with atomic_path(path, private=True) as tmp:
             Image.fromarray(np.ascontiguousarray(image)).save(tmp, format="JPEG", quality=92)
         self.shown.append(path)
         while len(self.shown) > keep:
@@ -796,24 +799,6 @@ class _Interrupt(KeyboardInterrupt):
     """SIGTERM / SIGHUP, handled like Ctrl+C."""
 
 
-def signals_as_interrupt(*signums: int) -> Any:
+def signals_as_interrupt(*signums: int) -> AbstractContextManager[None]:
     """Context: the given signals raise :class:`KeyboardInterrupt` in the main thread."""
-    import contextlib
-
-    @contextlib.contextmanager
-    def ctx():
-        if threading.current_thread() is not threading.main_thread():
-            yield
-            return
-
-        def handler(signum: int, frame: Any) -> None:
-            raise _Interrupt(signal.Signals(signum).name)
-
-        old = {n: signal.signal(n, handler) for n in signums}
-        try:
-            yield
-        finally:
-            for n, h in old.items():
-                signal.signal(n, h)
-
-    return ctx()
+    return raise_on_signals(signums, lambda n: _Interrupt(signal.Signals(n).name))

@@ -71,13 +71,14 @@ def _temporary_path(path: Path) -> Path:
 
 
 @contextmanager
-def atomic_path(path: PathLike, *, what: str | None = None) -> Iterator[Path]:
+def atomic_path(path: PathLike, *, what: str | None = None, private: bool = False) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it onto ``path`` when the block succeeds.
 
     On any exception the temporary file is removed and ``path`` is untouched; an ``OSError``
     becomes :class:`OutputError` naming ``path`` (``what`` says what it is, e.g. "frame 12").
-    The temporary file is created empty (mode 0666 minus the umask, like a plain ``open``).
-    Parent folders are created.
+    The temporary file is created empty (mode 0666 minus the umask, like a plain ``open``; with
+    ``private``, 0600: only this user can read it, e.g. the app's outputs). Parent folders are
+    created.
     """
     path = Path(path)
     label = f"{path} ({what})" if what else str(path)
@@ -86,7 +87,7 @@ def atomic_path(path: PathLike, *, what: str | None = None) -> Iterator[Path]:
         if path.is_dir():
             raise IsADirectoryError(errno.EISDIR, "a folder has this name", str(path))
         tmp = _temporary_path(path)
-        os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+        os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600 if private else 0o666))
     except OSError as exc:
         raise OutputError(f"cannot write {label}: {describe_os_error(exc)}", exc.errno) from exc
     try:
