@@ -1,18 +1,18 @@
 """Every ```python block of README.md runs as written, in order, in one namespace (in a
-scratch folder: the examples write files). They use the bundled clip and embedded models."""
+scratch folder: the examples write files). They use the bundled clip and embedded models.
+README's other blocks and those of docs/ are test_docs_examples.py's."""
 
 from __future__ import annotations
 
-import re
-from pathlib import Path
-
 import pytest
+from markdown_blocks import ROOT, fenced_blocks
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+README = ROOT / "README.md"
 
 
-def python_blocks(text: str) -> list[str]:
-    return re.findall(r"^```python\n(.*?)^```", text, flags=re.S | re.M)
+def python_blocks() -> list[str]:
+    """README's ```python blocks to run (one with a parsed-only or not-run note is left out)."""
+    return [b.code for b in fenced_blocks(README) if b.lang == "python" and b.mode == "run"]
 
 
 def test_readme_python_examples_run(tmp_path, monkeypatch, capsys):
@@ -22,7 +22,7 @@ def test_readme_python_examples_run(tmp_path, monkeypatch, capsys):
 
     if not (is_embedded_available("surgsam-nano-synth") and is_embedded_available("surgsam-ref-nano-synth")):
         pytest.skip("the embedded models are not in this installation")
-    blocks = python_blocks(README.read_text())
+    blocks = python_blocks()
     assert len(blocks) >= 4
     monkeypatch.chdir(tmp_path)
     ns: dict = {"__name__": "readme"}
