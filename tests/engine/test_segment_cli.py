@@ -94,7 +94,11 @@ def test_segment_cli_points_per_object_layout(clip, tmp_path):
         (["--points", "500,10"], "outside"),
         (["--points", "1,2,3"], "groups of 2"),
         (["--box", "10,10,5,5"], "x1 > x0"),
-        (["--points", "5,5", "--labels", "1,1"], "--labels"),
+        (["--points", "5,5", "--labels", "1,1"], "--labels has 2 values for 1 points"),
+        # the one-object options are read by surgsam.io.prompt_args, shared with the ONNX runner
+        (["--points", "5,5;6,6", "--labels", "1,2"], r"--labels must be 1 \(positive\) or 0 \(negative\)"),
+        (["--box", "10,10,50,50", "--labels", "1"], "--labels goes with --points"),
+        (["--prompts", "p.json", "--labels", "1"], "--labels goes with --points; in a prompts file"),
     ],
 )
 def test_segment_cli_bad_prompts(clip, tmp_path, extra, err):

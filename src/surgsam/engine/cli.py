@@ -131,13 +131,12 @@ def run_manifest(args, **fields) -> dict:
 def add_prompt_arguments(p, required: bool = True, objects: bool = False) -> None:
     """``--mask`` / ``--points`` (+ ``--labels``) / ``--box`` / ``--prompts`` and ``--obj-id``
     (and with ``objects``, the repeatable ``--object``), read back by :func:`build_prompts`
-    (which also needs ``args.frame``)."""
+    (which also needs ``args.frame``). The one-object options are
+    :func:`surgsam.io.prompt_args.add_single_prompt_arguments`, shared with the ONNX runner."""
+    from ..io.prompt_args import add_single_prompt_arguments
+
     g = p.add_mutually_exclusive_group(required=required)
-    g.add_argument(
-        "--mask", type=Path, help="PNG on the prompt frame: binary, or a palette PNG whose ids are the objects"
-    )
-    g.add_argument("--points", help='clicks "x,y;x,y" in frame pixels (with --labels, default all positive)')
-    g.add_argument("--box", help='box "x0,y0,x1,y1" in frame pixels')
+    add_single_prompt_arguments(p, g)
     g.add_argument(
         "--prompts",
         type=Path,
@@ -153,16 +152,13 @@ def add_prompt_arguments(p, required: bool = True, objects: bool = False) -> Non
             help='one object\'s prompt, repeatable: "2:box=10,20,80,90", "3@5:points=60,70;10,10:labels=1,0", '
             '"1:mask=first.png" (mask_id=K picks a palette id); FRAME defaults to --frame',
         )
-    p.add_argument("--labels", help='click labels "1,0,..." (1 positive, 0 negative)')
-    p.add_argument("--obj-id", type=int, default=1, help="object id for --points/--box/binary --mask")
 
 
 def build_prompts(args, video: str | None = None) -> list:
     """The prompts the command line gives; ``video`` (the video's name) picks its entry in a
     prompts file that maps video names to prompts."""
-    from ..io import read_palette_png
+    from ..io.prompt_args import read_prompt_args
     from .offline import Prompt
-    from .prompts import parse_pairs
 
     if getattr(args, "object", None):
         from .prompt_file import parse_object_specs
@@ -176,6 +172,8 @@ def build_prompts(args, video: str | None = None) -> list:
     if getattr(args, "prompts", None) is not None:
         from .prompt_file import read_prompt_file
 
+        if args.labels:
+            raise ValueError("--labels goes with --points; in a prompts file give each prompt its own labels")
         pf = read_prompt_file(args.prompts)
         if pf.videos is None:
             assert pf.shared is not None
@@ -186,29 +184,10 @@ def build_prompts(args, video: str | None = None) -> list:
                 "has no name to look up: give a prompts file with one list"
             )
         return pf.for_video(video)
-    if args.mask is not None:
-        if not args.mask.is_file():
-            raise FileNotFoundError(f"mask not found: {args.mask}")
-        ids = read_palette_png(args.mask, allow_rgb=True)
-        objs = [int(i) for i in np.unique(ids) if i != 0]
-        if not objs:
-            raise ValueError(f"{args.mask} has no foreground pixel")
-        if objs == [255] or objs == [1]:  # a binary mask: one object
-            return [Prompt(args.obj_id, args.frame, mask=ids > 0)]
-        return [Prompt(k, args.frame, mask=ids == k) for k in objs]
-    if args.points is not None:
-        pts = parse_pairs(args.points, 2, "--points")
-        labels = np.ones(len(pts), dtype=int)
-        if args.labels:
-            try:
-                labels = np.array([int(v) for v in args.labels.split(",")])
-            except ValueError:
-                raise ValueError(f"cannot parse --labels {args.labels!r}") from None
-            if len(labels) != len(pts):
-                raise ValueError(f"--labels has {len(labels)} values for {len(pts)} points")
-        return [Prompt(args.obj_id, args.frame, points=pts, labels=labels)]
-    box = parse_pairs(args.box, 4, "--box")[0]
-    return [Prompt(args.obj_id, args.frame, box=box)]
+    return [
+        Prompt(a.obj_id, args.frame, points=a.points, labels=a.labels, box=a.box, mask=a.mask)
+        for a in read_prompt_args(args)
+    ]
 
 
 def run(args) -> int:

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..io.prompt_args import parse_pairs as parse_pairs  # re-exported: it lives with the torch-free CLI prompts
 from ..modeling.prompt_encoder import LABEL_BOX_BR, LABEL_BOX_TL
 from .state import Clicks
 
@@ -175,17 +176,6 @@ def check_prompt(obj_id: object, points: object = None, labels: object = None, b
     check_clicks(points, labels)
     check_box(box)
     return oid
-
-
-def parse_pairs(text: str, n: int, what: str) -> np.ndarray:
-    """'x,y;x,y' -> P x n float array, with a clear error."""
-    try:
-        rows = [[float(v) for v in part.split(",")] for part in text.replace(" ", "").split(";") if part]
-    except ValueError:
-        raise ValueError(f"cannot parse {what} {text!r}") from None
-    if not rows or any(len(r) != n for r in rows):
-        raise ValueError(f"{what} must be groups of {n} comma-separated numbers, got {text!r}")
-    return np.asarray(rows, dtype=np.float32)
 
 
 def _scale(xy: torch.Tensor, size: tuple[int, int], image_size: int) -> torch.Tensor:
