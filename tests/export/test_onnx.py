@@ -311,3 +311,88 @@ def test_runner_errors(tmp_path, exported):
     efp = folder("efp", {**man, "memory": "efp", "slots": [5, 16]})
     with pytest.raises(ValueError, match="re-export with --memory fifo"):
         OnnxVideoSegmenter(efp, memory="fifo")
+
+
+def _drive_mid_video(seg, frames, labels) -> list:
+    """Object 2 from its mask on frame 0; on frame 3 (a new frame) object 11 from its mask, then
+    a box and a click object on the same frame, once by passing frame 3 again (the engine's
+    "current frame again"), once with None; the other frames tracked."""
+    out = [seg.add_prompt(frames[0], obj_id=2, mask=labels[0] == 2)]
+    for t in range(1, FRAMES):
+        if t == 3:
+            seg.add_prompt(frames[3], obj_id=11, mask=labels[3] == 11)
+            seg.add_prompt(frames[3], obj_id=101, box=(29, 0, 148, 157))  # object 12's box on frame 3
+            out.append(seg.add_prompt(None, obj_id=102, points=[CLICK], labels=[1]))
+        else:
+            out.append(seg.step(frames[t]))
+    return out
+
+
+def test_runner_starts_new_objects_on_later_frames_as_the_engine(exported, model, clip):
+    """Issue 18 follow-up: new objects prompted on a later frame (a mask, a box, a click; the
+    prompted-frame graph, as on frame 0) are tracked from there as the engine tracks them:
+    IoU >= 0.99 per object and frame, logits within 1e-3 (bf16 memories). Passing the current
+    frame again prompts on it, as in the engine (it used to advance the stream a frame)."""
+    frames, labels = clip
+    ours = _drive_mid_video(OnnxVideoSegmenter(exported[0], memory="fifo", threads=1), frames, labels)
+    ref = _drive_mid_video(VideoSegmenter(model, memory="fifo"), frames, labels)
+    assert [r.frame_idx for r in ours] == list(range(FRAMES))
+    for a, b in zip(ours, ref):
+        assert a.obj_ids == b.obj_ids == ([2] if a.frame_idx < 3 else [2, 11, 101, 102])
+        np.testing.assert_allclose(a.low_res_logits, b.low_res_logits.numpy(), atol=1e-3, err_msg=str(a.frame_idx))
+        for i, k in enumerate(a.obj_ids):
+            assert _iou(a.masks[i], b.masks[i]) >= 0.99, (a.frame_idx, k)
+    assert all(int(m.sum()) > 1000 for m in ours[-1].masks)  # real masks on the last frame
+
+
+def test_runner_cli_prompt_on_a_later_frame(exported, model, clip, tmp_path):
+    """``--frame 2``: the frames before it get empty masks, the objects are tracked from it as
+    the engine tracks them; a prompt frame the video does not reach is refused before any work."""
+    from PIL import Image
+
+    from surgsam.export.run import main
+    from surgsam.io.labels import label_map_from_result
+    from surgsam.io.writers import read_palette_png, write_palette_png
+
+    frames, labels = clip
+    (tmp_path / "frames").mkdir()
+    for t, f in enumerate(frames):
+        Image.fromarray(f).save(tmp_path / "frames" / f"{t:05d}.png")
+    write_palette_png(tmp_path / "third.png", labels[2])
+    common = [str(exported[0]), str(tmp_path / "frames"), "--mask", str(tmp_path / "third.png"), "--threads", "1"]
+    assert main([*common, "--frame", "2", "--out", str(tmp_path / "masks"), "--no-progress"]) == 0
+    ids = [int(i) for i in np.unique(labels[2]) if i]
+    seg = VideoSegmenter(model, memory="fifo")
+    for t in range(FRAMES):
+        ours = read_palette_png(tmp_path / "masks" / f"{t:05d}.png")
+        if t < 2:
+            res = seg.step(frames[t])
+            assert not ours.any() and not res.obj_ids
+            continue
+        if t == 2:
+            for i, k in enumerate(ids):
+                res = seg.add_prompt(frames[2] if i == 0 else None, obj_id=k, mask=labels[2] == k)
+        else:
+            res = seg.step(frames[t])
+        ref = label_map_from_result(res)
+        for k in ids:
+            assert _iou(ours == k, ref == k) >= 0.99, (t, k)
+    manifest = json.loads((tmp_path / "masks" / "surgsam_manifest.json").read_text())
+    assert manifest["prompt_frame"] == 2 and manifest["frames_written"] == FRAMES and manifest["objects"] == ids
+    assert main([*common, "--frame", str(FRAMES), "--out", str(tmp_path / "late")]) == 2
+    assert not (tmp_path / "late").exists()  # refused before the output folder was made
+
+
+def test_runner_refuses_corrections(exported, clip):
+    frames, labels = clip
+    seg = OnnxVideoSegmenter(exported[0], threads=1)
+    seg.add_prompt(frames[0], obj_id=2, mask=labels[0] == 2)
+    seg.step(frames[1])
+    for frame in (None, frames[1], frames[2]):  # on the current frame, the current frame again, a new one
+        with pytest.raises(
+            ValueError, match="object 2 is already tracked \\(a correction\\).*does not take corrections"
+        ):
+            seg.add_prompt(frame, obj_id=2, points=[CLICK], labels=[1])
+    assert seg.frame_idx == 1  # refused before the stream advanced
+    with pytest.raises(ValueError, match="65 clicks in one prompt; the limit is 64"):
+        seg.add_prompt(None, obj_id=3, points=np.full((65, 2), 10.0), labels=np.ones(65, int))

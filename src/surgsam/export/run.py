@@ -1,10 +1,16 @@
 """``python -m surgsam.export.run EXPORT VIDEO --mask first.png --out masks/``: segment a video
 with the folder ``surgsam export`` wrote, through onnxruntime alone (PyTorch is never imported).
 
-The prompt is on the first frame: ``--mask`` (a binary PNG, or a palette PNG whose ids are the
-objects), ``--points`` (+ ``--labels``) or ``--box``. The masks are written as DAVIS palette
-PNGs (one per frame, overlaps resolved by the highest logit, as ``surgsam segment`` does), with
-a ``surgsam_manifest.json`` manifest; a JSON summary goes to stdout and progress to stderr.
+The prompt is on one frame (``--frame``, default 0): ``--mask`` (a binary PNG, or a palette PNG
+whose ids are the objects), ``--points`` (+ ``--labels``) or ``--box``; the objects are tracked
+forward from it (earlier frames get empty masks, as ``surgsam segment``'s default direction).
+The masks are written as DAVIS palette PNGs (one per frame, overlaps resolved by the highest
+logit, as ``surgsam segment`` does), with a ``surgsam_manifest.json`` manifest; a JSON summary
+goes to stdout and progress to stderr.
+
+What the runner lacks (:data:`ENGINE_ONLY`: reverse / both directions, prompts files and
+``--object``, corrections, the ``dlm`` memory, text prompts) is refused with a specific error
+that names ``surgsam segment`` (or ``surgsam refer``) instead.
 """
 
 from __future__ import annotations
@@ -18,32 +24,57 @@ from pathlib import Path
 
 import numpy as np
 
+#: ``surgsam segment`` / ``surgsam refer`` options the ONNX runner does not have, and why; given
+#: one, the runner stops with this reason instead of argparse's generic "unrecognized arguments".
+ENGINE_ONLY = {
+    "--direction": "the ONNX runner tracks forward only; reverse and both directions need the engine "
+    "(surgsam segment --direction)",
+    "--prompts": "the ONNX runner takes one prompt (--mask, --points or --box, on --frame); prompts files "
+    "for several objects on several frames need the engine (surgsam segment --prompts)",
+    "--object": "the ONNX runner takes one prompt (--mask, --points or --box, on --frame); --object specs "
+    "need the engine (surgsam segment --object)",
+    "--clicks": "the ONNX runner takes no corrections (no second prompt for a tracked object), so it has no "
+    "click modes; use the engine (surgsam segment --clicks)",
+    "--text": "the ONNX runner has no text prompts (the referring network is not exported); use surgsam refer",
+}
+
+#: The runner's limits, as ``--help`` states them.
+LIMITS = (
+    "Limits (use surgsam segment for these): one prompt set on one frame (--frame), tracked forward "
+    "only; no corrections of a tracked object; memory fifo or efp (no dlm); no text prompts (surgsam "
+    "refer); the model, weights and input size are the export's."
+)
+
 
 def build_parser() -> argparse.ArgumentParser:
+    from ..io.prompt_args import add_single_prompt_arguments
+
     p = argparse.ArgumentParser(
         prog="python -m surgsam.export.run",
         description="Segment a video with an ONNX export folder (surgsam export) using onnxruntime only, "
-        "from a prompt on the first frame; masks are written as DAVIS palette PNGs.",
+        "from a prompt on one frame (--frame, default 0), tracked forward; masks are written as DAVIS "
+        "palette PNGs.",
+        epilog=LIMITS,
     )
     p.add_argument("export", type=Path, help="the folder `surgsam export --out` wrote")
     p.add_argument("video", help="video file, image folder, camera index or stream URL")
-    g = p.add_mutually_exclusive_group(required=True)
-    g.add_argument(
-        "--mask", type=Path, help="PNG on the first frame: binary, or a palette PNG whose ids are the objects"
+    add_single_prompt_arguments(p)
+    p.add_argument(
+        "--frame",
+        type=int,
+        default=0,
+        help="index of the prompt frame (default 0); earlier frames get empty masks (forward tracking only)",
     )
-    g.add_argument("--points", help='clicks "x,y;x,y" in frame pixels (with --labels, default all positive)')
-    g.add_argument("--box", help='box "x0,y0,x1,y1" in frame pixels')
-    p.add_argument("--labels", help='click labels "1,0,..." (1 positive, 0 negative)')
-    p.add_argument("--obj-id", type=int, default=1, help="object id for --points/--box/a binary --mask")
     p.add_argument(
         "--out", type=Path, required=True, help="output folder for the masks (new or empty, unless --overwrite)"
     )
     p.add_argument("--overwrite", action="store_true", help="write into a non-empty --out")
     p.add_argument(
         "--memory",
-        choices=["fifo", "efp"],
+        type=_memory_policy,
         default=None,
-        help="memory policy (default: the one the folder was exported for)",
+        metavar="{fifo,efp}",
+        help="memory policy (default: the one the folder was exported for); dlm needs the engine",
     )
     p.add_argument(
         "--memory-dtype",
@@ -57,63 +88,61 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _pairs(text: str, n: int, what: str) -> np.ndarray:
-    """'x,y;x,y' -> P x n float32, with a clear error."""
-    try:
-        rows = [[float(v) for v in part.split(",")] for part in text.replace(" ", "").split(";") if part]
-    except ValueError:
-        raise ValueError(f"cannot parse {what} {text!r}") from None
-    if not rows or any(len(r) != n for r in rows):
-        raise ValueError(f"{what} must be groups of {n} comma-separated numbers, got {text!r}")
-    return np.asarray(rows, dtype=np.float32)
+def _memory_policy(text: str) -> str:
+    from .runner import POLICIES
+
+    if text in POLICIES:
+        return text
+    if text == "dlm":
+        raise argparse.ArgumentTypeError(
+            "the ONNX runner has no dlm memory (fifo and efp only); use the engine: surgsam segment --memory dlm"
+        )
+    raise argparse.ArgumentTypeError(f"the ONNX runner's memory policies are {', '.join(POLICIES)}, not {text!r}")
 
 
-def _prompts(args) -> list[dict]:
-    """The first frame's prompts as ``add_prompt`` keyword arguments, one per object."""
-    if args.mask is not None:
-        from ..io.writers import read_palette_png
-
-        if not args.mask.is_file():
-            raise FileNotFoundError(f"mask not found: {args.mask}")
-        ids = read_palette_png(args.mask, allow_rgb=True)
-        objs = [int(i) for i in np.unique(ids) if i != 0]
-        if not objs:
-            raise ValueError(f"{args.mask} has no foreground pixel")
-        if objs in ([1], [255]):  # a binary mask: one object
-            return [{"obj_id": args.obj_id, "mask": ids > 0}]
-        return [{"obj_id": k, "mask": ids == k} for k in objs]
-    if args.points is not None:
-        pts = _pairs(args.points, 2, "--points")
-        labels = np.ones(len(pts), dtype=np.int64)
-        if args.labels:
-            try:
-                labels = np.array([int(v) for v in args.labels.split(",")])
-            except ValueError:
-                raise ValueError(f"cannot parse --labels {args.labels!r}") from None
-        return [{"obj_id": args.obj_id, "points": pts, "labels": labels}]
-    if args.labels:
-        raise ValueError("--labels goes with --points")
-    return [{"obj_id": args.obj_id, "box": _pairs(args.box, 4, "--box")[0]}]
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """The runner's arguments; an option only the engine has is refused with its reason
+    (:data:`ENGINE_ONLY`), any other unknown one as argparse does."""
+    p = build_parser()
+    args, unknown = p.parse_known_args(argv)
+    for tok in unknown:
+        name = tok.split("=", 1)[0]
+        if name in ENGINE_ONLY:
+            p.error(f"{name}: {ENGINE_ONLY[name]}")
+    if unknown:
+        p.error(f"unrecognized arguments: {' '.join(unknown)}")
+    return args
 
 
 def run(args) -> dict:
     """Segment ``args.video``; returns the summary (frames, fps, ...)."""
     from ..io.labels import label_map_from_result
     from ..io.outdir import OutputFolder
+    from ..io.prompt_args import read_prompt_args
     from ..io.sources import open_source
     from ..io.writers import PaletteMaskWriter
     from .runner import OnnxVideoSegmenter
 
     if args.max_frames is not None and args.max_frames < 1:
         raise ValueError(f"--max-frames must be >= 1, got {args.max_frames}")
-    prompts = _prompts(args)  # refused before anything is opened
+    if args.frame < 0:
+        raise ValueError(f"--frame must be >= 0, got {args.frame}")
+    if args.max_frames is not None and args.max_frames <= args.frame:
+        raise ValueError(
+            f"--max-frames {args.max_frames} stops before the prompt on frame {args.frame} (frames are counted from 0)"
+        )
+    prompts = read_prompt_args(args)  # refused before anything is opened
     seg = OnnxVideoSegmenter(args.export, memory=args.memory, memory_dtype=args.memory_dtype, threads=args.threads)
     src = open_source(int(args.video) if args.video.isdigit() else args.video)
+    known = src.num_frames if getattr(src, "num_frames_exact", True) and not src.is_live else None
+    if known is not None and args.frame >= known:
+        src.close()
+        raise ValueError(f"{args.video} has {known} frames (0..{known - 1}); --frame {args.frame} is beyond its end")
     man = seg.onnx.manifest
     say = (lambda line: None) if args.no_progress else (lambda line: print(line, file=sys.stderr, flush=True))
     say(
         f"onnxruntime: {man.model} at {man.image_size}px from {args.export}, memory {seg.memory}; "
-        f"{len(prompts)} object(s) on frame 0"
+        f"{len(prompts)} object(s) on frame {args.frame}"
     )
     paths = getattr(src, "paths", None)
     stems = [p.stem for p in paths] if paths else None
@@ -125,12 +154,12 @@ def run(args) -> dict:
             writer = PaletteMaskWriter(args.out, names=names)
             for frame in src:
                 t0 = time.perf_counter()
-                if n == 0:
+                if n == args.frame:
                     res = None
                     for i, p in enumerate(prompts):
-                        res = seg.add_prompt(frame if i == 0 else None, **p)
+                        res = seg.add_prompt(frame if i == 0 else None, **p.kwargs())
                 else:
-                    res = seg.step(frame)
+                    res = seg.step(frame)  # before the prompt frame: no object yet, an empty result
                 assert res is not None
                 ms.append((time.perf_counter() - t0) * 1000)
                 folder.will_write()
@@ -143,6 +172,10 @@ def run(args) -> dict:
                     break
             if n == 0:
                 raise ValueError(f"{args.video} has no frame")
+            if n <= args.frame:
+                raise ValueError(
+                    f"{args.video} has {n} frames (0..{n - 1}); the prompt on frame {args.frame} was never used"
+                )
             folder.finish(
                 {
                     "command": "python -m surgsam.export.run",
@@ -152,6 +185,7 @@ def run(args) -> dict:
                     "image_size": man.image_size,
                     "memory": seg.memory,
                     "memory_dtype": seg.memory_dtype,
+                    "prompt_frame": args.frame,
                     "frames_written": n,
                     "objects": sorted(ids),
                 }
@@ -172,7 +206,7 @@ def run(args) -> dict:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = parse_args(argv)
     try:
         summary = run(args)
     except (ValueError, OSError, ImportError) as e:  # bad input, unreadable files, onnxruntime missing

@@ -9,8 +9,19 @@ fixed memory (``[spatial slots x hw | pointer slots x C/Cm]`` tokens and a mask)
 upsamples the masks to the frame's size. Memories are stored rounded to bfloat16 like the
 engine's (``memory_dtype="float32"`` keeps them exact).
 
-What it does not do (use the engine for these): corrections of a tracked object (a second
-prompt for an existing id), the ``dlm`` policy, text-referred objects.
+What it does, what it does not (use :class:`surgsam.engine.VideoSegmenter` for these):
+
+- new objects on any frame: :meth:`OnnxVideoSegmenter.add_prompt` with a new frame advances the
+  stream to it (the tracked objects are tracked there) and starts the object there, as the
+  engine does; with None, or the current frame again, on the current frame;
+- no corrections: a second prompt for an object already started (on its first frame or a
+  later one, clicks added to clicks included) raises ``ValueError``;
+- memory ``fifo`` or ``efp`` only: ``dlm`` raises ``ValueError``;
+- no text-referred objects (the referring network is not exported), no reverse or two-way
+  passes (a stream goes forward), no ``remove_object``/``seed_object``;
+- what the engine makes options is fixed: float32 graphs on onnxruntime, the engine's
+  ``resize="pil"`` and ``binarize_prompt_memory=True``; at most :data:`MAX_CLICKS` clicks per
+  prompt, as in the engine.
 """
 
 from __future__ import annotations
@@ -26,6 +37,13 @@ from PIL import Image
 from .runtime import HostConstants, OnnxManifestError, OnnxModel
 
 FRAME_NOTE = "frames are H x W x 3 uint8 RGB"
+#: The most clicks one prompt may give (the engine's limit, ``surgsam.engine.prompts.MAX_CLICKS``).
+MAX_CLICKS = 64
+#: What the runner says when asked for a correction.
+NO_CORRECTIONS = (
+    "the ONNX runner starts objects but does not take corrections (a second prompt for a tracked object); "
+    "use surgsam.engine.VideoSegmenter for those"
+)
 MemoryDType = Literal["bfloat16", "float32"]
 POLICIES = ("fifo", "efp")
 
@@ -237,6 +255,10 @@ class OnnxVideoSegmenter:
         for frame in frames[1:]:
             res = seg.step(frame)                        # OnnxFrameResult for every object
 
+    Objects start on any frame (``add_prompt`` with a new frame, or None for the current one);
+    a prompt for an object already started (a correction), the ``dlm`` memory and text prompts
+    are not supported and raise ``ValueError`` (the module's docstring lists the limits).
+
     Args:
         model: an export folder or an :class:`OnnxModel`.
         memory: ``"fifo"`` or ``"efp"``; default: the policy the folder was exported for. A
@@ -317,14 +339,14 @@ class OnnxVideoSegmenter:
     ) -> OnnxFrameResult:
         """Start object ``obj_id`` from a mask (``H x W`` binary), clicks (``P x 2`` (x, y) frame
         pixels with 0/1 labels) and/or a box (x0, y0, x1, y1), on ``frame`` (a new frame: the
-        stream advances to it and the other objects are tracked on it) or, with None, on the
-        current frame. Returns the current frame's result for every object."""
+        stream advances to it and the other objects are tracked on it) or, with None or the
+        current frame again, on the current frame. Returns the current frame's result for
+        every object. A prompt for an object already started (a correction) raises ValueError."""
         oid = _check_obj_id(obj_id)
         if oid in self.objects:
-            raise ValueError(
-                f"object {oid} is already tracked; the ONNX runner starts objects but does not take "
-                "corrections (use surgsam.engine.VideoSegmenter for those)"
-            )
+            raise ValueError(f"object {oid} is already tracked (a correction): {NO_CORRECTIONS}")
+        if frame is not None and self._is_current(frame):
+            frame = None  # the current frame again, as the engine's add_prompt
         if frame is not None:
             image = self._check_frame(frame)
             size = (int(image.shape[0]), int(image.shape[1]))
@@ -358,10 +380,20 @@ class OnnxVideoSegmenter:
             )
         return frame
 
+    def _is_current(self, frame: Any) -> bool:
+        cur = self._frame
+        return (
+            cur is not None
+            and isinstance(frame, np.ndarray)
+            and frame.shape == cur.shape
+            and frame.dtype == cur.dtype
+            and bool(np.array_equal(frame, cur))
+        )
+
     def _advance(self, image: np.ndarray) -> None:
         self.frame_idx += 1
         self.frame_size = (int(image.shape[0]), int(image.shape[1]))
-        self._frame = image
+        self._frame = image.copy()  # the caller may reuse its buffer for the next frame
         self._feats = None
         for o in self.objects.values():
             o.output = None
@@ -402,6 +434,8 @@ class OnnxVideoSegmenter:
             p = p[None] if p.ndim == 1 else p
             if p.ndim != 2 or p.shape[1] != 2 or p.shape[0] == 0:
                 raise ValueError(f"points must be P x 2 (x, y) pairs, got shape {p.shape}")
+            if p.shape[0] > MAX_CLICKS:
+                raise ValueError(f"{p.shape[0]} clicks in one prompt; the limit is {MAX_CLICKS}")
             if labels is None:
                 raise ValueError("points need labels (1 = positive, 0 = negative)")
             lab = np.asarray(labels).reshape(-1)
