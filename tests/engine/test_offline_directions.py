@@ -72,6 +72,46 @@ def test_both_ways_read_once_from_a_source_without_indexing(model, video):
     assert _same(short[:3], indexed[:3])  # (its reverse pass has the memory of frames 5 and 6 only)
 
 
+def test_both_ways_tracks_a_late_object_backwards_from_its_own_prompt(model, video):
+    """``"both"`` used to carry backwards only the objects prompted on the start frame: object 2,
+    first prompted on frame 5, had no mask on frames 0..4. Now every frame has both objects;
+    each object's outputs are those of a ``"both"`` run with it alone (objects are tracked
+    independently; Meta parity in test_engine_directions.py), and a source without indexing is
+    still read once."""
+    frames, gt = video
+    prompts = [Prompt(1, 2, mask=gt[1][2]), Prompt(2, 5, mask=gt[2][5])]
+    out = list(segment_video(frames, prompts, model, memory="fifo", direction="both"))
+    # forward from frame 5 (frames 2..4 wait for object 2's reverse pass), then in reverse
+    assert [r.frame_idx for r in out] == [5, 6, 7, 4, 3, 2, 1, 0]
+    assert all(r.obj_ids == [1, 2] for r in out)
+    for k, p in enumerate(prompts):
+        alone = {r.frame_idx: r for r in segment_video(frames, [p], model, memory="fifo", direction="both")}
+        for r in out:
+            assert alone[r.frame_idx].obj_ids == [p.obj_id]
+            torch.testing.assert_close(
+                r.low_res_logits[k : k + 1], alone[r.frame_idx].low_res_logits, atol=1e-4, rtol=0
+            )
+    src = OnlyIterable(frames)
+    assert _same(list(segment_video(src, prompts, model, memory="fifo", direction="both")), out)
+    assert src.reads == N
+    # max_frames bounds the passes from the start frame as before; object 2 still goes back to frame 0
+    short = list(segment_video(frames, prompts, model, memory="fifo", direction="both", max_frames=3))
+    assert [r.frame_idx for r in short] == [5, 4, 3, 2, 1, 0] and all(r.obj_ids == [1, 2] for r in short)
+
+
+def test_both_ways_from_a_prompt_on_the_last_frame(model, video):
+    """The forward pass is the prompted frame alone; its memory still seeds the reverse pass (it
+    used to be left unencoded, and frames 0..6 got no mask), which then is ``"reverse"``."""
+    frames, gt = video
+    p = [Prompt(1, N - 1, mask=gt[1][N - 1])]
+    both = list(segment_video(frames, p, model, memory="fifo", direction="both"))
+    rev = list(segment_video(frames, p, model, memory="fifo", direction="reverse"))
+    assert [r.frame_idx for r in both] == [r.frame_idx for r in rev] == list(range(N - 1, -1, -1))
+    for a, b in zip(both, rev):
+        assert a.obj_ids == b.obj_ids == [1]
+        torch.testing.assert_close(a.low_res_logits, b.low_res_logits, atol=1e-5, rtol=0)
+
+
 def test_reverse_alone_does_not_use_the_forward_memory(model, video):
     """``"both"``'s reverse pass starts with the forward pass's memory, ``"reverse"`` without."""
     frames, gt = video

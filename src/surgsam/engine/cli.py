@@ -46,8 +46,9 @@ def register(sub) -> None:
         choices=["forward", "reverse", "both"],
         help="forward (default): every frame from the first, tracked from the prompted frames on (a "
         "stream; frames before the first prompt get empty masks), as Meta's vos_inference; reverse: from "
-        "the last prompted frame down to frame 0; both: forward from the first prompted frame, then in "
-        "reverse from it to frame 0 (as Meta's propagate_in_video twice), so every frame gets masks. "
+        "the last prompted frame down to frame 0; both: forward from the first prompted frame (each object "
+        "from its first prompt), then each object in reverse from its first prompt to frame 0 (as Meta's "
+        "propagate_in_video twice), so every frame gets every object's mask. "
         "reverse and both are offline: a video file's frames before the start are held in memory",
     )
     p.add_argument(

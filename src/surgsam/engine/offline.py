@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Literal
 
 import numpy as np
+import torch
 
 from ..memory import MemoryEntry, MemoryPolicy
 from ..modeling.sam2 import ResizeMode, SAM2Model
@@ -37,8 +38,8 @@ class Prompt:
 
 
 #: Which way :func:`segment_video` propagates from its start frame: ``"forward"``, ``"reverse"``
-#: (Meta's ``propagate_in_video(reverse=True)``) or ``"both"`` (forward, then reverse from the
-#: same start frame, as Meta's two calls on one inference state).
+#: (Meta's ``propagate_in_video(reverse=True)``) or ``"both"`` (forward, then every object in
+#: reverse from its first prompt, as Meta's two calls on one inference state per prompt frame).
 Direction = Literal["forward", "reverse", "both"]
 DIRECTIONS: tuple[str, ...] = ("forward", "reverse", "both")
 
@@ -79,16 +80,26 @@ def segment_video(
             the first prompt give empty results) onwards; the only direction for a live
             stream, with memory bounded by the policy however long it runs.
             ``"reverse"``: frames ``start_frame`` (default: the last prompted frame) down to 0,
-            as Meta's ``propagate_in_video(reverse=True)``. ``"both"``: forward from
-            ``start_frame`` (default: the first prompted frame, Meta's default), then in
-            reverse from the frame before it down to 0; the reverse pass starts with the
-            memory the forward pass built near the start frame (its prompts and the frames
-            after it), as Meta's second call on the same inference state does. It carries the
-            objects prompted on or before the start frame; objects first prompted later are
-            tracked forward from their prompt only. Reverse passes need the frames, so they
-            are offline only: a sequence or an image folder is read by index; a video file or
-            other iterable is read once and the frames the reverse pass needs (those before
-            the start frame, or up to it for ``"reverse"``) are held in memory.
+            as Meta's ``propagate_in_video(reverse=True)``. ``"both"``: every frame gets every
+            object. The forward pass goes from ``start_frame`` (default: the first prompted
+            frame, Meta's default) to the end, each object from its first prompt on; then the
+            reverse pass goes down to frame 0 and tracks each object backwards from the frame
+            before its first prompt of the forward pass, starting with the memory the forward
+            pass built from that prompt on (its prompts and the frames after it), as Meta's
+            second call on the same inference state does. A frame's output for an object comes
+            from the pass that reached it: forward on and after its first prompt (a prompted
+            frame's output is the prompt's), in reverse before it. For objects prompted on one
+            frame this is Meta's ``propagate_in_video`` forward then in reverse; an object
+            first prompted on a later frame gets what Meta's predictor gives it tracked alone
+            (both calls from its prompt frame; tested, ``memory="fifo"``), where one Meta state
+            holding every object would also track it forward from the start frame, attending
+            to its prompt ahead. Results come as the passes complete frames: forward from the
+            last object's first prompt (the forward results of the frames before it are held
+            until the reverse pass adds the objects that start later), then in reverse.
+            Reverse passes need the frames, so they are offline only: a sequence or an image
+            folder is read by index; a video file or other iterable is read once and the
+            frames the reverse pass needs (those before the last first prompt, or up to the
+            start for ``"reverse"``) are held in memory.
         start_frame: where the pass starts (see ``direction``).
         max_frames: track at most this many frames beyond the start frame in each direction
             (Meta's ``max_frame_num_to_track``: a pass covers ``max_frames + 1`` frames);
@@ -141,12 +152,15 @@ def _check_options(direction: object, start_frame: object, max_frames: object, c
 @dataclass(frozen=True)
 class _Plan:
     """The passes of one call: forward over ``fwd`` = (first, last or None = to the end) and
-    reverse from ``rev[0]`` down to ``rev[1]``; ``seed_from`` is the start frame whose
-    forward memory the reverse pass starts with (``"both"``)."""
+    reverse from ``rev[0]`` down to ``rev[1]``. With ``carry`` (``"both"``) every object of
+    the forward pass joins the reverse pass on the frame before its first prompt there, with
+    the memory the forward pass built from that prompt on; ``rev[0]`` is then the last such
+    frame (at least the one before the start frame), and the frames from the start frame up
+    to it get the forward pass's objects and the reverse pass's late starters."""
 
     fwd: tuple[int, int | None] | None
     rev: tuple[int, int] | None
-    seed_from: int | None
+    carry: bool = False
 
     @classmethod
     def make(
@@ -174,14 +188,22 @@ class _Plan:
 
         if direction == "forward":
             s = 0 if start is None else int(start)
-            plan = cls((s, end(first if start is None else s)), None, None)
+            plan = cls((s, end(first if start is None else s)), None)
         elif direction == "reverse":
             s = last if start is None else int(start)
-            plan = cls(None, (s, 0 if max_frames is None else max(s - max_frames, 0)), None)
+            plan = cls(None, (s, 0 if max_frames is None else max(s - max_frames, 0)))
         else:
             s = first if start is None else int(start)
-            rev = (s - 1, 0 if max_frames is None else max(s - max_frames, 0)) if s > 0 else None
-            plan = cls((s, end(s)), rev, s if rev is not None else None)
+            fwd = (s, end(s))
+            bottom = 0 if max_frames is None else max(s - max_frames, 0)
+            # each object of the forward pass goes backwards from the frame before its first prompt there
+            starts: dict[int, int] = {}
+            for f in sorted(by_frame):
+                if f >= s and (fwd[1] is None or f <= fwd[1]):
+                    for p in by_frame[f]:
+                        starts.setdefault(int(p.obj_id), f)
+            top = max([s - 1, *(f - 1 for f in starts.values())])
+            plan = cls(fwd, (top, bottom) if top >= bottom else None, carry=True)
         unused = sorted(f for f in by_frame if not plan.covers(f, known))
         if unused:
             raise ValueError(
@@ -190,23 +212,33 @@ class _Plan:
             )
         return plan
 
+    def below(self) -> tuple[int, int] | None:
+        """The frames only the reverse pass visits: (top, bottom), or None."""
+        if self.rev is None:
+            return None
+        top = self.rev[0] if self.fwd is None else min(self.rev[0], self.fwd[0] - 1)
+        return (top, self.rev[1]) if top >= self.rev[1] else None
+
     def covers(self, t: int, known: int | None) -> bool:
         """Whether a pass visits frame ``t`` (a forward pass to the end covers what exists)."""
         if self.fwd is not None and self.fwd[0] <= t and (self.fwd[1] is None or t <= self.fwd[1]):
             return True
-        return self.rev is not None and self.rev[1] <= t <= self.rev[0]
+        below = self.below()
+        return below is not None and below[1] <= t <= below[0]
 
     def describe(self) -> str:
         parts = []
         if self.fwd is not None:
             parts.append(f"frames {self.fwd[0]}..{'the end' if self.fwd[1] is None else self.fwd[1]}")
-        if self.rev is not None:
-            parts.append(f"frames {self.rev[0]} down to {self.rev[1]}")
+        below = self.below()
+        if below is not None:
+            parts.append(f"frames {below[0]} down to {below[1]}")
         return " and ".join(parts) or "no frame"
 
     def count(self, total: int | None) -> int | None:
-        """Frames the passes yield (None when unknown)."""
-        n = 0 if self.rev is None else self.rev[0] - self.rev[1] + 1
+        """Frames the passes yield, each once (None when unknown)."""
+        below = self.below()
+        n = 0 if below is None else below[0] - below[1] + 1
         if self.fwd is not None:
             stop = self.fwd[1] if self.fwd[1] is not None else (None if total is None else total - 1)
             if stop is None:
@@ -218,43 +250,92 @@ class _Plan:
 def _run(
     plan: _Plan, video: "_Source", by_frame: dict[int, list[Prompt]], model: SAM2Model, kw: dict
 ) -> Iterator[FrameResult]:
-    """Run the plan's passes: forward first, then reverse (seeded for ``"both"``)."""
-    seeds: dict[int, list[MemoryEntry]] = {}
+    """Run the plan's passes: forward first, then reverse (carrying the forward pass's objects
+    for ``"both"``). Results list the objects in the order they first appeared."""
+    rank: dict[int, int] = {}  # object id -> its place in every result
+    joins: dict[int, int] = {}  # carried object -> its first frame in the forward pass
+    seeds: dict[int, list[MemoryEntry]] = {}  # carried object -> forward memories, in forward-session time
+    held: dict[int, FrameResult] = {}  # forward results of frames the reverse pass also visits
     memory_pos = None
+    first = 0
+    carry = plan.carry and plan.rev is not None
     if plan.fwd is not None:
         first, stop = plan.fwd
         keep = None if plan.rev is None else (plan.rev[1], plan.rev[0])
         seg = VideoSegmenter(model, **kw)
-        reach = model.cfg.max_obj_ptrs_in_encoder  # frames after the start whose memory a reverse pass reads
+        reach = model.cfg.max_obj_ptrs_in_encoder  # frames after a start whose memory a reverse pass reads
         last = first - 1
         for t, frame in video.forward(first, stop, keep=keep):
             res = _prompted_step(seg, frame, by_frame.get(t, []))
-            if plan.seed_from is not None and t < plan.seed_from + reach:
-                _capture(seg, t - first, seeds)
+            k = t - first  # the forward session's index of frame t
+            for oid, obj in seg.objects.items():
+                if oid not in rank:
+                    rank[oid] = len(rank)
+                    if carry and plan.rev is not None and t > plan.rev[1]:
+                        joins[oid], seeds[oid] = t, []
+                elif oid in seeds and t < joins[oid] + reach:
+                    e = obj.bank.recent.get(k)
+                    if e is not None:
+                        seeds[oid].append(dataclasses.replace(e))
             last = t
-            yield res if first == 0 else dataclasses.replace(res, frame_idx=t)
-        late = sorted(f for f in by_frame if f > last and (plan.rev is None or f > plan.rev[0]))
+            res = res if first == 0 else dataclasses.replace(res, frame_idx=t)
+            if carry and plan.rev is not None and t <= plan.rev[0]:
+                held[t] = res  # completed with the late starters when the reverse pass comes back
+            else:
+                yield res
+        late = sorted(f for f in by_frame if f > last and f >= first)
         if late:
             raise ValueError(f"the video has {last + 1} frames; prompts on frames {late} were never used")
-        if plan.seed_from is not None:
+        if seeds:
+            with torch.inference_mode():
+                seg._finalize()  # encode the memory of prompts on the last forward frame too
             memory_pos = seg.memory_pos
-            for oid, entries in seeds.items():  # the prompts (and corrections) of carried objects
-                seeds[oid] = entries + [dataclasses.replace(e) for e in seg.objects[oid].bank.cond.values()]
+            for oid in seeds:  # the prompts (and corrections) of carried objects
+                seeds[oid] += [dataclasses.replace(e) for e in seg.objects[oid].bank.cond.values()]
         del seg
     if plan.rev is None:
         return
     top, bottom = plan.rev
     seg = VideoSegmenter(model, **kw)
-    if plan.seed_from is not None and memory_pos is not None:
-        for oid, entries in seeds.items():
-            # forward session index k holds frame first + k; the reverse session holds frame t at
-            # top - t, so the start frame and the frames after it come before its frame 0
-            seg.seed_memory(
-                oid, [dataclasses.replace(e, frame_idx=top - (first + e.frame_idx)) for e in entries], memory_pos
-            )
+    joining: dict[int, list[int]] = {}
+    for oid, f in joins.items():
+        joining.setdefault(f - 1, []).append(oid)
+    only_reverse = plan.below()
     for t, frame in video.backward(top, bottom):
-        res = _prompted_step(seg, frame, by_frame.get(t, []))
-        yield dataclasses.replace(res, frame_idx=t)
+        for oid in joining.get(t, []):
+            # forward session index i holds frame first + i; the reverse session holds frame v at
+            # top - v, so an object's first frame and the frames after it come before frame t
+            assert memory_pos is not None
+            entries = [dataclasses.replace(e, frame_idx=top - (first + e.frame_idx)) for e in seeds.pop(oid)]
+            seg.seed_memory(oid, entries, memory_pos)
+        # prompts on frames the forward pass visited acted there
+        todo = by_frame.get(t, []) if only_reverse is not None and t <= only_reverse[0] else []
+        res = dataclasses.replace(_prompted_step(seg, frame, todo), frame_idx=t)
+        for oid in seg.objects:
+            rank.setdefault(oid, len(rank))
+        yield _combine([held.pop(t), res] if t in held else [res], rank)
+
+
+def _combine(parts: list[FrameResult], rank: dict[int, int]) -> FrameResult:
+    """One frame's results of the two passes (disjoint objects) as one, the objects in ``rank``
+    order; the latency is the sum of the parts'."""
+    latency = sum(r.latency_ms for r in parts)
+    have = [r for r in parts if r.obj_ids]
+    if not have:
+        return dataclasses.replace(parts[-1], latency_ms=latency)
+    ids = [oid for r in have for oid in r.obj_ids]
+    order = np.argsort([rank[oid] for oid in ids], kind="stable")
+    low = torch.cat([r.low_res_logits for r in have])[torch.from_numpy(order)]
+    return FrameResult(
+        frame_idx=have[0].frame_idx,
+        obj_ids=[ids[i] for i in order],
+        masks=np.concatenate([r.masks for r in have])[order],
+        object_scores=np.concatenate([r.object_scores for r in have])[order],
+        ious=np.concatenate([r.ious for r in have])[order],
+        low_res_logits=low,
+        latency_ms=latency,
+        searching=[oid for r in have for oid in r.searching],
+    )
 
 
 def _prompted_step(seg: VideoSegmenter, frame, todo: list[Prompt]) -> FrameResult:
@@ -265,19 +346,6 @@ def _prompted_step(seg: VideoSegmenter, frame, todo: list[Prompt]) -> FrameResul
     for p in todo[1:]:
         res = seg.add_prompt(None, **_kwargs(p))
     return res
-
-
-def _capture(seg: VideoSegmenter, k: int, seeds: dict[int, list[MemoryEntry]]) -> None:
-    """Keep copies of the memories frame ``k`` of a forward session left for the objects a
-    reverse pass will carry (those tracked at the start frame, ``k = 0``)."""
-    if k == 0:
-        for oid, obj in seg.objects.items():
-            seeds[oid] = []
-        return
-    for oid in seeds:
-        e = seg.objects[oid].bank.recent.get(k) if oid in seg.objects else None
-        if e is not None:
-            seeds[oid].append(dataclasses.replace(e))
 
 
 def _check_prompts(prompts: Sequence[Prompt]) -> dict[int, list[Prompt]]:
