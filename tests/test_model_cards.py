@@ -86,3 +86,30 @@ def test_referring_card_numbers_are_the_results_files():
         in " ".join(card.split())
     )
     assert f"no CIFS + dlm {round(e['nocifs+dlm']['J&F'], 1)}" in " ".join(card.split())
+
+
+def test_second_heldout_set_numbers_are_the_results_file():
+    """Both cards' "second held-out set" tables (issue 19) are benchmarks/heldout_both.py's output."""
+    res = json.loads((ROOT / "benchmarks/results_2026-12-02_heldout_both.json").read_text())
+    assert res["checkpoint"] == "surgsam-nano-synth" and res["ref_checkpoint"] == "surgsam-ref-nano-synth"
+    assert res["sets"]["B"]["synth_config"]["style"] == "alt"
+    assert res["sets"]["B"]["synth_config"]["phrasing"] == "paraphrase"
+    r = res["results"]
+    nano = (ROOT / "docs/models/surgsam-nano-synth.md").read_text()
+    rows = _table(nano, "| held-out set | mask prompt J&F")
+    assert len(rows) == 2
+    for cells, s in zip(rows, "AB"):
+        want = [round(r[s][run][k], 1) for run in ("mask", "box") for k in ("J&F", "J", "F")]
+        assert [float(c) for c in cells[1:7]] == want, s
+    ref = (ROOT / "docs/models/surgsam-ref-nano-synth.md").read_text()
+    rows = _table(ref, "| held-out set | J&F")
+    assert len(rows) == 2
+    for cells, s in zip(rows, "AB"):
+        x = r[s]["refer"]
+        want = [round(x[k], 1) for k in ("J&F", "J", "F", "instruments J&F", "tissue J&F")]
+        assert [float(c) for c in cells[1:6]] == want, s
+        assert cells[6:8] == [
+            f"{x['all found']}/{x['all targets']}",
+            f"{x['instruments found']}/{x['instruments targets']}",
+        ]
+    assert "benchmarks/results_2026-12-02_heldout_both.json" in nano and "benchmarks/heldout_both.py" in ref
