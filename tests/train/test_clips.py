@@ -219,3 +219,38 @@ def test_paraphrase_prob_option_is_for_referring_recipes(tmp_path):
     assert config_from_args(args).clip.paraphrase_prob == 0.5
     with pytest.raises(ValueError, match="referring recipes"):
         config_from_args(build_parser().parse_args([*base, "--recipe", "nano-synth"]))
+
+
+def test_photometric_prob_changes_colour_and_light_only(synth_root):
+    """``photometric_prob``: the frames of a clip change (one draw for all of them), masks, ids
+    and flips are what the plain sampler draws from the same seed; 0 draws nothing."""
+    from surgsam.train.photometric import Photometric, draw_photometric
+
+    ds = open_datasets([str(synth_root)])
+    cfg = ClipConfig(num_frames=FRAMES, max_objects=3, image_size=SIZE)
+    assert cfg.photometric_prob == 0.0
+    with pytest.raises(ValueError, match="photometric_prob"):
+        ClipConfig(photometric_prob=-0.1)
+    plain, photo = ClipSampler(ds, cfg), ClipSampler(ds, replace(cfg, photometric_prob=1.0))
+    for i in range(min(plain.num_clips, 6)):
+        a, b = plain.clip(i, np.random.default_rng(i)), photo.clip(i, np.random.default_rng(i))
+        assert a.obj_ids == b.obj_ids and torch.equal(a.masks, b.masks) and a.flipped == b.flipped
+        assert not torch.allclose(a.frames, b.frames, atol=0.05)
+    # one draw is one colour map for every frame: the same pixel value maps alike in all frames
+    frames = torch.randint(0, 256, (3, 3, 8, 8), dtype=torch.uint8)
+    frames[1] = frames[0]
+    out = draw_photometric(np.random.default_rng(0)).apply(frames)
+    assert torch.equal(out[0], out[1]) and out.dtype == torch.uint8
+    identity = Photometric((1.0, 1.0, 1.0), 1.0, 1.0, 1.0, 1.0)
+    assert torch.equal(identity.apply(frames), frames)
+
+
+def test_photometric_prob_option(tmp_path):
+    from surgsam.cli import build_parser
+    from surgsam.train.cli import config_from_args
+
+    base = ["train", "--data", str(tmp_path), "--out", str(tmp_path / "o"), "--recipe", "nano-synth"]
+    assert (
+        config_from_args(build_parser().parse_args([*base, "--photometric-prob", "0.8"])).clip.photometric_prob == 0.8
+    )
+    assert config_from_args(build_parser().parse_args(base)).clip.photometric_prob == 0.0

@@ -157,6 +157,14 @@ def register(subparsers) -> None:
         "(EndoVis names, synonyms, other templates; surgsam.data.paraphrase, never its held-out-only wordings); "
         "default 0: the dataset's sentences as they are",
     )
+    p.add_argument(
+        "--photometric-prob",
+        type=float,
+        default=None,
+        metavar="P",
+        help="chance that a clip gets one random change of colour and light (channel gains, brightness, contrast, "
+        "saturation, gamma; the same for all its frames); default 0",
+    )
     p.add_argument("--seed", type=int, default=None)
     p.add_argument(
         "--precision", choices=("auto", "bf16", "fp32"), default=None, help="auto: bf16 on CUDA sm80+, fp32 elsewhere"
@@ -218,6 +226,8 @@ def config_from_args(args: argparse.Namespace):
         if cfg.referring is None:
             raise ValueError(f"--paraphrase-prob applies to referring recipes, not {cfg.recipe}")
         clip = replace(clip, paraphrase_prob=args.paraphrase_prob)
+    if getattr(args, "photometric_prob", None) is not None:
+        clip = replace(clip, photometric_prob=args.photometric_prob)
     optim = cfg.optim
     if args.lr is not None:
         optim = replace(optim, lr=args.lr)

@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from ..data import DatasetLayout
 from ..modeling.sam2 import IMAGENET_MEAN, IMAGENET_STD, ResizeMode, pil_resize
 from .aux_types import type_map, video_categories
+from .photometric import draw_photometric
 
 __all__ = [
     "Clip",
@@ -67,6 +68,9 @@ class ClipConfig:
         :mod:`surgsam.data.paraphrase` (never its held-out-only ones); texts outside the
         Ref-EndoVis grammar are kept. 0 (the default) draws nothing, so the sample stream is
         unchanged.
+    photometric_prob: chance that a clip's frames get one random change of colour and light
+        (:mod:`.photometric`: channel gains, brightness, contrast, saturation, gamma), the same
+        for all its frames. 0 (the default) draws nothing, so the sample stream is unchanged.
     """
 
     num_frames: int = 8
@@ -81,13 +85,14 @@ class ClipConfig:
     type_maps: bool = False
     frame_resize: ResizeMode = "pil"
     paraphrase_prob: float = 0.0
+    photometric_prob: float = 0.0
 
     def __post_init__(self) -> None:
         if self.frame_resize not in ("pil", "antialias"):
             raise ValueError(f"frame_resize must be 'pil' or 'antialias', got {self.frame_resize!r}")
         if self.num_frames < 1 or self.max_objects < 1:
             raise ValueError("num_frames and max_objects must be >= 1")
-        for name in ("entry_prob", "exit_prob", "paraphrase_prob"):
+        for name in ("entry_prob", "exit_prob", "paraphrase_prob", "photometric_prob"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
         if self.entry_prob + self.exit_prob > 1.0:
@@ -368,6 +373,8 @@ class ClipSampler:
         if flip:
             x, m = x.flip(-1), m.flip(-1)
             ty = None if ty is None else ty.flip(-1)
+        if cfg.photometric_prob > 0 and rng.random() < cfg.photometric_prob:
+            x = draw_photometric(rng).apply(x)
         texts = self._texts(video, obj_ids, flip)
         if cfg.paraphrase_prob > 0:
             texts = _paraphrased(texts, cfg.paraphrase_prob, rng)
