@@ -258,7 +258,7 @@ def test_runner_segments_a_clip_without_torch(exported, model, clip, tmp_path):
         if key == "fifo":
             assert sum(int(res.masks[i].sum()) for i in range(len(ids))) > 20_000  # real masks, not empty ones
     # the command line: the same prompts from the palette PNG, its label maps vs the engine's
-    seg = VideoSegmenter(model, memory="fifo")
+    seg = VideoSegmenter(model, memory="fifo", num_frames=FRAMES)  # the CLI passes the length, as segment does
     for t in range(FRAMES):
         if t == 0:
             for i, k in enumerate(ids):
@@ -362,7 +362,7 @@ def test_runner_cli_prompt_on_a_later_frame(exported, model, clip, tmp_path):
     common = [str(exported[0]), str(tmp_path / "frames"), "--mask", str(tmp_path / "third.png"), "--threads", "1"]
     assert main([*common, "--frame", "2", "--out", str(tmp_path / "masks"), "--no-progress"]) == 0
     ids = [int(i) for i in np.unique(labels[2]) if i]
-    seg = VideoSegmenter(model, memory="fifo")
+    seg = VideoSegmenter(model, memory="fifo", num_frames=FRAMES)  # the CLI passes the length, as segment does
     for t in range(FRAMES):
         ours = read_palette_png(tmp_path / "masks" / f"{t:05d}.png")
         if t < 2:

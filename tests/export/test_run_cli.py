@@ -103,3 +103,29 @@ def test_help_states_the_limits(capsys):
     for phrase in ("--frame", "tracked forward only", "no corrections", "no dlm", "no text prompts", "surgsam segment"):
         assert phrase in text, phrase
     assert set(ENGINE_ONLY) == {"--direction", "--prompts", "--object", "--clicks", "--text"}
+
+
+def test_runner_cli_passes_the_video_length_as_segment_does(tmp_path, monkeypatch):
+    """The length scales the object pointers' temporal encoding (clips under 16 frames), so the
+    runner must hand it to the segmenter as ``surgsam segment`` does, or the two commands give
+    different masks on short clips; the opened video is closed when the export cannot load."""
+    import numpy as np
+    from PIL import Image
+
+    import surgsam.export.runner as runner
+
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    for t in range(5):
+        Image.fromarray(np.full((32, 40, 3), 40 * t, np.uint8)).save(frames / f"{t:05d}.png")
+    seen = {}
+
+    class Recorder:
+        def __init__(self, export, **kw):
+            seen.update(kw)
+            raise RuntimeError("recorded")
+
+    monkeypatch.setattr(runner, "OnnxVideoSegmenter", Recorder)
+    with pytest.raises(RuntimeError, match="recorded"):
+        main([str(tmp_path / "export"), str(frames), "--box", "2,2,9,9", "--out", str(tmp_path / "out")])
+    assert seen["num_frames"] == 5

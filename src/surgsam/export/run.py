@@ -132,12 +132,22 @@ def run(args) -> dict:
             f"--max-frames {args.max_frames} stops before the prompt on frame {args.frame} (frames are counted from 0)"
         )
     prompts = read_prompt_args(args)  # refused before anything is opened
-    seg = OnnxVideoSegmenter(args.export, memory=args.memory, memory_dtype=args.memory_dtype, threads=args.threads)
     src = open_source(int(args.video) if args.video.isdigit() else args.video)
     known = src.num_frames if getattr(src, "num_frames_exact", True) and not src.is_live else None
     if known is not None and args.frame >= known:
         src.close()
         raise ValueError(f"{args.video} has {known} frames (0..{known - 1}); --frame {args.frame} is beyond its end")
+    try:
+        seg = OnnxVideoSegmenter(
+            args.export,
+            memory=args.memory,
+            memory_dtype=args.memory_dtype,
+            threads=args.threads,
+            num_frames=src.num_frames,  # as `surgsam segment`: the length scales the pointers' temporal encoding
+        )
+    except BaseException:
+        src.close()
+        raise
     man = seg.onnx.manifest
     say = (lambda line: None) if args.no_progress else (lambda line: print(line, file=sys.stderr, flush=True))
     say(
