@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from .common import MLP, LayerNorm2d
+from .common import MLP, LayerNorm2d, activate_, inference_fast_ops
 from .two_way_transformer import TwoWayTransformer
 
 
@@ -171,8 +171,12 @@ class MaskDecoder(nn.Module):
         src = src.transpose(1, 2).reshape(b, c, h, w)
         up1, norm1, act1, up2, act2 = self.output_upscaling
         feat_s0, feat_s1 = high_res_features  # batch 1 broadcasts over the B prompts
-        x = act1(norm1(up1(src) + feat_s1))
-        x = act2(up2(x) + feat_s0)
+        if inference_fast_ops():  # the activations in place on fresh maps
+            x = activate_(act1, norm1(up1(src) + feat_s1))
+            x = activate_(act2, up2(x) + feat_s0)
+        else:
+            x = act1(norm1(up1(src) + feat_s1))
+            x = act2(up2(x) + feat_s0)
         hyper = torch.stack([mlp(mask_tokens[:, i]) for i, mlp in enumerate(self.output_hypernetworks_mlps)], 1)
         bx, cx, hx, wx = x.shape
         masks = (hyper @ x.reshape(bx, cx, hx * wx)).reshape(bx, -1, hx, wx)

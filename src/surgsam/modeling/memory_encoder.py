@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .common import DropPath, LayerNorm2d
+from .common import DropPath, LayerNorm2d, activate_, inference_fast_ops
 from .position_encoding import PositionEmbeddingSine
 
 
@@ -29,7 +29,11 @@ class MaskDownSampler(nn.Module):
         self.encoder = nn.Sequential(*layers)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.encoder(x)
+        if not inference_fast_ops():
+            return self.encoder(x)
+        for layer in self.encoder:  # activations in place on the fresh normalised maps
+            x = activate_(layer, x) if isinstance(layer, nn.GELU) else layer(x)
+        return x
 
 
 class CXBlock(nn.Module):
@@ -49,7 +53,10 @@ class CXBlock(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self.norm(self.dwconv(x)).permute(0, 2, 3, 1)
-        y = self.gamma * self.pwconv2(self.act(self.pwconv1(y)))
+        if inference_fast_ops():  # the same arithmetic on the fresh hidden maps, in place
+            y = self.pwconv2(activate_(self.act, self.pwconv1(y))).mul_(self.gamma)
+        else:
+            y = self.gamma * self.pwconv2(self.act(self.pwconv1(y)))
         return x + self.drop_path(y.permute(0, 3, 1, 2))
 
 
