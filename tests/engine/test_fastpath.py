@@ -1,4 +1,5 @@
-"""Static-shape memory and the fast path: the same masks as the dynamic eager engine."""
+"""Static-shape memory, traced calls and the fast path: the same masks as the dynamic eager
+engine."""
 
 from __future__ import annotations
 
@@ -6,8 +7,9 @@ import numpy as np
 import pytest
 import torch
 
-from surgsam.engine import VideoSegmenter
-from surgsam.engine.fastpath import FastPath, resolve_fast_path
+from surgsam.bench.paired import synthetic_clip
+from surgsam.engine import VideoSegmenter, fastpath
+from surgsam.engine.fastpath import CompiledOps, FastPath, TracedCall, resolve_fast_path
 from surgsam.modeling.sam2 import SpatialMemory
 from synthetic import moving_objects_video
 
@@ -107,3 +109,73 @@ def test_compiled_engine_matches_eager(model, video):
         for i in range(len(a.obj_ids)):
             u = (a.masks[i] | b.masks[i]).sum()
             assert u == 0 or (a.masks[i] & b.masks[i]).sum() / u >= 0.999
+
+
+def _four_objects(model, frames, masks, **kw):
+    """Objects 1 and 2 from masks on frame 0, 3 from a mask on frame 2, 4 from a click on frame
+    4: several memory layouts while the banks fill, one batch of four once they are full."""
+    seg = VideoSegmenter(model, memory="fifo", **kw)
+    out = []
+    for t, f in enumerate(frames):
+        if t == 0:
+            seg.add_prompt(f, obj_id=1, mask=masks[0])
+            out.append(seg.add_prompt(None, obj_id=2, mask=masks[1]))
+        elif t == 2:
+            out.append(seg.add_prompt(f, obj_id=3, mask=masks[2]))
+        elif t == 4:
+            ys, xs = np.nonzero(masks[3])
+            out.append(seg.add_prompt(f, obj_id=4, points=[[xs.mean(), ys.mean()]], labels=[1]))
+        else:
+            out.append(seg.step(f))
+    return seg, out
+
+
+def test_traced_calls_give_the_eager_results(model):
+    """Replaying the per-frame calls from traces changes no logit, mask, score or IoU of a
+    4-object clip, and the steady-state frames are answered by the traces alone."""
+    frames, masks = synthetic_clip(32, model.image_size, 4)
+    _, eager = _four_objects(model, frames, masks)
+    seg, traced = _four_objects(model, frames, masks, trace=True)
+    assert seg.fast_path.trace and isinstance(seg._ops.attend_memory, TracedCall)
+    for a, b in zip(eager, traced):
+        assert a.obj_ids == b.obj_ids
+        assert torch.equal(a.low_res_logits, b.low_res_logits), f"frame {a.frame_idx}: logits differ"
+        assert np.array_equal(a.masks, b.masks) and np.array_equal(a.object_scores, b.object_scores)
+        assert np.array_equal(a.ious, b.ious)
+    assert traced[-1].obj_ids == [1, 2, 3, 4]
+    for name in CompiledOps.NAMES:
+        call = getattr(seg._ops, name)
+        assert len(call) >= 1 and call.replays >= 1, name
+    # a changed weight (even to the same values) drops every trace: they may hold its old values
+    old = [e[0] for name in CompiledOps.NAMES for e in getattr(seg._ops, name)._traces.values()]  # kept alive
+    with torch.no_grad():
+        model.no_mem_embed.add_(0.0)
+    seg.step(frames[0])
+    new = [e[0] for name in CompiledOps.NAMES for e in getattr(seg._ops, name)._traces.values()]
+    assert new and not any(t is o for t in new for o in old)
+
+
+def test_a_trace_that_differs_from_eager_is_dropped(model, monkeypatch):
+    """A trace whose first replays do not equal the eager call is never used: the call stays
+    eager for that signature (same results)."""
+    frames, masks = synthetic_clip(12, model.image_size, 2)
+    monkeypatch.setattr(fastpath, "_same", lambda a, b: False)
+    seg = VideoSegmenter(model, memory="fifo", trace=True)
+    ref = VideoSegmenter(model, memory="fifo")
+    for s in (seg, ref):
+        s.add_prompt(frames[0], obj_id=1, mask=masks[0])
+        s.add_prompt(None, obj_id=2, mask=masks[1])
+    for f in frames[1:]:
+        assert torch.equal(seg.step(f).low_res_logits, ref.step(f).low_res_logits)
+    call = seg._ops.predict_masks
+    assert len(call) == 0 and call.replays == 0 and call._eager_only
+
+
+def test_traces_are_asked_for_never_automatic(model):
+    cpu = torch.device("cpu")
+    for fast in (False, "auto"):
+        for width in (64, 256):
+            assert not resolve_fast_path(fast, "fp32", cpu, width=width, bf16_speedup=lambda: 1.0).trace
+    assert VideoSegmenter(model, trace=True).fast_path.trace
+    with pytest.raises(ValueError, match="trace=True"):
+        VideoSegmenter(model, fast=True, trace=True)

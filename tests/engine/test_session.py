@@ -3,12 +3,18 @@ bounded memory, and bad input that must leave the session usable."""
 
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from memory_census import live_tensors
+from surgsam.bench.paired import synthetic_clip
 from surgsam.engine import VideoSegmenter
+from surgsam.modeling.common import plain_inference
+from surgsam.modeling.sam2 import SpatialMemory
 from synthetic import moving_objects_video
 
 
@@ -264,3 +270,75 @@ def test_dlm_long_term_bank_fills_and_changes_the_masks(video):
         for t in range(first_attended, 40)
     )
     assert diff > 1e-4, f"dlm's long-term memories did not change the output (max |diff| {diff:.2e})"
+
+
+# ---------------------------------------------------------------------- inference shortcuts
+def _four_objects(model, frames, masks, plain: bool):
+    """Objects 1 and 2 from masks on frame 0, object 3 from a mask on frame 2 (its pointer
+    distances differ from theirs), object 4 from a click on frame 4; every step inside
+    ``plain_inference()`` when ``plain``."""
+    seg = VideoSegmenter(model, memory="fifo")
+    out = []
+    with plain_inference() if plain else contextlib.nullcontext():
+        for t, f in enumerate(frames):
+            if t == 0:
+                seg.add_prompt(f, obj_id=1, mask=masks[0])
+                out.append(seg.add_prompt(None, obj_id=2, mask=masks[1]))
+            elif t == 2:
+                out.append(seg.add_prompt(f, obj_id=3, mask=masks[2]))
+            elif t == 4:
+                ys, xs = np.nonzero(masks[3])
+                out.append(seg.add_prompt(f, obj_id=4, points=[[xs.mean(), ys.mean()]], labels=[1]))
+            else:
+                out.append(seg.step(f))
+    return seg, out
+
+
+@pytest.mark.parametrize("size", [None, (120, 160)], ids=["model-size frames", "120x160 frames"])
+def test_inference_shortcuts_give_the_plain_results(model, size):
+    """The inference shortcuts (cached position encodings and empty prompts, one frame's rows
+    computed once for all its objects, in-place arithmetic, frame logits reused from the
+    decoder) leave every logit, mask, score and stored memory of a 4-object clip bit-identical
+    to the plain computation."""
+    frames, masks = synthetic_clip(14, model.image_size, 4)
+    if size is not None:
+        frames = [np.ascontiguousarray(np.asarray(Image.fromarray(f).resize(size[::-1]))) for f in frames]
+        masks = [np.asarray(Image.fromarray(m).resize(size[::-1])) for m in masks]
+    seg, fast = _four_objects(model, frames, masks, plain=False)
+    ref, plain = _four_objects(model, frames, masks, plain=True)
+    for a, b in zip(plain, fast):
+        assert a.obj_ids == b.obj_ids
+        assert torch.equal(a.low_res_logits, b.low_res_logits), f"frame {a.frame_idx}: logits differ"
+        assert np.array_equal(a.masks, b.masks) and np.array_equal(a.object_scores, b.object_scores)
+        assert np.array_equal(a.ious, b.ious)
+    assert fast[-1].obj_ids == [1, 2, 3, 4]
+    for oid in fast[-1].obj_ids:
+        for ea, eb in zip(ref.objects[oid].bank.entries(), seg.objects[oid].bank.entries()):
+            assert ea.frame_idx == eb.frame_idx and torch.equal(ea.obj_ptr, eb.obj_ptr)
+            assert (ea.features is None) == (eb.features is None)
+            assert ea.features is None or torch.equal(ea.features, eb.features)
+
+
+def test_memory_tokens_of_a_group_are_those_of_each_object(model, video):
+    """A batch's memory tokens and positions, assembled at once, equal each object's
+    SAM2Model.memory_tokens concatenated, for objects whose slots and pointer distances differ."""
+    frames, gt = video
+    seg = VideoSegmenter(model, memory="fifo")
+    seg.add_prompt(frames[0], obj_id=1, mask=gt[1][0])
+    for t in range(1, 20):  # by frame 20 both attend 7 memories and 16 pointers
+        seg.add_prompt(frames[t], obj_id=2, mask=gt[2][t]) if t == 3 else seg.step(frames[t])
+    sels = [seg.policy.select(seg.objects[k].bank, seg.frame_idx + 1) for k in (1, 2)]
+    assert sels[0].signature() == sels[1].signature()
+    assert [d for d, _ in sels[0].pointers] != [d for d, _ in sels[1].pointers]
+    with torch.inference_mode():
+        tok, pos = seg._memory_tokens(sels, 15)
+        ref = [
+            model.memory_tokens(
+                [(slot, SpatialMemory(e.spatial_features, seg.memory_pos)) for slot, e in sel.spatial],
+                [(d, e.obj_ptr) for d, e in sel.pointers],
+                15,
+                1,
+            )
+            for sel in sels
+        ]
+    assert torch.equal(tok, torch.cat([t for t, _ in ref])) and torch.equal(pos, torch.cat([p for _, p in ref]))

@@ -17,12 +17,15 @@ one line in :attr:`FastPath.notice`.
 
 from __future__ import annotations
 
+import dataclasses
+import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import torch
+from torch import nn
 
 from ..modeling.sam2 import SAM2Model
 from .precision import Precision, ResolvedPrecision, cpu_bf16_speedup, resolve_precision
@@ -52,6 +55,10 @@ class FastPath:
         trunk and memory attention, float32 heads; no autocast); ``"fp32"``: none.
     cached_memory: keep each memory's projections in the memory attention
         (:class:`surgsam.engine.cpufast.ProjectedMemory`; exact, dynamic memory layout only).
+    trace: replay the per-frame calls from ``torch.jit.trace`` recordings (:class:`TracedCall`:
+        the same operations without Python between them; bit-identical values). Never chosen
+        by ``"auto"``: each trace costs as much as tens of frames (docs/fast_path_and_export.md);
+        ``VideoSegmenter(trace=True)`` asks for it.
     notice: one line saying what was chosen and why.
     """
 
@@ -62,6 +69,7 @@ class FastPath:
     cuda_graphs: bool = False
     matmul: str = "fp32"
     cached_memory: bool = False
+    trace: bool = False
     notice: str = ""
 
 
@@ -162,25 +170,222 @@ def _cpu_fast_path(
 
 @dataclass
 class CompiledOps:
-    """The per-frame calls a session makes, eager or compiled."""
+    """The per-frame calls a session makes: eager, compiled, or replayed as traces."""
 
     encode_image: Callable[..., Any]
     attend_memory: Callable[..., Any]
     predict_masks: Callable[..., Any]
     encode_memory: Callable[..., Any]
 
+    NAMES: ClassVar[tuple[str, ...]] = ("encode_image", "attend_memory", "predict_masks", "encode_memory")
+
+    budget: TraceBudget | None = None  # shared by traced calls: one new trace per frame
+
     @classmethod
     def build(cls, model: SAM2Model, fast: FastPath) -> "CompiledOps":
-        ops: list[Callable[..., Any]] = [
-            model.encode_image,
-            model.attend_memory,
-            model.predict_masks,
-            model.encode_memory,
-        ]
+        ops: list[Callable[..., Any]] = [getattr(model, name) for name in cls.NAMES]
+        budget = None
         if fast.compile:
             mode = "reduce-overhead" if fast.cuda_graphs else None
             ops = [torch.compile(op, dynamic=False, mode=mode) for op in ops]
-        return cls(*ops)
+        elif fast.trace:
+            budget = TraceBudget()
+            ops = [TracedCall(model, name, budget=budget) for name in cls.NAMES]
+        encode_image, attend_memory, predict_masks, encode_memory = ops
+        return cls(encode_image, attend_memory, predict_masks, encode_memory, budget=budget)
+
+    def next_frame(self) -> None:
+        """The session moved to a new frame (a traced call may make one new trace again)."""
+        if self.budget is not None:
+            self.budget.frame += 1
+
+
+# ---------------------------------------------------------------------- traced calls
+def _flatten(x: Any, leaves: list[torch.Tensor]) -> tuple:
+    """The structure of ``x`` (nested tuples, lists, dicts, dataclasses; other values kept as
+    they are, and must be hashable) with its tensors appended to ``leaves``; a tensor's entry
+    holds its shape, strides, dtype and device, so equal structures replay the same trace."""
+    if isinstance(x, torch.Tensor):
+        leaves.append(x)
+        return ("T", tuple(x.shape), x.stride(), x.dtype, x.device)
+    if dataclasses.is_dataclass(x) and not isinstance(x, type):
+        return ("D", type(x), tuple((f.name, _flatten(getattr(x, f.name), leaves)) for f in dataclasses.fields(x)))
+    if isinstance(x, (tuple, list)):
+        return ("L" if isinstance(x, list) else "U", tuple(_flatten(v, leaves) for v in x))
+    if isinstance(x, dict):
+        return ("M", tuple((k, _flatten(v, leaves)) for k, v in x.items()))
+    return ("V", x)
+
+
+def _unflatten(spec: tuple, leaves: Iterator[torch.Tensor]) -> Any:
+    """Inverse of :func:`_flatten`: the structure ``spec`` rebuilt around ``leaves``."""
+    kind, *rest = spec
+    if kind == "T":
+        return next(leaves)
+    if kind == "D":
+        cls, fields = rest
+        return cls(**{name: _unflatten(f, leaves) for name, f in fields})
+    if kind in ("U", "L"):
+        items = [_unflatten(v, leaves) for v in rest[0]]
+        return items if kind == "L" else tuple(items)
+    if kind == "M":
+        return {k: _unflatten(v, leaves) for k, v in rest[0]}
+    return rest[0]
+
+
+class _Replay(nn.Module):
+    """``model.<name>`` on flat tensors in and out (what ``torch.jit.trace`` records)."""
+
+    def __init__(self, model: nn.Module, name: str, in_spec: tuple) -> None:
+        super().__init__()
+        self.model, self.name, self.in_spec = model, name, in_spec
+        self.out_spec: tuple | None = None
+
+    def forward(self, *leaves: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        args, kwargs = _unflatten(self.in_spec, iter(leaves))
+        out: list[torch.Tensor] = []
+        self.out_spec = _flatten(getattr(self.model, self.name)(*args, **kwargs), out)
+        return tuple(out)
+
+
+@dataclass
+class TraceBudget:
+    """At most one new trace per frame among the calls sharing this budget: a trace costs as
+    much as tens of eager frames, so a stream's first frames pay for one at a time."""
+
+    frame: int = 0
+    spent: int = -1
+
+    def take(self) -> bool:
+        if self.spent == self.frame:
+            return False
+        self.spent = self.frame
+        return True
+
+
+class TracedCall:
+    """A per-frame call of the model (``encode_image``, ``attend_memory``, ...) replayed from a
+    ``torch.jit.trace`` of it: the same ATen operations in the same order, run by TorchScript's
+    interpreter instead of Python, so the per-operation Python cost of a small network is gone
+    and every value is the eager one.
+
+    One trace per input signature (shapes, strides, dtypes and the non-tensor arguments),
+    made the ``min_calls``-th time the signature is seen and when the shared ``budget``
+    allows (one new trace per frame: tracing costs as much as tens of eager frames; a stream's
+    first frames, whose memory grows, mostly have signatures of their own and run eagerly),
+    at most ``capacity`` of them. Each trace's first ``checks`` replays (TorchScript profiles,
+    then optimises, its first runs) also run eagerly and must give bit-identical outputs;
+    otherwise (or if tracing fails) that signature stays eager. Traces hold values computed
+    from the weights at tracing time: they are dropped when any weight changes (storage or
+    version counter; checked at the first call of each frame).
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        name: str,
+        min_calls: int = 3,
+        capacity: int = 16,
+        checks: int = 2,
+        budget: TraceBudget | None = None,
+    ) -> None:
+        self.model, self.name = model, name
+        self.eager: Callable[..., Any] = getattr(model, name)
+        self.min_calls, self.capacity, self.checks = min_calls, capacity, checks
+        self.budget = budget
+        self._params = [*model.parameters(), *model.buffers()]
+        self._stamp = self._weights()
+        self._checked_at: int | None = None
+        self._seen: dict[tuple, int] = {}
+        self._traces: dict[tuple, list] = {}  # signature -> [traced, output spec, checks left]
+        self._eager_only: set[tuple] = set()
+        self.replays = 0  # calls answered by a checked trace alone
+
+    def _weights(self) -> list[tuple[int, int]]:
+        return [(p.data_ptr(), 0 if p.is_inference() else p._version) for p in self._params]
+
+    def __len__(self) -> int:
+        return len(self._traces)
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        leaves: list[torch.Tensor] = []
+        try:
+            spec = _flatten((args, kwargs), leaves)
+            hash(spec)
+        except TypeError:  # an argument that cannot be a key: no trace for it
+            return self.eager(*args, **kwargs)
+        frame = None if self.budget is None else self.budget.frame
+        if frame is None or frame != self._checked_at:  # the weights are checked once per frame
+            self._checked_at = frame
+            stamp = self._weights()
+            if stamp != self._stamp:
+                self._stamp = stamp
+                self._traces.clear()
+                self._eager_only.clear()
+        entry = self._traces.get(spec)
+        if entry is None:
+            if len(self._seen) > 256:  # signatures seen once long ago: forgotten
+                self._seen.clear()
+            seen = self._seen[spec] = self._seen.get(spec, 0) + 1
+            if spec in self._eager_only or seen < self.min_calls:
+                return self.eager(*args, **kwargs)
+            if self.budget is not None and not self.budget.take():
+                return self.eager(*args, **kwargs)
+            return self._trace(spec, leaves, args, kwargs)
+        traced, out_spec, checks = entry
+        out = _unflatten(out_spec, iter(traced(*leaves)))
+        if not checks:
+            self.replays += 1
+        else:
+            entry[2] -= 1
+            ref = self.eager(*args, **kwargs)
+            if not _same(ref, out):
+                del self._traces[spec]
+                self._eager_only.add(spec)
+                return ref
+        return out
+
+    def _trace(self, spec: tuple, leaves: list[torch.Tensor], args: tuple, kwargs: dict) -> Any:
+        replay = _Replay(self.model, self.name, spec)
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # TorchScript's deprecation and tracer warnings
+                traced = torch.jit.trace(replay, tuple(leaves), check_trace=False)
+        except Exception:  # noqa: BLE001 - an untraceable call simply stays eager
+            self._eager_only.add(spec)
+            return self.eager(*args, **kwargs)
+        assert replay.out_spec is not None
+        while len(self._traces) >= self.capacity:
+            del self._traces[next(iter(self._traces))]
+        self._traces[spec] = [traced, replay.out_spec, self.checks]
+        return self.eager(*args, **kwargs)
+
+
+def _same(a: Any, b: Any) -> bool:
+    """Bit-identical nested outputs (tensors equal in shape, dtype and every value)."""
+    la: list[torch.Tensor] = []
+    lb: list[torch.Tensor] = []
+    try:
+        if _structure(_flatten(a, la)) != _structure(_flatten(b, lb)):
+            return False
+    except TypeError:
+        return False
+    return all(x.dtype == y.dtype and x.shape == y.shape and torch.equal(x, y) for x, y in zip(la, lb))
+
+
+def _structure(spec: tuple) -> tuple:
+    """A flattened structure without the tensors' strides (outputs may differ in layout only)."""
+    kind, *rest = spec
+    if kind == "T":
+        return ("T", rest[0], rest[2])
+    if kind == "D":
+        return ("D", rest[0], tuple((n, _structure(f)) for n, f in rest[1]))
+    if kind in ("U", "L", "M"):
+        items = rest[0]
+        if kind == "M":
+            return ("M", tuple((k, _structure(v)) for k, v in items))
+        return (kind, tuple(_structure(v) for v in items))
+    return spec
 
 
 @contextmanager

@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from ..memory import MemoryEntry, MemoryPolicy, Selection, make_policy
+from ..modeling.common import inference_fast_ops
 from ..modeling.sam2 import FrameFeatures, MaskOutput, ResizeMode, SAM2Model, SpatialMemory
 from .cpufast import ProjectedMemory, fast_model
 from .fastpath import CompiledOps, FastMode, resolve_fast_path, tf32_matmuls
@@ -64,6 +65,12 @@ class VideoSegmenter:
             attention instead of recomputing them each frame (exact; more session memory;
             dynamic layout only). None follows the fast path (off: it did not pay on the CPU
             measured, see docs/fast_path_and_export.md).
+        trace: replay the four per-frame calls from ``torch.jit.trace`` recordings, one per
+            input signature (:class:`~.fastpath.TracedCall`: the same operations without the
+            Python between them, bit-identical values, checked on each trace's first replays).
+            A trace costs as much as tens of frames (one per frame at most, from a signature's
+            third call): for long streams of a narrow model such as the nano on the CPU, where
+            Python is a large part of a frame. None follows the fast path (off).
         resize: how a frame becomes the square model input: ``"pil"`` (default) exactly as
             Meta's ``SAM2VideoPredictor`` reads a JPEG folder (PIL bicubic on the uint8
             frame, as do the SurgSAM2 and ReSurgSAM2 releases); ``"antialias"`` a bilinear
@@ -94,6 +101,7 @@ class VideoSegmenter:
         static_memory: bool | None = None,
         cuda_graphs: bool = False,
         cached_memory: bool | None = None,
+        trace: bool | None = None,
         resize: ResizeMode = "pil",
         binarize_prompt_memory: bool = True,
         clicks: ClickMode = "accumulate",
@@ -109,6 +117,10 @@ class VideoSegmenter:
         self.policy = make_policy(memory, model.num_maskmem, model.cfg.max_obj_ptrs_in_encoder)
         self.num_frames = num_frames
         self.fast_path = resolve_fast_path(fast, precision, model.device, cuda_graphs, width=model.hidden_dim)
+        if trace is not None:
+            if trace and self.fast_path.compile:
+                raise ValueError("trace=True replays eager calls; it does not combine with a compiled fast path")
+            self.fast_path = dataclasses.replace(self.fast_path, trace=bool(trace))
         self.precision = self.fast_path.precision
         self.static_memory = self.fast_path.static_memory if static_memory is None else bool(static_memory)
         self.memory_dtype = memory_dtype
@@ -325,6 +337,7 @@ class VideoSegmenter:
     def _advance(self, image: torch.Tensor) -> None:
         """Finalise the current frame (encode pending prompt memories) and move to ``image``."""
         self._finalize()
+        self._ops.next_frame()
         self.frame_idx += 1
         self.frame_size = (int(image.shape[0]), int(image.shape[1]))
         self._frame = image.clone()
@@ -420,9 +433,32 @@ class VideoSegmenter:
                 self._mem_pos,
                 self.frame_idx,
             )
-        tokens = [self.model.memory_tokens(sp, pt, tmax, 1) for sp, pt in entries]
-        mem, pos = (torch.cat(x) for x in zip(*tokens))
+        mem, pos = self._memory_tokens(sels, tmax)
         return self._ops.attend_memory(frame, mem, pos, len(sels[0].pointers))
+
+    def _memory_tokens(self, sels: list[Selection], tmax: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Memory tokens and their position encodings, ``B x M x Cm`` each, of selections with
+        equal signatures: the values :meth:`SAM2Model.memory_tokens` gives object by object,
+        assembled in one copy per kind; the position encodings of a layout (slots, pointer
+        distances) are computed once (:meth:`SAM2Model.memory_positions`)."""
+        assert self._mem_pos is not None  # set by the first memory encoded, before any is selected
+        m, b = self.model, len(sels)
+        n_sp, n_ptr = sels[0].signature()
+        cm, split = m.mem_dim, m.hidden_dim // m.mem_dim
+        hw = self._mem_pos.shape[-2] * self._mem_pos.shape[-1]
+        tokens = torch.empty(b, n_sp * hw + n_ptr * split, cm, device=self._mem_pos.device, dtype=torch.float32)
+        if n_sp:
+            feats = torch.cat([e.spatial_features for sel in sels for _, e in sel.spatial])  # (B * S) x Cm x h x w
+            tokens[:, : n_sp * hw].view(b, n_sp, hw, cm).copy_(feats.view(b, n_sp, cm, hw).transpose(2, 3))
+        if n_ptr:
+            ptrs = torch.cat([e.obj_ptr for sel in sels for _, e in sel.pointers])  # (B * P) x C
+            tokens[:, n_sp * hw :].copy_(ptrs.view(b, n_ptr * split, cm))
+        layouts = [(tuple(slot for slot, _ in sel.spatial), tuple(d for d, _ in sel.pointers)) for sel in sels]
+        pos = [m.memory_positions(slots, self._mem_pos, dists, tmax) for slots, dists in dict.fromkeys(layouts)]
+        if len(pos) == 1:
+            return tokens, pos[0].expand(b, -1, -1)
+        index = {layout: i for i, layout in enumerate(dict.fromkeys(layouts))}
+        return tokens, torch.cat([pos[index[layout]] for layout in layouts])
 
     def _spatial(self, e: MemoryEntry) -> SpatialMemory:
         assert self._mem_pos is not None  # set by the first memory encoded, before any is selected
@@ -454,9 +490,38 @@ class VideoSegmenter:
                     feats.features.expand(n, -1, -1, -1), out.high_res_masks, out.object_score_logits
                 )
             self._remember_pos(mem.pos)
-            for i, o in enumerate(group):
-                o.output = self._frame_output(_index(out, i), from_prompt=False, is_cond=False, clicks=None)
-                self._commit(o, mem.features[i : i + 1], o.output)
+            self._commit_tracked(group, out, mem.features)
+
+    def _commit_tracked(self, group: list[ObjectState], out: MaskOutput, features: torch.Tensor) -> None:
+        """Outputs and memories of a batch of tracked objects (row ``i`` of ``out`` and of the
+        memory ``features`` is ``group[i]``'s), with :meth:`_frame_output`'s and
+        :meth:`_commit`'s values, read from the batch once."""
+        low, ptr, score = out.low_res_masks.float(), out.obj_ptr.float(), out.object_score_logits.float()
+        ious = out.ious.amax(dim=1).tolist()  # each row's best candidate, as float(row.max())
+        scores = score[:, 0].tolist()
+        s = self.model.image_size
+        # frames at the model's size: the decoder's upsampled logits are the frame's logits
+        at_frame = self.precision == "fp32" and self.frame_size == (s, s) and inference_fast_ops()
+        for i, o in enumerate(group):
+            row = slice(i, i + 1)
+            o.output = FrameOutput(
+                low[row],
+                ious[i],
+                ptr[row],
+                score[row],
+                from_prompt=False,
+                is_cond=False,
+                frame_logits=out.high_res_masks[row] if at_frame else None,
+            )
+            entry = MemoryEntry(
+                frame_idx=self.frame_idx,
+                features=features[row].to(self.memory_dtype),
+                obj_ptr=o.output.obj_ptr,
+                is_cond=False,
+                object_score=scores[i],
+                iou=ious[i],
+            )
+            self.policy.commit(o.bank, entry)
 
     def _finalize(self) -> None:
         """Encode the memories of objects prompted on the current frame (Meta does this when
@@ -517,7 +582,11 @@ class VideoSegmenter:
         h, w = self.frame_size
         if have:
             low = torch.cat([out.low_res_logits for _, out in have])
-            masks = (upsample_logits(low, (h, w))[:, 0] > 0).cpu().numpy()
+            if all(out.frame_logits is not None for _, out in have):
+                logits = torch.cat([out.frame_logits for _, out in have if out.frame_logits is not None])
+            else:
+                logits = upsample_logits(low, (h, w))
+            masks = (logits[:, 0] > 0).cpu().numpy()
             scores = torch.sigmoid(torch.cat([out.object_score_logit for _, out in have])[:, 0]).cpu().numpy()
             ious = np.array([out.iou for _, out in have], dtype=np.float32)
         else:
@@ -533,16 +602,3 @@ class VideoSegmenter:
             low_res_logits=low.cpu(),
             latency_ms=(time.perf_counter() - t0) * 1000.0,
         )
-
-
-def _index(out: MaskOutput, i: int) -> MaskOutput:
-    """Row ``i`` of a batched :class:`MaskOutput` (keeping the batch axis)."""
-    s = slice(i, i + 1)
-    return MaskOutput(
-        out.multimask_logits[s],
-        out.ious[s],
-        out.low_res_masks[s],
-        out.high_res_masks[s],
-        out.obj_ptr[s],
-        out.object_score_logits[s],
-    )

@@ -30,6 +30,8 @@ class FrameOutput:
     """One object's prediction on the current frame (kept only until the next frame).
 
     low_res_logits: ``1 x 1 x 4h x 4w``; obj_ptr: ``1 x C``; object_score_logit: ``1 x 1``.
+    frame_logits: ``1 x 1 x H x W`` the logits already upsampled to the frame's size (exactly
+    :func:`upsample_logits` of ``low_res_logits``), when the decoder made them; else None.
     """
 
     low_res_logits: torch.Tensor
@@ -39,6 +41,7 @@ class FrameOutput:
     from_prompt: bool  # memory still to encode (binarised) when the frame is finalised
     is_cond: bool
     clicks: Clicks | None = None
+    frame_logits: torch.Tensor | None = None
 
 
 @dataclass

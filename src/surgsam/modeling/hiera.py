@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .common import MLP, DropPath
+from .common import MLP, DropPath, InferenceCache
 from .presets import HieraConfig
 
 
@@ -187,9 +187,15 @@ class Hiera(nn.Module):
             )
             dim = dim_out
         self.channel_list = [self.blocks[e].dim_out for e in reversed(self.stage_ends)]
+        self._cache = InferenceCache()
 
     def _pos_embed_hw(self, h: int, w: int) -> torch.Tensor:
-        """``1 x h x w x C`` position embedding for an ``h x w`` token grid."""
+        """``1 x h x w x C`` position embedding for an ``h x w`` token grid (computed once per
+        grid at inference, see :class:`~.common.InferenceCache`)."""
+        weights = (self.pos_embed, self.pos_embed_window)
+        return self._cache.get(("pos_embed", h, w), weights, lambda: self._compute_pos_embed(h, w))
+
+    def _compute_pos_embed(self, h: int, w: int) -> torch.Tensor:
         bkg = F.interpolate(self.pos_embed, size=(h, w), mode="bicubic")
         win: torch.Tensor = self.pos_embed_window
         wh, ww = win.shape[-2:]

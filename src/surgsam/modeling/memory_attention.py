@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .common import inference_fast_ops
 from .two_way_transformer import Attention
 
 
@@ -61,6 +62,12 @@ def _exporting() -> bool:
     return torch.onnx.is_in_onnx_export() or torch.compiler.is_compiling()
 
 
+def _one_frame(curr: torch.Tensor, curr_pos: torch.Tensor) -> bool:
+    """Whether a batch of current-frame tokens is one frame repeated as views (stride 0 over
+    the batch, as :meth:`FrameFeatures.expand` makes them), where the inference shortcuts run."""
+    return curr.shape[0] > 1 and curr.stride(0) == 0 and curr_pos.stride(0) == 0 and inference_fast_ops()
+
+
 def _rope_tables(n: int, head_dim: int, theta: float, device: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(cos ``n x D``, signed sin ``n x D``, complex rotation ``n x D/2``) for an ``n``-token
     square grid."""
@@ -105,6 +112,18 @@ class RoPEAttention(Attention):
             out = apply_rope_complex(frames, rot)
         return out.flatten(-3, -2)
 
+    def _rotate_in_place(self, x: torch.Tensor, n: int) -> bool:
+        """:meth:`_rotate` written into ``x`` itself (the same complex products), where that is
+        possible: inference, float32 on the CPU or CUDA, channel pairs contiguous. Returns
+        whether ``x`` was rotated."""
+        if x.dtype != torch.float32 or x.device.type not in ("cpu", "cuda") or x.stride(-1) != 1:
+            return False
+        if _exporting() or not inference_fast_ops():
+            return False
+        rot = _rope_cache(n, x.shape[-1], self.rope_theta, str(x.device))[2]
+        torch.view_as_complex(x.unflatten(-2, (-1, n)).unflatten(-1, (-1, 2))).mul_(rot)
+        return True
+
     def forward(
         self,
         q: torch.Tensor,
@@ -114,17 +133,22 @@ class RoPEAttention(Attention):
         key_mask: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """``B x Nq x C``, ``B x Nk x Ckv``, ``B x Nk x Ckv`` -> ``B x Nq x C``; ``key_mask``
-        ``B x Nk`` bool marks the real keys (None: all)."""
+        ``B x Nk`` bool marks the real keys (None: all). Queries of batch 1 serve every one of
+        the keys' B batch entries (the same rows as repeating them)."""
         q, k, v = self._heads(self.q_proj(q)), self._heads(self.k_proj(k)), self._heads(self.v_proj(v))
         nq = q.shape[-2]
-        q = self._rotate(q, nq)
+        if not self._rotate_in_place(q, nq):
+            q = self._rotate(q, nq)
+        if q.shape[0] != k.shape[0]:
+            q = q.expand(k.shape[0], *q.shape[1:])
         n_rope = k.shape[-2] - num_k_exclude_rope
         if n_rope > 0:
             reps = n_rope // nq
             if reps * nq != n_rope or (reps > 1 and not self.rope_k_repeat):
                 raise ValueError(f"{n_rope} rotated keys do not tile {nq} queries")
-            k_rot = self._rotate(k[..., :n_rope, :], nq)
-            k = k_rot if n_rope == k.shape[-2] else torch.cat([k_rot, k[..., n_rope:, :]], dim=-2)
+            if not self._rotate_in_place(k[..., :n_rope, :], nq):  # the pointers' keys stay as they are
+                k_rot = self._rotate(k[..., :n_rope, :], nq)
+                k = k_rot if n_rope == k.shape[-2] else torch.cat([k_rot, k[..., n_rope:, :]], dim=-2)
         return self._attend(q, k, v, key_mask)
 
     # ------------------------------------------------------------ cached memory projections
@@ -194,13 +218,17 @@ class MemoryAttentionLayer(nn.Module):
         memory_pos: torch.Tensor,
         num_k_exclude_rope: int = 0,
         memory_mask: torch.Tensor | None = None,
+        memory_keys: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """x ``B x HW x C``; memory and memory_pos ``B x M x Ckv``; memory_mask ``B x M`` bool."""
+        """x ``B x HW x C`` (or ``1 x HW x C``: one frame for the memories of B objects, which
+        gives the rows of repeating it); memory and memory_pos ``B x M x Ckv``; memory_mask
+        ``B x M`` bool; memory_keys: ``memory + memory_pos`` when already computed."""
         y = self.norm1(x)
         x = x + self.dropout1(self.self_attn(y, y, y))
         y = self.norm2(x)
-        x = x + self.dropout2(self.cross_attn_image(y, memory + memory_pos, memory, num_k_exclude_rope, memory_mask))
-        y = self.linear2(self.dropout(F.relu(self.linear1(self.norm3(x)))))
+        keys = memory + memory_pos if memory_keys is None else memory_keys
+        x = x + self.dropout2(self.cross_attn_image(y, keys, memory, num_k_exclude_rope, memory_mask))
+        y = self.linear2(self.dropout(F.relu(self.linear1(self.norm3(x)), inplace=inference_fast_ops())))
         return x + self.dropout3(y)
 
     def forward_projected(
@@ -256,9 +284,14 @@ class MemoryAttention(nn.Module):
         tokens last, ``num_obj_ptr_tokens`` of them); memory_mask ``B x M`` bool, False for
         padding tokens of a static-shape memory (None: every token is real).
         Returns ``B x HW x C``."""
+        if _one_frame(curr, curr_pos):
+            # one frame repeated for B objects (views): its rows are computed once, up to the
+            # first cross-attention; the results are those of the repeated rows
+            curr, curr_pos = curr[:1], curr_pos[:1]
         x = curr + 0.1 * curr_pos
+        keys = memory + memory_pos  # the same in every layer
         for layer in self.layers:
-            x = layer(x, memory, memory_pos, num_obj_ptr_tokens, memory_mask)
+            x = layer(x, memory, memory_pos, num_obj_ptr_tokens, memory_mask, memory_keys=keys)
         return self.norm(x)
 
     def _layer_list(self) -> list[MemoryAttentionLayer]:

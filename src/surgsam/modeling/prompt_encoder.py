@@ -7,7 +7,7 @@ from typing import cast
 import torch
 from torch import nn
 
-from .common import LayerNorm2d
+from .common import InferenceCache, LayerNorm2d
 from .position_encoding import PositionEmbeddingRandom
 
 # Point labels understood by the encoder. Boxes are given as two points labelled 2 and 3.
@@ -51,14 +51,39 @@ class PromptEncoder(nn.Module):
             nn.Conv2d(mask_in_chans, embed_dim, kernel_size=1),
         )
         self.no_mask_embed = nn.Embedding(1, embed_dim)
+        self._cache = InferenceCache()  # the grid encoding and the empty prompt, at inference
 
     def _label_embedding(self, label: int) -> torch.Tensor:
         """``1 x C`` learned offset of point label ``label`` (0..3)."""
         return cast(nn.Embedding, self.point_embeddings[label]).weight
 
     def get_dense_pe(self) -> torch.Tensor:
-        """Positional encoding of the feature grid: ``1 x C x h x w``."""
-        return self.pe_layer(self.image_embedding_size).unsqueeze(0)
+        """Positional encoding of the feature grid: ``1 x C x h x w`` (computed once at inference)."""
+        gauss = self.pe_layer.positional_encoding_gaussian_matrix
+        return self._cache.get("dense_pe", (gauss,), lambda: self.pe_layer(self.image_embedding_size).unsqueeze(0))
+
+    def empty_prompts(self, bs: int, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+        """What :meth:`forward` gives ``bs`` objects without clicks, box or mask (one padding
+        point each, given as a zero point of ``dtype`` labelled -1): sparse ``bs x 2 x C`` and
+        dense ``bs x C x h x w``, the same for every object (views of one row, computed once
+        at inference)."""
+        weights = (
+            self.pe_layer.positional_encoding_gaussian_matrix,
+            self.not_a_point_embed.weight,
+            *(self._label_embedding(lab) for lab in range(len(self.point_embeddings))),
+            self.no_mask_embed.weight,
+        )
+        device = self.no_mask_embed.weight.device
+
+        def compute() -> torch.Tensor:
+            points = torch.zeros(1, 1, 2, dtype=dtype, device=device)
+            labels = -torch.ones(1, 1, dtype=torch.int32, device=device)
+            return self(points=(points, labels))[0]
+
+        sparse = self._cache.get(("empty", dtype), weights, compute)
+        h, w = self.image_embedding_size
+        dense = self.no_mask_embed.weight.reshape(1, -1, 1, 1).expand(bs, -1, h, w)
+        return sparse.expand(bs, -1, -1), dense
 
     def embed_points(self, coords: torch.Tensor, labels: torch.Tensor, pad: bool) -> torch.Tensor:
         """``B x N x 2`` pixel coords (model input frame) + ``B x N`` labels -> ``B x N' x C``.

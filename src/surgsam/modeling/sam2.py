@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 
-from .common import MLP, get_1d_sine_pe
+from .common import MLP, InferenceCache, get_1d_sine_pe, inference_fast_ops
 from .mask_decoder import DecoderOutput, MaskDecoder
 from .memory_attention import MemoryAttention
 from .memory_encoder import MemoryEncoder
@@ -41,8 +41,9 @@ def pil_resize(frames: torch.Tensor, size: int) -> torch.Tensor:
         raise ValueError(f"resize='pil' needs uint8 frames, got {frames.dtype}")
     out = []
     for f in frames.cpu():
-        img = Image.fromarray(np.ascontiguousarray(f.permute(1, 2, 0).numpy()))
-        arr = np.asarray(img.resize((size, size), Image.Resampling.BICUBIC))
+        arr = np.ascontiguousarray(f.permute(1, 2, 0).numpy())
+        if arr.shape[:2] != (size, size):  # PIL returns a copy of an image already at the size
+            arr = np.asarray(Image.fromarray(arr).resize((size, size), Image.Resampling.BICUBIC))
         out.append(torch.from_numpy(arr / 255.0).permute(2, 0, 1).to(torch.float32))
     return torch.stack(out)
 
@@ -196,6 +197,7 @@ class SAM2Model(nn.Module):
         )
         self.obj_ptr_proj = MLP(c, c, c, 3)
         self.obj_ptr_tpos_proj: nn.Module = nn.Linear(c, cm) if cfg.proj_tpos_enc_in_obj_ptrs else nn.Identity()
+        self._cache = InferenceCache()  # values of the weights alone, reused at inference
 
     @classmethod
     def from_preset(cls, name: str, image_size: int | None = None) -> SAM2Model:
@@ -231,6 +233,8 @@ class SAM2Model(nn.Module):
 
     def _preprocess_pil(self, frames: torch.Tensor) -> torch.Tensor:
         x = pil_resize(frames, self.image_size).to(self.device)
+        if inference_fast_ops():  # x is ours: the same arithmetic in place
+            return x.sub_(self.pixel_mean).div_(self.pixel_std)
         return (x - self.pixel_mean) / self.pixel_std
 
     def encode_image(self, images: torch.Tensor) -> FrameFeatures:
@@ -277,15 +281,18 @@ class SAM2Model(nn.Module):
         :meth:`select_masks` picks the single or the multimask output (one decoder pass can
         serve both)."""
         b = features.shape[0]
-        if points is None:
-            points = features.new_zeros(b, 1, 2)
-            labels = -torch.ones(b, 1, dtype=torch.int32, device=features.device)
         pe = self.sam_prompt_encoder
-        if mask_input is not None and mask_input.shape[-2:] != pe.mask_input_size:
-            mask_input = F.interpolate(
-                mask_input.float(), pe.mask_input_size, mode="bilinear", align_corners=False, antialias=True
-            )
-        sparse, dense = pe(points=(points, labels), boxes=None, masks=mask_input)
+        if points is None and mask_input is None and inference_fast_ops():
+            sparse, dense = pe.empty_prompts(b, features.dtype)  # a tracked frame's (constant) prompt
+        else:
+            if points is None:
+                points = features.new_zeros(b, 1, 2)
+                labels = -torch.ones(b, 1, dtype=torch.int32, device=features.device)
+            if mask_input is not None and mask_input.shape[-2:] != pe.mask_input_size:
+                mask_input = F.interpolate(
+                    mask_input.float(), pe.mask_input_size, mode="bilinear", align_corners=False, antialias=True
+                )
+            sparse, dense = pe(points=(points, labels), boxes=None, masks=mask_input)
         if extra_sparse is not None:
             sparse = torch.cat([sparse, extra_sparse], dim=1)
         return self.sam_mask_decoder.predict_all(features, pe.get_dense_pe(), sparse, dense, False, high_res)
@@ -428,22 +435,50 @@ class SAM2Model(nn.Module):
         toks, poss = [], []
         for slot, m in spatial:
             toks.append(m.features.flatten(2).transpose(1, 2).float())
-            tpos = self.maskmem_tpos_enc[self.num_maskmem - slot - 1].view(1, 1, -1)
-            poss.append(m.pos.flatten(2).transpose(1, 2) + tpos)
+            poss.append(self._spatial_pos(slot, m.pos))
         if pointers:
             c, cm = self.hidden_dim, self.mem_dim
-            dists = torch.tensor([d for d, _ in pointers], device=self.device, dtype=torch.float32)
             ptrs = torch.stack([p for _, p in pointers], dim=1)  # B x P x C
-            if self.cfg.add_tpos_enc_to_obj_ptrs:
-                tdim = c if self.cfg.proj_tpos_enc_in_obj_ptrs else cm
-                pos = self.obj_ptr_tpos_proj(get_1d_sine_pe(dists / ptr_tpos_max, tdim))  # P x Cm
-                pos = pos.unsqueeze(0).expand(batch, -1, -1)
-            else:
-                pos = ptrs.new_zeros(batch, len(pointers), cm)
-            split = c // cm
-            toks.append(ptrs.reshape(batch, len(pointers) * split, cm))
-            poss.append(pos.repeat_interleave(split, dim=1))
+            toks.append(ptrs.reshape(batch, len(pointers) * (c // cm), cm))
+            poss.append(self._pointer_pos([d for d, _ in pointers], ptr_tpos_max, batch, ptrs.dtype))
         return torch.cat(toks, dim=1), torch.cat(poss, dim=1)
+
+    def memory_positions(
+        self, slots: Sequence[int], pos: torch.Tensor, dists: Sequence[int], ptr_tpos_max: int
+    ) -> torch.Tensor:
+        """The position encodings :meth:`memory_tokens` gives one object (``1 x M x Cm``) whose
+        spatial memories sit in temporal ``slots``, all with position encoding ``pos``
+        (``1 x Cm x h x w``), and whose pointers lie at signed distances ``dists``. At inference
+        the spatial part is read from a table of every slot's encoding, computed once
+        (:class:`~.common.InferenceCache`; one entry, whatever the layouts)."""
+        parts = []
+        if slots:
+
+            def table() -> torch.Tensor:  # num_maskmem x hw x Cm
+                return torch.cat([self._spatial_pos(slot, pos) for slot in range(self.num_maskmem)])
+
+            every = self._cache.get("spatial_pos", (pos, self.maskmem_tpos_enc), table)
+            parts.append(every[list(slots)].reshape(1, -1, every.shape[-1]))
+        if dists:
+            parts.append(self._pointer_pos(list(dists), ptr_tpos_max, 1, torch.float32))
+        return parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)
+
+    def _spatial_pos(self, slot: int, pos: torch.Tensor) -> torch.Tensor:
+        """``B x hw x Cm`` positions of a spatial memory in temporal ``slot`` (``pos`` ``B x Cm x h x w``)."""
+        tpos = self.maskmem_tpos_enc[self.num_maskmem - slot - 1].view(1, 1, -1)
+        return pos.flatten(2).transpose(1, 2) + tpos
+
+    def _pointer_pos(self, dists: list[int], ptr_tpos_max: int, batch: int, dtype: torch.dtype) -> torch.Tensor:
+        """``B x (P * C/Cm) x Cm`` positions of P object pointers at signed distances ``dists``."""
+        c, cm = self.hidden_dim, self.mem_dim
+        if self.cfg.add_tpos_enc_to_obj_ptrs:
+            tdim = c if self.cfg.proj_tpos_enc_in_obj_ptrs else cm
+            t = torch.tensor(dists, device=self.device, dtype=torch.float32)
+            pos = self.obj_ptr_tpos_proj(get_1d_sine_pe(t / ptr_tpos_max, tdim))  # P x Cm
+            pos = pos.unsqueeze(0).expand(batch, -1, -1)
+        else:
+            pos = torch.zeros(batch, len(dists), cm, device=self.device, dtype=dtype)
+        return pos.repeat_interleave(c // cm, dim=1)
 
     def encode_memory(
         self,
@@ -456,7 +491,10 @@ class SAM2Model(nn.Module):
         logits ``B x 1 x S x S`` (``binarize``: threshold instead of sigmoid, as Meta does
         for masks predicted from clicks at inference)."""
         m = (high_res_masks > 0).float() if binarize else torch.sigmoid(high_res_masks)
-        m = m * self.cfg.sigmoid_scale_for_mem_enc + self.cfg.sigmoid_bias_for_mem_enc
+        if inference_fast_ops():  # the same arithmetic in place
+            m = m.mul_(self.cfg.sigmoid_scale_for_mem_enc).add_(self.cfg.sigmoid_bias_for_mem_enc)
+        else:
+            m = m * self.cfg.sigmoid_scale_for_mem_enc + self.cfg.sigmoid_bias_for_mem_enc
         feats, pos = self.memory_encoder(features, m, skip_mask_sigmoid=True)
         if self.no_obj_embed_spatial is not None:
             absent = (object_score_logits <= 0).float()[..., None, None]  # B x 1 x 1 x 1
