@@ -1,32 +1,48 @@
-"""What each CPU fast-path lever gives, interleaved in one process (docs/fast_path_and_export.md).
+"""What each CPU lever gives, interleaved in one process (docs/fast_path_and_export.md).
 
 Every variant is our engine (``fifo``) on the same synthetic clip (``surgsam.bench.paired``'s)
 with the same weights; frame t goes through all variants, in a rotating order, before frame
-t+1. Reported per variant: median wall-clock ms per frame, median process CPU ms per frame
-(all threads; less sensitive to other jobs than wall time), the speed-up of both against
-``fp32``, and the mask IoU against ``fp32`` (mean and minimum over objects and frames).
+t+1. Reported per variant and object count: median wall-clock ms per frame and FPS, median
+process CPU ms per frame (all threads; less sensitive to other jobs than wall time), the
+speed-up of both against the reference variant (``base`` when given, else ``fp32``), and the
+mask IoU against ``fp32`` (mean and minimum over objects and frames; ``exact`` when every mask
+and logit equals ``fp32``'s).
 
     python benchmarks/cpu_levers.py --threads 2                      # sam2.1_hiera_small at 512, 1 object
     python benchmarks/cpu_levers.py --model nano --checkpoint surgsam-nano-synth --image-size 256 \\
-        --objects 4 --frames 40 --variants fp32 fp32+cached recipe autocast-bf16 compile
+        --objects 1 2 4 --frames 40 --baseline-rev 242d2a7 --variants base fp32
 
-Variants: ``fp32`` (eager float32), ``fp32+cached`` (cached memory projections),
-``autocast-bf16`` (``precision="bf16"`` without the fast path: bf16 autocast over the whole
-network), ``recipe`` (the CPU fast path's bf16 trunk and memory attention, float32 heads),
-``recipe+cached``, ``int8-trunk`` (the recipe with the trunk's linear layers as dynamic int8,
-``torch.ao`` per-channel weights), ``compile`` (``fast=True, precision="fp32"``:
-``torch.compile`` of the four per-frame networks and the static memory; the first frames
-include minutes of compilation and are left out by ``--warmup``).
+Variants: ``base`` (the engine as it was at git revision ``--baseline-rev``, imported from that
+revision's ``src/surgsam`` as a second package: the "before" of this tree's levers, with the
+same weights), ``fp32`` (this tree's engine, eager float32: the default), ``trace``
+(``trace=True``: the per-frame calls replayed from ``torch.jit.trace`` recordings; the
+tracing itself falls in the first frames, give ``--warmup`` enough of them), ``static``
+(``static_memory=True``: every frame's memory padded to the policy's capacity, all objects in
+one batch), ``fp32+cached`` (cached memory projections), ``autocast-bf16``
+(``precision="bf16"`` without the fast path: bf16 autocast over the whole network), ``recipe``
+(the CPU fast path's bf16 trunk and memory attention, float32 heads), ``recipe+cached``,
+``int8-trunk`` (the recipe with the trunk's linear layers as dynamic int8, ``torch.ao``
+per-channel weights), ``compile`` (``fast=True, precision="fp32"``: ``torch.compile`` of the
+four per-frame networks and the static memory; the first frames include minutes of
+compilation and are left out by ``--warmup``). ``--repeats N`` runs the whole interleaved
+comparison N times and also reports the spread of each variant's median over the runs.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
+import io
 import json
 import statistics
+import subprocess
 import sys
+import tarfile
+import tempfile
 import time
 import warnings
+from pathlib import Path
+from types import ModuleType
 
 import numpy as np
 import torch
@@ -37,7 +53,19 @@ from surgsam.bench.paired import synthetic_clip
 from surgsam.engine import VideoSegmenter
 from surgsam.engine.cpufast import LowPrecisionLinear, fast_model
 
-VARIANTS = ("fp32", "fp32+cached", "autocast-bf16", "recipe", "recipe+cached", "int8-trunk", "compile")
+VARIANTS = (
+    "base",
+    "fp32",
+    "trace",
+    "static",
+    "fp32+cached",
+    "autocast-bf16",
+    "recipe",
+    "recipe+cached",
+    "int8-trunk",
+    "compile",
+)
+REPO = Path(__file__).resolve().parents[1]
 
 
 class _DynamicInt8(nn.Module):
@@ -66,10 +94,31 @@ def int8_trunk(model):
     return fast
 
 
-def session(model, variant: str, n: int):
+def load_revision(rev: str) -> ModuleType:
+    """The ``surgsam`` package as it was at git revision ``rev``, imported as ``surgsam_rev``
+    (a copy of that revision's ``src/surgsam`` in a temporary folder; its imports are relative,
+    so it runs beside this tree's package without touching it)."""
+    tar = subprocess.run(["git", "archive", rev, "src/surgsam"], cwd=REPO, check=True, capture_output=True).stdout
+    root = Path(tempfile.mkdtemp(prefix="surgsam-rev-"))
+    with tarfile.open(fileobj=io.BytesIO(tar)) as tf:
+        for member in tf.getmembers():
+            member.name = member.name.replace("src/surgsam", "surgsam_rev", 1)
+            tf.extract(member, root, filter="data")
+    sys.path.insert(0, str(root))
+    return importlib.import_module("surgsam_rev")
+
+
+def session(model, variant: str, n: int, base_model=None, base_pkg: ModuleType | None = None):
     kw = dict(memory="fifo", num_frames=n)
+    if variant == "base":
+        assert base_pkg is not None and base_model is not None
+        return importlib.import_module(f"{base_pkg.__name__}.engine").VideoSegmenter(base_model, **kw)
     if variant == "fp32":
         return VideoSegmenter(model, **kw)
+    if variant == "trace":
+        return VideoSegmenter(model, trace=True, **kw)
+    if variant == "static":
+        return VideoSegmenter(model, static_memory=True, **kw)
     if variant == "fp32+cached":
         return VideoSegmenter(model, cached_memory=True, **kw)
     if variant == "autocast-bf16":
@@ -85,34 +134,16 @@ def session(model, variant: str, n: int):
     raise ValueError(f"unknown variant {variant!r}; known: {', '.join(VARIANTS)}")
 
 
-def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--model", default="sam2.1_hiera_small")
-    ap.add_argument("--checkpoint", default=None)
-    ap.add_argument("--image-size", type=int, default=512)
-    ap.add_argument("--objects", type=int, default=1)
-    ap.add_argument("--frames", type=int, default=15, help="timed frames")
-    ap.add_argument("--warmup", type=int, default=3, help="untimed frames after the prompt")
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument(
-        "--variants",
-        nargs="+",
-        default=["fp32", "fp32+cached", "autocast-bf16", "recipe", "recipe+cached", "int8-trunk"],
-    )
-    ap.add_argument("--json", default=None, help="also write the numbers here")
-    a = ap.parse_args()
-    torch.set_num_threads(a.threads)
-    torch.manual_seed(0)
-    model = surgsam.build_model(a.model, image_size=a.image_size, checkpoint=a.checkpoint)
+def run_once(a, model, base_model, base_pkg, objects: int) -> dict[str, dict]:
+    """One interleaved pass over the clip with ``objects`` objects: per variant its wall and CPU
+    ms of every timed frame, its mask IoUs against ``fp32`` and whether it matched exactly."""
     n = 1 + a.warmup + a.frames
-    frames, masks = synthetic_clip(n, model.image_size, a.objects)
-    segs = {v: session(model, v, n) for v in a.variants}
-    wall: dict[str, list[float]] = {v: [] for v in segs}
-    cpu: dict[str, list[float]] = {v: [] for v in segs}
-    ious: dict[str, list[float]] = {v: [] for v in segs}
+    frames, masks = synthetic_clip(n, model.image_size, objects)
+    segs = {v: session(model, v, n, base_model, base_pkg) for v in a.variants}
+    out = {v: {"wall": [], "cpu": [], "iou": [], "exact": True} for v in segs}
     names = list(segs)
     for t, f in enumerate(frames):
-        out = {}
+        res = {}
         for v in names[t % len(names) :] + names[: t % len(names)]:
             s = segs[v]
             w0, c0 = time.perf_counter(), time.process_time()
@@ -122,41 +153,96 @@ def main() -> int:
             else:
                 r = s.step(f)
             if t > a.warmup:
-                wall[v].append(1000 * (time.perf_counter() - w0))
-                cpu[v].append(1000 * (time.process_time() - c0))
-            out[v] = r.masks
-        if "fp32" in out and t > 0:
+                out[v]["wall"].append(1000 * (time.perf_counter() - w0))
+                out[v]["cpu"].append(1000 * (time.process_time() - c0))
+            res[v] = r
+        if "fp32" in res and t > 0:
+            ref = res["fp32"]
             for v in names:
-                for x, y in zip(out["fp32"], out[v]):
+                same = np.array_equal(ref.masks, res[v].masks) and torch.equal(
+                    ref.low_res_logits, res[v].low_res_logits
+                )
+                out[v]["exact"] = out[v]["exact"] and same
+                for x, y in zip(ref.masks, res[v].masks):
                     u = (x | y).sum()
-                    ious[v].append(1.0 if u == 0 else float((x & y).sum() / u))
-        print(
-            f"frame {t}: " + ", ".join(f"{v} {wall[v][-1]:.0f}" for v in names if wall[v]), file=sys.stderr, flush=True
-        )
-    med = {v: (statistics.median(wall[v]), statistics.median(cpu[v])) for v in names}
-    print(
-        f"{a.model} at {model.image_size} px, {a.objects} object(s), {a.frames} timed frames, {a.threads} threads, "
-        f"torch {torch.__version__}"
+                    out[v]["iou"].append(1.0 if u == 0 else float((x & y).sum() / u))
+        if a.verbose and t > a.warmup:
+            print(
+                f"{objects} obj frame {t}: " + ", ".join(f"{v} {out[v]['wall'][-1]:.0f}" for v in names),
+                file=sys.stderr,
+            )
+    return out
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", default="sam2.1_hiera_small")
+    ap.add_argument("--checkpoint", default=None)
+    ap.add_argument("--image-size", type=int, default=512)
+    ap.add_argument("--objects", type=int, nargs="+", default=[1], help="object counts, e.g. 1 2 4")
+    ap.add_argument("--frames", type=int, default=15, help="timed frames")
+    ap.add_argument("--warmup", type=int, default=3, help="untimed frames after the prompt")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--repeats", type=int, default=1, help="interleaved runs per object count (spread over runs)")
+    ap.add_argument("--baseline-rev", default=None, help="git revision whose engine is the variant 'base'")
+    ap.add_argument(
+        "--variants",
+        nargs="+",
+        default=["fp32", "fp32+cached", "autocast-bf16", "recipe", "recipe+cached", "int8-trunk"],
     )
-    print("| variant | wall ms/frame | CPU ms/frame | speed-up vs fp32 (wall / CPU) | mask IoU vs fp32 (mean / min) |")
-    print("|---|---|---|---|---|")
+    ap.add_argument("--json", default=None, help="also write the numbers here")
+    ap.add_argument("--verbose", action="store_true", help="print every timed frame")
+    a = ap.parse_args()
+    if "base" in a.variants and a.baseline_rev is None:
+        ap.error("the variant 'base' needs --baseline-rev")
+    torch.set_num_threads(a.threads)
+    torch.manual_seed(0)
+    model = surgsam.build_model(a.model, image_size=a.image_size, checkpoint=a.checkpoint)
+    base_pkg = base_model = None
+    if "base" in a.variants:
+        base_pkg = load_revision(a.baseline_rev)
+        base_model = base_pkg.build_model(a.model, image_size=a.image_size, checkpoint=a.checkpoint)
+        base_model.load_state_dict(model.state_dict())
+    ref = "base" if "base" in a.variants else "fp32"
+    print(
+        f"{a.model} at {model.image_size} px, {a.frames} timed frames (+{a.warmup} warm-up), {a.threads} threads, "
+        f"{a.repeats} interleaved run(s) per object count, torch {torch.__version__}"
+        + (f", base = git {a.baseline_rev}" if base_pkg else "")
+    )
+    print(
+        f"| objects | variant | wall ms/frame | FPS | CPU ms/frame | speed-up vs {ref} (wall / CPU) | "
+        "spread of the run medians (wall ms) | mask IoU vs fp32 (mean / min) |"
+    )
+    print("|---|---|---|---|---|---|---|---|")
     rows = []
-    for v in names:
-        w, c = med[v]
-        up = f"{med['fp32'][0] / w:.2f}x / {med['fp32'][1] / c:.2f}x" if "fp32" in med else ""
-        iou = f"{np.mean(ious[v]):.4f} / {np.min(ious[v]):.4f}" if ious[v] else ""
-        print(f"| {v} | {w:.1f} | {c:.1f} | {up} | {iou} |")
-        rows.append(
-            {
-                "variant": v,
-                "wall_ms": w,
-                "cpu_ms": c,
-                "iou_mean": float(np.mean(ious[v])) if ious[v] else None,
-                "iou_min": float(np.min(ious[v])) if ious[v] else None,
-                "wall_all": wall[v],
-                "cpu_all": cpu[v],
-            }
-        )
+    for k in a.objects:
+        runs = [run_once(a, model, base_model, base_pkg, k) for _ in range(a.repeats)]
+        pooled = {v: {key: [x for r in runs for x in r[v][key]] for key in ("wall", "cpu", "iou")} for v in a.variants}
+        med = {v: (statistics.median(pooled[v]["wall"]), statistics.median(pooled[v]["cpu"])) for v in a.variants}
+        for v in a.variants:
+            w, c = med[v]
+            run_meds = [statistics.median(r[v]["wall"]) for r in runs]
+            exact = all(r[v]["exact"] for r in runs)
+            ious = pooled[v]["iou"]
+            up = f"{med[ref][0] / w:.2f}x / {med[ref][1] / c:.2f}x" if ref in med else ""
+            iou = "exact" if exact and ious else f"{np.mean(ious):.4f} / {np.min(ious):.4f}" if ious else ""
+            spread = f"{min(run_meds):.1f}-{max(run_meds):.1f}" if len(runs) > 1 else ""
+            print(f"| {k} | {v} | {w:.1f} | {1000 / w:.1f} | {c:.1f} | {up} | {spread} | {iou} |")
+            rows.append(
+                {
+                    "objects": k,
+                    "variant": v,
+                    "wall_ms": w,
+                    "fps": 1000 / w,
+                    "cpu_ms": c,
+                    "run_medians_wall_ms": run_meds,
+                    "exact_vs_fp32": exact,
+                    "iou_mean": float(np.mean(ious)) if ious else None,
+                    "iou_min": float(np.min(ious)) if ious else None,
+                    "wall_all": pooled[v]["wall"],
+                    "cpu_all": pooled[v]["cpu"],
+                }
+            )
     if a.json:
         with open(a.json, "w") as fh:
             json.dump({"args": vars(a), "torch": torch.__version__, "rows": rows}, fh, indent=1)
