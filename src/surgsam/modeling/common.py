@@ -24,11 +24,9 @@ def inference_fast_ops() -> bool:
     with the values of the weights they hold). The shortcuts (values of the weights computed
     once, one frame's rows computed once for all its objects, arithmetic done in place) give
     exactly the plain computation's values."""
-    return (
-        torch.is_inference_mode_enabled()
-        and not _PLAIN.get()
-        and not (torch.compiler.is_compiling() or torch.onnx.is_in_onnx_export())
-    )
+    if torch.compiler.is_compiling():  # first: a constant to torch.compile, so no graph break
+        return False
+    return torch.is_inference_mode_enabled() and not _PLAIN.get() and not torch.onnx.is_in_onnx_export()
 
 
 @contextmanager
