@@ -21,16 +21,22 @@ tracing itself falls in the first frames, give ``--warmup`` enough of them), ``s
 one batch), ``fp32+cached`` (cached memory projections), ``autocast-bf16``
 (``precision="bf16"`` without the fast path: bf16 autocast over the whole network), ``recipe``
 (the CPU fast path's bf16 trunk and memory attention, float32 heads), ``recipe+cached``,
+``bf16-trunk`` / ``bf16-memattn`` (the recipe on the trunk only / the memory attention only),
 ``int8-trunk`` (the recipe with the trunk's linear layers as dynamic int8, ``torch.ao``
 per-channel weights), ``compile`` (``fast=True, precision="fp32"``: ``torch.compile`` of the
 four per-frame networks and the static memory; the first frames include minutes of
 compilation and are left out by ``--warmup``). ``--repeats N`` runs the whole interleaved
-comparison N times and also reports the spread of each variant's median over the runs.
+comparison N times and also reports the spread of each variant's median over the runs; for
+``trace`` the traces made and the slowest frame (tracing falls in it) are printed.
+``--breakdown`` then times each part of ``step()`` for ``base`` and ``fp32`` (each session
+alone on the clip, the timing itself included).
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
+import functools
 import importlib
 import io
 import json
@@ -51,7 +57,10 @@ from torch import nn
 import surgsam
 from surgsam.bench.paired import synthetic_clip
 from surgsam.engine import VideoSegmenter
-from surgsam.engine.cpufast import LowPrecisionLinear, fast_model
+from surgsam.engine.cpufast import LowPrecisionLinear, _lowp_linears, bf16_attention, fast_model
+from surgsam.engine.fastpath import TracedCall
+from surgsam.modeling.hiera import MultiScaleAttention
+from surgsam.modeling.two_way_transformer import Attention
 
 VARIANTS = (
     "base",
@@ -62,6 +71,8 @@ VARIANTS = (
     "autocast-bf16",
     "recipe",
     "recipe+cached",
+    "bf16-trunk",
+    "bf16-memattn",
     "int8-trunk",
     "compile",
 )
@@ -91,6 +102,19 @@ def int8_trunk(model):
         for name, child in list(parent.named_children()):
             if isinstance(child, LowPrecisionLinear):
                 setattr(parent, name, _DynamicInt8(child))
+    return fast
+
+
+def bf16_part(model, part: str):
+    """The recipe on one part only: ``"trunk"`` (the image encoder's trunk) or ``"memattn"``
+    (the memory attention) computes its linear layers and attention products in bf16."""
+    memo = {id(t): t for t in (*model.parameters(), *model.buffers())}
+    fast = copy.deepcopy(model, memo).eval()
+    root = fast.image_encoder.trunk if part == "trunk" else fast.memory_attention
+    _lowp_linears(root, torch.bfloat16)
+    for m in root.modules():
+        if isinstance(m, (Attention, MultiScaleAttention)):
+            m.kernel = bf16_attention
     return fast
 
 
@@ -129,6 +153,8 @@ def session(model, variant: str, n: int, base_model=None, base_pkg: ModuleType |
         return seg
     if variant == "int8-trunk":
         return VideoSegmenter(int8_trunk(model), **kw)
+    if variant in ("bf16-trunk", "bf16-memattn"):
+        return VideoSegmenter(bf16_part(model, variant.removeprefix("bf16-")), **kw)
     if variant == "compile":
         return VideoSegmenter(model, fast=True, precision="fp32", **kw)
     raise ValueError(f"unknown variant {variant!r}; known: {', '.join(VARIANTS)}")
@@ -140,7 +166,7 @@ def run_once(a, model, base_model, base_pkg, objects: int) -> dict[str, dict]:
     n = 1 + a.warmup + a.frames
     frames, masks = synthetic_clip(n, model.image_size, objects)
     segs = {v: session(model, v, n, base_model, base_pkg) for v in a.variants}
-    out = {v: {"wall": [], "cpu": [], "iou": [], "exact": True} for v in segs}
+    out = {v: {"wall": [], "cpu": [], "iou": [], "exact": True, "every_wall": []} for v in segs}
     names = list(segs)
     for t, f in enumerate(frames):
         res = {}
@@ -152,8 +178,10 @@ def run_once(a, model, base_model, base_pkg, objects: int) -> dict[str, dict]:
                     r = s.add_prompt(f if k == 0 else None, obj_id=k + 1, mask=m)
             else:
                 r = s.step(f)
+            wall = 1000 * (time.perf_counter() - w0)
+            out[v]["every_wall"].append(wall)
             if t > a.warmup:
-                out[v]["wall"].append(1000 * (time.perf_counter() - w0))
+                out[v]["wall"].append(wall)
                 out[v]["cpu"].append(1000 * (time.process_time() - c0))
             res[v] = r
         if "fp32" in res and t > 0:
@@ -171,7 +199,66 @@ def run_once(a, model, base_model, base_pkg, objects: int) -> dict[str, dict]:
                 f"{objects} obj frame {t}: " + ", ".join(f"{v} {out[v]['wall'][-1]:.0f}" for v in names),
                 file=sys.stderr,
             )
+    for v, seg in segs.items():
+        calls = [c for c in vars(getattr(seg, "_ops", None) or object()).values() if isinstance(c, TracedCall)]
+        out[v]["traces"] = sum(len(c) for c in calls) if calls else None
     return out
+
+
+#: What --breakdown times inside step(): (object path, method, part).
+PARTS = (
+    ("model", "preprocess", "pre-processing"),
+    ("model.image_encoder", "forward", "image encoder"),
+    ("model", "memory_tokens", "memory tokens"),
+    ("seg", "_memory_tokens", "memory tokens"),
+    ("model.memory_attention", "forward", "memory attention"),
+    ("model", "decode_prompts", "prompt encoder + mask decoder"),
+    ("model", "select_masks", "best mask, upsampled for the memory encoder"),
+    ("model.memory_encoder", "forward", "memory encoder"),
+    ("seg", "_result", "result (frame-size logits, masks to numpy)"),
+    ("seg", "step", "session bookkeeping (the rest of step)"),
+)
+
+
+def breakdown(seg, model, frames, masks, clock=time.perf_counter) -> dict[str, float]:
+    """Median ms per frame of each part of :data:`PARTS` (time in parts nested inside a part is
+    not counted twice) over ``frames[1:]``, the objects prompted with ``masks`` on frame 0."""
+    acc: dict[str, list[float]] = {}
+    stack: list[float] = []
+    frame: dict[str, float] = {}
+
+    def wrap(owner, name, part):
+        fn = getattr(owner, name)
+
+        @functools.wraps(fn)
+        def timed(*args, **kwargs):
+            t0 = clock()
+            stack.append(0.0)
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                dt = clock() - t0
+                inner = stack.pop()
+                frame[part] = frame.get(part, 0.0) + 1000 * (dt - inner)
+                if stack:
+                    stack[-1] += dt
+
+        setattr(owner, name, timed)
+
+    for path, name, part in PARTS:
+        root, *attrs = path.split(".")
+        owner = functools.reduce(getattr, attrs, {"model": model, "seg": seg}[root])
+        if hasattr(owner, name):
+            wrap(owner, name, part)
+    for k, m in enumerate(masks):
+        seg.add_prompt(frames[0] if k == 0 else None, obj_id=k + 1, mask=m)
+    for t, f in enumerate(frames[1:], 1):
+        frame.clear()
+        seg.step(f)
+        if t > len(frames) // 3:  # the banks are full
+            for part, ms in frame.items():
+                acc.setdefault(part, []).append(ms)
+    return {part: statistics.median(v) for part, v in acc.items()}
 
 
 def main() -> int:
@@ -192,6 +279,11 @@ def main() -> int:
     )
     ap.add_argument("--json", default=None, help="also write the numbers here")
     ap.add_argument("--verbose", action="store_true", help="print every timed frame")
+    ap.add_argument(
+        "--breakdown",
+        action="store_true",
+        help="also time each part of step() (ms per frame) for 'base' and 'fp32', each alone on the clip",
+    )
     a = ap.parse_args()
     if "base" in a.variants and a.baseline_rev is None:
         ap.error("the variant 'base' needs --baseline-rev")
@@ -243,9 +335,32 @@ def main() -> int:
                     "cpu_all": pooled[v]["cpu"],
                 }
             )
+        for v in a.variants:
+            traces = [r[v]["traces"] for r in runs]
+            if traces[0] is not None:
+                slowest = max(x for r in runs for x in r[v]["every_wall"])
+                print(f"\n{k} object(s), {v}: {traces} traces made per run; the slowest frame took {slowest:.0f} ms")
+    parts = {}
+    if a.breakdown:
+        for k in a.objects:
+            n = 1 + a.warmup + a.frames
+            frames, masks = synthetic_clip(n, model.image_size, k)
+            for v in [v for v in ("base", "fp32") if v in a.variants]:
+                mdl = base_model if v == "base" else model
+                parts[f"{k}/{v}"] = breakdown(session(model, v, n, base_model, base_pkg), mdl, frames, masks)
+            print(
+                f"\nwhere a frame's time goes, {k} object(s), ms per frame (median over the frames after the first third):"
+            )
+            names = [v for v in ("base", "fp32") if f"{k}/{v}" in parts]
+            print("| part | " + " | ".join(names) + " |")
+            print("|---|" + "---|" * len(names))
+            order = sorted(parts[f"{k}/{names[-1]}"], key=lambda p: -parts[f"{k}/{names[-1]}"][p])
+            for part in order:
+                print(f"| {part} | " + " | ".join(f"{parts[f'{k}/{v}'].get(part, 0.0):.2f}" for v in names) + " |")
+            print("| sum | " + " | ".join(f"{sum(parts[f'{k}/{v}'].values()):.2f}" for v in names) + " |")
     if a.json:
         with open(a.json, "w") as fh:
-            json.dump({"args": vars(a), "torch": torch.__version__, "rows": rows}, fh, indent=1)
+            json.dump({"args": vars(a), "torch": torch.__version__, "rows": rows, "breakdown": parts}, fh, indent=1)
     return 0
 
 
