@@ -21,7 +21,6 @@ import json
 import sys
 from collections import defaultdict
 from dataclasses import asdict, dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -48,23 +47,14 @@ def iou(a: np.ndarray, b: np.ndarray) -> float:
     return 1.0 if u == 0 else float((a & b).sum()) / u
 
 
-def categories(data: Path) -> dict[str, dict[str, str]]:
-    """``{video: {obj_id: category}}`` from a synthetic set's ``synth_info.json`` (empty if none)."""
-    info = data / "synth_info.json"
-    if not info.is_file():
-        return {}
-    return {
-        v: {k: str(c) for k, c in d.get("categories", {}).items()}
-        for v, d in json.loads(info.read_text())["videos"].items()
-    }
-
-
-def run(model, videos, prompts: list[str], track: int, cats: dict[str, dict[str, str]]) -> list[ObjectRow]:
+def run(model, videos, prompts: list[str], track: int) -> list[ObjectRow]:
     from surgsam.engine import VideoSegmenter
     from surgsam.eval.endtoend import interior_point, mask_box
+    from surgsam.train.aux_types import video_categories
 
     rows = []
     for v in videos:
+        cats = video_categories(v) or {}  # the dataset's Meta categories (Ref-EndoVis layout)
         for k, p in sorted(v.prompts().items()):
             x0, y0, x1, y1 = mask_box(p.mask)
             fill = float(p.mask.sum()) / ((x1 - x0 + 1) * (y1 - y0 + 1))
@@ -88,7 +78,7 @@ def run(model, videos, prompts: list[str], track: int, cats: dict[str, dict[str,
                     g = lab == k
                     if g.any() or r.masks[0].any():
                         ious.append(iou(r.masks[0], g))
-                cat = cats.get(v.name, {}).get(str(k), "?")
+                cat = cats.get(k, "?")
                 rows.append(
                     ObjectRow(
                         v.name, k, cat, kind, iou(m, p.mask), on_others, float(np.mean(ious)) if ious else None, fill
@@ -144,11 +134,12 @@ def main(argv=None) -> int:
 
     import surgsam
     from surgsam.data import open_dataset
+    from surgsam.io.atomic import atomic_path
 
     torch.set_num_threads(a.threads)
     model = surgsam.build_model(a.model, image_size=a.image_size, checkpoint=a.checkpoint).eval()
     videos = list(open_dataset(a.data, a.split))[: a.videos]
-    rows = run(model, videos, a.prompts, a.track, categories(Path(a.data)))
+    rows = run(model, videos, a.prompts, a.track)
     summary = summarise(rows)
     print(f"{a.checkpoint} on {a.data} ({a.split}, {len(videos)} videos), each object alone, efp, fp32")
     print(
@@ -172,9 +163,8 @@ def main(argv=None) -> int:
         print(f"| {c} | " + " | ".join(f"{x[1]:.3f} ({x[0]})" if x else "-" for x in cells) + " |")
     if a.out:
         payload = {"args": vars(a), "summary": summary, "objects": [asdict(r) for r in rows]}
-        tmp = Path(a.out).with_name(Path(a.out).name + ".tmp")
-        tmp.write_text(json.dumps(payload, indent=1))
-        tmp.replace(a.out)
+        with atomic_path(a.out, what="results") as tmp:  # a failure keeps an earlier file
+            tmp.write_text(json.dumps(payload, indent=1))
     return 0
 
 
