@@ -25,7 +25,9 @@ never uses. Runs, each exactly as ``surgsam eval --e2e`` does it with its defaul
 
 Prints one table (a row per run and measure, a column per set) and writes the numbers as JSON.
 ``--against OLD.json`` (an earlier output) adds the J&F differences and, per run, whether the
-new checkpoints beat the old ones on both sets. ``--runs`` / ``--sets`` restrict the work.
+new checkpoints beat the old ones on both sets, and, where both outputs kept per-object
+scores, the paired difference over the same objects with a 95 % bootstrap interval over
+videos (``surgsam.eval.compare``: with 16 videos a difference inside it is noise). ``--runs`` / ``--sets`` restrict the work.
 """
 
 from __future__ import annotations
@@ -35,9 +37,12 @@ import json
 import platform
 import sys
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 import torch
+
+from surgsam.eval.compare import PairedDifference, paired_difference
 
 RUNS = ("mask", "box", "refer")
 DEFAULT_SETS = {"A": "data/synth-heldout", "B": "data/synth-heldout-b"}
@@ -64,14 +69,21 @@ def _engine_row(videos, checkpoint: str, prompt: str, progress: bool) -> dict:
 
     seg = EngineSegmenter(checkpoint=checkpoint, memory="efp", prompt=prompt)  # surgsam eval --e2e's defaults
     t0 = time.perf_counter()
-    s = run_end_to_end(videos, seg, "surgsam2", progress=progress, desc=prompt).summary()["all"]
+    result = run_end_to_end(videos, seg, "surgsam2", progress=progress, desc=prompt)
+    s = result.summary()["all"]
     return {
         "J&F": s["J&F"],
         "J": s["J"],
         "F": s["F"],
         "objects": s.get("n_objects"),
         "wall_s": time.perf_counter() - t0,
+        "per_object": _per_object(result.objects),
     }
+
+
+def _per_object(objects) -> list[list]:
+    """``[video, obj_id, J&F]`` of every scored object: what the paired comparison needs."""
+    return [[o.video, o.obj_id, o.JF] for o in objects]
 
 
 def _refer_row(videos, seg, progress: bool) -> dict:
@@ -88,6 +100,7 @@ def _refer_row(videos, seg, progress: bool) -> dict:
         "instruments J&F": s.get("instruments", {}).get("J&F", nan),
         "tissue J&F": s.get("tissue", {}).get("J&F", nan),
         "wall_s": time.perf_counter() - t0,
+        "per_object": _per_object(run.result.objects),
     }
     for group in ("all", "instruments", "tissue"):
         exps = [e for e in run.expressions if group == "all" or e.group == group]
@@ -137,6 +150,24 @@ def format_table(results: dict, sets: list[str], old: dict | None = None) -> str
                     cells.append(f"{new_r[key] - old_r[key]:+.1f}" if ok else "")
             lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def _score_map(rows: list[list]) -> dict[tuple[str, int], float]:
+    return {(str(v), int(k)): float("nan") if x is None else float(x) for v, k, x in rows}
+
+
+def paired(results: dict, old: dict, sets: list[str]) -> dict[str, dict[str, PairedDifference]]:
+    """Per set and run: the paired J&F difference over the same objects, with a video-level
+    bootstrap interval (``surgsam.eval.compare``); runs whose old result has no per-object
+    scores (written before they were kept) are left out."""
+    out: dict[str, dict[str, PairedDifference]] = {}
+    for s in sets:
+        for run in RUNS:
+            n, o = results.get(s, {}).get(run), old.get(s, {}).get(run)
+            if n is None or o is None or "per_object" not in n or "per_object" not in o:
+                continue
+            out.setdefault(s, {})[run] = paired_difference(_score_map(n["per_object"]), _score_map(o["per_object"]))
+    return out
 
 
 def verdict(results: dict, old: dict, sets: list[str]) -> list[str]:
@@ -197,8 +228,12 @@ def main(argv=None) -> int:
         + "\n"
     )
     print(format_table(results, args.sets, old))
+    diffs = paired(results, old, args.sets) if old is not None else {}
     if old is not None:
         print("\n" + "\n".join(verdict(results, old, args.sets)))
+        for s, runs in diffs.items():
+            for run, d in runs.items():
+                print(f"set {s} {run}, paired: {d.describe()}")
     if args.out:
         doc = {
             "checkpoint": args.checkpoint,
@@ -211,6 +246,9 @@ def main(argv=None) -> int:
             "date": time.strftime("%Y-%m-%d"),
             "results": results,
         }
+        if old is not None:
+            doc["against"] = args.against
+            doc["paired"] = {s: {run: asdict(d) for run, d in runs.items()} for s, runs in diffs.items()}
         Path(args.out).write_text(json.dumps(doc, indent=1) + "\n")
         print(f"wrote {args.out}", file=sys.stderr)
     return 0
