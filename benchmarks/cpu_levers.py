@@ -25,7 +25,11 @@ one batch), ``fp32+cached`` (cached memory projections), ``autocast-bf16``
 ``int8-trunk`` (the recipe with the trunk's linear layers as dynamic int8, ``torch.ao``
 per-channel weights), ``compile`` (``fast=True, precision="fp32"``: ``torch.compile`` of the
 four per-frame networks and the static memory; the first frames include minutes of
-compilation and are left out by ``--warmup``). ``--repeats N`` runs the whole interleaved
+compilation and are left out by ``--warmup``); and the other memory policies, default engine:
+``efp`` (Surgical SAM 2's pruning: at most 5 memories attended instead of ``fifo``'s 7),
+``efp+trace``, ``dlm`` (up to 3 long-term memories on top of ``fifo``'s); their masks differ
+from ``fifo``'s by design, so their IoU column says how much, not whether they agree.
+``--repeats N`` runs the whole interleaved
 comparison N times and also reports the spread of each variant's median over the runs; for
 ``trace`` the traces made and the slowest frame (tracing falls in it) are printed.
 ``--breakdown`` then times each part of ``step()`` for ``base`` and ``fp32`` (each session
@@ -75,6 +79,9 @@ VARIANTS = (
     "bf16-memattn",
     "int8-trunk",
     "compile",
+    "efp",
+    "efp+trace",
+    "dlm",
 )
 REPO = Path(__file__).resolve().parents[1]
 
@@ -157,6 +164,8 @@ def session(model, variant: str, n: int, base_model=None, base_pkg: ModuleType |
         return VideoSegmenter(bf16_part(model, variant.removeprefix("bf16-")), **kw)
     if variant == "compile":
         return VideoSegmenter(model, fast=True, precision="fp32", **kw)
+    if variant in ("efp", "efp+trace", "dlm"):  # another memory policy: other masks, by design
+        return VideoSegmenter(model, memory=variant.split("+")[0], trace=variant.endswith("trace"), num_frames=n)
     raise ValueError(f"unknown variant {variant!r}; known: {', '.join(VARIANTS)}")
 
 
