@@ -57,13 +57,11 @@ class PairedDifference:
         return self.low > 0 or self.high < 0
 
     def describe(self) -> str:
-        word = "better" if self.mean > 0 else "worse" if self.mean < 0 else "equal"
-        sig = "" if self.significant else ", interval contains 0"
+        sig = "" if self.significant else ": contains 0"
         return (
-            f"J&F {self.old:.1f} -> {self.new:.1f}: {self.mean:+.2f} "
-            f"[{100 * self.level:.0f} % CI {self.low:+.2f}, {self.high:+.2f}{sig}] over {self.n_objects} "
-            f"objects in {self.n_videos} videos; {self.videos_better} videos better, "
-            f"{self.videos_worse} worse ({word})"
+            f"J&F {self.old:.1f} -> {self.new:.1f}, {self.mean:+.2f} "
+            f"({100 * self.level:.0f} % CI {self.low:+.2f} to {self.high:+.2f}{sig}) over {self.n_objects} "
+            f"objects in {self.n_videos} videos; {self.videos_better} videos better, {self.videos_worse} worse"
         )
 
 
