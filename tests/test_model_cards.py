@@ -113,3 +113,36 @@ def test_second_heldout_set_numbers_are_the_results_file():
             f"{x['instruments found']}/{x['instruments targets']}",
         ]
     assert "benchmarks/results_2026-12-02_heldout_both.json" in nano and "benchmarks/heldout_both.py" in ref
+
+
+def test_training_session13_table_is_the_results_file():
+    """docs/training.md's session-13 table (issue 19): every paired change, its interval and its
+    bold (interval without 0) are benchmarks/results_2026-12-03_nano_session13.json's."""
+    res = json.loads((ROOT / "benchmarks/results_2026-12-03_nano_session13.json").read_text())
+    rows = _table((ROOT / "docs/training.md").read_text(), "| checkpoint | validation | set A, mask")
+    names = {
+        "`nano-photo3` step 2500 (session 11)": "nano-photo3 step 2500",
+        "step 3500": "nano-photo3 step 3500",
+        "step 4500": "nano-photo3 step 4500",
+        "step 5000": "nano-photo3 step 5000",
+        "average of steps 3500, 4000, 4500": "average of nano-photo3 steps 3500, 4000, 4500",
+    }
+    checked = 0
+    for cells in rows:
+        key = names.get(cells[0])
+        if key is None:
+            continue
+        paired = res["heldout"][key]["paired_vs_shipped"]
+        for cell, (s, run) in zip(cells[2:6], [("A", "mask"), ("A", "box"), ("B", "mask"), ("B", "box")]):
+            d = paired[s][run]
+            text = f"{d['mean']:+.1f} ({d['low']:+.1f}, {d['high']:+.1f})"
+            significant = d["low"] > 0 or d["high"] < 0
+            assert cell == (f"**{text}**" if significant else text), (key, s, run)
+            checked += 1
+    assert checked == 20
+    valid = {(r["checkpoint"].rsplit("/", 1)[-1], r["prompt"]): r["J&F"] for r in res["validation"]}
+    for cells in rows:
+        if cells[0].startswith("step "):
+            step = int(cells[0].split()[1])
+            want = f"{valid[(f'step_{step:07d}.pt', 'mask')]:.1f} / {valid[(f'step_{step:07d}.pt', 'box')]:.1f}"
+            assert cells[1].strip("*").replace("** / **", " / ") == want, cells[0]
