@@ -106,6 +106,17 @@ def test_plot_training_with_evals(tmp_path):
     assert len(ys) > 0 and ys.min() > 540 * 0.6  # drawn in the lower panel
 
 
+def test_eval_panel_is_named_as_asked(tmp_path):
+    log = _synthetic_log(tmp_path / "log.jsonl")
+    held = np.asarray(Image.open(plot_training(log, tmp_path / "a.png", evals=[(100, 42.0)])).convert("RGB"))
+    valid = plot_training(log, tmp_path / "b.png", evals=[(100, 42.0)], eval_label="validation J&F")
+    valid_px = np.asarray(Image.open(valid).convert("RGB"))
+    differs = np.nonzero((held != valid_px).any(axis=-1))
+    assert len(differs[1]) > 0 and differs[1].max() < 40  # only the panel's vertical label, at the left edge
+    assert main([log, "--out", str(tmp_path / "c.png"), "--eval", "100:42", "--eval-label", "validation J&F"]) == 0
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "c.png").convert("RGB")), valid_px)
+
+
 def test_cli_writes_png(tmp_path, capsys):
     log = _synthetic_log(tmp_path / "log.jsonl")
     out = tmp_path / "cli.png"

@@ -186,8 +186,10 @@ def plot_training(
     title: str = "",
     smooth: int = 200,
     size: tuple[int, int] = (960, 540),
+    eval_label: str = "held-out J&F",
 ) -> Path:
-    """Write a PNG of the smoothed loss per object by series (log y axis), plus held-out J&F if given."""
+    """Write a PNG of the smoothed loss per object by series (log y axis), plus the J&F points of
+    ``evals`` if given, in a lower panel named ``eval_label`` (e.g. ``"validation J&F"``)."""
     paths = [paths] if isinstance(paths, (str, Path)) else list(paths)
     series = loss_series(read_log(paths), smooth)
     if not series:
@@ -253,7 +255,7 @@ def plot_training(
                     va="bottom" if v < 80 else "top",
                     fill=EVAL_COLOR,
                 )
-        _vtext(img, 18, (ev.box[1] + bottom) / 2, "held-out J&F", normal)
+        _vtext(img, 18, (ev.box[1] + bottom) / 2, eval_label, normal)
 
     _text(draw, (left + right) / 2, height - 6, "training step", normal, ha="center", va="bottom")
     if title:
@@ -291,11 +293,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         metavar="STEP:JF",
         help="held-out J&F (0-100) at a step; repeatable",
     )
+    p.add_argument(
+        "--eval-label",
+        default="held-out J&F",
+        help="name of the --eval panel, e.g. 'validation J&F' for checkpoints chosen on a validation split",
+    )
     p.add_argument("--title", default="")
     p.add_argument("--smooth", type=int, default=200, metavar="N", help="moving-median window (rows per series)")
     args = p.parse_args(argv)
     try:
-        out = plot_training(args.logs, args.out, evals=args.eval or None, title=args.title, smooth=args.smooth)
+        out = plot_training(
+            args.logs,
+            args.out,
+            evals=args.eval or None,
+            title=args.title,
+            smooth=args.smooth,
+            eval_label=args.eval_label,
+        )
     except (ValueError, OSError) as e:
         p.error(str(e))
     print(out)
