@@ -165,7 +165,7 @@ def session(model, variant: str, n: int, base_model=None, base_pkg: ModuleType |
     if variant == "compile":
         return VideoSegmenter(model, fast=True, precision="fp32", **kw)
     if variant in ("efp", "efp+trace", "dlm"):  # another memory policy: other masks, by design
-        return VideoSegmenter(model, memory=variant.split("+")[0], trace=variant.endswith("trace"), num_frames=n)
+        return VideoSegmenter(model, trace=variant.endswith("trace"), **dict(kw, memory=variant.split("+")[0]))
     raise ValueError(f"unknown variant {variant!r}; known: {', '.join(VARIANTS)}")
 
 

@@ -42,7 +42,7 @@ from pathlib import Path
 
 import torch
 
-from surgsam.eval.compare import PairedDifference, paired_difference
+from surgsam.eval.compare import PairedDifference, paired_difference, score_map
 
 RUNS = ("mask", "box", "refer")
 DEFAULT_SETS = {"A": "data/synth-heldout", "B": "data/synth-heldout-b"}
@@ -152,10 +152,6 @@ def format_table(results: dict, sets: list[str], old: dict | None = None) -> str
     return "\n".join(lines)
 
 
-def _score_map(rows: list[list]) -> dict[tuple[str, int], float]:
-    return {(str(v), int(k)): float("nan") if x is None else float(x) for v, k, x in rows}
-
-
 def paired(results: dict, old: dict, sets: list[str]) -> dict[str, dict[str, PairedDifference]]:
     """Per set and run: the paired J&F difference over the same objects, with a video-level
     bootstrap interval (``surgsam.eval.compare``); runs whose old result has no per-object
@@ -166,7 +162,7 @@ def paired(results: dict, old: dict, sets: list[str]) -> dict[str, dict[str, Pai
             n, o = results.get(s, {}).get(run), old.get(s, {}).get(run)
             if n is None or o is None or "per_object" not in n or "per_object" not in o:
                 continue
-            out.setdefault(s, {})[run] = paired_difference(_score_map(n["per_object"]), _score_map(o["per_object"]))
+            out.setdefault(s, {})[run] = paired_difference(score_map(n["per_object"]), score_map(o["per_object"]))
     return out
 
 

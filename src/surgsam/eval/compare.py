@@ -20,7 +20,7 @@ import json
 import math
 import sys
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -65,17 +65,22 @@ class PairedDifference:
         )
 
 
+def score_map(rows: Iterable[tuple[str, int, float | None]]) -> dict[ObjectKey, float]:
+    """``{(video, obj_id): J&F}`` of ``(video, obj_id, J&F)`` rows (``None``: undefined, NaN);
+    an object given twice is an error."""
+    out: dict[ObjectKey, float] = {}
+    for video, obj_id, jf in rows:
+        key = (str(video), int(obj_id))
+        if key in out:
+            raise ValueError(f"object {key} is scored twice")
+        out[key] = math.nan if jf is None else float(jf)
+    return out
+
+
 def object_scores(objects: Sequence[ObjectScore], ids: Sequence[int] | None = None) -> dict[ObjectKey, float]:
     """``{(video, obj_id): J&F}`` of ``objects`` (only ``ids`` when given)."""
     keep = None if ids is None else set(ids)
-    out: dict[ObjectKey, float] = {}
-    for o in objects:
-        if keep is None or o.obj_id in keep:
-            key = (o.video, int(o.obj_id))
-            if key in out:
-                raise ValueError(f"object {key} is scored twice")
-            out[key] = float(o.JF)
-    return out
+    return score_map((o.video, o.obj_id, o.JF) for o in objects if keep is None or o.obj_id in keep)
 
 
 def paired_difference(
@@ -110,10 +115,10 @@ def paired_difference(
     if not by_video:
         raise ValueError("no object has a J&F in both runs")
     videos = sorted(by_video)
-    sums = np.array([sum(a - b for a, b in by_video[v]) for v in videos], dtype=np.float64)
+    news = np.array([sum(a for a, _ in by_video[v]) for v in videos], dtype=np.float64)
+    olds = np.array([sum(b for _, b in by_video[v]) for v in videos], dtype=np.float64)
+    sums = news - olds  # per video: the sum of its objects' differences
     counts = np.array([len(by_video[v]) for v in videos], dtype=np.float64)
-    news = np.array([sum(a for a, _ in by_video[v]) for v in videos])
-    olds = np.array([sum(b for _, b in by_video[v]) for v in videos])
     n = counts.sum()
     rng = np.random.default_rng(seed)
     draw = rng.integers(0, len(videos), size=(resamples, len(videos)))
