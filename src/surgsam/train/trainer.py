@@ -171,7 +171,7 @@ class Trainer:
         self.rank, self.world, self.local_rank = _init_distributed(cfg.device)
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
-        self.device = torch.device(cfg.device) if cfg.device else _default_device(self.local_rank)
+        self.device = _train_device(cfg.device, self.local_rank)
         if self.device.type == "cuda":
             torch.cuda.set_device(self.device)
         torch.manual_seed(cfg.seed)  # identical random init on every rank
@@ -498,10 +498,17 @@ def _init_distributed(device: str | None) -> tuple[int, int, int]:
     return dist.get_rank(), dist.get_world_size(), local
 
 
-def _default_device(local_rank: int) -> torch.device:
-    if torch.cuda.is_available():
-        return torch.device("cuda", local_rank)
-    return torch.device("cpu")
+def _train_device(name: str | None, local_rank: int) -> torch.device:
+    """The device this process trains on: ``name`` (``"cpu"``, ``"cuda"``, ``"cuda:1"``) or, when
+    None, this process's GPU if there is one. A bare ``"cuda"`` becomes ``cuda:<local rank>``:
+    ``torch.cuda.set_device`` rejects a CUDA device without an index, and under torchrun each
+    process owns the GPU of its local rank."""
+    if name is None:
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    device = torch.device(name)
+    if device.type == "cuda" and device.index is None:
+        device = torch.device("cuda", local_rank)
+    return device
 
 
 def _atomic_save(obj, path: Path) -> None:
