@@ -93,3 +93,24 @@ def test_held_bytes_counts_each_storage_once():
     t = torch.zeros(10, 10)
     state = {"a": t, "b": [t, t[2:]], "c": (torch.ones(4, dtype=torch.uint8),), "m": torch.nn.Linear(100, 100)}
     assert held_bytes(state) == 400 + 4
+
+
+def test_hf_config_sub_configs_are_built_as_their_own_classes():
+    """transformers 5.17 turned a dict ``mask_decoder_config`` into a prompt-encoder config (the
+    GPU machine's bench crashed building the decoder); config objects are taken as given."""
+    pytest.importorskip("transformers")
+    from transformers.models.sam2_video.configuration_sam2_video import (
+        Sam2VideoMaskDecoderConfig,
+        Sam2VideoPromptEncoderConfig,
+    )
+
+    from surgsam.bench.hf import hf_config
+    from surgsam.modeling import get_preset
+
+    cfg = get_preset("sam2.1_hiera_tiny")
+    hf = hf_config(cfg)
+    assert isinstance(hf.mask_decoder_config, Sam2VideoMaskDecoderConfig)
+    assert isinstance(hf.prompt_encoder_config, Sam2VideoPromptEncoderConfig)
+    assert hf.mask_decoder_config.num_hidden_layers == cfg.decoder_depth
+    assert hf.mask_decoder_config.attention_downsample_rate == 2
+    assert hf.prompt_encoder_config.patch_size == cfg.backbone_stride

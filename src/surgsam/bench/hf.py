@@ -109,6 +109,10 @@ def hf_config(cfg: SAM2Config) -> Any:
     """transformers' ``Sam2VideoConfig`` equal to a SAM 2.1 :class:`SAM2Config`."""
     from transformers import Sam2VideoConfig
     from transformers.models.sam2.configuration_sam2 import Sam2HieraDetConfig, Sam2VisionConfig
+    from transformers.models.sam2_video.configuration_sam2_video import (
+        Sam2VideoMaskDecoderConfig,
+        Sam2VideoPromptEncoderConfig,
+    )
 
     if cfg.version != "2.1":
         raise ValueError(f"transformers' video model implements SAM 2.1; {cfg.name} is SAM {cfg.version}")
@@ -139,8 +143,12 @@ def hf_config(cfg: SAM2Config) -> Any:
     )
     return Sam2VideoConfig(
         vision_config=vision,
-        prompt_encoder_config=dict(hidden_size=cfg.d_model, image_size=s, patch_size=cfg.backbone_stride),
-        mask_decoder_config=dict(
+        # config objects, not dicts: transformers 5.17 built the mask decoder's sub-config from a dict
+        # as a prompt-encoder config (AttributeError: no attribute 'attention_downsample_rate')
+        prompt_encoder_config=Sam2VideoPromptEncoderConfig(
+            hidden_size=cfg.d_model, image_size=s, patch_size=cfg.backbone_stride
+        ),
+        mask_decoder_config=Sam2VideoMaskDecoderConfig(
             hidden_size=cfg.d_model,
             mlp_dim=cfg.decoder_mlp_dim,
             num_hidden_layers=cfg.decoder_depth,
