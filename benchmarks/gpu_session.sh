@@ -1,0 +1,129 @@
+#!/bin/bash
+# One GPU session in one call: a CUDA smoke test of training, `surgsam bench` on the GPU (fp32
+# engine, Meta's predictor and transformers' model; then the fast path), and parallel nano
+# training runs from the shipped weights, sized to a wall-clock budget.
+#
+#   benchmarks/gpu_session.sh OUT            # OUT: where results, logs and checkpoints go
+#
+# Run from the repository root on a machine with a GPU, torch and the package's needs
+# (PYTHONPATH=src is set here). Meta's sam2 and its needs may be given as wheels in WHEELS
+# (default .dev/whl); they are installed into /tmp/site first. Settings (environment):
+#   DEV (cuda)            device of the training runs and the bench
+#   TRAIN_END (420)       seconds after the start by which the training runs must have ended
+#   TOTAL (520)           seconds after the start by which everything must have ended
+#   SYNTH_VIDEOS (160)    videos of the generated training set (the project's `synth-nano`)
+#   RUNS                  training runs, ';'-separated "name batch image_batch lr photometric seed"
+#   DRY                   any value: a short CPU rehearsal (batch 1, no bench)
+# Each run's step time is measured first (a 25-step probe, all runs at once) and its step count
+# set so that it ends by TRAIN_END with its cosine schedule complete; each run's last three
+# checkpoints (weights only), log and config are packed into OUT/run_NAME.tar (< 16 MB).
+set -u
+OUT=${1:?usage: benchmarks/gpu_session.sh OUT}
+mkdir -p "$OUT"
+export PYTHONUNBUFFERED=1
+T0=$(date +%s)
+el() { echo $(($(date +%s) - T0)); }
+DEV=${DEV:-cuda}
+TRAIN_END=${TRAIN_END:-420}
+TOTAL=${TOTAL:-520}
+SYNTH_VIDEOS=${SYNTH_VIDEOS:-160}
+PROBE_STEPS=${PROBE_STEPS:-25}
+WORKERS=${WORKERS:-3}
+WHEELS=${WHEELS:-.dev/whl}
+PY=${PY:-python3}
+RUNS=${RUNS:-"gA 8 16 2e-4 0.7 21;gB 8 16 4e-4 0.7 22;gC 8 16 2e-4 0.0 23;gD 16 32 3e-4 0.7 24"}
+[ -n "${DRY:-}" ] && RUNS="gA 1 2 2e-4 0.7 21;gB 1 2 4e-4 0.0 22"
+IFS=';' read -r -a RUN_LIST <<<"$RUNS"
+exec > >(tee -a "$OUT/session.log") 2>&1
+echo "start $(date), device $DEV"
+if ls "$WHEELS"/*.whl >/dev/null 2>&1; then
+  $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site "$WHEELS"/*.whl \
+    || echo "wheels: install failed"
+  export PYTHONPATH=$PWD/src:/tmp/site
+else
+  export PYTHONPATH=$PWD/src
+fi
+[ "$DEV" = cuda ] && nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv
+$PY -c "import torch; print('torch', torch.__version__)"
+
+DATA=/tmp/synth-nano
+rm -rf $DATA /tmp/probe_* /tmp/run_*
+($PY -m surgsam synth $DATA --videos "$SYNTH_VIDEOS" --frames 40 --size 320x256 --seed 0 --valid 16 --workers 14 \
+  --no-progress >/tmp/synth.log 2>&1; echo "synth rc $?" >>/tmp/synth.log) &
+SYNTH=$!
+
+train_args() { # OUT_DIR BATCH IMAGE_BATCH LR PHOTOMETRIC SEED
+  echo --recipe nano-synth --data $DATA --out "$1" --init surgsam-nano-synth --batch-size "$2" \
+    --image-batch-size "$3" --lr "$4" --aux-type-loss 1.0 --frame-resize pil --photometric-prob "$5" \
+    --keep-checkpoints 0 --seed "$6" --threads 1 --workers "$WORKERS" --no-progress --log-every 5 --device "$DEV"
+}
+
+if [ -z "${DRY:-}" ]; then
+  echo "[$(el)] bench, fp32 engine against Meta's and transformers' predictors"
+  timeout 50 $PY -m surgsam bench --device "$DEV" --objects 1 2 --variants fifo efp dlm meta hf --frames 15 \
+    --json "$OUT/bench_fp32.json" >"$OUT/bench_fp32.txt" 2>&1
+  echo "bench rc $?"
+fi
+wait $SYNTH
+tail -2 /tmp/synth.log
+echo "[$(el)] data ready"
+
+echo "[$(el)] probe: $PROBE_STEPS steps of every run at once"
+PIDS=""
+for r in "${RUN_LIST[@]}"; do
+  set -- $r
+  # shellcheck disable=SC2046
+  timeout 120 $PY -m surgsam train $(train_args /tmp/probe_$1 $2 $3 $4 $5 $6) --steps "$PROBE_STEPS" --warmup 5 \
+    --log-every 1 --ckpt-every 100000 >/tmp/probe_$1.log 2>&1 &
+  PIDS="$PIDS $!"
+done
+[ -n "$PIDS" ] && wait $PIDS
+declare -A SEC_PER_STEP
+for r in "${RUN_LIST[@]}"; do
+  set -- $r
+  tail -2 /tmp/probe_$1.log
+  # seconds per step over the probe's second half (start-up excluded)
+  SEC_PER_STEP[$1]=$($PY -c '
+import json, sys
+rows = [json.loads(line) for line in open(sys.argv[1])]
+a, b = rows[len(rows) // 2], rows[-1]
+print(max(1e-3, (b["elapsed"] - a["elapsed"]) / max(1, b["step"] - a["step"])))' /tmp/probe_$1/log.jsonl 2>/dev/null)
+  if [ -n "${SEC_PER_STEP[$1]}" ]; then echo "$1: ${SEC_PER_STEP[$1]} s/step"; else echo "$1: probe failed"; fi
+done
+
+echo "[$(el)] training"
+START=$(el)
+PIDS=""
+for r in "${RUN_LIST[@]}"; do
+  set -- $r
+  s=${SEC_PER_STEP[$1]:-}
+  [ -z "$s" ] && continue
+  steps=$($PY -c "print(max(40, int(($TRAIN_END - $START - 20) / $s)))")
+  every=$(((steps + 3) / 4))
+  warmup=$((steps / 10 < 150 ? steps / 10 : 150))
+  echo "$1: batch $2, lr $4, photometric $5: $steps steps, checkpoint every $every, warm-up $warmup"
+  mkdir -p /tmp/run_$1
+  # shellcheck disable=SC2046
+  timeout $((TRAIN_END + 40 - START)) $PY -m surgsam train $(train_args /tmp/run_$1 $2 $3 $4 $5 $6) --steps "$steps" \
+    --warmup "$warmup" --ckpt-every "$every" >/tmp/run_$1/stdout.log 2>&1 &
+  PIDS="$PIDS $!"
+done
+[ -n "$PIDS" ] && wait $PIDS
+echo "[$(el)] packing"
+for r in "${RUN_LIST[@]}"; do
+  set -- $r
+  [ -d /tmp/run_$1 ] || continue
+  tail -2 /tmp/run_$1/stdout.log
+  ckpts=$(cd /tmp && ls run_$1/checkpoints/step_*.pt 2>/dev/null | grep -v state | tail -3)
+  # shellcheck disable=SC2086
+  (cd /tmp && tar cf "$OUT/run_$1.tar" run_$1/log.jsonl run_$1/train_config.json run_$1/stdout.log $ckpts)
+done
+
+left=$((TOTAL - $(el)))
+if [ $left -gt 25 ] && [ -z "${DRY:-}" ]; then
+  echo "[$(el)] bench, fast path ($left s left)"
+  timeout $left $PY -m surgsam bench --device "$DEV" --objects 1 --variants fifo fifo-fast efp-fast --frames 15 \
+    --json "$OUT/bench_fast.json" >"$OUT/bench_fast.txt" 2>&1
+  echo "bench fast rc $?"
+fi
+echo "[$(el)] end $(date)"
