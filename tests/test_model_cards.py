@@ -147,3 +147,35 @@ def test_training_session13_table_is_the_results_file():
             step = int(cells[0].split()[1])
             want = f"{valid[(f'step_{step:07d}.pt', 'mask')]:.1f} / {valid[(f'step_{step:07d}.pt', 'box')]:.1f}"
             assert cells[1].strip("*").replace("** / **", " / ") == want, cells[0]
+
+
+def test_training_session14_table_is_the_results_file():
+    """docs/training.md's session-14 table (issue 19: the colour run's second seed and its last
+    phase with fewer colour changes): every validation J&F and every paired change with its
+    interval and bold are benchmarks/results_2026-12-04_nano_session14.json's."""
+    res = json.loads((ROOT / "benchmarks/results_2026-12-04_nano_session14.json").read_text())
+    doc = (ROOT / "docs/training.md").read_text()
+    rows = _table(doc[doc.index("### Session 14") :], "| checkpoint | validation | set A, mask")
+    valid = {(r["checkpoint"], r["prompt"]): r["J&F"] for r in res["validation"]}
+    run, seen, held = None, [], 0
+    for cells in rows[1:]:
+        label = cells[0]
+        if label.startswith("`"):
+            run, label = label[1:].split("` ")
+        step = int(label.split()[1])
+        ckpt = f"/work/runs/{run}/checkpoints/step_{step:07d}.pt"
+        assert cells[1] == f"{valid[(ckpt, 'mask')]:.1f} / {valid[(ckpt, 'box')]:.1f}", cells[0]
+        seen.append((run, step, "best on validation" in label))
+        if not cells[2]:
+            continue
+        paired = res["heldout"][f"{run} step {step}"]["paired_vs_shipped"]
+        for cell, (s, prompt) in zip(cells[2:6], [("A", "mask"), ("A", "box"), ("B", "mask"), ("B", "box")]):
+            d = paired[s][prompt]
+            text = f"{d['mean']:+.1f} ({d['low']:+.1f}, {d['high']:+.1f})"
+            assert cell == (f"**{text}**" if d["low"] > 0 or d["high"] < 0 else text), (run, step, s, prompt)
+            held += 1
+    assert len(seen) == 14 and held == 16
+    for name in ("nano-photo4", "nano-photo4-lo"):  # the row marked best is the best mask J&F on validation
+        steps = [step for r, step, _ in seen if r == name]
+        best = max(steps, key=lambda k: valid[(f"/work/runs/{name}/checkpoints/step_{k:07d}.pt", "mask")])
+        assert [step for r, step, b in seen if r == name and b] == [best]
