@@ -7,7 +7,10 @@
 #
 # Run from the repository root on a machine with a GPU, torch and the package's needs
 # (PYTHONPATH=src is set here). Meta's sam2 and its needs may be given as wheels in WHEELS
-# (default .dev/whl); they are installed into /tmp/site first. Settings (environment):
+# (default .dev/whl); they are installed into /tmp/site first. Made on a machine with pip:
+#   SAM2_BUILD_CUDA=0 pip wheel --no-deps --no-build-isolation sam2==1.1.0 iopath==0.1.10 -w .dev/whl
+#   pip wheel --no-deps hydra-core==1.3.8 omegaconf==2.3.1 antlr4-python3-runtime==4.9.3 -w .dev/whl
+# Settings (environment):
 #   DEV (cuda)            device of the training runs and the bench
 #   TRAIN_END (420)       seconds after the start by which the training runs must have ended
 #   TOTAL (520)           seconds after the start by which everything must have ended
