@@ -1,7 +1,8 @@
 #!/bin/bash
-# One GPU session in one call: a CUDA smoke test of training, `surgsam bench` on the GPU (fp32
-# engine, Meta's predictor and transformers' model; then the fast path), and parallel nano
-# training runs from the shipped weights, sized to a wall-clock budget.
+# One GPU session in one call: `surgsam bench` on the GPU (fp32 engine, Meta's predictor and
+# transformers' model; at the end the fast path), and parallel nano training runs from the
+# shipped weights, sized to a wall-clock budget by a short probe of each (which doubles as the
+# CUDA smoke test: a run whose probe fails is skipped).
 #
 #   benchmarks/gpu_session.sh OUT            # OUT: where results, logs and checkpoints go
 #

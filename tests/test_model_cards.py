@@ -115,6 +115,12 @@ def test_second_heldout_set_numbers_are_the_results_file():
     assert "benchmarks/results_2026-12-02_heldout_both.json" in nano and "benchmarks/heldout_both.py" in ref
 
 
+def _paired_cell(d: dict) -> str:
+    """How the training tables print a paired change: mean (low, high), bold when the interval excludes 0."""
+    text = f"{d['mean']:+.1f} ({d['low']:+.1f}, {d['high']:+.1f})"
+    return f"**{text}**" if d["low"] > 0 or d["high"] < 0 else text
+
+
 def test_training_session13_table_is_the_results_file():
     """docs/training.md's session-13 table (issue 19): every paired change, its interval and its
     bold (interval without 0) are benchmarks/results_2026-12-03_nano_session13.json's."""
@@ -135,10 +141,7 @@ def test_training_session13_table_is_the_results_file():
             continue
         paired = res["heldout"][key]["paired_vs_shipped"]
         for cell, (s, run) in zip(cells[2:6], [("A", "mask"), ("A", "box"), ("B", "mask"), ("B", "box")]):
-            d = paired[s][run]
-            text = f"{d['mean']:+.1f} ({d['low']:+.1f}, {d['high']:+.1f})"
-            significant = d["low"] > 0 or d["high"] < 0
-            assert cell == (f"**{text}**" if significant else text), (key, s, run)
+            assert cell == _paired_cell(paired[s][run]), (key, s, run)
             checked += 1
     assert checked == 24
     valid = {(r["checkpoint"].rsplit("/", 1)[-1], r["prompt"]): r["J&F"] for r in res["validation"]}
@@ -170,9 +173,7 @@ def test_training_session14_table_is_the_results_file():
             continue
         paired = res["heldout"][f"{run} step {step}"]["paired_vs_shipped"]
         for cell, (s, prompt) in zip(cells[2:6], [("A", "mask"), ("A", "box"), ("B", "mask"), ("B", "box")]):
-            d = paired[s][prompt]
-            text = f"{d['mean']:+.1f} ({d['low']:+.1f}, {d['high']:+.1f})"
-            assert cell == (f"**{text}**" if d["low"] > 0 or d["high"] < 0 else text), (run, step, s, prompt)
+            assert cell == _paired_cell(paired[s][prompt]), (run, step, s, prompt)
             held += 1
     assert len(seen) == 14 and held == 16
     for name in ("nano-photo4", "nano-photo4-lo"):  # the row marked best is the best mask J&F on validation

@@ -212,7 +212,6 @@ def test_ddp_two_processes_keep_identical_parameters(tmp_path, synth_root):
 def test_train_device_gives_cuda_an_index(monkeypatch):
     """``--device cuda`` crashed on a GPU machine: torch.cuda.set_device rejects a CUDA device
     without an index. A bare "cuda" is this process's GPU (its local rank under torchrun)."""
-
     from surgsam.train.trainer import _train_device
 
     assert _train_device("cuda", 0) == torch.device("cuda", 0)
