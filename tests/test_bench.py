@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import itertools
 import json
+from pathlib import Path
 
 import pytest
 
-from surgsam.bench.paired import BenchConfig, held_bytes, parse_variant, reference_of, run_bench
+from surgsam.bench.paired import BenchConfig, BenchResult, held_bytes, parse_variant, reference_of, run_bench
+from surgsam.engine import fastpath
 from surgsam.cli import main
 
 
@@ -32,6 +34,7 @@ def test_bench_command_on_the_nano(tmp_path, capsys):
             "--variants",
             "fifo",
             "fifo-fast",
+            "fifo-bf16",
             "efp",
             "meta",
             "hf",
@@ -48,12 +51,15 @@ def test_bench_command_on_the_nano(tmp_path, capsys):
     doc = json.loads(out.read_text())
     assert doc["baseline"] == "fifo" and set(doc["skipped"]) == {"meta", "hf"}
     rows = {(r["variant"], r["objects"]): r for r in doc["results"]}
-    assert set(rows) == {(v, k) for v in ("fifo", "fifo-fast", "efp") for k in (1, 2)}
+    assert set(rows) == {(v, k) for v in ("fifo", "fifo-fast", "fifo-bf16", "efp") for k in (1, 2)}
     for r in rows.values():
         assert len(r["latencies_ms"]) == 2 and r["session_mib"] > 0
     # the nano keeps float32 under auto: the fast variant is the float32 engine
     assert rows[("fifo-fast", 2)]["iou_mean"] == rows[("fifo-fast", 2)]["iou_min"] == 1.0
     assert "64-wide" in rows[("fifo-fast", 1)]["notice"]
+    # eager bf16 autocast: compared with the float32 engine, close but not bit-equal
+    bf16 = rows[("fifo-bf16", 2)]
+    assert bf16["agreement_ref"] == "fifo" and 0.5 < bf16["iou_min"] <= 1.0
     assert rows[("efp", 1)]["agreement_ref"] == "efp" and rows[("efp", 1)]["iou_mean"] is None
 
 
@@ -77,7 +83,8 @@ def test_ratios_come_from_the_clock_and_meta_hf_give_our_masks():
 
 
 def test_variant_names_and_config_checks():
-    assert parse_variant("efp-fast") == ("efp", True) and parse_variant("meta") == ("meta", False)
+    assert parse_variant("efp-fast") == ("efp", "fast") and parse_variant("meta") == ("meta", "")
+    assert parse_variant("fifo-bf16") == ("fifo", "bf16") and parse_variant("dlm-compiled") == ("dlm", "compiled")
     assert reference_of("dlm-fast") == "dlm" and reference_of("hf") == "fifo"
     with pytest.raises(ValueError, match="unknown variant"):
         parse_variant("fifo-turbo")
@@ -114,3 +121,20 @@ def test_hf_config_sub_configs_are_built_as_their_own_classes():
     assert hf.mask_decoder_config.num_hidden_layers == cfg.decoder_depth
     assert hf.mask_decoder_config.attention_downsample_rate == 2
     assert hf.prompt_encoder_config.patch_size == cfg.backbone_stride
+
+
+def test_readme_gpu_tables_are_the_saved_runs():
+    """The README's H200 tables are the saved `surgsam bench --json` files, row for row."""
+    root = Path(__file__).resolve().parents[1]
+    readme = (root / "README.md").read_text()
+    for name in ("fp32", "fast"):
+        data = json.loads((root / f"benchmarks/results_2026-12-04_gpu_h200_bench_{name}.json").read_text())
+        res = BenchResult.from_json(data)
+        assert res.machine["gpu"] == "NVIDIA H200" and res.config.device == "cuda"
+        rows = [ln for ln in res.table().splitlines() if ln.startswith("| ") and ln[2:9] != "variant"]
+        assert len(rows) == len(data["results"]) >= 8
+        for row in rows:
+            assert row in readme, row
+    fast = [r for r in res.results if r.variant.endswith("-fast")]
+    slowest = max(r.vs_baseline for r in fast)
+    assert f"{slowest:.2f}x" in readme and fastpath.CUDA_COMPILED_SPEED == round(slowest, 2)

@@ -179,3 +179,20 @@ def test_traces_are_asked_for_never_automatic(model):
     assert VideoSegmenter(model, trace=True).fast_path.trace
     with pytest.raises(ValueError, match="trace=True"):
         VideoSegmenter(model, fast=True, trace=True)
+
+
+def test_auto_on_cuda_leaves_compilation_off(monkeypatch):
+    """On CUDA sm80+ ``"auto"`` is eager bf16 autocast + TF32 (the compiled path measured
+    slower on an H200); compilation comes only when forced or with CUDA graphs."""
+    cuda = torch.device("cuda")
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (9, 0))
+    auto = resolve_fast_path("auto", "auto", cuda)
+    assert (auto.precision, auto.tf32, auto.compile, auto.static_memory) == ("bf16", True, False, False)
+    assert "eager" in auto.notice and f"{fastpath.CUDA_COMPILED_SPEED}x" in auto.notice
+    graphs = resolve_fast_path("auto", "auto", cuda, cuda_graphs=True)
+    assert graphs.compile and graphs.static_memory and graphs.cuda_graphs
+    forced = resolve_fast_path(True, "fp32", cuda)
+    assert (forced.precision, forced.compile, forced.static_memory, forced.tf32) == ("fp32", True, True, True)
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (7, 5))
+    old = resolve_fast_path("auto", "auto", cuda)
+    assert (old.precision, old.compile, old.tf32) == ("fp16", False, False)

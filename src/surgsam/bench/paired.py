@@ -9,7 +9,10 @@ Variants:
 
 * ``fifo``, ``efp``, ``dlm``: our :class:`~surgsam.engine.VideoSegmenter`, float32, no fast
   path; ``<memory>-fast``: the same with ``fast="auto", precision="auto"`` (what the fast
-  path picks on this machine; its notice is reported).
+  path picks on this machine; its notice is reported); ``<memory>-bf16``: eager bf16
+  autocast (``fast=False, precision="bf16"``); ``<memory>-compiled``: ``torch.compile`` and
+  the static memory forced (``fast=True, precision="auto"``). The last two take the fast
+  path apart, so that a GPU run shows which part pays.
 * ``meta``: Meta's ``SAM2VideoPredictor`` (the ``sam2`` package; it preloads the clip from a
   JPEG folder, as it is designed to), SAM 2 / 2.1 presets only.
 * ``hf``: transformers' ``Sam2VideoModel`` in a streaming inference session, SAM 2.1 presets
@@ -90,12 +93,23 @@ class BenchConfig:
             raise ValueError(f"variants repeat: {list(self.variants)}")
 
 
-def parse_variant(name: str) -> tuple[str, bool]:
-    """``"efp-fast"`` -> ("efp", True); ``"meta"`` -> ("meta", False); unknown names are an error."""
+#: Our engine's settings per variant suffix (``"efp"`` -> ``""``, ``"efp-fast"`` -> ``"fast"``).
+OUR_MODES: dict[str, dict[str, Any]] = {
+    "": dict(fast=False, precision="fp32"),
+    "fast": dict(fast="auto", precision="auto"),
+    "bf16": dict(fast=False, precision="bf16"),
+    "compiled": dict(fast=True, precision="auto"),
+}
+
+
+def parse_variant(name: str) -> tuple[str, str]:
+    """``"efp-fast"`` -> ("efp", "fast"); ``"fifo"`` -> ("fifo", ""); ``"meta"`` -> ("meta", "");
+    unknown names are an error."""
     base, _, suffix = name.partition("-")
-    if name in ("meta", "hf") or (base in OURS and suffix in ("", "fast")):
-        return base, suffix == "fast"
-    raise ValueError(f"unknown variant {name!r}; known: {', '.join(OURS)} (each also as <name>-fast), meta, hf")
+    if name in ("meta", "hf") or (base in OURS and suffix in OUR_MODES):
+        return base, suffix
+    modes = "/".join(m for m in OUR_MODES if m)
+    raise ValueError(f"unknown variant {name!r}; known: {', '.join(OURS)} (each also as <name>-{{{modes}}}), meta, hf")
 
 
 def reference_of(name: str) -> str:
@@ -184,13 +198,12 @@ class Runner(Protocol):
 
 
 class OursRunner:
-    """Our engine: float32 eager, or ``fast="auto", precision="auto"``."""
+    """Our engine with the settings of one of :data:`OUR_MODES` (``""``: float32 eager)."""
 
-    def __init__(self, model: SAM2Model, memory: str, fast: bool, num_frames: int) -> None:
+    def __init__(self, model: SAM2Model, memory: str, mode: str, num_frames: int) -> None:
         from ..engine import VideoSegmenter
 
-        kw: dict[str, Any] = dict(fast="auto", precision="auto") if fast else dict(fast=False, precision="fp32")
-        self.seg = VideoSegmenter(model, memory=memory, num_frames=num_frames, **kw)
+        self.seg = VideoSegmenter(model, memory=memory, num_frames=num_frames, **OUR_MODES[mode])
         self.notice = self.seg.fast_path.notice
 
     def start(self, frame: np.ndarray, masks: Sequence[np.ndarray]) -> np.ndarray:
@@ -335,6 +348,18 @@ class BenchResult:
             "skipped": self.skipped,
         }
 
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> BenchResult:
+        """The inverse of :meth:`to_json` (e.g. to print a saved run's :meth:`table` again)."""
+        cfg: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in data["config"].items()}
+        return cls(
+            config=BenchConfig(**cfg),
+            machine=dict(data["machine"]),
+            baseline=data["baseline"],
+            results=[VariantResult(**r) for r in data["results"]],
+            skipped=dict(data["skipped"]),
+        )
+
     def table(self) -> str:
         """A Markdown table (one row per variant and object count) with a header line."""
         c, m = self.config, self.machine
@@ -441,13 +466,13 @@ def run_bench(
             frames = _jpeg_round_trip(raw, Path(tmp) / f"clip{k}")
             runners: dict[str, Runner] = {}
             for v in variants:
-                base, fast = parse_variant(v)
+                base, mode = parse_variant(v)
                 if v == "meta":
                     runners[v] = MetaRunner(meta, Path(tmp) / f"clip{k}")
                 elif v == "hf":
                     runners[v] = HFRunner(hf, model)
                 else:
-                    runners[v] = OursRunner(model, base, fast, n)
+                    runners[v] = OursRunner(model, base, mode, n)
             lat: dict[str, list[float]] = {v: [] for v in variants}
             ious: dict[str, list[float]] = {v: [] for v in variants}
             names = list(runners)

@@ -1,9 +1,11 @@
 """The fast path, chosen once per session by feature detection and measurement.
 
-On CUDA GPUs with bf16 (sm80+: A100, H100, RTX 30xx/40xx, ...) the session runs under bf16
-autocast with TF32 matmuls, a static-shape memory (every frame attends to a memory of the
-same size, padded and masked) and ``torch.compile``-d image encoder, memory attention and
-tracking decoder: one graph serves every frame. Older GPUs get fp16 autocast only.
+On CUDA GPUs with bf16 (sm80+: A100, H100, RTX 30xx/40xx, ...) the session runs eagerly
+under bf16 autocast with TF32 matmuls. ``fast=True`` (or ``cuda_graphs=True``) adds a
+static-shape memory (every frame attends to a memory of the same size, padded and masked) and
+``torch.compile``-d image encoder, memory attention and tracking decoder (one graph serves
+every frame); ``"auto"`` leaves that off, because on an H200 it measured
+:data:`CUDA_COMPILED_SPEED` times the speed of eager float32. Older GPUs get fp16 autocast only.
 
 On the CPU (:mod:`.cpufast`), where a bf16 matmul measured at least :data:`CPU_BF16_MIN_SPEEDUP`
 times faster than float32 (AVX512-BF16 or AMX), the image encoder's trunk and the memory
@@ -40,6 +42,10 @@ CPU_BF16_MIN_SPEEDUP = 1.5
 #: recipe measured 1.13x at 4 objects on 2 threads, with the same held-out J&F; ask for it with
 #: ``precision="bf16"``).
 CPU_BF16_MIN_WIDTH = 256
+#: ``torch.compile`` + static memory + bf16 autocast over eager float32, measured on an H200
+#: (sam2.1_hiera_small at 512 px, 1 object, `surgsam bench`, 2026-12-04): slower, so ``"auto"``
+#: on CUDA leaves compilation off (docs/fast_path_and_export.md).
+CUDA_COMPILED_SPEED = 0.46
 
 
 @dataclass(frozen=True)
@@ -115,14 +121,20 @@ def resolve_fast_path(
             notice=f"fast path forced on {device.type}: {prec}, torch.compile, static memory",
         )
     if cuda and torch.cuda.get_device_capability(device)[0] >= 8:
-        graphs = " + CUDA graphs" if cuda_graphs else ""
+        if cuda_graphs:  # asked for by name: CUDA graphs replay a compiled, static-shape step
+            return FastPath(
+                prec,
+                compile=True,
+                static_memory=True,
+                tf32=True,
+                cuda_graphs=True,
+                notice=f"fast path: {prec} autocast, TF32, torch.compile + CUDA graphs, static memory",
+            )
         return FastPath(
             prec,
-            compile=True,
-            static_memory=True,
             tf32=True,
-            cuda_graphs=cuda_graphs,
-            notice=f"fast path: {prec} autocast, TF32, torch.compile{graphs}, static memory",
+            notice=f"fast path: {prec} autocast, TF32, eager (torch.compile with the static memory measured "
+            f"{CUDA_COMPILED_SPEED}x eager fp32 on an H200; fast=True forces it)",
         )
     if cuda:
         sm = "".join(map(str, torch.cuda.get_device_capability(device)))

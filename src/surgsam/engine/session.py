@@ -55,12 +55,13 @@ class VideoSegmenter:
             is fast: CUDA sm80+ and CPUs with AMX; fp16 on older GPUs; fp32 elsewhere).
         memory_dtype: dtype of stored memory features (bf16 like Meta's predictor).
         fast: the fast path (:mod:`surgsam.engine.fastpath`): False, ``"auto"`` (CUDA sm80+:
-            compile, static memory, TF32; CPUs with fast bf16 matmuls, when ``precision`` is
+            TF32, eager; CPUs with fast bf16 matmuls, when ``precision`` is
             ``"auto"`` or ``"bf16"``: a bf16 image encoder and memory attention, float32 heads)
-            or True (forced, any device). :attr:`fast_path` ``.notice`` says what was chosen.
+            or True (forced, any device: compile and the static memory).
+            :attr:`fast_path` ``.notice`` says what was chosen.
         static_memory: pad every frame's memory to the policy's capacity (and batch all
             objects together); None follows ``fast``. Same masks as the dynamic layout.
-        cuda_graphs: with a compiled fast path, replay the step with CUDA graphs.
+        cuda_graphs: compile the step and replay it with CUDA graphs (CUDA sm80+, ``fast`` not False).
         cached_memory: keep every stored memory's key and value projections in the memory
             attention instead of recomputing them each frame (exact; more session memory;
             dynamic layout only). None follows the fast path (off: it did not pay on the CPU
