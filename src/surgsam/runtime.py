@@ -1,4 +1,5 @@
-"""Process-wide runtime settings of the command line: how many CPU threads torch uses.
+"""Process-wide runtime settings of the command line: how many CPU threads torch uses, and
+which device a (torchrun) process computes on.
 
 torch's default (one thread per core) collapses when other processes already keep the cores
 busy: OpenMP threads then wait for each other on every operator (measured on a loaded 2-core
@@ -11,6 +12,10 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import torch
 
 
 def available_cpus() -> int:
@@ -58,3 +63,18 @@ def torch_threads(spec: str | int) -> Iterator[int]:
         yield n
     finally:
         torch.set_num_threads(before)
+
+
+def process_device(name: str | None, local_rank: int = 0) -> torch.device:
+    """The device this process computes on: ``name`` (``"cpu"``, ``"cuda"``, ``"cuda:1"``) or,
+    when None, this process's GPU if there is one. A bare ``"cuda"`` becomes
+    ``cuda:<local_rank>``: under torchrun each process owns the GPU of its local rank, and
+    ``torch.cuda.set_device`` rejects a CUDA device without an index."""
+    import torch
+
+    if name is None:
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    device = torch.device(name)
+    if device.type == "cuda" and device.index is None:
+        device = torch.device("cuda", local_rank)
+    return device

@@ -209,16 +209,17 @@ def test_ddp_two_processes_keep_identical_parameters(tmp_path, synth_root):
     assert [r["step"] for r in logs] == [1, 2]
 
 
-def test_train_device_gives_cuda_an_index(monkeypatch):
+def test_process_device_gives_cuda_an_index(monkeypatch):
     """``--device cuda`` crashed on a GPU machine: torch.cuda.set_device rejects a CUDA device
-    without an index. A bare "cuda" is this process's GPU (its local rank under torchrun)."""
-    from surgsam.train.trainer import _train_device
+    without an index. A bare "cuda" is this process's GPU (its local rank under torchrun), for
+    training and evaluation alike."""
+    from surgsam.runtime import process_device
 
-    assert _train_device("cuda", 0) == torch.device("cuda", 0)
-    assert _train_device("cuda", 3) == torch.device("cuda", 3)
-    assert _train_device("cuda:1", 0) == torch.device("cuda", 1)
-    assert _train_device("cpu", 2) == torch.device("cpu")
+    assert process_device("cuda", 0) == torch.device("cuda", 0)
+    assert process_device("cuda", 3) == torch.device("cuda", 3)
+    assert process_device("cuda:1", 0) == torch.device("cuda", 1)
+    assert process_device("cpu", 2) == torch.device("cpu")
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-    assert _train_device(None, 2) == torch.device("cuda", 2)
+    assert process_device(None, 2) == torch.device("cuda", 2)
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    assert _train_device(None, 2) == torch.device("cpu")
+    assert process_device(None, 2) == torch.device("cpu")

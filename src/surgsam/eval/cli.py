@@ -22,6 +22,7 @@ import sys
 from pathlib import Path
 
 from ..options import add_memory_argument
+from ..runtime import process_device
 
 __all__ = ["add_eval_arguments", "main", "register", "run_eval"]
 
@@ -212,7 +213,7 @@ def _run_e2e(args: argparse.Namespace, videos: list[str] | None) -> int:
                 model=args.model,
                 image_size=args.image_size,
                 checkpoint=args.checkpoint,
-                device=_rank_device(args.device, env),
+                device=str(process_device(args.device, env.local_rank)),
                 memory=args.memory or "efp",
                 prompt=args.prompt,
             )
@@ -282,7 +283,7 @@ def _run_referring(args: argparse.Namespace, videos: list[str] | None) -> int:
         data = open_dataset(args.gt, args.split, layout=args.layout, require_frames=True, videos=videos)
         all_videos = list(data)
         mine = [all_videos[i] for i in shard([len(v) for v in all_videos], env.rank, env.world_size)]
-        seg = referring_segmenter_from_args(args, device=_rank_device(args.device, env))
+        seg = referring_segmenter_from_args(args, device=str(process_device(args.device, env.local_rank)))
         if seg.untrained and env.is_main:
             print(
                 "WARNING: " + UNTRAINED_NOTE.format(sam=args.model or "nano", ref=args.referring or "tiny"),
@@ -311,12 +312,6 @@ def _run_referring(args: argparse.Namespace, videos: list[str] | None) -> int:
             print("wrote " + ", ".join(str(p) for p in paths.values()))
         _plots(run.result, args)
     return 0
-
-
-def _rank_device(device: str, env) -> str:
-    if env.distributed and device == "cuda":
-        return f"cuda:{env.local_rank}"
-    return device
 
 
 def _report(result, args: argparse.Namespace) -> None:

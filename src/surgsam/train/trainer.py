@@ -37,6 +37,7 @@ from ..engine.precision import TrainPrecision, autocast, resolve_precision
 from ..modeling import build_model, read_checkpoint, save_checkpoint
 from ..modeling.checkpoint import load_state_dict_strict
 from ..modeling.sam2 import SAM2Model
+from ..runtime import process_device
 from .aux_types import AuxTypeConfig, TypeHead, aux_param_groups
 from .clips import ClipBatch, ClipConfig, ClipSampler, collate, epoch_index, open_datasets
 from .losses import LossConfig
@@ -171,7 +172,7 @@ class Trainer:
         self.rank, self.world, self.local_rank = _init_distributed(cfg.device)
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
-        self.device = _train_device(cfg.device, self.local_rank)
+        self.device = process_device(cfg.device, self.local_rank)
         if self.device.type == "cuda":
             torch.cuda.set_device(self.device)
         torch.manual_seed(cfg.seed)  # identical random init on every rank
@@ -496,19 +497,6 @@ def _init_distributed(device: str | None) -> tuple[int, int, int]:
         cuda = torch.cuda.is_available() and (device is None or device.startswith("cuda"))
         dist.init_process_group(backend="nccl" if cuda else "gloo")
     return dist.get_rank(), dist.get_world_size(), local
-
-
-def _train_device(name: str | None, local_rank: int) -> torch.device:
-    """The device this process trains on: ``name`` (``"cpu"``, ``"cuda"``, ``"cuda:1"``) or, when
-    None, this process's GPU if there is one. A bare ``"cuda"`` becomes ``cuda:<local rank>``:
-    ``torch.cuda.set_device`` rejects a CUDA device without an index, and under torchrun each
-    process owns the GPU of its local rank."""
-    if name is None:
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    device = torch.device(name)
-    if device.type == "cuda" and device.index is None:
-        device = torch.device("cuda", local_rank)
-    return device
 
 
 def _atomic_save(obj, path: Path) -> None:
