@@ -152,13 +152,13 @@ def test_training_session13_table_is_the_results_file():
             assert cells[1].strip("*").replace("** / **", " / ") == want, cells[0]
 
 
-def test_training_session14_table_is_the_results_file():
-    """docs/training.md's session-14 table (issue 19: the colour run's second seed and its last
-    phase with fewer colour changes): every validation J&F and every paired change with its
-    interval and bold are benchmarks/results_2026-12-04_nano_session14.json's."""
-    res = json.loads((ROOT / "benchmarks/results_2026-12-04_nano_session14.json").read_text())
+def _check_training_table(heading: str, results: str, rows_expected: int, heldout_expected: int) -> None:
+    """The table under ``heading`` in docs/training.md is ``results``'s: every validation J&F
+    (mask / box) by run and step, every paired change with its interval and bold, and the row
+    marked "best on validation" is each run's best mask J&F there."""
+    res = json.loads((ROOT / results).read_text())
     doc = (ROOT / "docs/training.md").read_text()
-    rows = _table(doc[doc.index("### Session 14") :], "| checkpoint | validation | set A, mask")
+    rows = _table(doc[doc.index(heading) :], "| checkpoint | validation | set A, mask")
     valid = {(r["checkpoint"], r["prompt"]): r["J&F"] for r in res["validation"]}
     run, seen, held = None, [], 0
     for cells in rows[1:]:
@@ -175,8 +175,20 @@ def test_training_session14_table_is_the_results_file():
         for cell, (s, prompt) in zip(cells[2:6], [("A", "mask"), ("A", "box"), ("B", "mask"), ("B", "box")]):
             assert cell == _paired_cell(paired[s][prompt]), (run, step, s, prompt)
             held += 1
-    assert len(seen) == 14 and held == 16
-    for name in ("nano-photo4", "nano-photo4-lo"):  # the row marked best is the best mask J&F on validation
+    assert len(seen) == rows_expected and held == heldout_expected
+    for name in {r for r, _, _ in seen}:
         steps = [step for r, step, _ in seen if r == name]
         best = max(steps, key=lambda k: valid[(f"/work/runs/{name}/checkpoints/step_{k:07d}.pt", "mask")])
-        assert [step for r, step, b in seen if r == name and b] == [best]
+        assert [step for r, step, b in seen if r == name and b] == [best], name
+
+
+def test_training_session14_table_is_the_results_file():
+    """docs/training.md's session-14 table (issue 19: the colour run's second seed and its last
+    phase with fewer colour changes)."""
+    _check_training_table("### Session 14", "benchmarks/results_2026-12-04_nano_session14.json", 14, 16)
+
+
+def test_training_session15_table_is_the_results_file():
+    """docs/training.md's session-15 table (issue 19: the longer last phase, colour 0.3 from the
+    start, the H200 runs)."""
+    _check_training_table("### Session 15", "benchmarks/results_2026-12-04_nano_session15.json", 23, 8)
