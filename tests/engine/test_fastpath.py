@@ -191,6 +191,7 @@ def test_auto_on_cuda_leaves_compilation_off(monkeypatch):
     assert "eager" in auto.notice and f"{fastpath.CUDA_COMPILED_SPEED}x" in auto.notice
     graphs = resolve_fast_path("auto", "auto", cuda, cuda_graphs=True)
     assert graphs.compile and graphs.static_memory and graphs.cuda_graphs
+    assert graphs.notice == "fast path: bf16 autocast, TF32, torch.compile + CUDA graphs, static memory"
     forced = resolve_fast_path(True, "fp32", cuda)
     assert (forced.precision, forced.compile, forced.static_memory, forced.tf32) == ("fp32", True, True, True)
     monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (7, 5))

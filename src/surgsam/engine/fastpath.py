@@ -111,25 +111,19 @@ def resolve_fast_path(
     cuda = device.type == "cuda"
     if device.type == "cpu":
         return _cpu_fast_path(fast, precision, prec, width, bf16_speedup)
-    if fast is True:
+    sm80 = cuda and torch.cuda.get_device_capability(device)[0] >= 8
+    graphs = cuda and cuda_graphs
+    if fast is True or (sm80 and graphs):  # forced, or CUDA graphs asked for by name: compiled, static shapes
+        how = f"fast path forced on {device.type}: {prec}" if fast is True else f"fast path: {prec} autocast, TF32"
         return FastPath(
             prec,
             compile=True,
             static_memory=True,
             tf32=cuda,
-            cuda_graphs=cuda and cuda_graphs,
-            notice=f"fast path forced on {device.type}: {prec}, torch.compile, static memory",
+            cuda_graphs=graphs,
+            notice=f"{how}, torch.compile{' + CUDA graphs' if graphs else ''}, static memory",
         )
-    if cuda and torch.cuda.get_device_capability(device)[0] >= 8:
-        if cuda_graphs:  # asked for by name: CUDA graphs replay a compiled, static-shape step
-            return FastPath(
-                prec,
-                compile=True,
-                static_memory=True,
-                tf32=True,
-                cuda_graphs=True,
-                notice=f"fast path: {prec} autocast, TF32, torch.compile + CUDA graphs, static memory",
-            )
+    if sm80:
         return FastPath(
             prec,
             tf32=True,
