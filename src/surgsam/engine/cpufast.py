@@ -208,7 +208,7 @@ class ProjectedMemory:
     e.g. ``dlm``'s copies, share its projections). Projections not used on the previous or the
     current frame are dropped when the stream advances, so the cache holds about one frame's
     selection. The slot parts (one per temporal slot and layer) are computed once from the
-    session's memory position encoding.
+    session's memory position encoding, as one table per layer.
     """
 
     def __init__(self, model: SAM2Model) -> None:
@@ -217,7 +217,7 @@ class ProjectedMemory:
 
     def reset(self) -> None:
         self._items: dict[int, _Projected] = {}
-        self._slots: dict[int, list[torch.Tensor]] = {}
+        self._table: list[torch.Tensor] | None = None
 
     def advance(self, frame_idx: int) -> None:
         """Drop projections of memories that are gone or unused since before ``frame_idx - 1``."""
@@ -226,7 +226,7 @@ class ProjectedMemory:
 
     def nbytes(self) -> int:
         """Bytes held by cached projections (slot parts included)."""
-        slots = sum(t.numel() * t.element_size() for ts in self._slots.values() for t in ts)
+        slots = sum(t.numel() * t.element_size() for t in self._table or ())
         return slots + sum(it.nbytes() for it in self._items.values())
 
     def __len__(self) -> int:
@@ -242,15 +242,25 @@ class ProjectedMemory:
         it.last_used = frame_idx
         return it.layers
 
-    def _slot(self, slot: int, pos: torch.Tensor) -> list[torch.Tensor]:
-        got = self._slots.get(slot)
-        if got is None:
+    def _slot_table(self, pos: torch.Tensor) -> list[torch.Tensor]:
+        """Per layer, the slot parts of every temporal slot side by side, ``1 x heads x (S*hw)
+        x D`` (slot ``s`` in rows ``s*hw`` to ``(s+1)*hw``), computed once per session."""
+        if self._table is None:
             m = self.model
-            tokens = pos.flatten(2).transpose(1, 2).float() + m.maskmem_tpos_enc[m.num_maskmem - slot - 1].view(
-                1, 1, -1
-            )
-            got = self._slots[slot] = m.memory_attention.project_memory_pos(tokens, pos.shape[-2] * pos.shape[-1])
-        return got
+            grid = pos.flatten(2).transpose(1, 2).float()  # 1 x hw x Cm
+            tpos = m.maskmem_tpos_enc.float().flip(0).reshape(m.num_maskmem, 1, -1)  # slot s: tpos[S - s - 1]
+            tokens = (grid + tpos).reshape(1, -1, grid.shape[-1])
+            self._table = m.memory_attention.project_memory_pos(tokens, grid.shape[1])
+        return self._table
+
+    def _slot_rows(self, slots: tuple[int, ...], pos: torch.Tensor, layer: int) -> torch.Tensor:
+        """The slot parts of a sequence of temporal slots in one layer, ``1 x heads x (n*hw) x
+        D``: a view of the table when the slots are consecutive (as ``fifo`` lays them out)."""
+        table, hw = self._slot_table(pos)[layer], pos.shape[-2] * pos.shape[-1]
+        first = slots[0]
+        if slots == tuple(range(first, first + len(slots))):
+            return table[:, :, first * hw : (first + len(slots)) * hw]
+        return torch.cat([table[:, :, s * hw : (s + 1) * hw] for s in slots], dim=-2)
 
     def attend(
         self,
@@ -269,26 +279,38 @@ class ProjectedMemory:
             position encoding.
         """
         m = self.model
+        attn = m.memory_attention
         b, c, h, w = frame.features.shape
         if len(spatial) != b or len({len(s) for s in spatial}) != 1 or not spatial[0]:
             raise ValueError("every object needs the same, non-zero number of spatial memories")
-        hw, n_sp = h * w, len(spatial[0])
+        n_sp = len(spatial[0]) * h * w
+        has_ptr = pointers is not None and pointers_pos is not None and pointers.shape[1] > 0
+        projected = [[self._memory(feats, frame_idx) for _, feats in obj] for obj in spatial]
+        seqs = [tuple(slot for slot, _ in obj) for obj in spatial]
         layers = []
-        for li in range(len(m.memory_attention.layers)):
-            k = v = None
-            for bi, obj in enumerate(spatial):
-                for si, (slot, feats) in enumerate(obj):
-                    mk, mv = self._memory(feats, frame_idx)[li]
-                    if k is None or v is None:
-                        heads, d = mk.shape[1], mk.shape[-1]
-                        k = mk.new_empty(b, heads, n_sp * hw, d)
-                        v = mv.new_empty(b, heads, n_sp * hw, mv.shape[-1])
-                    rows = slice(si * hw, (si + 1) * hw)
-                    torch.add(mk, self._slot(slot, pos)[li], out=k[bi : bi + 1, :, rows])
-                    v[bi : bi + 1, :, rows] = mv
-            assert k is not None and v is not None
+        for li in range(len(attn.layers)):
+            ptr_k = ptr_v = None
+            if has_ptr:
+                assert pointers is not None and pointers_pos is not None
+                ptr_k, ptr_v = attn.project_pointers(li, pointers, pointers_pos)
+            mk0, mv0 = projected[0][0][li]
+            n = n_sp + (0 if ptr_k is None else ptr_k.shape[-2])
+            k = mk0.new_empty(b, mk0.shape[1], n, mk0.shape[-1])
+            v = mv0.new_empty(b, mv0.shape[1], n, mv0.shape[-1])
+            # one copy per object and kind: the memories' rows side by side, then their slot parts
+            for bi, mems in enumerate(projected):
+                torch.cat([mem[li][0] for mem in mems], dim=-2, out=k[bi : bi + 1, :, :n_sp])
+                torch.cat([mem[li][1] for mem in mems], dim=-2, out=v[bi : bi + 1, :, :n_sp])
+            if len(set(seqs)) == 1:
+                k[:, :, :n_sp] += self._slot_rows(seqs[0], pos, li)
+            else:
+                for bi, seq in enumerate(seqs):
+                    k[bi : bi + 1, :, :n_sp] += self._slot_rows(seq, pos, li)
+            if ptr_k is not None and ptr_v is not None:
+                k[:, :, n_sp:] = ptr_k
+                v[:, :, n_sp:] = ptr_v
             layers.append((k, v))
         curr = frame.features.flatten(2).transpose(1, 2)
         curr_pos = frame.pos.flatten(2).transpose(1, 2)
-        out = m.memory_attention.forward_projected(curr, curr_pos, layers, pointers, pointers_pos)
+        out = attn.forward_projected(curr, curr_pos, layers)
         return out.transpose(1, 2).reshape(b, c, h, w)

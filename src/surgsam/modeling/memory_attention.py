@@ -171,24 +171,20 @@ class RoPEAttention(Attention):
         w, b = self.k_proj.weight.float(), self.k_proj.bias
         return self._rotate(self._heads(F.linear(pos.float(), w, None if b is None else b.float())), n)
 
-    def forward_projected(
-        self,
-        q: torch.Tensor,
-        k_spatial: torch.Tensor,
-        v_spatial: torch.Tensor,
-        pointers: torch.Tensor | None,
-        pointers_pos: torch.Tensor | None,
-    ) -> torch.Tensor:
-        """:meth:`forward` with the spatial keys and values already projected (and rotated):
-        ``q`` ``B x Nq x C``; ``k_spatial``, ``v_spatial`` ``B x heads x Nsp x D``;
-        ``pointers`` (+ ``pointers_pos``) ``B x P x Ckv`` raw object-pointer tokens (not
-        rotated), or None. Returns ``B x Nq x C``."""
-        qh = self._rotate(self._heads(self.q_proj(q)), q.shape[-2])
-        k, v = k_spatial, v_spatial
-        if pointers is not None and pointers.shape[1] and pointers_pos is not None:
-            kp = self._heads(self.k_proj(pointers + pointers_pos)).to(k.dtype)
-            vp = self._heads(self.v_proj(pointers)).to(v.dtype)
-            k, v = torch.cat([k, kp], dim=-2), torch.cat([v, vp], dim=-2)
+    def project_pointers(self, pointers: torch.Tensor, pointers_pos: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Keys and values of object-pointer tokens ``B x P x Ckv`` (not rotated), each ``B x
+        heads x P x D``."""
+        return self._heads(self.k_proj(pointers + pointers_pos)), self._heads(self.v_proj(pointers))
+
+    def forward_projected(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        """:meth:`forward` with keys and values already projected (spatial keys rotated):
+        ``q`` ``B x Nq x C`` (or ``1 x Nq x C`` for every one of the keys' B entries); ``k``,
+        ``v`` ``B x heads x Nk x D``. Returns ``B x Nq x C``."""
+        qh = self._heads(self.q_proj(q))
+        if not self._rotate_in_place(qh, q.shape[-2]):
+            qh = self._rotate(qh, q.shape[-2])
+        if qh.shape[0] != k.shape[0]:
+            qh = qh.expand(k.shape[0], *qh.shape[1:])
         return self._attend(qh, k, v)
 
 
@@ -231,20 +227,13 @@ class MemoryAttentionLayer(nn.Module):
         y = self.linear2(self.dropout(F.relu(self.linear1(self.norm3(x)), inplace=inference_fast_ops())))
         return x + self.dropout3(y)
 
-    def forward_projected(
-        self,
-        x: torch.Tensor,
-        k_spatial: torch.Tensor,
-        v_spatial: torch.Tensor,
-        pointers: torch.Tensor | None,
-        pointers_pos: torch.Tensor | None,
-    ) -> torch.Tensor:
-        """:meth:`forward` (inference) on projected spatial memory, see
+    def forward_projected(self, x: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        """:meth:`forward` (inference) on projected memory keys and values, see
         :meth:`RoPEAttention.forward_projected`."""
         y = self.norm1(x)
         x = x + self.self_attn(y, y, y)
         y = self.norm2(x)
-        x = x + self.cross_attn_image.forward_projected(y, k_spatial, v_spatial, pointers, pointers_pos)
+        x = x + self.cross_attn_image.forward_projected(y, k, v)
         return x + self.linear2(F.relu(self.linear1(self.norm3(x))))
 
 
@@ -307,25 +296,27 @@ class MemoryAttention(nn.Module):
         plus a slot's temporal encoding), see :meth:`RoPEAttention.project_memory_pos`."""
         return [layer.cross_attn_image.project_memory_pos(pos, n) for layer in self._layer_list()]
 
+    def project_pointers(
+        self, layer: int, pointers: torch.Tensor, pointers_pos: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Keys and values of object-pointer tokens ``B x P x Ckv`` in one layer's
+        cross-attention (see :meth:`RoPEAttention.project_pointers`)."""
+        return self._layer_list()[layer].cross_attn_image.project_pointers(pointers, pointers_pos)
+
     def forward_projected(
-        self,
-        curr: torch.Tensor,
-        curr_pos: torch.Tensor,
-        spatial: list[tuple[torch.Tensor, torch.Tensor]],
-        pointers: torch.Tensor | None = None,
-        pointers_pos: torch.Tensor | None = None,
+        self, curr: torch.Tensor, curr_pos: torch.Tensor, memory: list[tuple[torch.Tensor, torch.Tensor]]
     ) -> torch.Tensor:
-        """:meth:`forward` at inference with the spatial memory already projected: ``spatial``
-        holds per layer (keys, values) ``B x heads x Nsp x D``, keys = memory part + slot
-        part; ``pointers``/``pointers_pos`` ``B x P x Ckv`` or None. Equal to :meth:`forward`
-        on the same memory up to float rounding. Returns ``B x HW x C``."""
+        """:meth:`forward` at inference with the memory already projected: ``memory`` holds per
+        layer (keys, values) ``B x heads x M x D``: spatial keys = memory part + slot part,
+        then the pointers' keys (:meth:`project_pointers`). Equal to :meth:`forward` on the
+        same memory up to float rounding. Returns ``B x HW x C``."""
         if self.training:
             raise RuntimeError("forward_projected is an inference path (no dropout); use forward() to train")
-        if len(spatial) != len(self.layers):
-            raise ValueError(
-                f"spatial holds {len(spatial)} layers' keys and values, the network has {len(self.layers)}"
-            )
+        if len(memory) != len(self.layers):
+            raise ValueError(f"memory holds {len(memory)} layers' keys and values, the network has {len(self.layers)}")
+        if _one_frame(curr, curr_pos):  # one frame for B objects: its rows once, as in forward()
+            curr, curr_pos = curr[:1], curr_pos[:1]
         x = curr + 0.1 * curr_pos
-        for layer, (k, v) in zip(self._layer_list(), spatial):
-            x = layer.forward_projected(x, k, v, pointers, pointers_pos)
+        for layer, (k, v) in zip(self._layer_list(), memory):
+            x = layer.forward_projected(x, k, v)
         return self.norm(x)
