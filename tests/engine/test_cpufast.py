@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from surgsam.engine import VideoSegmenter
+from surgsam.engine import VideoSegmenter, cpufast
 from surgsam.engine.cpufast import bf16_attention, fast_model
 from surgsam.engine.fastpath import CPU_BF16_MIN_SPEEDUP, resolve_fast_path
 from surgsam.engine.precision import autocast, measure_bf16_speedup, resolve_precision
@@ -79,14 +79,18 @@ def test_fast_model_leaves_the_model_alone_and_shares_float32_weights(model):
         fast_model(model, "int8")
 
 
-def test_bf16_attention_matches_sdpa():
+@pytest.mark.parametrize("score_block", [1 << 21, 16 * 6 * 300])  # one block; row blocks of 16 (the last of 8)
+def test_bf16_attention_matches_sdpa(monkeypatch, score_block):
+    monkeypatch.setattr(cpufast, "SCORE_BLOCK", score_block)
     g = torch.Generator().manual_seed(0)
     q, k, v = (torch.randn(2, 3, n, 32, generator=g) for n in (40, 300, 300))
-    mask = torch.rand(2, 1, 1, 300, generator=g) > 0.3
-    for m in (None, mask):
+    key_mask = torch.rand(2, 1, 1, 300, generator=g) > 0.3
+    row_mask = torch.rand(2, 3, 40, 300, generator=g) > 0.3
+    row_mask[..., 0] = True  # every query attends to something
+    for m in (None, key_mask, row_mask):
         ref = F.scaled_dot_product_attention(q, k, v, attn_mask=m)
         got = bf16_attention(q, k, v, m)
-        assert got.dtype == torch.bfloat16
+        assert got.dtype == torch.bfloat16 and got.shape == ref.shape
         torch.testing.assert_close(got.float(), ref, atol=2e-2, rtol=0)
 
 
