@@ -138,3 +138,28 @@ def test_readme_gpu_tables_are_the_saved_runs():
     fast = [r for r in res.results if r.variant.endswith("-fast")]
     slowest = max(r.vs_baseline for r in fast)
     assert f"{slowest:.2f}x" in readme and fastpath.CUDA_COMPILED_SPEED == round(slowest, 2)
+
+
+def test_docs_nano_lever_table_is_the_saved_run():
+    """docs/fast_path_and_export.md's table of the nano on the AMD EPYC is the saved
+    `benchmarks/cpu_levers.py --json` file, row for row, as the script prints it."""
+    root = Path(__file__).resolve().parents[1]
+    doc = (root / "docs/fast_path_and_export.md").read_text()
+    data = json.loads((root / "benchmarks/results_2026-12-04_cpu_levers_nano_amd.json").read_text())
+    rows = data["rows"]
+    assert len(rows) == 10 and {r["objects"] for r in rows} == {1, 4}
+    for r in rows:
+        ref = next(x for x in rows if x["objects"] == r["objects"] and x["variant"] == "fp32")
+        up = f"{ref['wall_ms'] / r['wall_ms']:.2f}x / {ref['cpu_ms'] / r['cpu_ms']:.2f}x"
+        iou = "exact" if r["exact_vs_fp32"] else f"{r['iou_mean']:.4f} / {r['iou_min']:.4f}"
+        meds = r["run_medians_wall_ms"]
+        line = (
+            f"| {r['objects']} | {r['variant']} | {r['wall_ms']:.1f} | {1000 / r['wall_ms']:.1f} | {r['cpu_ms']:.1f} | "
+            f"{up} | {min(meds):.1f}-{max(meds):.1f} | {iou} |"
+        )
+        assert line in doc, line
+    fps = {r["variant"]: r["fps"] for r in rows if r["objects"] == 4}
+    assert f"runs **{fps['fp32']:.0f} FPS here, {fps['trace']:.0f} with traces**" in doc
+    parts = data["breakdown"]["4/fp32"]
+    said = ", ".join(f"{name} {parts[name]:.1f}" for name in ("memory attention", "memory encoder", "image encoder"))
+    assert said in doc.replace("\n", " "), said
