@@ -1,6 +1,6 @@
 #!/bin/bash
 # One GPU session in one call: `surgsam bench` on the GPU (fp32 engine, Meta's predictor and
-# transformers' model; then the fast path taken apart: auto, eager bf16, compiled), and parallel
+# transformers' model; then the fast path taken apart: auto, eager bf16, static memory, compiled in bf16 and fp32), and parallel
 # nano training runs from the shipped weights, sized to a wall-clock budget by a short probe of each (which doubles as the
 # CUDA smoke test: a run whose probe fails is skipped).
 #
@@ -14,7 +14,7 @@
 # Settings (environment):
 #   DEV (cuda)            device of the training runs and the bench
 #   TRAIN_END (470)       seconds after the start by which the training runs must have ended
-#   BENCH_PARTS (170)     seconds for the fast-path bench (its compiled variant compiles twice)
+#   BENCH_PARTS (240)     seconds for the fast-path bench (its two compiled variants compile twice each)
 #   SYNTH_VIDEOS (160)    videos of the generated training set (the project's `synth-nano`)
 #   RUNS                  training runs, ';'-separated
 #                         "name batch image_batch lr photometric seed [init [precision]]"
@@ -35,7 +35,7 @@ T0=$(date +%s)
 el() { echo $(($(date +%s) - T0)); }
 DEV=${DEV:-cuda}
 TRAIN_END=${TRAIN_END:-470}
-BENCH_PARTS=${BENCH_PARTS:-170}
+BENCH_PARTS=${BENCH_PARTS:-240}
 SYNTH_VIDEOS=${SYNTH_VIDEOS:-160}
 PROBE_STEPS=${PROBE_STEPS:-25}
 WORKERS=${WORKERS:-3}
@@ -82,7 +82,8 @@ if [ -z "${DRY:-}" ]; then
   cat /tmp/bench_fp32.txt
   echo "[$(el)] bench, the fast path taken apart"
   timeout "$BENCH_PARTS" $PY -m surgsam bench --device "$DEV" --objects 1 4 --frames 15 \
-    --variants fifo fifo-fast fifo-bf16 fifo-compiled --json "$OUT/bench_parts.json" >/tmp/bench_parts.txt 2>&1
+    --variants fifo fifo-fast fifo-bf16 fifo-static fifo-compiled fifo-compiled-fp32 --json "$OUT/bench_parts.json" \
+    >/tmp/bench_parts.txt 2>&1
   echo "bench parts rc $?"
   cat /tmp/bench_parts.txt
 fi

@@ -10,9 +10,18 @@ from pathlib import Path
 
 import pytest
 
-from surgsam.bench.paired import BenchConfig, BenchResult, held_bytes, parse_variant, reference_of, run_bench
+from surgsam.bench.paired import (
+    BenchConfig,
+    BenchResult,
+    OursRunner,
+    held_bytes,
+    parse_variant,
+    reference_of,
+    run_bench,
+)
 from surgsam.engine import fastpath
 from surgsam.cli import main
+from surgsam.modeling import build_model
 
 
 def test_bench_command_on_the_nano(tmp_path, capsys):
@@ -35,6 +44,7 @@ def test_bench_command_on_the_nano(tmp_path, capsys):
             "fifo",
             "fifo-fast",
             "fifo-bf16",
+            "fifo-static",
             "efp",
             "meta",
             "hf",
@@ -51,7 +61,7 @@ def test_bench_command_on_the_nano(tmp_path, capsys):
     doc = json.loads(out.read_text())
     assert doc["baseline"] == "fifo" and set(doc["skipped"]) == {"meta", "hf"}
     rows = {(r["variant"], r["objects"]): r for r in doc["results"]}
-    assert set(rows) == {(v, k) for v in ("fifo", "fifo-fast", "fifo-bf16", "efp") for k in (1, 2)}
+    assert set(rows) == {(v, k) for v in ("fifo", "fifo-fast", "fifo-bf16", "fifo-static", "efp") for k in (1, 2)}
     for r in rows.values():
         assert len(r["latencies_ms"]) == 2 and r["session_mib"] > 0
     # the nano keeps float32 under auto: the fast variant is the float32 engine
@@ -61,6 +71,13 @@ def test_bench_command_on_the_nano(tmp_path, capsys):
     bf16 = rows[("fifo-bf16", 2)]
     assert bf16["agreement_ref"] == "fifo" and 0.95 <= bf16["iou_min"] <= 1.0  # 0.99 here
     assert rows[("efp", 1)]["agreement_ref"] == "efp" and rows[("efp", 1)]["iou_mean"] is None
+    # the static-shape memory alone: padded and masked, the float32 engine's masks
+    static = rows[("fifo-static", 2)]
+    assert static["agreement_ref"] == "fifo" and static["iou_min"] >= 0.999
+    nano = build_model("nano", image_size=64)
+    assert OursRunner(nano, "fifo", "static", 4).seg.static_memory
+    compiled32 = OursRunner(nano, "fifo", "compiled-fp32", 4).seg
+    assert compiled32.static_memory and compiled32.fast_path.compile and compiled32.fast_path.precision == "fp32"
 
 
 def test_ratios_come_from_the_clock_and_meta_hf_give_our_masks():
@@ -85,6 +102,8 @@ def test_ratios_come_from_the_clock_and_meta_hf_give_our_masks():
 def test_variant_names_and_config_checks():
     assert parse_variant("efp-fast") == ("efp", "fast") and parse_variant("meta") == ("meta", "")
     assert parse_variant("fifo-bf16") == ("fifo", "bf16") and parse_variant("dlm-compiled") == ("dlm", "compiled")
+    assert parse_variant("efp-static") == ("efp", "static")
+    assert parse_variant("fifo-compiled-fp32") == ("fifo", "compiled-fp32")
     assert reference_of("dlm-fast") == "dlm" and reference_of("hf") == "fifo"
     with pytest.raises(ValueError, match="unknown variant"):
         parse_variant("fifo-turbo")

@@ -31,7 +31,7 @@ def register(sub) -> None:
         "--variants",
         nargs="+",
         default=list(DEFAULT_VARIANTS),
-        help="fifo efp dlm (our fp32 engine), <memory>-fast (fast path auto), <memory>-bf16 (eager bf16 autocast), <memory>-compiled (torch.compile + static memory forced), meta, hf",
+        help="fifo efp dlm (our fp32 engine), <memory>-fast (fast path auto), <memory>-bf16 (eager bf16 autocast), <memory>-static (static-shape memory alone), <memory>-compiled (torch.compile + static memory forced), <memory>-compiled-fp32 (the same in fp32), meta, hf",
     )
     p.add_argument("--device", default="cpu", help="cpu or cuda")
     p.add_argument("--threads", default="2", help="torch CPU threads (a number or auto; default 2)")

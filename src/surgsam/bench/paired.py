@@ -10,9 +10,11 @@ Variants:
 * ``fifo``, ``efp``, ``dlm``: our :class:`~surgsam.engine.VideoSegmenter`, float32, no fast
   path; ``<memory>-fast``: the same with ``fast="auto", precision="auto"`` (what the fast
   path picks on this machine; its notice is reported); ``<memory>-bf16``: eager bf16
-  autocast (``fast=False, precision="bf16"``); ``<memory>-compiled``: ``torch.compile`` and
-  the static memory forced (``fast=True, precision="auto"``). The last two take the fast
-  path apart, so that a GPU run shows which part pays.
+  autocast (``fast=False, precision="bf16"``); ``<memory>-static``: the static-shape memory
+  alone (eager float32, every frame's memory padded to the policy's capacity);
+  ``<memory>-compiled``: ``torch.compile`` and the static memory forced (``fast=True,
+  precision="auto"``); ``<memory>-compiled-fp32``: the same in float32 (TF32 matmuls on a
+  GPU). The last four take the fast path apart, so that a GPU run shows which part pays.
 * ``meta``: Meta's ``SAM2VideoPredictor`` (the ``sam2`` package; it preloads the clip from a
   JPEG folder, as it is designed to), SAM 2 / 2.1 presets only.
 * ``hf``: transformers' ``Sam2VideoModel`` in a streaming inference session, SAM 2.1 presets
@@ -98,7 +100,9 @@ OUR_MODES: dict[str, dict[str, Any]] = {
     "": dict(fast=False, precision="fp32"),
     "fast": dict(fast="auto", precision="auto"),
     "bf16": dict(fast=False, precision="bf16"),
+    "static": dict(fast=False, precision="fp32", static_memory=True),
     "compiled": dict(fast=True, precision="auto"),
+    "compiled-fp32": dict(fast=True, precision="fp32"),
 }
 
 
