@@ -133,7 +133,6 @@ def _channels_last_convs(model: SAM2Model) -> None:
     conv.weight = nn.Parameter(conv.weight.detach().contiguous(memory_format=torch.channels_last), requires_grad=False)
     for lat in neck.convs:
         setattr(lat, "conv", PointwiseConv(cast(nn.Conv2d, lat.conv)))
-    neck.position_encoding = _SharedPositions(neck.position_encoding)
     dec.conv_s0, dec.conv_s1 = PointwiseConv(dec.conv_s0), PointwiseConv(dec.conv_s1)  # type: ignore[assignment]
 
 
@@ -153,24 +152,6 @@ class PointwiseConv(nn.Module):
         return F.linear(
             x.permute(0, 2, 3, 1), w.to(x.dtype), None if self.bias is None else self.bias.to(x.dtype)
         ).permute(0, 3, 1, 2)
-
-
-class _SharedPositions(nn.Module):
-    """The neck's sine position encoding as a broadcast view of one cached grid (the model's
-    module repeats it per image: a 16 MB copy per frame at 512 px that nothing writes to)."""
-
-    def __init__(self, encoding: nn.Module) -> None:
-        super().__init__()
-        self.encoding = encoding
-        self.cache: dict[tuple, torch.Tensor] = {}
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        key = (*x.shape[-2:], x.device, x.dtype)
-        one = self.cache.get(key)
-        if one is None:
-            with torch.inference_mode(False), torch.no_grad():
-                one = self.cache[key] = self.encoding(x[:1].detach())
-        return one.expand(x.shape[0], *one.shape[1:])
 
 
 class _PosEmbedCache:
