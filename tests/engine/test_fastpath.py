@@ -155,6 +155,29 @@ def test_traced_calls_give_the_eager_results(model):
     assert new and not any(t is o for t in new for o in old)
 
 
+@pytest.mark.parametrize("precision", ["fp32", "bf16"], ids=["float32", "cpu-recipe"])
+def test_traces_hold_cached_tables_as_constants(model, precision):
+    """Under ``torch.jit.trace`` sizes are tensors; the caches of values computed from the
+    weights and the grid size (RoPE tables, Hiera's interpolated position embedding) are keyed
+    on plain numbers, so a trace holds their values instead of recomputing them every replay."""
+    frames, masks = synthetic_clip(20, model.image_size, 2)  # the bank is full from frame 7
+    fast = "auto" if precision == "bf16" else False
+    seg = VideoSegmenter(model, memory="fifo", trace=True, precision=precision, fast=fast)
+    seg.add_prompt(frames[0], obj_id=1, mask=masks[0])
+    seg.add_prompt(None, obj_id=2, mask=masks[1])
+    for f in frames[1:]:
+        seg.step(f)
+    graphs = {
+        name: [str(e[0].inlined_graph) for e in getattr(seg._ops, name)._traces.values()]
+        for name in ("encode_image", "attend_memory")
+    }
+    assert graphs["encode_image"] and graphs["attend_memory"]
+    for name, found in graphs.items():
+        for g in found:
+            for op in ("aten::polar", "aten::upsample_bicubic2d", "aten::sin", "aten::cos", "aten::arange"):
+                assert op not in g, f"{name}'s trace recomputes a cached table ({op})"
+
+
 def test_a_trace_that_differs_from_eager_is_dropped(model, monkeypatch):
     """A trace whose first replays do not equal the eager call is never used: the call stays
     eager for that signature (same results)."""

@@ -113,8 +113,6 @@ def fast_model(model: SAM2Model, matmul: str = "bf16") -> SAM2Model:
             if isinstance(m, (Attention, MultiScaleAttention)):
                 m.kernel = bf16_attention
     _channels_last_convs(fast)
-    trunk = cast(Hiera, fast.image_encoder.trunk)
-    trunk._pos_embed_hw = _PosEmbedCache(trunk._pos_embed_hw)  # type: ignore[method-assign]
     return fast
 
 
@@ -152,22 +150,6 @@ class PointwiseConv(nn.Module):
         return F.linear(
             x.permute(0, 2, 3, 1), w.to(x.dtype), None if self.bias is None else self.bias.to(x.dtype)
         ).permute(0, 3, 1, 2)
-
-
-class _PosEmbedCache:
-    """Hiera's position embedding for a token grid, computed once per grid size (it depends
-    on the weights only; the frozen copy's weights never change)."""
-
-    def __init__(self, compute) -> None:
-        self.compute = compute
-        self.cache: dict[tuple[int, int], torch.Tensor] = {}
-
-    def __call__(self, h: int, w: int) -> torch.Tensor:
-        got = self.cache.get((h, w))
-        if got is None:
-            with torch.inference_mode(False), torch.no_grad():
-                got = self.cache[(h, w)] = self.compute(h, w).contiguous()
-        return got
 
 
 @dataclass

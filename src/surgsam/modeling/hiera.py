@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .common import MLP, DropPath, InferenceCache
+from .common import MLP, DropPath, InferenceCache, inference_fast_ops
 from .presets import HieraConfig
 
 
@@ -192,6 +192,11 @@ class Hiera(nn.Module):
     def _pos_embed_hw(self, h: int, w: int) -> torch.Tensor:
         """``1 x h x w x C`` position embedding for an ``h x w`` token grid (computed once per
         grid at inference, see :class:`~.common.InferenceCache`)."""
+        if not inference_fast_ops():
+            return self._compute_pos_embed(h, w)
+        # plain ints: under the engine's torch.jit.trace sizes are tensors, which would miss
+        # the cache and record the computation in the trace
+        h, w = int(h), int(w)
         weights = (self.pos_embed, self.pos_embed_window)
         return self._cache.get(("pos_embed", h, w), weights, lambda: self._compute_pos_embed(h, w))
 

@@ -88,6 +88,13 @@ def _rope_cache(n: int, head_dim: int, theta: float, device: str) -> tuple[torch
         return _rope_tables(n, head_dim, theta, device)
 
 
+def _cached_rope(n: int, head_dim: int, theta: float, device: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """:func:`_rope_cache` keyed on plain numbers: under ``torch.jit.trace`` (the engine's
+    traced calls) sizes are tensors, which would miss the cache and record the tables'
+    computation in the trace, to be redone at every replay."""
+    return _rope_cache(int(n), int(head_dim), float(theta), device)
+
+
 class RoPEAttention(Attention):
     """Attention with axial rotary position encoding on queries and (the first) keys.
 
@@ -103,7 +110,7 @@ class RoPEAttention(Attention):
     def _rotate(self, x: torch.Tensor, n: int) -> torch.Tensor:
         """Rotate ``... x (r*n) x D`` as r frames of the ``n``-token grid (broadcast, no tiling)."""
         # traced graphs (export, compile) build the tables in-graph, where they fold to constants
-        tables = _rope_tables if _exporting() else _rope_cache
+        tables = _rope_tables if _exporting() else _cached_rope
         cos, sin, rot = tables(n, x.shape[-1], self.rope_theta, str(x.device))
         frames = x.unflatten(-2, (-1, n))
         if _exporting() or x.device.type not in ("cpu", "cuda"):
@@ -120,7 +127,7 @@ class RoPEAttention(Attention):
             return False
         if _exporting() or not inference_fast_ops():
             return False
-        rot = _rope_cache(n, x.shape[-1], self.rope_theta, str(x.device))[2]
+        rot = _cached_rope(n, x.shape[-1], self.rope_theta, str(x.device))[2]
         torch.view_as_complex(x.unflatten(-2, (-1, n)).unflatten(-1, (-1, 2))).mul_(rot)
         return True
 
