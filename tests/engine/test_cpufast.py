@@ -75,6 +75,10 @@ def test_fast_model_leaves_the_model_alone_and_shares_float32_weights(model):
     assert fast.memory_attention.layers[0].linear1.weight.dtype == torch.bfloat16
     assert type(model.memory_attention.layers[0].linear1) is torch.nn.Linear
     assert model.memory_attention.layers[0].self_attn.kernel is None
+    # the memory encoder's wide mask convolutions (16 -> 64, 64 -> 256) in bf16, in the copy only
+    convs = [type(m).__name__ for m in fast.memory_encoder.mask_downsampler.encoder if "Conv" in type(m).__name__]
+    assert convs == ["Conv2d", "Conv2d", "LowPrecisionConv2d", "LowPrecisionConv2d", "Conv2d"]
+    assert all(type(m) is not cpufast.LowPrecisionConv2d for m in model.memory_encoder.modules())
     with pytest.raises(ValueError, match="matmul"):
         fast_model(model, "int8")
 
