@@ -78,6 +78,41 @@ def test_bench_command_on_the_nano(tmp_path, capsys):
     assert OursRunner(nano, "fifo", "static", 4).seg.static_memory
     compiled32 = OursRunner(nano, "fifo", "compiled-fp32", 4).seg
     assert compiled32.static_memory and compiled32.fast_path.compile and compiled32.fast_path.precision == "fp32"
+    assert OursRunner(nano, "fifo", "trace", 4).seg.fast_path.trace
+    recipe = OursRunner(nano, "fifo", "fast-bf16-trace", 4).seg.fast_path
+    assert recipe.trace and (recipe.matmul == "bf16" or recipe.precision == "bf16")  # the recipe, or bf16 autocast
+
+
+def test_bench_in_blocks_keeps_frames_paired(monkeypatch):
+    """``block=N``: each variant runs N frames in a row (turns rotating by block); every
+    variant still sees every frame once, in order, and the masks are compared frame by frame
+    (the traced float32 engine gives exactly the float32 masks)."""
+    calls: list[str] = []
+    steps: list[tuple[bool, int]] = []  # (traced?, frame index) of every step, in call order
+    ticks = itertools.count()
+    step = OursRunner.step
+
+    def recorded(self, frame):
+        out = step(self, frame)
+        steps.append((self.seg.fast_path.trace, self.seg.frame_idx))
+        return out
+
+    monkeypatch.setattr(OursRunner, "step", recorded)
+    cfg = BenchConfig(
+        model="nano", image_size=64, frames=7, warmup=0, objects=(2,), variants=("fifo", "fifo-trace"), block=3
+    )
+    res = run_bench(cfg, clock=lambda: float(next(ticks)), log=calls.append)
+    # frames 0-2, 3-5, 6-7 (frame 0 is the prompt, not a step); the first turn rotates by block
+    assert steps == [(False, 1), (False, 2), (True, 1), (True, 2)] + [(True, t) for t in (3, 4, 5)] + [
+        (False, t) for t in (3, 4, 5)
+    ] + [(False, 6), (False, 7), (True, 6), (True, 7)]
+    by = {r.variant: r for r in res.results}
+    assert [len(by[v].latencies_ms) for v in ("fifo", "fifo-trace")] == [7, 7]
+    assert by["fifo-trace"].iou_min == 1.0 and by["fifo-trace"].agreement_ref == "fifo"
+    assert len(calls) == 7 and calls[0].startswith("objects=2 frame 1:")
+    assert "in turns of 3 frames" in res.table()
+    with pytest.raises(ValueError, match="block"):
+        BenchConfig(block=0)
 
 
 def test_ratios_come_from_the_clock_and_meta_hf_give_our_masks():
@@ -104,6 +139,9 @@ def test_variant_names_and_config_checks():
     assert parse_variant("fifo-bf16") == ("fifo", "bf16") and parse_variant("dlm-compiled") == ("dlm", "compiled")
     assert parse_variant("efp-static") == ("efp", "static")
     assert parse_variant("fifo-compiled-fp32") == ("fifo", "compiled-fp32")
+    assert (
+        parse_variant("efp-fast-bf16-trace") == ("efp", "fast-bf16-trace") and parse_variant("dlm-trace")[1] == "trace"
+    )
     assert reference_of("dlm-fast") == "dlm" and reference_of("hf") == "fifo"
     with pytest.raises(ValueError, match="unknown variant"):
         parse_variant("fifo-turbo")

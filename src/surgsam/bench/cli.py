@@ -26,12 +26,23 @@ def register(sub) -> None:
     p.add_argument("--frame-size", type=int, default=None, help="side of the synthetic frames (default: image size)")
     p.add_argument("--frames", type=int, default=25, help="timed frames per object count (default 25)")
     p.add_argument("--warmup", type=int, default=3, help="untimed frames after the prompt frame (default 3)")
+    p.add_argument(
+        "--block",
+        type=int,
+        default=1,
+        help="frames each variant runs in a row before the next one's turn (default 1: frame by frame, the "
+        "fairest against drift; frame by frame each session finds its data evicted from the CPU caches by the "
+        "others', so small models run slower than alone: blocks of ~20 time them as they run alone)",
+    )
     p.add_argument("--objects", type=int, nargs="+", default=[1], help="object counts to run, e.g. 1 2")
     p.add_argument(
         "--variants",
         nargs="+",
         default=list(DEFAULT_VARIANTS),
-        help="fifo efp dlm (our fp32 engine), <memory>-fast (fast path auto), <memory>-bf16 (eager bf16 autocast), <memory>-static (static-shape memory alone), <memory>-compiled (torch.compile + static memory forced), <memory>-compiled-fp32 (the same in fp32), meta, hf",
+        help="fifo efp dlm (our fp32 engine), <memory>-fast (fast path auto), <memory>-bf16 (eager bf16 autocast), "
+        "<memory>-static (static-shape memory alone), <memory>-compiled (torch.compile + static memory forced), "
+        "<memory>-compiled-fp32 (the same in fp32), <memory>-trace (fp32, calls replayed from TorchScript traces), "
+        "<memory>-fast-bf16 (fast path with bf16 asked for: the CPU recipe), <memory>-fast-bf16-trace, meta, hf",
     )
     p.add_argument("--device", default="cpu", help="cpu or cuda")
     p.add_argument("--threads", default="2", help="torch CPU threads (a number or auto; default 2)")
@@ -57,6 +68,7 @@ def run(args) -> int:
         frame_size=args.frame_size,
         device=args.device,
         seed=args.seed,
+        block=args.block,
     )
     log = (lambda s: print(s, file=sys.stderr, flush=True)) if args.verbose else None
     with torch_threads(args.threads):

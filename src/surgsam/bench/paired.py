@@ -3,7 +3,11 @@
 Every variant tracks the same objects through the same clip with the same weights, in one
 process. Frame ``t`` goes through every variant (in an order that rotates with ``t``) before
 any variant sees frame ``t + 1``, so machine noise (other jobs, turbo, thermals) hits all
-variants alike and the ratio of their median per-frame times is a fair speed-up.
+variants alike and the ratio of their median per-frame times is a fair speed-up. With
+``block=N`` the variants take turns by blocks of N frames instead (the order rotating with
+the block): frame by frame, each session finds its data evicted from the CPU caches by the
+others' (the nano with 4 objects measured 35 ms a frame that way and 27-28 ms alone), so
+blocks time each session closer to how it runs alone, still interleaved against drift.
 
 Variants:
 
@@ -15,6 +19,11 @@ Variants:
   ``<memory>-compiled``: ``torch.compile`` and the static memory forced (``fast=True,
   precision="auto"``); ``<memory>-compiled-fp32``: the same in float32 (TF32 matmuls on a
   GPU). The last four take the fast path apart, so that a GPU run shows which part pays.
+  ``<memory>-trace``: float32 with the per-frame calls replayed from TorchScript traces
+  (``trace=True``: bit-identical masks); ``<memory>-fast-bf16``: the fast path with bf16 asked
+  for (``fast="auto", precision="bf16"``: on a CPU the bf16 recipe of
+  :mod:`surgsam.engine.cpufast`, which ``auto`` keeps off for the nano);
+  ``<memory>-fast-bf16-trace``: the same with traces.
 * ``meta``: Meta's ``SAM2VideoPredictor`` (the ``sam2`` package; it preloads the clip from a
   JPEG folder, as it is designed to), SAM 2 / 2.1 presets only.
 * ``hf``: transformers' ``Sam2VideoModel`` in a streaming inference session, SAM 2.1 presets
@@ -68,7 +77,8 @@ class BenchConfig:
     random weights seeded with ``seed``); image_size: the model's input side (None: the
     preset's); frames: timed frames per object count, after ``warmup`` untimed ones (frame 0,
     the prompt, is always untimed); objects: object counts to run (one pass each); frame_size:
-    side of the synthetic frames (None: the image size); device: ``"cpu"`` or ``"cuda"``.
+    side of the synthetic frames (None: the image size); device: ``"cpu"`` or ``"cuda"``;
+    block: frames each variant runs in a row before the next variant's turn (1: frame by frame).
     """
 
     model: str = "sam2.1_hiera_small"
@@ -81,10 +91,13 @@ class BenchConfig:
     frame_size: int | None = None
     device: str = "cpu"
     seed: int = 0
+    block: int = 1
 
     def __post_init__(self) -> None:
         if self.frames < 1 or self.warmup < 0:
             raise ValueError(f"frames must be >= 1 and warmup >= 0, got {self.frames} and {self.warmup}")
+        if self.block < 1:
+            raise ValueError(f"block must be >= 1 frame, got {self.block}")
         if not self.objects or any(k < 1 or k > 8 for k in self.objects):
             raise ValueError(f"objects must be counts between 1 and 8, got {list(self.objects)}")
         if not self.variants:
@@ -103,6 +116,9 @@ OUR_MODES: dict[str, dict[str, Any]] = {
     "static": dict(fast=False, precision="fp32", static_memory=True),
     "compiled": dict(fast=True, precision="auto"),
     "compiled-fp32": dict(fast=True, precision="fp32"),
+    "trace": dict(fast=False, precision="fp32", trace=True),
+    "fast-bf16": dict(fast="auto", precision="bf16"),
+    "fast-bf16-trace": dict(fast="auto", precision="bf16", trace=True),
 }
 
 
@@ -369,6 +385,7 @@ class BenchResult:
         c, m = self.config, self.machine
         head = (
             f"{c.model} at {m['image_size']} px, {c.frames} timed frames (+{c.warmup} warm-up), "
+            f"{'frame by frame' if c.block == 1 else f'in turns of {c.block} frames'}, "
             f"{'random weights' if c.checkpoint is None else c.checkpoint}, {m['device']}, "
             f"{m['threads']} threads, torch {m['torch']}"
         )
@@ -480,25 +497,29 @@ def run_bench(
             lat: dict[str, list[float]] = {v: [] for v in variants}
             ious: dict[str, list[float]] = {v: [] for v in variants}
             names = list(runners)
-            for t, frame in enumerate(frames):
-                order = names[t % len(names) :] + names[: t % len(names)]
-                out: dict[str, np.ndarray] = {}
+            for b, first in enumerate(range(0, n, cfg.block)):
+                ts = range(first, min(n, first + cfg.block))
+                order = names[b % len(names) :] + names[: b % len(names)]
+                out: dict[int, dict[str, np.ndarray]] = {t: {} for t in ts}
                 for v in order:
-                    if cuda:
-                        torch.cuda.synchronize()
-                    t0 = clock()
-                    out[v] = runners[v].start(frame, masks) if t == 0 else runners[v].step(frame)
-                    if cuda:
-                        torch.cuda.synchronize()
-                    if t > cfg.warmup:
-                        lat[v].append(1000.0 * (clock() - t0))
-                if t > 0:
-                    for v in names:
-                        ref = reference_of(v)
-                        if ref in out and ref != v:
-                            ious[v].extend(_iou(out[ref], out[v]))
-                if log is not None and t > cfg.warmup:
-                    log(f"objects={k} frame {t}: " + ", ".join(f"{v} {lat[v][-1]:.0f} ms" for v in names))
+                    for t in ts:
+                        if cuda:
+                            torch.cuda.synchronize()
+                        t0 = clock()
+                        out[t][v] = runners[v].start(frames[t], masks) if t == 0 else runners[v].step(frames[t])
+                        if cuda:
+                            torch.cuda.synchronize()
+                        if t > cfg.warmup:
+                            lat[v].append(1000.0 * (clock() - t0))
+                for t in ts:
+                    if t > 0:
+                        for v in names:
+                            ref = reference_of(v)
+                            if ref in out[t] and ref != v:
+                                ious[v].extend(_iou(out[t][ref], out[t][v]))
+                    if log is not None and t > cfg.warmup:
+                        j = t - cfg.warmup - 1
+                        log(f"objects={k} frame {t}: " + ", ".join(f"{v} {lat[v][j]:.0f} ms" for v in names))
             for v in names:
                 x = lat[v]
                 med = statistics.median(x)
