@@ -47,7 +47,7 @@ def bf16_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torc
     """
     bf = torch.bfloat16
     qb = (q.float() * q.shape[-1] ** -0.5).to(bf)
-    kt = k.to(bf).transpose(-1, -2).contiguous()  # one copy, not one per row block
+    kt = k.to(bf).transpose(-1, -2)  # a view: bf16 matmul reads it as it is (a copy cost 0.2 ms a call)
     vb = v.to(bf)
     nq, nk = q.shape[-2], k.shape[-2]
     rows = max(16, SCORE_BLOCK // max(1, math.prod(q.shape[:-2]) * nk))
