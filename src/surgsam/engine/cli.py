@@ -69,7 +69,7 @@ def register(sub) -> None:
         "--fast",
         default="auto",
         choices=["off", "auto", "on"],
-        help="fast path, auto: CUDA sm80+ = bf16 autocast + TF32, eager (on = torch.compile + static memory); a CPU whose bf16 matmuls measure >= 1.5x fp32 = bf16 image encoder and memory attention unless --precision fp32 (docs/fast_path_and_export.md)",
+        help="fast path, auto: CUDA sm80+ = bf16 autocast + TF32, eager (on = torch.compile + static memory); a CPU whose bf16 matmuls measure >= 1.5x fp32 = bf16 image-encoder trunk, memory attention and mask convolutions unless --precision fp32 (docs/fast_path_and_export.md)",
     )
     p.add_argument("--device", default="cpu")
     p.add_argument(

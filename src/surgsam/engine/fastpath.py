@@ -8,9 +8,10 @@ every frame); ``"auto"`` leaves that off, because on an H200 it measured
 :data:`CUDA_COMPILED_SPEED` times the speed of eager float32. Older GPUs get fp16 autocast only.
 
 On the CPU (:mod:`.cpufast`), where a bf16 matmul measured at least :data:`CPU_BF16_MIN_SPEEDUP`
-times faster than float32 (AVX512-BF16 or AMX), the image encoder's trunk and the memory
-attention compute in bf16 with their own attention kernel while the decoder and the memory
-encoder stay float32; elsewhere, and for models narrower than :data:`CPU_BF16_MIN_WIDTH` (the
+times faster than float32 (AVX512-BF16 or AMX), the image encoder's trunk (when at least
+``BF16_MIN_TRUNK_WIDTH`` channels wide) and the memory attention compute in bf16 with their own
+attention kernel, and so do the memory encoder's two widest mask convolutions, while the decoder
+and the rest stay float32; elsewhere, and for models narrower than :data:`CPU_BF16_MIN_WIDTH` (the
 nano), the CPU runs eager float32. ``torch.compile`` and the cached memory projections are not
 switched on by ``"auto"`` on the CPU: they did not pay enough on the machine this was measured
 on (docs/fast_path_and_export.md). The choice and the reason are
@@ -30,6 +31,7 @@ import torch
 from torch import nn
 
 from ..modeling.sam2 import SAM2Model
+from .cpufast import BF16_MIN_TRUNK_WIDTH
 from .precision import Precision, ResolvedPrecision, cpu_bf16_speedup, resolve_precision
 
 #: ``fast=``: off, forced on, or ``"auto"`` (on where it helps).
@@ -169,8 +171,8 @@ def _cpu_fast_path(
     return FastPath(
         "fp32",
         matmul="bf16",
-        notice="fast path on cpu: bf16 image encoder and memory attention, "
-        f"float32 heads (bf16 matmuls measured {speedup:.1f}x fp32 here)",
+        notice=f"fast path on cpu: bf16 memory attention, mask convolutions and (if {BF16_MIN_TRUNK_WIDTH}+ "
+        f"channels wide) image-encoder trunk, float32 heads (bf16 matmuls measured {speedup:.1f}x fp32 here)",
     )
 
 

@@ -56,7 +56,8 @@ class VideoSegmenter:
         memory_dtype: dtype of stored memory features (bf16 like Meta's predictor).
         fast: the fast path (:mod:`surgsam.engine.fastpath`): False, ``"auto"`` (CUDA sm80+:
             TF32, eager; CPUs with fast bf16 matmuls, when ``precision`` is
-            ``"auto"`` or ``"bf16"``: a bf16 image encoder and memory attention, float32 heads)
+            ``"auto"`` or ``"bf16"``: a bf16 image-encoder trunk, memory attention and mask
+            convolutions, float32 heads; see :mod:`surgsam.engine.cpufast`)
             or True (forced, any device: compile and the static memory).
             :attr:`fast_path` ``.notice`` says what was chosen.
         static_memory: pad every frame's memory to the policy's capacity (and batch all
