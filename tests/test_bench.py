@@ -220,3 +220,23 @@ def test_docs_nano_lever_table_is_the_saved_run():
     parts = data["breakdown"]["4/fp32"]
     said = ", ".join(f"{name} {parts[name]:.1f}" for name in ("memory attention", "memory encoder", "image encoder"))
     assert said in doc.replace("\n", " "), said
+
+
+def test_nano_bench_table_is_the_saved_run():
+    """The README's and docs' `surgsam bench --block 20` table of the nano on the AMD EPYC is
+    the saved JSON, row for row, and the FPS the text states are that run's."""
+    root = Path(__file__).resolve().parents[1]
+    data = json.loads((root / "benchmarks/results_2026-12-05_bench_nano_amd.json").read_text())
+    res = BenchResult.from_json(data)
+    assert res.config.block == 20 and res.config.checkpoint == "surgsam-nano-synth" and res.machine["cpu"] == "AMD EPYC"
+    rows = [ln for ln in res.table().splitlines() if ln.startswith("| ") and ln[2:9] != "variant"]
+    assert len(rows) == len(data["results"]) == 8
+    readme = (root / "README.md").read_text()
+    doc = (root / "docs/fast_path_and_export.md").read_text()
+    for row in rows:
+        assert row in readme and row in doc, row
+    fps = {r.variant: r.fps for r in res.results if r.objects == 4}
+    said = f"{fps['fifo']:.1f} FPS by default, {fps['fifo-trace']:.1f} FPS with `trace=True`"
+    assert said in readme.replace("\n", " "), said
+    assert f"**{fps['fifo-fast-bf16-trace']:.0f} FPS with the bf16 recipe and traces**" in readme.replace("\n", " ")
+    assert fps["fifo-fast-bf16-trace"] >= 40 > fps["fifo"]

@@ -88,6 +88,44 @@ def test_segment_cli_points_per_object_layout(clip, tmp_path):
     assert sorted(p.name for p in (tmp_path / "004").glob("*.png"))[0] == "00002.png"
 
 
+def test_segment_cli_trace_gives_the_same_masks(clip, tmp_path, monkeypatch):
+    """``--trace`` reaches the session (the per-frame calls replayed from traces) and writes
+    the masks of the eager run; with ``--fast on`` (compiled) it is refused up front."""
+    from surgsam.engine import session as session_module
+
+    d, _, _ = clip
+    made = []
+    init = session_module.VideoSegmenter.__init__
+
+    def recording(self, *args, **kwargs):
+        init(self, *args, **kwargs)
+        made.append(self.fast_path.trace)
+
+    monkeypatch.setattr(session_module.VideoSegmenter, "__init__", recording)
+    import torch
+
+    ckpt = tmp_path / "nano.pt"  # one set of random weights for both runs
+    torch.save({"model": build_model("nano").state_dict()}, ckpt)
+    base = [
+        "segment",
+        str(d / "clip.mp4"),
+        "--model",
+        "nano",
+        "--checkpoint",
+        str(ckpt),
+        "--mask",
+        str(d / "first.png"),
+    ]
+    base.append("--no-progress")
+    assert main([*base, "--out", str(tmp_path / "eager")]) == 0
+    assert main([*base, "--out", str(tmp_path / "traced"), "--trace"]) == 0
+    assert made == [False, True]
+    for a, b in zip(sorted((tmp_path / "eager").glob("*.png")), sorted((tmp_path / "traced").glob("*.png"))):
+        assert np.array_equal(read_palette_png(a), read_palette_png(b)), a.name
+    with pytest.raises(ValueError, match="--trace .* --fast on"):
+        main([*base, "--out", str(tmp_path / "x"), "--trace", "--fast", "on"])
+
+
 @pytest.mark.parametrize(
     "extra,err",
     [

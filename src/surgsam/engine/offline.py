@@ -58,6 +58,7 @@ def segment_video(
     start_frame: int | None = None,
     max_frames: int | None = None,
     clicks: ClickMode = "accumulate",
+    trace: bool = False,
 ) -> Iterator[FrameResult]:
     """Segment a video from prompts on any of its frames; yields a :class:`FrameResult` per
     frame in the order frames are processed (``FrameResult.frame_idx`` is the frame's index
@@ -75,7 +76,8 @@ def segment_video(
             ``H x W x 3`` uint8 frames, or a ``surgsam.io.FrameSource``.
         prompts: :class:`Prompt` objects; several may share a frame; objects may start late.
         model: the network (``surgsam.build_model(...)``).
-        memory, precision, fast, resize: as :class:`VideoSegmenter`.
+        memory, precision, fast, resize, trace: as :class:`VideoSegmenter` (``trace=True``:
+            the per-frame calls replayed from TorchScript traces, the same masks).
         direction: ``"forward"`` (default): frames ``start_frame`` (default 0; frames before
             the first prompt give empty results) onwards; the only direction for a live
             stream, with memory bounded by the policy however long it runs.
@@ -116,7 +118,15 @@ def segment_video(
     video = _Source(source)
     try:
         plan = _Plan.make(direction, start_frame, max_frames, by_frame, video.known)
-        kw = dict(memory=memory, num_frames=video.total, precision=precision, fast=fast, resize=resize, clicks=clicks)
+        kw = dict(
+            memory=memory,
+            num_frames=video.total,
+            precision=precision,
+            fast=fast,
+            resize=resize,
+            clicks=clicks,
+            trace=bool(trace),
+        )
         bar = None
         if progress:
             from tqdm import tqdm
