@@ -240,3 +240,22 @@ def test_nano_bench_table_is_the_saved_run():
     assert said in readme.replace("\n", " "), said
     assert f"**{fps['fifo-fast-bf16-trace']:.0f} FPS with the bf16 recipe and traces**" in readme.replace("\n", " ")
     assert fps["fifo-fast-bf16-trace"] >= 40 > fps["fifo"]
+
+
+def test_readme_hiera_small_rerun_ratios_are_the_saved_runs():
+    """The README's session-17 rerun of the hiera_small CPU table (bf16 at about 2x float32):
+    the fast path's ratios against Meta it quotes are the saved JSON files'."""
+    root = Path(__file__).resolve().parents[1]
+    readme = " ".join((root / "README.md").read_text().split())
+    got = {}
+    for k in (1, 2):
+        res = BenchResult.from_json(
+            json.loads((root / f"benchmarks/results_2026-12-05_bench_small_amd_{k}obj.json").read_text())
+        )
+        assert res.baseline == "meta" and res.config.objects == (k,) and "2.0x fp32" in res.results[1].notice
+        got[k] = {r.variant: r.vs_baseline for r in res.results}
+    said = (
+        f"`fifo-fast` {got[1]['fifo-fast']:.2f}x and `efp-fast` {got[1]['efp-fast']:.2f}x Meta with one object, "
+        f"{got[2]['fifo-fast']:.2f}x and {got[2]['efp-fast']:.2f}x with two"
+    )
+    assert said in readme, said
