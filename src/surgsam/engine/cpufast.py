@@ -7,8 +7,8 @@ projections.
   normalisations and softmax stay float32) and their attention products with
   :func:`bf16_attention`; the memory encoder's two widest mask convolutions run in bf16 too.
   The decoder and the rest of the memory encoder are the original float32 modules (their
-  weights shared, not copied). On CPUs with bf16 dot-product instructions (AVX512-BF16, AMX) a bf16
-  matmul runs several times faster than float32; elsewhere it is slower, which is why
+  weights shared, not copied). On CPUs with bf16 dot-product instructions (AVX512-BF16, AMX)
+  a bf16 matmul runs 2-4x faster than float32; elsewhere it is slower, which is why
   :mod:`surgsam.engine.fastpath` measures before choosing it.
 * :class:`ProjectedMemory` keeps, for every stored spatial memory, its key part and values in
   every memory-attention layer, so a frame projects only memories it has not seen before
@@ -140,11 +140,12 @@ def fast_model(model: SAM2Model, matmul: str = "bf16") -> SAM2Model:
     """A copy of ``model`` for the CPU fast path (inference only; ``model`` is not changed).
 
     ``matmul="bf16"``: the image encoder's trunk (if :data:`BF16_MIN_TRUNK_WIDTH` channels wide
-    or more) and the memory attention compute their linear layers and attention products in bf16 (:class:`LowPrecisionLinear`,
-    :func:`bf16_attention`), and the memory encoder its wide mask-downsampling convolutions
-    (:class:`LowPrecisionConv2d`). ``"fp32"``: the same modules as ``model``. Every module left
-    in float32 shares its parameters with ``model`` (no copy); the bf16 weights are the only new
-    memory (about half the trunk's and the memory attention's float32 size).
+    or more) and the memory attention compute their linear layers and attention products in
+    bf16 (:class:`LowPrecisionLinear`, :func:`bf16_attention`), and the memory encoder its wide
+    mask-downsampling convolutions (:class:`LowPrecisionConv2d`). ``"fp32"``: the same modules
+    as ``model``. Every module left in float32 shares its parameters with ``model`` (no copy);
+    the bf16 weights are the only new memory (about half the trunk's and the memory
+    attention's float32 size).
     """
     if matmul not in ("fp32", "bf16"):
         raise ValueError(f"matmul must be 'fp32' or 'bf16', got {matmul!r}")
