@@ -14,7 +14,8 @@
 # Settings (environment):
 #   DEV (cuda)            device of the training runs and the bench
 #   TRAIN_END (470)       seconds after the start by which the training runs must have ended
-#   BENCH_PARTS (240)     seconds for the fast-path bench (its two compiled variants compile twice each)
+#   BENCH_PARTS (240)     seconds for the fast-path bench (its two compiled variants compile twice each;
+#                         fifo-trace makes its traces in the 15 warm-up frames)
 #   SYNTH_VIDEOS (160)    videos of the generated training set (the project's `synth-nano`)
 #   RUNS                  training runs, ';'-separated
 #                         "name batch image_batch lr photometric seed [init [precision]]"
@@ -81,8 +82,9 @@ if [ -z "${DRY:-}" ]; then
   echo "bench rc $?"
   cat /tmp/bench_fp32.txt
   echo "[$(el)] bench, the fast path taken apart"
-  timeout "$BENCH_PARTS" $PY -m surgsam bench --device "$DEV" --objects 1 4 --frames 15 \
-    --variants fifo fifo-fast fifo-bf16 fifo-static fifo-compiled fifo-compiled-fp32 --json "$OUT/bench_parts.json" \
+  timeout "$BENCH_PARTS" $PY -m surgsam bench --device "$DEV" --objects 1 4 --frames 15 --warmup 15 \
+    --variants fifo fifo-fast fifo-bf16 fifo-static fifo-compiled fifo-compiled-fp32 fifo-trace \
+    --json "$OUT/bench_parts.json" \
     >/tmp/bench_parts.txt 2>&1
   echo "bench parts rc $?"
   cat /tmp/bench_parts.txt
