@@ -70,6 +70,11 @@ def test_bench_command_on_the_nano(tmp_path, capsys):
     # eager bf16 autocast: compared with the float32 engine, close but not bit-equal
     bf16 = rows[("fifo-bf16", 2)]
     assert bf16["agreement_ref"] == "fifo" and 0.95 <= bf16["iou_min"] <= 1.0  # 0.99 here
+    # per object: one mean per prompted object, whose mean over objects is the overall mean
+    assert len(bf16["iou_per_object"]) == 2 and min(bf16["iou_per_object"]) >= bf16["iou_min"]
+    assert sum(bf16["iou_per_object"]) / 2 == pytest.approx(bf16["iou_mean"])
+    assert len(rows[("fifo-bf16", 1)]["iou_per_object"]) == 1 and rows[("fifo", 2)]["iou_per_object"] == []
+    assert "- fifo-bf16, 2 objects: mask IoU vs fp32 per object " in text
     assert rows[("efp", 1)]["agreement_ref"] == "efp" and rows[("efp", 1)]["iou_mean"] is None
     # the static-shape memory alone: padded and masked, the float32 engine's masks
     static = rows[("fifo-static", 2)]

@@ -332,7 +332,8 @@ class HFRunner:
 class VariantResult:
     """One variant at one object count. Times in ms; ``vs_baseline`` = baseline median /
     this median (higher is faster); ``vs_baseline_paired`` = median over frames of the
-    per-frame ratio; IoU against ``agreement_ref`` over every frame after the prompt."""
+    per-frame ratio; IoU against ``agreement_ref`` over every frame after the prompt, overall
+    and per object (``iou_per_object``: the mean over frames, objects in prompt order)."""
 
     variant: str
     objects: int
@@ -347,6 +348,7 @@ class VariantResult:
     iou_mean: float | None = None
     iou_min: float | None = None
     latencies_ms: list[float] = field(default_factory=list)
+    iou_per_object: list[float] = field(default_factory=list)
 
 
 @dataclass
@@ -408,6 +410,12 @@ class BenchResult:
                 f"{iou} | {r.session_mib:.1f} |"
             )
         notes = [f"- {r.variant}: {r.notice}" for r in self.results if r.notice and r.objects == c.objects[0]]
+        notes += [
+            f"- {r.variant}, {r.objects} objects: mask IoU vs fp32 per object "
+            + " / ".join(f"{x:.4f}" for x in r.iou_per_object)
+            for r in self.results
+            if len(r.iou_per_object) > 1
+        ]
         notes += [f"- {v}: skipped ({why})" for v, why in self.skipped.items()]
         return "\n".join([head, "", *rows, *([""] + notes if notes else [])])
 
@@ -536,6 +544,7 @@ def run_bench(
                     agreement_ref=ref if ref in names else None,
                     iou_mean=float(np.mean(ious[v])) if ious[v] else None,
                     iou_min=float(np.min(ious[v])) if ious[v] else None,
+                    iou_per_object=[float(x) for x in np.reshape(ious[v], (-1, k)).mean(0)] if ious[v] else [],
                 )
                 if baseline in lat:
                     r.vs_baseline = statistics.median(lat[baseline]) / med
