@@ -279,7 +279,8 @@ def test_a_cancelled_run_leaves_no_partial_output(app_server, monkeypatch):
     job = c.submit(*RUN_ARGS[:4], 0, *RUN_ARGS[5:], api_name="/run")  # all 30 frames
     _wait(lambda: started, "the run to start")
     out = started[0].out_dir
-    _wait(lambda: any(p.name.endswith(".part.mp4") for p in out.iterdir()), "the first frame")
+    # the job makes its folder when it writes its first frame: poll for the folder, then the file
+    _wait(lambda: out.is_dir() and any(p.name.endswith(".part.mp4") for p in out.iterdir()), "the first frame")
     job.cancel()
     _wait(lambda: finished, "the cancelled run to wind up")
     assert started[0].result is None
