@@ -342,7 +342,11 @@ def test_runner_starts_new_objects_on_later_frames_as_the_engine(exported, model
         np.testing.assert_allclose(a.low_res_logits, b.low_res_logits.numpy(), atol=1e-3, err_msg=str(a.frame_idx))
         for i, k in enumerate(a.obj_ids):
             assert _iou(a.masks[i], b.masks[i]) >= 0.99, (a.frame_idx, k)
-    assert all(int(m.sum()) > 1000 for m in ours[-1].masks)  # real masks on the last frame
+    # real masks are compared, not empty ones: objects 2, 11 and 101 (a box on object 12) keep
+    # theirs to the last frame; the click lands on unlabelled background, and the object it
+    # starts has a real mask on its prompted frame (the embedded model lets it fade out after)
+    assert all(int(m.sum()) > 1000 for m in ours[-1].masks[:3])
+    assert int(ours[3].masks[3].sum()) > 500
 
 
 def test_runner_cli_prompt_on_a_later_frame(exported, model, clip, tmp_path):
