@@ -52,9 +52,12 @@ def test_each_embedded_model_has_a_card_linked_from_presets_and_readme(monkeypat
 
 def test_nano_card_numbers_are_the_results_files():
     card = (ROOT / "docs/models/surgsam-nano-synth.md").read_text()
-    res = json.loads((ROOT / "benchmarks/results_2026-12-02_embedded_eval.json").read_text())
-    assert "benchmarks/results_2026-12-02_embedded_eval.json" in card
+    res = json.loads((ROOT / "benchmarks/results_2026-12-05_embedded_eval.json").read_text())
+    before = json.loads((ROOT / "benchmarks/results_2026-12-02_embedded_eval.json").read_text())
+    assert "benchmarks/results_2026-12-05_embedded_eval.json" in card
+    assert "benchmarks/results_2026-12-02_embedded_eval.json" in card  # the model shipped before
     runs = {r["run"]: r for r in res["rows"]}
+    old = {r["run"]: r for r in before["rows"]}
     order = [
         "efp, mask prompt",
         "fifo, mask prompt",
@@ -67,6 +70,7 @@ def test_nano_card_numbers_are_the_results_files():
     assert len(rows) == len(order)
     for cells, run in zip(rows, order):
         assert [float(c) for c in cells[1:4]] == [round(runs[run][k], 1) for k in ("J&F", "J", "F")], run
+        assert float(cells[4]) == round(old[run]["J&F"], 1), run
 
 
 def test_referring_card_numbers_are_the_results_files():
@@ -90,7 +94,7 @@ def test_referring_card_numbers_are_the_results_files():
 
 def test_second_heldout_set_numbers_are_the_results_file():
     """Both cards' "second held-out set" tables (issue 19) are benchmarks/heldout_both.py's output."""
-    res = json.loads((ROOT / "benchmarks/results_2026-12-02_heldout_both.json").read_text())
+    res = json.loads((ROOT / "benchmarks/results_2026-12-05_heldout_both.json").read_text())
     assert res["checkpoint"] == "surgsam-nano-synth" and res["ref_checkpoint"] == "surgsam-ref-nano-synth"
     assert res["sets"]["B"]["synth_config"]["style"] == "alt"
     assert res["sets"]["B"]["synth_config"]["phrasing"] == "paraphrase"
@@ -112,7 +116,7 @@ def test_second_heldout_set_numbers_are_the_results_file():
             f"{x['all found']}/{x['all targets']}",
             f"{x['instruments found']}/{x['instruments targets']}",
         ]
-    assert "benchmarks/results_2026-12-02_heldout_both.json" in nano and "benchmarks/heldout_both.py" in ref
+    assert "benchmarks/results_2026-12-05_heldout_both.json" in nano and "benchmarks/heldout_both.py" in ref
 
 
 def _paired_cell(d: dict) -> str:
@@ -192,3 +196,8 @@ def test_training_session15_table_is_the_results_file():
     """docs/training.md's session-15 table (issue 19: the longer last phase, colour 0.3 from the
     start, the H200 runs)."""
     _check_training_table("### Session 15", "benchmarks/results_2026-12-04_nano_session15.json", 23, 8)
+
+
+def test_training_session17_table_is_the_results_file():
+    """docs/training.md's session-17 table (issue 19: more box-prompted clips; the model shipped in session 18)."""
+    _check_training_table("### Session 17", "benchmarks/results_2026-12-05_nano_session17.json", 6, 4)
