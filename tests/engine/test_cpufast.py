@@ -115,7 +115,8 @@ def test_cpu_fast_path_decisions():
     narrow = resolve_fast_path("auto", "auto", CPU, width=64, bf16_speedup=never)
     assert narrow.matmul == "fp32" and "64-wide" in narrow.notice
     asked = resolve_fast_path("auto", "bf16", CPU, width=64, bf16_speedup=lambda: 0.8)
-    assert asked.matmul == "bf16"  # asked for: given
+    assert asked.matmul == "bf16" and "SLOWER than float32" in asked.notice  # asked for: given, with a warning
+    assert "SLOWER" not in resolve_fast_path("auto", "bf16", CPU, width=64, bf16_speedup=lambda: 1.2).notice
     assert not any(f.cached_memory for f in (fast, slow, narrow, asked))  # measured not to pay: never automatic
     assert resolve_fast_path(False, "auto", CPU, bf16_speedup=never).matmul == "fp32"
     forced = resolve_fast_path(True, "auto", CPU, bf16_speedup=never)

@@ -168,11 +168,15 @@ def _cpu_fast_path(
             notice=f"fast path off on cpu: eager {prec} (bf16 matmuls measured {speedup:.1f}x "
             f"fp32 here, below {CPU_BF16_MIN_SPEEDUP}x)",
         )
+    # asked for by name: given, with a warning where this CPU has no fast bf16 (e.g. AVX2 only:
+    # its bf16 matmuls are emulated, about 0.1x float32, and a frame takes many times longer)
+    slower = " - SLOWER than float32 on this CPU; precision=auto keeps float32" if speedup < 1.0 else ""
     return FastPath(
         "fp32",
         matmul="bf16",
         notice=f"fast path on cpu: bf16 memory attention, mask convolutions and (if {BF16_MIN_TRUNK_WIDTH}+ "
-        f"channels wide) image-encoder trunk, float32 heads (bf16 matmuls measured {speedup:.1f}x fp32 here)",
+        f"channels wide) image-encoder trunk, float32 heads (bf16 matmuls measured {speedup:.1f}x fp32 here)"
+        + slower,
     )
 
 
