@@ -118,6 +118,9 @@ def main() -> None:
             with out.open("a") as f:
                 f.write(json.dumps(rec) + "\n")
             print(json.dumps(rec), flush=True)
+    if not out.is_file():
+        print(f"no checkpoint scored yet: {run / 'checkpoints'} holds no step_*.pt")
+        return
     print(
         "\n| checkpoint | prompt | J&F | J | F | type head acc: objects / instruments |\n"
         "| --- | --- | ---: | ---: | ---: | ---: |"
