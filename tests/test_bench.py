@@ -264,3 +264,42 @@ def test_readme_hiera_small_rerun_ratios_are_the_saved_runs():
         f"{got[2]['fifo-fast']:.2f}x and {got[2]['efp-fast']:.2f}x with two"
     )
     assert said in readme, said
+
+
+def test_zen3_figures_are_the_saved_runs():
+    """The README's and docs' figures for the AVX2-only EPYC (Zen 3): the hiera_small ratios,
+    the nano's FPS and the per-layer matmul table are the saved JSON files', and those runs
+    record the host they describe (no bf16 instructions, AVX2)."""
+    root = Path(__file__).resolve().parents[1]
+    readme = " ".join((root / "README.md").read_text().split())
+    doc = (root / "docs/fast_path_and_export.md").read_text()
+    small = BenchResult.from_json(
+        json.loads((root / "benchmarks/results_2026-12-05_bench_small_zen3_1obj.json").read_text())
+    )
+    nano = BenchResult.from_json(json.loads((root / "benchmarks/results_2026-12-05_bench_nano_zen3.json").read_text()))
+    for res in (small, nano):
+        m = res.machine
+        assert m["cpu_isa"] == "AVX2" and not m["cpu_bf16_instructions"] and m["cpu_family_model"] == "25/1"
+        assert "(family/model 25/1, AVX2, no bf16 instructions)" in res.table().splitlines()[0]
+    r = {x.variant: x for x in small.results}
+    assert "0.1x fp32" in r["fifo-fast"].notice and "SLOWER than float32" in r["fifo-fast-bf16"].notice
+    said = (
+        f"`fifo-fast` {r['fifo-fast'].vs_baseline:.2f}x Meta, the float32 engine {r['fifo'].vs_baseline:.2f}x), "
+        f"and the recipe asked for by name (`fifo-fast-bf16`) runs at {r['fifo-fast-bf16'].vs_baseline:.2f}x Meta"
+    )
+    assert said in readme, said
+    assert (
+        f"runs a frame in {r['fifo-fast-bf16'].median_ms / 1000:.1f} s instead of {r['fifo'].median_ms / 1000:.2f} s"
+        in (" ".join(doc.split()))
+    )
+    fps = {(x.variant, x.objects): x.fps for x in nano.results}
+    said = (
+        f"the nano runs {fps['fifo', 4]:.1f} FPS with 4 objects by default and {fps['fifo-trace', 4]:.1f} with traces "
+        f"({fps['fifo', 1]:.1f} / {fps['fifo-trace', 1]:.1f} with one object"
+    )
+    assert said in readme, said
+    rates = json.loads((root / "benchmarks/results_2026-12-05_matmul_rates_zen3.json").read_text())
+    assert rates["machine"]["cpu_isa"] == "AVX2"
+    for name, ms in rates["ms"].items():
+        row = f"| {name} | {ms:.2f} | {rates['ms']['fp32'] / ms:.2f}x |"
+        assert row in doc, row

@@ -391,6 +391,9 @@ class BenchResult:
             f"{'random weights' if c.checkpoint is None else c.checkpoint}, {m['device']}, "
             f"{m['threads']} threads, torch {m['torch']}"
         )
+        if m["device"] == "cpu" and m.get("cpu_isa"):  # older saved runs do not have these
+            bf16 = "bf16 instructions" if m.get("cpu_bf16_instructions") else "no bf16 instructions"
+            head += f"; {m['cpu']} (family/model {m.get('cpu_family_model') or '?'}, {m['cpu_isa']}, {bf16})"
         rows = [
             f"| variant | objects | ms/frame (median) | p90 | FPS | vs {self.baseline} | "
             "mask IoU vs fp32 (mean / min) | session MiB |",
@@ -429,14 +432,27 @@ def _iou(a: np.ndarray, b: np.ndarray) -> list[float]:
 
 
 def machine_info(device: str) -> dict[str, Any]:
+    """The host as the results depend on it: CPU name, its family/model (one name covers several
+    generations, e.g. "AMD EPYC" for Zen 3 and Zen 4) and the vector ISA torch dispatches to
+    (AVX2 / AVX512: whether bf16 matmuls are fast), threads, torch, device."""
     cpu = platform.processor() or platform.machine()
+    fields: dict[str, str] = {}
     try:
         with open("/proc/cpuinfo") as f:
-            cpu = next((ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")), cpu)
+            for ln in f:
+                key, _, value = ln.partition(":")
+                if not key.strip():
+                    break  # the first processor's block is enough
+                fields.setdefault(key.strip(), value.strip())
     except OSError:
         pass
+    cpu = fields.get("model name", cpu)
+    flags = set(fields.get("flags", "").split())
     info: dict[str, Any] = {
         "cpu": cpu,
+        "cpu_family_model": f"{fields['cpu family']}/{fields['model']}" if "cpu family" in fields else "",
+        "cpu_isa": torch.backends.cpu.get_cpu_capability(),
+        "cpu_bf16_instructions": bool(flags & {"avx512_bf16", "amx_bf16"}),
         "cores": os.cpu_count(),
         "threads": torch.get_num_threads(),
         "torch": torch.__version__,

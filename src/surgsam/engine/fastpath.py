@@ -175,8 +175,7 @@ def _cpu_fast_path(
         "fp32",
         matmul="bf16",
         notice=f"fast path on cpu: bf16 memory attention, mask convolutions and (if {BF16_MIN_TRUNK_WIDTH}+ "
-        f"channels wide) image-encoder trunk, float32 heads (bf16 matmuls measured {speedup:.1f}x fp32 here)"
-        + slower,
+        f"channels wide) image-encoder trunk, float32 heads (bf16 matmuls measured {speedup:.1f}x fp32 here)" + slower,
     )
 
 
