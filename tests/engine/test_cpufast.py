@@ -119,6 +119,9 @@ def test_cpu_fast_path_decisions():
     assert "SLOWER" not in resolve_fast_path("auto", "bf16", CPU, width=64, bf16_speedup=lambda: 1.2).notice
     assert not any(f.cached_memory for f in (fast, slow, narrow, asked))  # measured not to pay: never automatic
     assert resolve_fast_path(False, "auto", CPU, bf16_speedup=never).matmul == "fp32"
+    eager_bf16 = resolve_fast_path(False, "bf16", CPU, bf16_speedup=lambda: 0.1)
+    assert eager_bf16.precision == "bf16" and eager_bf16.matmul == "fp32" and "SLOWER" in eager_bf16.notice
+    assert resolve_fast_path(False, "bf16", CPU, bf16_speedup=lambda: 2.0).notice == ""
     forced = resolve_fast_path(True, "auto", CPU, bf16_speedup=never)
     assert forced.compile and forced.static_memory and forced.matmul == "bf16" and forced.precision == "fp32"
 

@@ -93,7 +93,8 @@ def resolve_fast_path(
     """Decide the fast path for ``device``.
 
     Args:
-        fast: False (eager, the given precision), ``"auto"`` (everything that helps on this
+        fast: False (eager, the given precision; bf16 on a CPU where the probe finds it slower
+            than float32 gets a warning notice), ``"auto"`` (everything that helps on this
             device, see the module docstring), True (on any device: compile and static memory
             on CUDA; on the CPU the bf16 recipe whenever ``precision`` allows it, plus compile
             and the static memory, e.g. to test the compiled path on a CPU).
@@ -109,6 +110,12 @@ def resolve_fast_path(
         raise ValueError(f"fast must be one of {FAST_CHOICES}, got {fast!r}")
     prec = resolve_precision(precision, device)
     if fast is False:
+        if device.type == "cpu" and prec == "bf16" and (speedup := bf16_speedup()) < 1.0:
+            return FastPath(
+                prec,
+                notice=f"eager bf16 autocast on cpu: bf16 matmuls measured {speedup:.1f}x fp32 here - SLOWER "
+                "than float32 on this CPU; precision=auto keeps float32",
+            )
         return FastPath(precision=prec)
     cuda = device.type == "cuda"
     if device.type == "cpu":
