@@ -201,3 +201,21 @@ def test_training_session15_table_is_the_results_file():
 def test_training_session17_table_is_the_results_file():
     """docs/training.md's session-17 table (issue 19: more box-prompted clips; the model shipped in session 18)."""
     _check_training_table("### Session 17", "benchmarks/results_2026-12-05_nano_session17.json", 6, 4)
+
+
+def test_training_session19_table_is_the_results_file():
+    """docs/training.md's session-19 tables: exit clips on the shipped model (not shipped), and the
+    presence-threshold check (validation J&F and absent / present counts of each shifted copy)."""
+    _check_training_table("### Session 19", "benchmarks/results_2026-12-05_nano_session19.json", 5, 4)
+    res = json.loads((ROOT / "benchmarks/results_2026-12-05_nano_session19.json").read_text())
+    doc = (ROOT / "docs/training.md").read_text()
+    rows = _table(doc[doc.index("### Session 19") :], "| threshold | validation mask / box J&F")
+    sweep = {(Path(r["checkpoint"]).name, r["prompt"]): r["J&F"] for r in res["score_shift_valid_sweep"]}
+    assert [r[0].split()[0] for r in rows] == ["0", "1", "2", "4"]
+    for cells in rows:
+        name = f"step_{10 * int(cells[0].split()[0]):07d}.pt"
+        assert cells[1] == f"{sweep[name, 'mask']:.1f} / {sweep[name, 'box']:.1f}", cells[0]
+    said = " ".join(res["absent_objects_valid"].values())
+    for cells in rows:
+        for cell in cells[2:]:
+            assert not cell or cell in said, cell

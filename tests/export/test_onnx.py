@@ -157,6 +157,12 @@ def test_engine_step_reproduced_by_onnxruntime(model, exported, clip):
 # the runner's three settings; each is compared with the engine built the same way
 RUNS = {"fifo": ("fifo", "bfloat16"), "efp": ("efp", "bfloat16"), "efp_fp32": ("efp", "float32")}
 BOX, CLICK = (170, 60, 240, 130), (60, 200)
+# Low-res logits of onnxruntime against the engine when memories are stored in bf16: a float32
+# difference of ~1e-6 between the runtimes' kernels can round a stored memory value to the
+# neighbouring bf16 value (a step of 2**-8 relative), and that carries into later logits.
+# Observed: about 2e-4 on the AVX-512 EPYC, 1.3e-3 to 1.9e-3 (at |logit| 1-15) on an AVX2-only
+# one, where onnxruntime and torch take other kernels. The masks are held to IoU >= 0.99.
+BF16_MEMORY_LOGIT_TOL = 3e-3
 # the subprocess: torch cannot be imported; the runner's API (masks from frame 0's labels, plus a
 # box and a click object) and its command line (the palette PNG of frame 0) segment the clip
 NO_TORCH = textwrap.dedent("""
@@ -209,8 +215,8 @@ def _iou(a: np.ndarray, b: np.ndarray) -> float:
 def test_runner_segments_a_clip_without_torch(exported, model, clip, tmp_path):
     """Issue 18: a video segmented end to end through onnxruntime alone, from mask, box and click
     prompts on frame 0, matches the engine: the masks (IoU >= 0.99 per object and frame) and the
-    low-res logits (within 1e-3 with bf16 memories, 1e-4 with float32 ones; about 2e-4 and 2e-5
-    observed, see docs/fast_path_and_export.md). The command line writes the engine's palette PNGs."""
+    low-res logits (within BF16_MEMORY_LOGIT_TOL with bf16 memories, 1e-4 with float32 ones; about 2e-4
+    and 2e-5 observed on the AVX-512 EPYC, see docs/fast_path_and_export.md). The command line writes the engine's palette PNGs."""
     from surgsam.io.labels import label_map_from_result
     from surgsam.io.writers import read_palette_png, write_palette_png
 
@@ -243,7 +249,7 @@ def test_runner_segments_a_clip_without_torch(exported, model, clip, tmp_path):
             seg.add_prompt(frames[0] if i == 0 else None, obj_id=k, mask=labels[0] == k)
         seg.add_prompt(None, obj_id=101, box=BOX)
         res = seg.add_prompt(None, obj_id=102, points=[CLICK], labels=[1])
-        tol = 1e-3 if dtype == "bfloat16" else 1e-4
+        tol = BF16_MEMORY_LOGIT_TOL if dtype == "bfloat16" else 1e-4
         for t in range(FRAMES):
             if t:
                 res = seg.step(frames[t])
@@ -331,7 +337,7 @@ def _drive_mid_video(seg, frames, labels) -> list:
 def test_runner_starts_new_objects_on_later_frames_as_the_engine(exported, model, clip):
     """Issue 18 follow-up: new objects prompted on a later frame (a mask, a box, a click; the
     prompted-frame graph, as on frame 0) are tracked from there as the engine tracks them:
-    IoU >= 0.99 per object and frame, logits within 1e-3 (bf16 memories). Passing the current
+    IoU >= 0.99 per object and frame, logits within BF16_MEMORY_LOGIT_TOL (bf16 memories). Passing the current
     frame again prompts on it, as in the engine (it used to advance the stream a frame)."""
     frames, labels = clip
     ours = _drive_mid_video(OnnxVideoSegmenter(exported[0], memory="fifo", threads=1), frames, labels)
@@ -339,7 +345,9 @@ def test_runner_starts_new_objects_on_later_frames_as_the_engine(exported, model
     assert [r.frame_idx for r in ours] == list(range(FRAMES))
     for a, b in zip(ours, ref):
         assert a.obj_ids == b.obj_ids == ([2] if a.frame_idx < 3 else [2, 11, 101, 102])
-        np.testing.assert_allclose(a.low_res_logits, b.low_res_logits.numpy(), atol=1e-3, err_msg=str(a.frame_idx))
+        np.testing.assert_allclose(
+            a.low_res_logits, b.low_res_logits.numpy(), atol=BF16_MEMORY_LOGIT_TOL, err_msg=str(a.frame_idx)
+        )
         for i, k in enumerate(a.obj_ids):
             assert _iou(a.masks[i], b.masks[i]) >= 0.99, (a.frame_idx, k)
     # real masks are compared, not empty ones: objects 2, 11 and 101 (a box on object 12) keep
