@@ -21,7 +21,6 @@ here; ``surgsam.engine.precision.measure_bf16_speedup`` is the engine's own (sma
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import time
 import warnings
@@ -30,7 +29,8 @@ from pathlib import Path
 
 import torch
 
-from surgsam.bench.paired import machine_info
+from surgsam.bench.paired import describe_cpu, machine_info
+from surgsam.io.atomic import atomic_write_json
 
 
 def _median_ms(fn: Callable[[], object], repeats: int) -> float:
@@ -77,18 +77,13 @@ def main() -> None:
     ms = measure(a.tokens, a.dim, a.repeats, int_mm=not a.no_int_mm)
     info = machine_info("cpu")
     print(
-        f"{a.tokens} x {a.dim} -> {4 * a.dim} linear, {a.threads} threads; {info['cpu']} "
-        f"(family/model {info['cpu_family_model']}, {info['cpu_isa']}, "
-        f"{'bf16 instructions' if info['cpu_bf16_instructions'] else 'no bf16 instructions'}), torch {info['torch']}\n"
+        f"{a.tokens} x {a.dim} -> {4 * a.dim} linear, {a.threads} threads; {describe_cpu(info)}, torch {info['torch']}\n"
     )
     print("| variant | ms / call (median) | speed vs fp32 |\n|---|---|---|")
     for name, t in ms.items():
         print(f"| {name} | {t:.2f} | {ms['fp32'] / t:.2f}x |")
     if a.json:
-        rec = {"config": vars(a) | {"json": str(a.json)}, "machine": info, "ms": ms}
-        tmp = a.json.with_suffix(a.json.suffix + ".tmp")
-        tmp.write_text(json.dumps(rec, indent=1))
-        tmp.replace(a.json)
+        atomic_write_json(a.json, {"config": vars(a) | {"json": str(a.json)}, "machine": info, "ms": ms}, indent=1)
 
 
 if __name__ == "__main__":

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import torch
 
+from surgsam.io.atomic import atomic_path
 from surgsam.modeling.embedded import resolve_checkpoint
 
 SCORE_BIAS = "sam_mask_decoder.pred_obj_score_head.layers.2.bias"
@@ -27,16 +28,14 @@ def write_shifted(checkpoint: str, out: Path, shifts: list[float]) -> list[Path]
     """One copy of ``checkpoint`` per shift, its object-score bias lowered by the shift."""
     ckpt = torch.load(resolve_checkpoint(checkpoint), map_location="cpu", weights_only=True)
     bias = ckpt["model"][SCORE_BIAS].clone()
-    (out / "checkpoints").mkdir(parents=True, exist_ok=True)
     paths = []
     for t in shifts:
         if t < 0 or round(10 * t) != 10 * t:
             raise ValueError(f"shifts must be non-negative multiples of 0.1, got {t}")
         ckpt["model"][SCORE_BIAS] = bias - t
         path = out / "checkpoints" / f"step_{round(10 * t):07d}.pt"
-        tmp = path.with_suffix(".pt.tmp")
-        torch.save(ckpt, tmp)
-        tmp.replace(path)
+        with atomic_path(path) as tmp:
+            torch.save(ckpt, tmp)
         paths.append(path)
     return paths
 

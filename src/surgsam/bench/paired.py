@@ -392,8 +392,7 @@ class BenchResult:
             f"{m['threads']} threads, torch {m['torch']}"
         )
         if m["device"] == "cpu" and m.get("cpu_isa"):  # older saved runs do not have these
-            bf16 = "bf16 instructions" if m.get("cpu_bf16_instructions") else "no bf16 instructions"
-            head += f"; {m['cpu']} (family/model {m.get('cpu_family_model') or '?'}, {m['cpu_isa']}, {bf16})"
+            head += f"; {describe_cpu(m)}"
         rows = [
             f"| variant | objects | ms/frame (median) | p90 | FPS | vs {self.baseline} | "
             "mask IoU vs fp32 (mean / min) | session MiB |",
@@ -429,6 +428,13 @@ def _iou(a: np.ndarray, b: np.ndarray) -> list[float]:
         u = np.logical_or(x, y).sum()
         out.append(1.0 if u == 0 else float(np.logical_and(x, y).sum() / u))
     return out
+
+
+def describe_cpu(info: dict[str, Any]) -> str:
+    """``info``'s CPU in words (a :func:`machine_info` record), e.g. "AMD EPYC (family/model 25/1,
+    AVX2, no bf16 instructions)"."""
+    bf16 = "bf16 instructions" if info.get("cpu_bf16_instructions") else "no bf16 instructions"
+    return f"{info['cpu']} (family/model {info.get('cpu_family_model') or '?'}, {info.get('cpu_isa') or '?'}, {bf16})"
 
 
 def machine_info(device: str) -> dict[str, Any]:

@@ -81,6 +81,11 @@ class FastPath:
     notice: str = ""
 
 
+# appended to the notice when bf16 is asked for by name on a CPU where the probe finds it slower
+# than float32 (e.g. AVX2 only: bf16 matmuls emulated, about 0.1x, a frame many times longer)
+BF16_SLOWER = " - SLOWER than float32 on this CPU; precision=auto keeps float32"
+
+
 def resolve_fast_path(
     fast: FastMode,
     precision: Precision,
@@ -113,8 +118,7 @@ def resolve_fast_path(
         if device.type == "cpu" and prec == "bf16" and (speedup := bf16_speedup()) < 1.0:
             return FastPath(
                 prec,
-                notice=f"eager bf16 autocast on cpu: bf16 matmuls measured {speedup:.1f}x fp32 here - SLOWER "
-                "than float32 on this CPU; precision=auto keeps float32",
+                notice=f"eager bf16 autocast on cpu: bf16 matmuls measured {speedup:.1f}x fp32 here{BF16_SLOWER}",
             )
         return FastPath(precision=prec)
     cuda = device.type == "cuda"
@@ -175,9 +179,8 @@ def _cpu_fast_path(
             notice=f"fast path off on cpu: eager {prec} (bf16 matmuls measured {speedup:.1f}x "
             f"fp32 here, below {CPU_BF16_MIN_SPEEDUP}x)",
         )
-    # asked for by name: given, with a warning where this CPU has no fast bf16 (e.g. AVX2 only:
-    # its bf16 matmuls are emulated, about 0.1x float32, and a frame takes many times longer)
-    slower = " - SLOWER than float32 on this CPU; precision=auto keeps float32" if speedup < 1.0 else ""
+    # asked for by name: given, with a warning where this CPU has no fast bf16
+    slower = BF16_SLOWER if speedup < 1.0 else ""
     return FastPath(
         "fp32",
         matmul="bf16",
