@@ -219,3 +219,20 @@ def test_training_session19_table_is_the_results_file():
     for cells in rows:
         for cell in cells[2:]:
             assert not cell or cell in said, cell
+
+
+def test_nano_card_absent_object_breakdown_is_the_results_file():
+    """Where the shipped model's masks on absent objects lie, as the card says it."""
+    card = " ".join((ROOT / "docs/models/surgsam-nano-synth.md").read_text().split())
+    res = json.loads((ROOT / "benchmarks/results_2026-12-06_absent_where.json").read_text())
+    assert "benchmarks/results_2026-12-06_absent_where.json" in card
+    a, v = res["heldout_a"], res["valid"]
+    assert f"writes a mask on {a['absent_with_mask']} ({a['absent_with_mask_pct']:.1f} %;" in card
+    w = a["where"]
+    assert (
+        f"{w['same_category']} on one of the same category, {w['other_category']} on one of another category, "
+        f"{w['background']} on background; {w['frames_since_seen']['6+']} of them come 6 or more frames" in card
+    )
+    w = v["where"]
+    said = f"({v['absent_with_mask']} masks: {w['same_category']} / {w['other_category']} / {w['background']}, "
+    assert said + f"{w['frames_since_seen']['6+']} at 6 or more frames)" in card
