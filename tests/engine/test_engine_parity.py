@@ -110,14 +110,22 @@ def _compare(ours: dict, ref_out: dict, n_frames: int, label: str) -> tuple[floa
     return worst_iou, worst_logit
 
 
+# Every SAM 2.1 preset but large, and SAM 2's small, tracked over 5 frames at SurgSAM2's 512 px;
+# 1024 px (SAM 2's own size) with tiny. The other presets at 1024 px and large get the one-frame
+# check below (image encoder, prompt decoder and the engine's resize at that size): their memory
+# attention is the same module at every preset, so five frames of them would add about 5 minutes
+# to a 2-core run of the suite and no code path.
 PARITY_CASES = [
     ("sam2.1_hiera_tiny", 512),
     ("sam2.1_hiera_tiny", 1024),
     ("sam2.1_hiera_small", 512),
-    ("sam2.1_hiera_small", 1024),
     ("sam2.1_hiera_base_plus", 512),
-    pytest.param("sam2.1_hiera_base_plus", 1024, marks=pytest.mark.slow),
     ("sam2_hiera_small", 512),
+]
+ONE_FRAME_CASES = [
+    ("sam2.1_hiera_large", 512),
+    ("sam2.1_hiera_small", 1024),
+    ("sam2.1_hiera_base_plus", 1024),
 ]
 
 
@@ -173,9 +181,10 @@ def test_antialias_resize_is_not_metas_video_path(tmp_path):
     assert (model.preprocess(x, resize="antialias") - images).abs().max() > 0.01
 
 
-def test_large_presets_match_reference_on_one_frame(tmp_path):
-    """hiera_large (SAM 2.1): same keys, and the same masks on one prompted 240 x 320 frame."""
-    name, size = "sam2.1_hiera_large", 512
+@pytest.mark.parametrize("name,size", ONE_FRAME_CASES)
+def test_presets_match_reference_on_one_frame(name, size, tmp_path):
+    """hiera_large, and small and base_plus at 1024 px (SAM 2.1): same keys, and the same masks
+    on one prompted 240 x 320 JPEG frame (a mask, then a click for a second object)."""
     folder, frames, gt = _jpeg_clip(tmp_path, 1, 240, 320)
     ref = build_reference(name, size, video=True)
     ckpt = tmp_path / "w.pt"

@@ -130,9 +130,9 @@ def test_tracking_with_memory(pair):
     our_mems: dict[int, tuple[SpatialMemory, torch.Tensor]] = {}
     with torch.no_grad():
         for t, img in enumerate(frames):
-            bb = ref.forward_image(img)
+            bb = ref_bb if t == 0 else ref.forward_image(img)  # frame 0: the fixture's encodings
             feats, pos, sizes = ref_flat(ref, bb)
-            fr = ours.encode_image(img)
+            fr = f0 if t == 0 else ours.encode_image(img)
             cond = t == 0
             r_out = ref.track_step(
                 frame_idx=t,
