@@ -221,6 +221,28 @@ def test_training_session19_table_is_the_results_file():
             assert not cell or cell in said, cell
 
 
+def test_training_session20_table_is_the_results_file():
+    """docs/training.md's session-20 table (12-frame exit clips; not shipped) and its absent counts."""
+    _check_training_table("### Session 20", "benchmarks/results_2026-12-06_nano_session20.json", 4, 0)
+    res = json.loads((ROOT / "benchmarks/results_2026-12-06_nano_session20.json").read_text())
+    doc = " ".join((ROOT / "docs/training.md").read_text().split())
+    doc = doc[doc.index("### Session 20") :]
+    c, w = res["absent_objects_valid"]["nano-exit12 step 1500"], res["absent_objects_valid"]["shipped"]
+    assert f"writes a mask on {c['absent_with_mask']} of the {c['absent']} absent object-frames" in doc
+    assert f"({c['absent_with_mask_pct']:.1f} %, the same count as the shipped model" in doc
+    assert c["absent_with_mask"] == w["absent_with_mask"] and c["absent"] == w["absent"]
+    where = c["where"]
+    assert f"{where['same_category']} / {where['other_category']} / {where['background']} by where" in doc
+    assert f"misses {c['present_missed']} of {c['present']} present ones ({c['present_missed_pct']:.1f} %;" in doc
+    assert f"shipped {w['present_missed']}, {w['present_missed_pct']:.1f} %)" in doc
+    ww = w["where"]
+    assert (
+        f"lie on an instrument of the same category ({ww['same_category']}), of another category "
+        f"({ww['other_category']}) or on background ({ww['background']}), and {ww['frames_since_seen']['6+']} of them"
+        in doc
+    )
+
+
 def test_nano_card_absent_object_breakdown_is_the_results_file():
     """Where the shipped model's masks on absent objects lie, as the card says it."""
     card = " ".join((ROOT / "docs/models/surgsam-nano-synth.md").read_text().split())
