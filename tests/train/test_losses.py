@@ -96,6 +96,28 @@ def test_absent_object_only_pays_the_object_score():
     assert terms.cls.item() == pytest.approx(-math.log(1 - _sig(3.0)), rel=1e-6)
 
 
+def test_absent_weight_scales_only_the_absent_objects_score_term():
+    """``weight_absent`` multiplies what an absent object pays (its object-score term) in the
+    total; present objects and the logged (unweighted) terms do not change; 1 is SAM 2's loss."""
+    step, target = _multimask_case()
+    empty = torch.zeros(1, 4, 4, dtype=torch.bool)
+    base, heavy = LossConfig(), LossConfig(weight_absent=3.0)
+    absent, absent3 = frame_loss(step, empty, 1.0, base), frame_loss(step, empty, 1.0, heavy)
+    assert absent3.total.item() == pytest.approx(3 * absent.total.item(), rel=1e-6)
+    assert absent3.cls.item() == absent.cls.item()
+    assert torch.equal(frame_loss(step, target, 1.0, heavy).total, frame_loss(step, target, 1.0, base).total)
+    # one present and one absent object in one call: only the absent one's term is weighted
+    two = DecoderStep(
+        step.multimask_logits.repeat(2, 1, 1, 1), step.ious.repeat(2, 1), step.object_score_logits.repeat(2, 1)
+    )
+    mixed = torch.cat([target, empty])
+    diff = frame_loss(two, mixed, 2.0, heavy).total - frame_loss(two, mixed, 2.0, base).total
+    assert diff.item() == pytest.approx(2 * absent.cls.item() / 2.0, rel=1e-5)
+    for bad in (-0.5, float("nan")):
+        with pytest.raises(ValueError, match="weight_absent must be >= 0"):
+            LossConfig(weight_absent=bad)
+
+
 def test_normalised_by_number_of_objects_and_summed_over_steps():
     step, target = _multimask_case()
     one = frame_loss(step, target, 1.0)

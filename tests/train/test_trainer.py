@@ -107,6 +107,8 @@ def test_cli_train(tmp_path, synth_root, capsys):
             "mse",
             "--exit-prob",
             "0.2",
+            "--absent-weight",
+            "4",
             "--no-progress",
         ]
     )
@@ -121,6 +123,10 @@ def test_cli_train(tmp_path, synth_root, capsys):
     assert saved["optim"]["freeze"] == ["image_encoder"] and saved["recipe"] == "nano-synth"
     assert saved["clip"]["entry_prob"] == 0.3 and saved["clip"]["exit_prob"] == 0.2  # recipe's, ours
     assert saved["prompts"]["prob_point_input"] == 0.25 and saved["loss"]["iou_use_l1"] is False
+    assert saved["loss"]["weight_absent"] == 4.0
+    bad = ["train", "--recipe", "nano-synth", "--data", str(synth_root), "--out", str(out / "x")]
+    assert main(bad + ["--absent-weight", "-1"]) == 2
+    assert "weight_absent must be >= 0, got -1.0" in capsys.readouterr().err
     assert (
         main(
             [

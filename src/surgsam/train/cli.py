@@ -92,6 +92,14 @@ def register(subparsers) -> None:
         help="loss of the IoU head (SAM 2: l1; SAM: mse, which does not collapse to 0 from random init)",
     )
     p.add_argument(
+        "--absent-weight",
+        type=float,
+        default=None,
+        metavar="W",
+        help="weight of the object-score loss on frames where a tracked object is absent (default 1, SAM 2's); "
+        "more pushes the tracker to let a departed object go",
+    )
+    p.add_argument(
         "--aux-type-loss",
         type=float,
         default=None,
@@ -251,6 +259,8 @@ def config_from_args(args: argparse.Namespace):
         prompts = replace(prompts, prob_point_input=args.point_prob)
     if args.iou_loss is not None:
         loss = replace(loss, iou_use_l1=args.iou_loss == "l1")
+    if args.absent_weight is not None:  # LossConfig checks the value
+        loss = replace(loss, weight_absent=args.absent_weight)
     aux = cfg.aux_type
     given = {
         k: getattr(args, f"aux_type_{a}", None)

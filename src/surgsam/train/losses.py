@@ -33,6 +33,10 @@ __all__ = [
 
 @dataclass(frozen=True)
 class LossConfig:
+    """SAM 2's loss weights (its defaults). ``weight_absent`` multiplies the object-score term
+    of objects absent from the frame (the only term they pay); 1 is SAM 2's loss, more teaches
+    the tracker harder to let a departed object go instead of following a neighbour."""
+
     weight_mask: float = 20.0
     weight_dice: float = 1.0
     weight_iou: float = 1.0
@@ -41,6 +45,11 @@ class LossConfig:
     focal_gamma: float = 2.0
     supervise_all_iou: bool = True
     iou_use_l1: bool = True
+    weight_absent: float = 1.0
+
+    def __post_init__(self) -> None:
+        if not self.weight_absent >= 0:  # also refuses NaN
+            raise ValueError(f"weight_absent must be >= 0, got {self.weight_absent}")
 
 
 @dataclass
@@ -144,8 +153,9 @@ def frame_loss(
     mask_l = (focal * present).sum() / num_objects
     dice_l = (dice * present).sum() / num_objects
     iou_l = (iou * present).sum() / num_objects
-    cls_l = cls.sum() / num_objects
-    total = cfg.weight_mask * mask_l + cfg.weight_dice * dice_l + cfg.weight_iou * iou_l + cfg.weight_class * cls_l
+    cls_l = cls.sum() / num_objects  # logged unweighted, like the other terms
+    cls_w = (cls * (present + cfg.weight_absent * (1 - present))).sum() / num_objects  # == cls_l at weight 1
+    total = cfg.weight_mask * mask_l + cfg.weight_dice * dice_l + cfg.weight_iou * iou_l + cfg.weight_class * cls_w
     return LossTerms(mask_l, dice_l, iou_l, cls_l, total)
 
 
