@@ -87,10 +87,9 @@ def where(out_dir: str | Path, pred_dir: str | Path, data: str | Path, split: st
             raise SystemExit(f"{out_dir}: video {name!r} is not in {data} ({split}); evaluate and count the same data")
         video = videos[name]
         cats = _categories(Path(data), split, name)
-        last = max(t for t, _ in scored)
-        labels = {t: video.labels(t) for t in range(last + 1) if video.is_annotated(t)}
+        ids = video.scan()  # object ids per frame, read once (None: not annotated)
         for t, obj in scored:
-            if (labels[t] == obj).any():
+            if obj in (ids[t] or ()):
                 continue
             path = pred_dir / name / f"{video.frame_names[t]}.png"
             if not path.is_file():
@@ -98,7 +97,7 @@ def where(out_dir: str | Path, pred_dir: str | Path, data: str | Path, split: st
             mask = read_mask(path) == obj
             if not mask.any():
                 continue
-            under = np.bincount(labels[t][mask].ravel().astype(np.int64))
+            under = np.bincount(video.labels(t)[mask].ravel().astype(np.int64))
             under[0] = 0
             other = int(under.argmax())
             if under[other] * 2 < mask.sum():
@@ -107,7 +106,7 @@ def where(out_dir: str | Path, pred_dir: str | Path, data: str | Path, split: st
                 classes["same_category"] += 1
             else:
                 classes["other_category"] += 1
-            seen = [s for s in labels if s < t and (labels[s] == obj).any()]
+            seen = [s for s in range(t) if obj in (ids[s] or ())]
             key = "never" if not seen else str(t - max(seen)) if t - max(seen) < 6 else "6+"
             since[key] = since.get(key, 0) + 1
     order = [str(k) for k in range(1, 6)] + ["6+", "never"]
