@@ -290,20 +290,12 @@ def _live_referrer(args: argparse.Namespace):
     """A ReferringSegmenter holding --text (ids 1..N), its network built as `surgsam refer` builds it."""
     import sys
 
+    from ..referring.build import UNTRAINED_NOTE
     from ..referring.cifs import CIFSConfig
-    from ..referring.build import UNTRAINED_NOTE, build_referring, default_referring_checkpoint
+    from ..referring.cli import build
     from .jobs import JobError, ReferringModel, make_referrer
 
-    ckpt = default_referring_checkpoint(args.checkpoint, args.untrained, args.model, args.referring)
-    net, enc, untrained = build_referring(
-        checkpoint=ckpt,
-        model=args.model,
-        referring=args.referring,
-        image_size=args.image_size,
-        text_encoder=args.text_encoder,
-        device=args.device,
-        seed=args.seed,
-    )
+    net, enc, untrained, _ = build(args)
     ref = ReferringModel(net, enc, untrained)
     if untrained:
         print(f"WARNING: {UNTRAINED_NOTE.format(sam=net.sam.cfg.name, ref=net.cfg.name)}", file=sys.stderr)
