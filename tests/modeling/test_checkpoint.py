@@ -371,3 +371,14 @@ def test_official_presets_match_meta_state_dict(name):
     got = {k: tuple(v.shape) for k, v in ours.state_dict().items()}
     assert sorted(set(got) ^ set(want)) == []
     assert got == want
+
+
+def test_trainer_state_file_is_refused_with_the_weights_beside_it(tmp_path):
+    """The trainer writes step_N.pt (weights) and step_N.state.pt (optimizer etc.) side by side;
+    passing the state file by mistake names the weights file instead of listing odd entries."""
+    model = build_model("nano", image_size=128)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    state = {"step": 3, "optimizer": opt.state_dict(), "schedule": {"step": 3}, "rng_torch": torch.get_rng_state()}
+    path = _save(state, tmp_path / "step_0000003.state.pt")
+    with pytest.raises(CheckpointError, match=r"trainer state file.*step_0000003\.pt$"):
+        build_model(checkpoint=path)

@@ -105,6 +105,12 @@ def read_checkpoint(path: str | Path, *, allow_half: bool = False) -> LoadedChec
         ) from None
     if not isinstance(obj, dict):
         raise CheckpointError(f"{path}: expected a dict of tensors, found {type(obj).__name__}")
+    if "optimizer" in obj and "schedule" in obj and "model" not in obj:
+        weights = path.name.replace(".state.pt", ".pt") if path.name.endswith(".state.pt") else "step_N.pt"
+        raise CheckpointError(
+            f"{path} is a trainer state file (optimizer, schedule and RNG state, which `surgsam train "
+            f"--resume` reads), not model weights: pass the checkpoint beside it, {weights}"
+        )
     config, meta = None, {}
     if obj.get("format") == FORMAT_TAG:
         config, sd = obj.get("config"), obj.get("model")
