@@ -258,3 +258,33 @@ def test_nano_card_absent_object_breakdown_is_the_results_file():
     w = v["where"]
     said = f"({v['absent_with_mask']} masks: {w['same_category']} / {w['other_category']} / {w['background']}, "
     assert said + f"{w['frames_since_seen']['6+']} at 6 or more frames)" in card
+
+
+def test_training_session21_tables_are_the_results_file():
+    """docs/training.md's session-21 tables (--absent-weight 4 and 2; not shipped): validation
+    J&F by checkpoint, and each checkpoint's absent / present counts from absent_objects.py."""
+    res_path = "benchmarks/results_2026-12-06_nano_session21.json"
+    _check_training_table("### Session 21", res_path, 6, 0)
+    res = json.loads((ROOT / res_path).read_text())
+    doc = (ROOT / "docs/training.md").read_text()
+    doc = doc[doc.index("### Session 21") :]
+    rows = _table(doc, "| checkpoint | absent object-frames with a mask")
+    counts = res["absent_objects_valid"]
+    keys = ["shipped"] + [f"{r} step {s}" for r in ("nano-absent4s", "nano-absent2") for s in (500, 1000, 1500)]
+    assert len(rows) == len(keys)
+    for cells, key in zip(rows, keys):
+        c, w = counts[key], counts[key]["where"]
+        assert cells[1] == f"{c['absent_with_mask']} ({c['absent_with_mask_pct']:.1f} %)", key
+        assert cells[2] == f"{c['present_missed']} ({c['present_missed_pct']:.1f} %)", key
+        assert cells[3] == f"{w['same_category']} / {w['other_category']} / {w['background']}", key
+    ship = {r["prompt"]: r["J&F"] for r in res["shipped_validation"]}
+    assert f"| {ship['mask']:.1f} / {ship['box']:.1f} |" in doc.split("\n| `nano-absent4s`")[0]
+    assert all(r["J&F"] < ship["mask"] for r in res["validation"] if r["prompt"] == "mask")
+    first = counts["nano-absent4 step 500 (session 20)"]
+    flat = " ".join(doc.split())
+    assert f"({first['absent_with_mask']} absent, {first['present_missed']} missed at its step 500" in flat
+    w4 = [counts[f"nano-absent4s step {s}"] for s in (500, 1000, 1500)]
+    lo, hi = min(c["absent_with_mask"] for c in w4), max(c["absent_with_mask"] for c in w4)
+    assert f"masks {lo}-{hi} absent object-frames instead of {counts['shipped']['absent_with_mask']}" in flat
+    lo, hi = min(c["present_missed"] for c in w4), max(c["present_missed"] for c in w4)
+    assert f"misses {lo}-{hi} present ones instead of {counts['shipped']['present_missed']}" in flat
