@@ -75,8 +75,8 @@ def test_nano_card_numbers_are_the_results_files():
 
 def test_referring_card_numbers_are_the_results_files():
     card = (ROOT / "docs/models/surgsam-ref-nano-synth.md").read_text()
-    res = json.loads((ROOT / "benchmarks/results_2026-12-02_referring_ablation_detections.json").read_text())
-    empty = json.loads((ROOT / "benchmarks/results_2026-12-02_referring_ablation.json").read_text())
+    res = json.loads((ROOT / "benchmarks/results_2026-12-06_referring_ablation_detections.json").read_text())
+    empty = json.loads((ROOT / "benchmarks/results_2026-12-02_referring_ablation.json").read_text())  # run c only
     assert res["checkpoint"] == empty["checkpoint"] == "surgsam-ref-nano-synth"
     rows = _table(card, "| variant | J&F")
     assert [r["variant"] for r in res["rows"]] == ["cifs+dlm", "cifs+fifo", "nocifs+dlm", "nocifs+fifo"]
@@ -94,8 +94,10 @@ def test_referring_card_numbers_are_the_results_files():
 
 def test_second_heldout_set_numbers_are_the_results_file():
     """Both cards' "second held-out set" tables (issue 19) are benchmarks/heldout_both.py's output."""
-    res = json.loads((ROOT / "benchmarks/results_2026-12-05_heldout_both.json").read_text())
+    res = json.loads((ROOT / "benchmarks/results_2026-12-05_heldout_both.json").read_text())  # the tracking model's
+    refer = json.loads((ROOT / "benchmarks/results_2026-12-06_heldout_both.json").read_text())  # run e (session 21)
     assert res["checkpoint"] == "surgsam-nano-synth" and res["ref_checkpoint"] == "surgsam-ref-nano-synth"
+    assert refer["checkpoint"] == "surgsam-nano-synth" and refer["ref_checkpoint"] == "surgsam-ref-nano-synth"
     assert res["sets"]["B"]["synth_config"]["style"] == "alt"
     assert res["sets"]["B"]["synth_config"]["phrasing"] == "paraphrase"
     r = res["results"]
@@ -109,7 +111,7 @@ def test_second_heldout_set_numbers_are_the_results_file():
     rows = _table(ref, "| held-out set | J&F")
     assert len(rows) == 2
     for cells, s in zip(rows, "AB"):
-        x = r[s]["refer"]
+        x = refer["results"][s]["refer"]
         want = [round(x[k], 1) for k in ("J&F", "J", "F", "instruments J&F", "tissue J&F")]
         assert [float(c) for c in cells[1:6]] == want, s
         assert cells[6:8] == [
@@ -117,6 +119,7 @@ def test_second_heldout_set_numbers_are_the_results_file():
             f"{x['instruments found']}/{x['instruments targets']}",
         ]
     assert "benchmarks/results_2026-12-05_heldout_both.json" in nano and "benchmarks/heldout_both.py" in ref
+    assert "benchmarks/results_2026-12-06_heldout_both.json" in ref
 
 
 def _paired_cell(d: dict) -> str:
@@ -288,3 +291,55 @@ def test_training_session21_tables_are_the_results_file():
     assert f"masks {lo}-{hi} absent object-frames instead of {counts['shipped']['absent_with_mask']}" in flat
     lo, hi = min(c["present_missed"] for c in w4), max(c["present_missed"] for c in w4)
     assert f"misses {lo}-{hi} present ones instead of {counts['shipped']['present_missed']}" in flat
+
+
+def test_training_run_e_tables_are_the_results_file():
+    """docs/training.md's run-e section (session 21: the referring branch rebased on the
+    session-18 nano, the shipped file): validation rows and the held-out paired changes."""
+    res = json.loads((ROOT / "benchmarks/results_2026-12-06_ref_rebase.json").read_text())
+    doc = (ROOT / "docs/training.md").read_text()
+    doc = doc[doc.index("#### Run e (session 21)") :]
+    rows = _table(doc, "| checkpoint | J&F | instruments J&F")
+    assert len(rows) == len(res["validation"]) == 4
+    for cells, r in zip(rows, res["validation"]):
+        want = [f"{r[k]:.1f}" for k in ("J&F", "instruments J&F", "tissue J&F")] + [f"{r['found']}/{r['targets']}"]
+        assert cells[1:] == want, cells[0]
+    assert "(shipped)" in rows[-1][0] and res["validation"][-1]["checkpoint"].endswith("step_0001000.pt")
+    assert max(r["J&F"] for r in res["validation"]) == res["validation"][-1]["J&F"]
+    rows = _table(doc, "| held-out set | run c | run e | change")
+    assert len(rows) == 2
+    for cells, s in zip(rows, "AB"):
+        x, p = res["heldout"]["results"][s]["refer"], res["heldout"]["paired"][s]["refer"]
+        assert cells[1:4] == [f"{p['old']:.1f}", f"{x['J&F']:.1f}", _paired_cell(p)], s
+        assert cells[4:] == [
+            f"{x['instruments J&F']:.1f}",
+            f"{x['tissue J&F']:.1f}",
+            f"{x['all found']}/{x['all targets']}",
+        ], s
+        assert p["new"] > p["old"] and abs(p["new"] - x["J&F"]) < 1e-9
+    assert res["heldout"]["against"] == "benchmarks/results_2026-12-05_heldout_both.json"
+
+
+def test_referring_card_run_e_validation_and_set_b_controls_are_the_results_files():
+    card = (ROOT / "docs/models/surgsam-ref-nano-synth.md").read_text()
+    v = json.loads((ROOT / "benchmarks/results_2026-12-06_ref_rebase.json").read_text())["validation"]
+    assert f"{v[-1]['J&F']:.1f} against run c's {v[0]['J&F']:.1f}" in " ".join(card.split())
+    ctl = json.loads((ROOT / "benchmarks/results_2026-12-06_heldout_b_controls_refer.json").read_text())
+    old = json.loads((ROOT / "benchmarks/results_2026-12-02_heldout_b_controls.json").read_text())
+    both = json.loads((ROOT / "benchmarks/results_2026-12-06_heldout_both.json").read_text())
+    new = {c["name"]: c["results"]["refer"] for c in ctl["controls"]}
+    was = {c["name"]: c["results"]["refer"]["J&F"] for c in old["controls"]}
+    new["set B"], was["set B"] = both["results"]["B"]["refer"], both["paired"]["B"]["refer"]["old"]
+    order = ["default look, standard sentences", "default look, paraphrases", "alt look, standard sentences", "set B"]
+    rows = _table(card, "| set B's scenes (seed 2) | J&F")
+    assert len(rows) == len(order)
+    for cells, name in zip(rows, order):
+        x = new[name]
+        assert cells[1:] == [
+            f"{x['J&F']:.1f}",
+            f"{x['instruments J&F']:.1f}",
+            f"{x['tissue J&F']:.1f}",
+            f"{x['all found']}/{x['all targets']}",
+            f"{x['instruments found']}/{x['instruments targets']}",
+            f"{was[name]:.1f}",
+        ], name
