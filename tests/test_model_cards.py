@@ -343,3 +343,10 @@ def test_referring_card_run_e_validation_and_set_b_controls_are_the_results_file
             f"{x['instruments found']}/{x['instruments targets']}",
             f"{was[name]:.1f}",
         ], name
+
+
+def test_training_referring_summary_cites_run_e_ablation():
+    abl = json.loads((ROOT / "benchmarks/results_2026-12-06_referring_ablation_detections.json").read_text())
+    rows = {r["variant"]: r["J&F"] for r in abl["rows"]}
+    doc = " ".join((ROOT / "docs/training.md").read_text().split())
+    assert f"CIFS {rows['cifs+dlm']:.1f} against {rows['nocifs+dlm']:.1f} without it" in doc
